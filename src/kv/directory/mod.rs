@@ -1,0 +1,1 @@
+//! The FoundationDB directory layer, written against the `kv` interface.

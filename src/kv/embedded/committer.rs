@@ -1,0 +1,357 @@
+//! The committer thread: conflict resolution, group commit, snapshot
+//! publication and watches. See the module docs of [`super`] for the design.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use redb::{ReadableDatabase, ReadableTable, Table};
+use tokio::sync::oneshot;
+
+use super::atomic;
+use super::conflicts::{History, Verdict, key_after};
+use super::{DATA, EmbeddedOptions, Faults, META, Published, Snapshot};
+use crate::kv::{CommitInfo, Error, MutationType, Result, Versionstamp};
+
+/// One buffered mutation, in the order the transaction made it.
+#[derive(Clone, Debug)]
+pub(super) enum Mutation {
+    Set(Vec<u8>, Vec<u8>),
+    Clear(Vec<u8>),
+    ClearRange(Vec<u8>, Vec<u8>),
+    Atomic(Vec<u8>, Vec<u8>, MutationType),
+}
+
+/// A watch a committing transaction asks for.
+pub(super) struct WatchRequest {
+    pub(super) key: Vec<u8>,
+    pub(super) fire: oneshot::Sender<Result<()>>,
+}
+
+/// What a transaction sends to the committer.
+pub(super) struct CommitRequest {
+    pub(super) read_version: u64,
+    pub(super) read_conflicts: Vec<(Vec<u8>, Vec<u8>)>,
+    pub(super) write_conflicts: Vec<(Vec<u8>, Vec<u8>)>,
+    pub(super) mutations: Vec<Mutation>,
+    pub(super) watches: Vec<WatchRequest>,
+    pub(super) reply: oneshot::Sender<Result<CommitInfo>>,
+}
+
+/// Registered watches by key: the value each expects, and how to fire it.
+#[derive(Default)]
+pub(super) struct Watches {
+    by_key: BTreeMap<Vec<u8>, Vec<(Option<Vec<u8>>, oneshot::Sender<Result<()>>)>>,
+    count: usize,
+}
+
+pub(super) struct Committer {
+    db: redb::Database,
+    version: u64,
+    history: History,
+    published: Arc<Published>,
+    faults: Arc<Faults>,
+    window: Duration,
+    max_batch: usize,
+    max_watches: usize,
+}
+
+/// A read transaction and table opened right after commit `version`.
+pub(super) fn open_snapshot(db: &redb::Database, version: u64) -> Result<Snapshot> {
+    let rtx = db.begin_read().map_err(Error::storage)?;
+    let table = rtx.open_table(DATA).map_err(Error::storage)?;
+    Ok(Snapshot { version, table })
+}
+
+/// Registers a watch expecting `expected`, or fires it at once if the current
+/// snapshot already differs. Takes the watch lock before reading the snapshot,
+/// the committer publishes before taking it: no change can slip between.
+pub(super) fn register_watch(
+    published: &Published,
+    max_watches: usize,
+    key: Vec<u8>,
+    expected: Option<Vec<u8>>,
+    fire: oneshot::Sender<Result<()>>,
+) -> Result<()> {
+    let mut watches = published.watches.lock().expect("watch lock");
+    let current = published.snapshot().get(&key)?;
+    if current != expected {
+        let _ = fire.send(Ok(()));
+        return Ok(());
+    }
+    if watches.count >= max_watches {
+        watches.collect_cancelled();
+        if watches.count >= max_watches {
+            let _ = fire.send(Err(Error::TooManyWatches));
+            return Err(Error::TooManyWatches);
+        }
+    }
+    watches.count += 1;
+    watches.by_key.entry(key).or_default().push((expected, fire));
+    Ok(())
+}
+
+impl Watches {
+    /// Drops watches whose futures were dropped.
+    fn collect_cancelled(&mut self) {
+        self.by_key.retain(|_, list| {
+            list.retain(|(_, fire)| !fire.is_closed());
+            !list.is_empty()
+        });
+        self.count = self.by_key.values().map(Vec::len).sum();
+    }
+
+    /// Fires the watches on `keys` or inside `ranges` whose value in `snap`
+    /// differs from what they expect.
+    fn fire_changed(&mut self, snap: &Snapshot, keys: &[Vec<u8>], ranges: &[(Vec<u8>, Vec<u8>)]) {
+        if self.by_key.is_empty() {
+            return;
+        }
+        let mut touched: Vec<Vec<u8>> = keys
+            .iter()
+            .filter(|k| self.by_key.contains_key(k.as_slice()))
+            .cloned()
+            .collect();
+        for (b, e) in ranges {
+            touched.extend(
+                self.by_key
+                    .range::<[u8], _>((Bound::Included(b.as_slice()), Bound::Excluded(e.as_slice())))
+                    .map(|(k, _)| k.clone()),
+            );
+        }
+        for key in touched {
+            let Some(list) = self.by_key.remove(&key) else {
+                continue;
+            };
+            let current = snap.get(&key);
+            let mut kept = Vec::new();
+            for (expected, fire) in list {
+                match &current {
+                    Ok(value) if *value == expected => kept.push((expected, fire)),
+                    Ok(_) => {
+                        self.count -= 1;
+                        let _ = fire.send(Ok(()));
+                    }
+                    Err(_) => {
+                        self.count -= 1;
+                        let _ = fire.send(Err(Error::Closed));
+                    }
+                }
+            }
+            if !kept.is_empty() {
+                self.by_key.insert(key, kept);
+            }
+        }
+    }
+}
+
+/// An accepted transaction awaiting the batch's durable commit.
+struct Accepted {
+    reply: oneshot::Sender<Result<CommitInfo>>,
+    info: CommitInfo,
+    watches: Vec<(WatchRequest, Option<Vec<u8>>)>,
+}
+
+impl Committer {
+    pub(super) fn new(
+        db: redb::Database,
+        version: u64,
+        published: Arc<Published>,
+        faults: Arc<Faults>,
+        options: &EmbeddedOptions,
+    ) -> Self {
+        Committer {
+            db,
+            version,
+            history: History::new(version),
+            published,
+            faults,
+            window: options.max_transaction_age,
+            max_batch: options.max_batch,
+            max_watches: options.max_watches,
+        }
+    }
+
+    /// Commits batches until every sender is gone.
+    pub(super) fn run(mut self, rx: mpsc::Receiver<CommitRequest>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(req) => batch.push(req),
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(batch);
+        }
+        // Pending watches end with the store.
+        let mut watches = self.published.watches.lock().expect("watch lock");
+        for (_, list) in std::mem::take(&mut watches.by_key) {
+            for (_, fire) in list {
+                let _ = fire.send(Err(Error::Closed));
+            }
+        }
+    }
+
+    fn commit_batch(&mut self, batch: Vec<CommitRequest>) {
+        let version = self.version + 1;
+        let mut accepted: Vec<Accepted> = Vec::with_capacity(batch.len());
+        let mut written_keys: Vec<Vec<u8>> = Vec::new();
+        let mut written_ranges: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let result = (|| -> Result<()> {
+            let wtx = self.db.begin_write().map_err(Error::storage)?;
+            {
+                let mut table = wtx.open_table(DATA).map_err(Error::storage)?;
+                for req in batch {
+                    match self.history.check(req.read_version, &req.read_conflicts) {
+                        Verdict::Conflict => {
+                            let _ = req.reply.send(Err(Error::Conflict));
+                            continue;
+                        }
+                        Verdict::TooOld => {
+                            let _ = req.reply.send(Err(Error::TooOld));
+                            continue;
+                        }
+                        Verdict::Ok => {}
+                    }
+                    let order = u16::try_from(accepted.len()).expect("max_batch fits u16");
+                    let mut stamp: Versionstamp = [0; 10];
+                    stamp[..8].copy_from_slice(&version.to_be_bytes());
+                    stamp[8..].copy_from_slice(&order.to_be_bytes());
+                    for (b, e) in &req.write_conflicts {
+                        self.history.record(b, e, version);
+                    }
+                    for m in &req.mutations {
+                        self.apply(&mut table, m, &stamp, version, &mut written_keys, &mut written_ranges)?;
+                    }
+                    let watches = req
+                        .watches
+                        .into_iter()
+                        .map(|w| {
+                            let value = table
+                                .get(w.key.as_slice())
+                                .map_err(Error::storage)?
+                                .map(|v| v.value().to_vec());
+                            Ok((w, value))
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    accepted.push(Accepted {
+                        reply: req.reply,
+                        info: CommitInfo {
+                            version: Some(version),
+                            versionstamp: Some(stamp),
+                        },
+                        watches,
+                    });
+                }
+                if accepted.is_empty() {
+                    drop(table);
+                    wtx.abort().map_err(Error::storage)?;
+                    return Ok(());
+                }
+                let mut meta = wtx.open_table(META).map_err(Error::storage)?;
+                meta.insert("version", version.to_be_bytes().as_slice())
+                    .map_err(Error::storage)?;
+            }
+            wtx.commit().map_err(Error::storage)?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            tracing::error!(error = %e, "embedded commit failed");
+            let msg = e.to_string();
+            for a in accepted {
+                let _ = a.reply.send(Err(Error::Storage(msg.clone().into())));
+            }
+            return;
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        self.version = version;
+        self.history.committed(version, Instant::now(), self.window);
+        let snapshot = match open_snapshot(&self.db, version) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open a snapshot after commit");
+                for a in accepted {
+                    let _ = a.reply.send(Err(Error::CommitUnknownResult));
+                }
+                return;
+            }
+        };
+        *self.published.current.write().expect("snapshot lock") = snapshot.clone();
+        self.published
+            .watches
+            .lock()
+            .expect("watch lock")
+            .fire_changed(&snapshot, &written_keys, &written_ranges);
+        for a in accepted {
+            for (w, expected) in a.watches {
+                let _ = register_watch(&self.published, self.max_watches, w.key, expected, w.fire);
+            }
+            let unknown = self
+                .faults
+                .commit_unknown_result
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            let _ = a.reply.send(if unknown {
+                Err(Error::CommitUnknownResult)
+            } else {
+                Ok(a.info)
+            });
+        }
+    }
+
+    fn apply(
+        &mut self,
+        table: &mut Table<&'static [u8], &'static [u8]>,
+        m: &Mutation,
+        stamp: &Versionstamp,
+        version: u64,
+        written_keys: &mut Vec<Vec<u8>>,
+        written_ranges: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<()> {
+        match m {
+            Mutation::Set(k, v) => {
+                table.insert(k.as_slice(), v.as_slice()).map_err(Error::storage)?;
+                written_keys.push(k.clone());
+            }
+            Mutation::Clear(k) => {
+                table.remove(k.as_slice()).map_err(Error::storage)?;
+                written_keys.push(k.clone());
+            }
+            Mutation::ClearRange(b, e) => {
+                table
+                    .retain_in::<&[u8], _>(b.as_slice()..e.as_slice(), |_, _| false)
+                    .map_err(Error::storage)?;
+                written_ranges.push((b.clone(), e.clone()));
+            }
+            Mutation::Atomic(k, param, MutationType::SetVersionstampedKey) => {
+                let key = atomic::place_versionstamp(k, stamp);
+                table.insert(key.as_slice(), param.as_slice()).map_err(Error::storage)?;
+                self.history.record(&key, &key_after(&key), version);
+                written_keys.push(key);
+            }
+            Mutation::Atomic(k, param, MutationType::SetVersionstampedValue) => {
+                let value = atomic::place_versionstamp(param, stamp);
+                table.insert(k.as_slice(), value.as_slice()).map_err(Error::storage)?;
+                written_keys.push(k.clone());
+            }
+            Mutation::Atomic(k, param, op) => {
+                let old = table
+                    .get(k.as_slice())
+                    .map_err(Error::storage)?
+                    .map(|v| v.value().to_vec());
+                match atomic::apply(*op, old.as_deref(), param) {
+                    Some(new) => table.insert(k.as_slice(), new.as_slice()).map(drop),
+                    None => table.remove(k.as_slice()).map(drop),
+                }
+                .map_err(Error::storage)?;
+                written_keys.push(k.clone());
+            }
+        }
+        Ok(())
+    }
+}

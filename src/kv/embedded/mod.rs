@@ -1,0 +1,267 @@
+//! The embedded backend: FoundationDB's transaction semantics in-process, durable
+//! on local disk, built on the `redb` storage engine (see
+//! `docs/decisions/0001-embedded-storage-engine.md`).
+//!
+//! ## Design
+//! The backend plays the roles of FoundationDB's sequencer, resolver and log in
+//! one place: a single **committer thread** owns the only `redb` write
+//! transaction.
+//!
+//! - **Read versions.** After each durable commit batch the committer publishes a
+//!   [`Snapshot`]: the batch's commit version and a `redb` read transaction
+//!   opened right after it. A new [`Transaction`] takes the current snapshot;
+//!   every read it makes sees exactly that snapshot plus its own writes. Since
+//!   snapshots are published in commit order and only after the commit is
+//!   durable, a reader that sees version `v` sees every commit before `v`.
+//! - **Commits.** [`Transaction::commit`] sends the buffered mutations, the read-
+//!   and write-conflict ranges and the read version to the committer and waits.
+//!   The committer drains every queued request into one batch (group commit),
+//!   checks each in order against the writes of transactions committed after
+//!   its read version ([`conflicts::History`], including those accepted earlier
+//!   in the same batch), applies the accepted ones to one `redb` write
+//!   transaction, commits it with `Durability::Immediate` (one fsync for the
+//!   batch), publishes the new snapshot, fires watches, and only then answers.
+//! - **Versions.** Each batch gets the next commit version (persisted with the
+//!   batch, so versions keep increasing across restarts); a transaction's
+//!   versionstamp is the version followed by its order among the batch's
+//!   accepted transactions.
+//! - **Age.** A transaction older than [`EmbeddedOptions::max_transaction_age`]
+//!   (5 seconds, FoundationDB's MVCC window) fails with `transaction_too_old`
+//!   on its next read or at commit; the conflict history is pruned to that window.
+//!
+//! Keys live in one `redb` table of raw bytes, ordered bytewise like
+//! FoundationDB's keys; a second table holds the last commit version.
+//!
+//! Who may import this: `kv` and the CLI that opens stores. Layers above use
+//! [`crate::kv::Database`].
+
+mod atomic;
+mod committer;
+mod conflicts;
+mod rangeset;
+mod transaction;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex, RwLock, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use redb::{ReadOnlyTable, ReadableTable, TableDefinition};
+use tokio::sync::oneshot;
+
+pub use transaction::Transaction;
+
+use super::{Error, Result, limits};
+use committer::{CommitRequest, Committer};
+
+/// Every key and value of the store.
+const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
+/// Store metadata: `version` is the last commit version, 8 bytes big-endian.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// Tuning of an embedded store. The defaults match FoundationDB's limits.
+#[derive(Clone, Debug)]
+pub struct EmbeddedOptions {
+    /// How long a transaction may live after taking its read version
+    /// (FoundationDB: 5 seconds).
+    pub max_transaction_age: Duration,
+    /// Most watches outstanding at once (FoundationDB's default: 10,000).
+    pub max_watches: usize,
+    /// Page cache of the storage engine, in bytes.
+    pub cache_size_bytes: usize,
+    /// Most transactions committed in one batch.
+    pub max_batch: usize,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        EmbeddedOptions {
+            max_transaction_age: limits::TRANSACTION_AGE,
+            max_watches: 10_000,
+            cache_size_bytes: 256 << 20,
+            max_batch: 4096,
+        }
+    }
+}
+
+/// A read view of the store at one commit version.
+pub(crate) struct Snapshot {
+    version: u64,
+    table: ReadOnlyTable<&'static [u8], &'static [u8]>,
+}
+
+impl Snapshot {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .table
+            .get(key)
+            .map_err(Error::storage)?
+            .map(|v| v.value().to_vec()))
+    }
+}
+
+/// What the committer publishes and transactions read: the current snapshot
+/// and the registered watches. Shared by the committer thread and every handle.
+struct Published {
+    current: RwLock<Arc<Snapshot>>,
+    watches: Mutex<committer::Watches>,
+}
+
+impl Published {
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.read().expect("snapshot lock").clone()
+    }
+}
+
+/// Test hooks that make the store misbehave on purpose, as FoundationDB's
+/// simulation does. Never set outside tests.
+#[doc(hidden)]
+#[derive(Default)]
+pub struct Faults {
+    /// The next this-many committed transactions report `commit_unknown_result`
+    /// although they did commit.
+    pub commit_unknown_result: AtomicU32,
+}
+
+/// An open embedded store. Cheap to clone; the store closes when the last
+/// clone is dropped or [`Database::shutdown`] is called.
+#[derive(Clone)]
+pub struct Database {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    published: Arc<Published>,
+    commits: Mutex<Option<mpsc::Sender<CommitRequest>>>,
+    committer: Mutex<Option<JoinHandle<()>>>,
+    options: EmbeddedOptions,
+    faults: Arc<Faults>,
+    path: PathBuf,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Shared {
+    fn stop(&self) {
+        drop(self.commits.lock().expect("commit channel lock").take());
+        if let Some(handle) = self.committer.lock().expect("committer lock").take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Database {
+    /// Opens the store in directory `dir`, creating it if needed.
+    ///
+    /// Errors: [`Error::Storage`] if the directory cannot be created, the file
+    /// is locked by another process, or it is corrupt.
+    pub fn open(dir: impl AsRef<Path>, options: EmbeddedOptions) -> Result<Self> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(Error::storage)?;
+        let path = dir.join("store.redb");
+        let db = redb::Database::builder()
+            .set_cache_size(options.cache_size_bytes)
+            .create(&path)
+            .map_err(Error::storage)?;
+        let version = {
+            let wtx = db.begin_write().map_err(Error::storage)?;
+            wtx.open_table(DATA).map_err(Error::storage)?;
+            let version = {
+                let meta = wtx.open_table(META).map_err(Error::storage)?;
+                let v = meta.get("version").map_err(Error::storage)?;
+                v.map(|v| u64::from_be_bytes(v.value().try_into().unwrap_or([0; 8])))
+                    .unwrap_or(0)
+            };
+            wtx.commit().map_err(Error::storage)?;
+            version
+        };
+        let snapshot = committer::open_snapshot(&db, version)?;
+        let published = Arc::new(Published {
+            current: RwLock::new(Arc::new(snapshot)),
+            watches: Mutex::new(committer::Watches::default()),
+        });
+        let faults = Arc::new(Faults::default());
+        let (tx, rx) = mpsc::channel();
+        let committer = Committer::new(db, version, published.clone(), faults.clone(), &options);
+        let handle = std::thread::Builder::new()
+            .name("myelin-committer".into())
+            .spawn(move || committer.run(rx))
+            .map_err(Error::storage)?;
+        Ok(Database {
+            shared: Arc::new(Shared {
+                published,
+                commits: Mutex::new(Some(tx)),
+                committer: Mutex::new(Some(handle)),
+                options,
+                faults,
+                path,
+            }),
+        })
+    }
+
+    /// Starts a transaction at the current read version.
+    pub fn create_transaction(&self) -> Result<Transaction> {
+        if self.shared.commits.lock().expect("commit channel lock").is_none() {
+            return Err(Error::Closed);
+        }
+        Ok(Transaction::new(
+            self.clone(),
+            self.shared.published.snapshot(),
+            Instant::now(),
+        ))
+    }
+
+    /// The version of the last durable commit.
+    pub fn last_version(&self) -> u64 {
+        self.shared.published.snapshot().version
+    }
+
+    /// The file holding the store.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// The store's options.
+    pub fn options(&self) -> &EmbeddedOptions {
+        &self.shared.options
+    }
+
+    /// Fault injection for tests.
+    #[doc(hidden)]
+    pub fn faults(&self) -> &Faults {
+        &self.shared.faults
+    }
+
+    /// Stops the committer after the commits already queued and closes the
+    /// file, so the same directory can be opened again. Later operations on any
+    /// clone fail with [`Error::Closed`].
+    pub fn shutdown(&self) {
+        self.shared.stop();
+    }
+
+    fn send_commit(&self, req: CommitRequest) -> Result<()> {
+        let guard = self.shared.commits.lock().expect("commit channel lock");
+        let sender = guard.as_ref().ok_or(Error::Closed)?;
+        sender.send(req).map_err(|_| Error::Closed)
+    }
+
+    fn register_watch(
+        &self,
+        key: Vec<u8>,
+        expected: Option<Vec<u8>>,
+        fire: oneshot::Sender<Result<()>>,
+    ) -> Result<()> {
+        committer::register_watch(
+            &self.shared.published,
+            self.shared.options.max_watches,
+            key,
+            expected,
+            fire,
+        )
+    }
+}

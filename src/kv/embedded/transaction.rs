@@ -1,0 +1,523 @@
+//! An embedded transaction: a snapshot at its read version, a read-your-writes
+//! overlay of its buffered mutations, and the conflict ranges it collects.
+//!
+//! Reads merge the snapshot with the overlay as FoundationDB's
+//! read-your-writes layer does: a key set or cleared in the transaction reads
+//! as written (and adds no read conflict, since the store was not consulted);
+//! a key with pending atomic mutations reads the snapshot and applies them;
+//! a key written with a versionstamped mutation cannot be read
+//! (`accessed_unreadable`).
+
+use std::collections::BTreeMap;
+use std::iter::Peekable;
+use std::ops::Bound;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use super::atomic;
+use super::committer::{CommitRequest, Mutation, WatchRequest};
+use super::conflicts::key_after;
+use super::rangeset::RangeSet;
+use super::{Database, Snapshot};
+use crate::kv::{
+    CommitInfo, ConflictRangeType, Error, KeySelector, KeyValue, MutationType, RangeChunk,
+    RangeOption, Result, Watch, limits,
+};
+
+/// The end of the user keyspace: keys at or after it are FoundationDB's system keys.
+const KEYSPACE_END: &[u8] = b"\xff";
+
+/// An embedded transaction. Clones share the transaction.
+#[derive(Clone)]
+pub struct Transaction {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    snap: Arc<Snapshot>,
+    started: Instant,
+    state: Mutex<State>,
+}
+
+/// What the overlay knows of a key written in this transaction.
+#[derive(Clone, Debug)]
+enum Pending {
+    /// Set (`Some`) or cleared (`None`).
+    Known(Option<Vec<u8>>),
+    /// Atomic mutations on a value this transaction has not seen.
+    Atomic(Vec<(MutationType, Vec<u8>)>),
+    /// Written by `SetVersionstampedValue`: unknown until commit.
+    Unreadable,
+}
+
+#[derive(Default)]
+struct State {
+    writes: BTreeMap<Vec<u8>, Pending>,
+    cleared: RangeSet,
+    mutations: Vec<Mutation>,
+    read_conflicts: Vec<(Vec<u8>, Vec<u8>)>,
+    write_conflicts: Vec<(Vec<u8>, Vec<u8>)>,
+    watches: Vec<WatchRequest>,
+    size_bytes: usize,
+    /// The first error of a mutation, reported at commit.
+    error: Option<Error>,
+    committed: bool,
+}
+
+impl State {
+    fn fail(&mut self, e: Error) {
+        self.error.get_or_insert(e);
+    }
+
+    fn add_size(&mut self, bytes: usize) {
+        self.size_bytes += bytes;
+    }
+}
+
+impl Transaction {
+    pub(super) fn new(db: Database, snap: Arc<Snapshot>, started: Instant) -> Self {
+        Transaction {
+            inner: Arc::new(Inner {
+                db,
+                snap,
+                started,
+                state: Mutex::new(State::default()),
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().expect("transaction state lock")
+    }
+
+    fn check_live(&self, st: &State) -> Result<()> {
+        if st.committed {
+            return Err(Error::UsedDuringCommit);
+        }
+        if self.inner.started.elapsed() > self.inner.db.options().max_transaction_age {
+            return Err(Error::TooOld);
+        }
+        Ok(())
+    }
+
+    /// See [`crate::kv::Transaction::get`].
+    pub async fn get(&self, key: &[u8], snapshot: bool) -> Result<Option<Vec<u8>>> {
+        let mut st = self.state();
+        self.check_live(&st)?;
+        check_read_key(key)?;
+        let base = match st.writes.get(key) {
+            Some(Pending::Known(v)) => return Ok(v.clone()),
+            Some(Pending::Unreadable) => return Err(Error::AccessedUnreadable),
+            Some(Pending::Atomic(_)) | None if st.cleared.contains(key) => None,
+            _ => self.inner.snap.get(key)?,
+        };
+        if !snapshot {
+            st.read_conflicts.push((key.to_vec(), key_after(key)));
+        }
+        Ok(match st.writes.get(key) {
+            Some(Pending::Atomic(ops)) => apply_all(ops, base),
+            _ => base,
+        })
+    }
+
+    /// See [`crate::kv::Transaction::get_key`].
+    pub async fn get_key(&self, selector: &KeySelector, snapshot: bool) -> Result<Vec<u8>> {
+        let mut st = self.state();
+        self.check_live(&st)?;
+        let key = self.resolve(&st, selector)?;
+        if !snapshot {
+            let (lo, hi) = if key.as_slice() < selector.key.as_slice() {
+                (key.clone(), key_after(&selector.key))
+            } else {
+                (selector.key.clone(), key_after(&key))
+            };
+            st.read_conflicts.push((lo, hi));
+        }
+        Ok(key)
+    }
+
+    /// See [`crate::kv::Transaction::get_range`]. Returns the whole range up to
+    /// its limit in one batch (`more` is always false).
+    pub async fn get_range(&self, range: &RangeOption, snapshot: bool) -> Result<RangeChunk> {
+        let mut st = self.state();
+        self.check_live(&st)?;
+        let begin = self.resolve(&st, &range.begin)?;
+        let end = self.resolve(&st, &range.end)?;
+        if begin >= end {
+            if !snapshot {
+                let lo = range.begin.key.clone().min(range.end.key.clone());
+                let hi = key_after(&range.begin.key.clone().max(range.end.key.clone()));
+                st.read_conflicts.push((lo, hi));
+            }
+            return Ok(RangeChunk::default());
+        }
+        let limit = range.limit.unwrap_or(usize::MAX);
+        let mut kvs = Vec::new();
+        for kv in self.merged(&st, &begin, &end, range.reverse) {
+            if kvs.len() >= limit {
+                break;
+            }
+            kvs.push(kv?);
+        }
+        if !snapshot {
+            // What was read: the selectors' anchors and resolved keys, cut at the
+            // last key returned when the limit stopped the read.
+            let mut lo = begin.clone().min(range.begin.key.clone());
+            let mut hi = end.clone().max(range.end.key.clone()).min(KEYSPACE_END.to_vec());
+            if kvs.len() >= limit
+                && let Some(last) = kvs.last()
+            {
+                if range.reverse {
+                    lo = last.key.clone();
+                } else {
+                    hi = key_after(&last.key);
+                }
+            }
+            st.read_conflicts.push((lo, hi));
+        }
+        Ok(RangeChunk { kvs, more: false })
+    }
+
+    /// Resolves a key selector against the snapshot plus this transaction's
+    /// writes, clamped to `[b"", b"\xff"]`.
+    fn resolve(&self, st: &State, sel: &KeySelector) -> Result<Vec<u8>> {
+        let anchor = sel.key.as_slice().min(KEYSPACE_END);
+        if sel.offset >= 1 {
+            // The `offset`-th key after the last key before the anchor.
+            let from = if sel.or_equal {
+                key_after(anchor)
+            } else {
+                anchor.to_vec()
+            };
+            let n = (sel.offset - 1) as usize;
+            match self.merged(st, &from, KEYSPACE_END, false).nth(n) {
+                Some(kv) => Ok(kv?.key),
+                None => Ok(KEYSPACE_END.to_vec()),
+            }
+        } else {
+            // The last key before (or at) the anchor, then `-offset` more back.
+            let until = if sel.or_equal {
+                key_after(anchor)
+            } else {
+                anchor.to_vec()
+            };
+            let n = (-(sel.offset as i64)) as usize;
+            match self.merged(st, b"", &until, true).nth(n) {
+                Some(kv) => Ok(kv?.key),
+                None => Ok(Vec::new()),
+            }
+        }
+    }
+
+    /// The snapshot merged with the overlay over `[begin, end)`.
+    fn merged<'a>(
+        &'a self,
+        st: &'a State,
+        begin: &[u8],
+        end: &[u8],
+        reverse: bool,
+    ) -> impl Iterator<Item = Result<KeyValue>> + 'a {
+        let end = end.min(KEYSPACE_END);
+        let snap: Box<dyn Iterator<Item = Result<KeyValue>>> = if begin >= end {
+            Box::new(std::iter::empty())
+        } else {
+            match self.inner.snap.table.range::<&[u8]>(begin..end) {
+                Ok(r) => {
+                    let it = r.map(|e| {
+                        e.map(|(k, v)| KeyValue {
+                            key: k.value().to_vec(),
+                            value: v.value().to_vec(),
+                        })
+                        .map_err(Error::storage)
+                    });
+                    if reverse { Box::new(it.rev()) } else { Box::new(it) }
+                }
+                Err(e) => Box::new(std::iter::once(Err(Error::storage(e)))),
+            }
+        };
+        let bounds = (Bound::Included(begin.to_vec()), Bound::Excluded(end.to_vec()));
+        let overlay: Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Pending)>> = if begin >= end {
+            Box::new(std::iter::empty())
+        } else if reverse {
+            Box::new(st.writes.range(bounds).rev())
+        } else {
+            Box::new(st.writes.range(bounds))
+        };
+        Merge {
+            snap: snap.peekable(),
+            overlay: overlay.peekable(),
+            cleared: &st.cleared,
+            reverse,
+        }
+    }
+
+    /// See [`crate::kv::Transaction::set`].
+    pub fn set(&self, key: &[u8], value: &[u8]) {
+        let mut st = self.state();
+        if let Err(e) = check_write_key(key).and_then(|()| check_value(value)) {
+            return st.fail(e);
+        }
+        st.add_size(key.len() + value.len());
+        st.writes.insert(key.to_vec(), Pending::Known(Some(value.to_vec())));
+        st.write_conflicts.push((key.to_vec(), key_after(key)));
+        st.mutations.push(Mutation::Set(key.to_vec(), value.to_vec()));
+    }
+
+    /// See [`crate::kv::Transaction::clear`].
+    pub fn clear(&self, key: &[u8]) {
+        let mut st = self.state();
+        if let Err(e) = check_write_key(key) {
+            return st.fail(e);
+        }
+        st.add_size(key.len());
+        st.writes.insert(key.to_vec(), Pending::Known(None));
+        st.write_conflicts.push((key.to_vec(), key_after(key)));
+        st.mutations.push(Mutation::Clear(key.to_vec()));
+    }
+
+    /// See [`crate::kv::Transaction::clear_range`].
+    pub fn clear_range(&self, begin: &[u8], end: &[u8]) {
+        let mut st = self.state();
+        if begin > end {
+            return st.fail(Error::InvertedRange);
+        }
+        let end = end.min(KEYSPACE_END);
+        if begin >= end {
+            return;
+        }
+        if let Err(e) = check_key_len(begin).and_then(|()| check_key_len(end)) {
+            return st.fail(e);
+        }
+        st.add_size(begin.len() + end.len());
+        let inside: Vec<Vec<u8>> = st
+            .writes
+            .range::<[u8], _>((Bound::Included(begin), Bound::Excluded(end)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in inside {
+            st.writes.remove(&k);
+        }
+        st.cleared.insert(begin, end);
+        st.write_conflicts.push((begin.to_vec(), end.to_vec()));
+        st.mutations.push(Mutation::ClearRange(begin.to_vec(), end.to_vec()));
+    }
+
+    /// See [`crate::kv::Transaction::atomic_op`].
+    pub fn atomic_op(&self, key: &[u8], param: &[u8], op: MutationType) {
+        let mut st = self.state();
+        let checked = match op {
+            MutationType::SetVersionstampedKey => atomic::split_versionstamp_offset(key)
+                .and_then(|(body, _)| check_write_key(body))
+                .and_then(|()| check_value(param)),
+            MutationType::SetVersionstampedValue => atomic::split_versionstamp_offset(param)
+                .and_then(|(body, _)| check_value(body))
+                .and_then(|()| check_write_key(key)),
+            _ => check_write_key(key).and_then(|()| check_value(param)),
+        };
+        if let Err(e) = checked {
+            return st.fail(e);
+        }
+        st.add_size(key.len() + param.len());
+        st.mutations.push(Mutation::Atomic(key.to_vec(), param.to_vec(), op));
+        match op {
+            // The key is not known until commit; the committer records its
+            // write conflict then.
+            MutationType::SetVersionstampedKey => return,
+            MutationType::SetVersionstampedValue => {
+                st.writes.insert(key.to_vec(), Pending::Unreadable);
+            }
+            _ => {
+                let cleared = st.cleared.contains(key);
+                let next = match st.writes.remove(key) {
+                    Some(Pending::Known(v)) => Pending::Known(atomic::apply(op, v.as_deref(), param)),
+                    None if cleared => Pending::Known(atomic::apply(op, None, param)),
+                    Some(Pending::Atomic(mut ops)) => {
+                        ops.push((op, param.to_vec()));
+                        Pending::Atomic(ops)
+                    }
+                    None => Pending::Atomic(vec![(op, param.to_vec())]),
+                    Some(Pending::Unreadable) => Pending::Unreadable,
+                };
+                st.writes.insert(key.to_vec(), next);
+            }
+        }
+        st.write_conflicts.push((key.to_vec(), key_after(key)));
+    }
+
+    /// See [`crate::kv::Transaction::add_conflict_range`].
+    pub fn add_conflict_range(&self, begin: &[u8], end: &[u8], kind: ConflictRangeType) -> Result<()> {
+        let mut st = self.state();
+        if begin > end {
+            return Err(Error::InvertedRange);
+        }
+        check_key_len(begin)?;
+        check_key_len(end)?;
+        st.add_size(begin.len() + end.len());
+        let range = (begin.to_vec(), end.to_vec());
+        match kind {
+            ConflictRangeType::Read => st.read_conflicts.push(range),
+            ConflictRangeType::Write => st.write_conflicts.push(range),
+        }
+        Ok(())
+    }
+
+    /// See [`crate::kv::Transaction::get_read_version`].
+    pub async fn get_read_version(&self) -> Result<u64> {
+        self.check_live(&self.state())?;
+        Ok(self.inner.snap.version)
+    }
+
+    /// See [`crate::kv::Transaction::watch`].
+    pub fn watch(&self, key: &[u8]) -> Watch {
+        let (fire, fired) = oneshot::channel();
+        let mut st = self.state();
+        if let Err(e) = check_read_key(key) {
+            let _ = fire.send(Err(e));
+        } else {
+            st.watches.push(WatchRequest {
+                key: key.to_vec(),
+                fire,
+            });
+        }
+        Watch::new(async move { fired.await.unwrap_or(Err(Error::Closed)) })
+    }
+
+    /// See [`crate::kv::Transaction::commit`].
+    pub async fn commit(self) -> Result<CommitInfo> {
+        let (req, reply) = {
+            let mut st = self.state();
+            self.check_live(&st)?;
+            st.committed = true;
+            if let Some(e) = st.error.take() {
+                return Err(e);
+            }
+            let size_bytes = st.size_bytes
+                + st.read_conflicts.iter().map(|(b, e)| b.len() + e.len()).sum::<usize>();
+            if size_bytes > limits::TRANSACTION_SIZE_BYTES {
+                return Err(Error::TransactionTooLarge {
+                    size_bytes,
+                    limit_bytes: limits::TRANSACTION_SIZE_BYTES,
+                });
+            }
+            if st.mutations.is_empty() && st.write_conflicts.is_empty() {
+                // Read-only: nothing to resolve. Watches expect what this
+                // transaction read.
+                let watches = std::mem::take(&mut st.watches);
+                drop(st);
+                for w in watches {
+                    let expected = self.inner.snap.get(&w.key)?;
+                    self.inner.db.register_watch(w.key, expected, w.fire)?;
+                }
+                return Ok(CommitInfo::default());
+            }
+            let (reply, rx) = oneshot::channel();
+            let req = CommitRequest {
+                read_version: self.inner.snap.version,
+                read_conflicts: std::mem::take(&mut st.read_conflicts),
+                write_conflicts: std::mem::take(&mut st.write_conflicts),
+                mutations: std::mem::take(&mut st.mutations),
+                watches: std::mem::take(&mut st.watches),
+                reply,
+            };
+            (req, rx)
+        };
+        self.inner.db.send_commit(req)?;
+        reply.await.map_err(|_| Error::CommitUnknownResult)?
+    }
+}
+
+/// Merges snapshot pairs with overlay entries in key order (or reverse).
+struct Merge<'a, S: Iterator, O: Iterator> {
+    snap: Peekable<S>,
+    overlay: Peekable<O>,
+    cleared: &'a RangeSet,
+    reverse: bool,
+}
+
+impl<'a, S, O> Iterator for Merge<'a, S, O>
+where
+    S: Iterator<Item = Result<KeyValue>>,
+    O: Iterator<Item = (&'a Vec<u8>, &'a Pending)>,
+{
+    type Item = Result<KeyValue>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let snap_key = match self.snap.peek() {
+                Some(Ok(kv)) => Some(kv.key.as_slice()),
+                Some(Err(_)) => return self.snap.next(),
+                None => None,
+            };
+            let over_key = self.overlay.peek().map(|(k, _)| k.as_slice());
+            let take_overlay = match (snap_key, over_key) {
+                (None, None) => return None,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some(s), Some(o)) => (o <= s) != self.reverse || o == s,
+            };
+            if !take_overlay {
+                let kv = self.snap.next()?.expect("peeked Ok");
+                if self.cleared.contains(&kv.key) {
+                    continue;
+                }
+                return Some(Ok(kv));
+            }
+            let (key, pending) = self.overlay.next()?;
+            let base = match self.snap.peek() {
+                Some(Ok(kv)) if kv.key == *key => self.snap.next().and_then(|r| r.ok()).map(|kv| kv.value),
+                _ => None,
+            };
+            let value = match pending {
+                Pending::Known(v) => v.clone(),
+                Pending::Atomic(ops) => apply_all(ops, base),
+                Pending::Unreadable => return Some(Err(Error::AccessedUnreadable)),
+            };
+            if let Some(value) = value {
+                return Some(Ok(KeyValue {
+                    key: key.clone(),
+                    value,
+                }));
+            }
+        }
+    }
+}
+
+fn apply_all(ops: &[(MutationType, Vec<u8>)], base: Option<Vec<u8>>) -> Option<Vec<u8>> {
+    ops.iter()
+        .fold(base, |v, (op, param)| atomic::apply(*op, v.as_deref(), param))
+}
+
+fn check_key_len(key: &[u8]) -> Result<()> {
+    if key.len() > limits::KEY_SIZE_BYTES {
+        return Err(Error::KeyTooLarge {
+            len_bytes: key.len(),
+            limit_bytes: limits::KEY_SIZE_BYTES,
+        });
+    }
+    Ok(())
+}
+
+fn check_read_key(key: &[u8]) -> Result<()> {
+    check_key_len(key)?;
+    if key >= KEYSPACE_END {
+        return Err(Error::KeyOutsideLegalRange);
+    }
+    Ok(())
+}
+
+fn check_write_key(key: &[u8]) -> Result<()> {
+    check_read_key(key)
+}
+
+fn check_value(value: &[u8]) -> Result<()> {
+    if value.len() > limits::VALUE_SIZE_BYTES {
+        return Err(Error::ValueTooLarge {
+            len_bytes: value.len(),
+            limit_bytes: limits::VALUE_SIZE_BYTES,
+        });
+    }
+    Ok(())
+}

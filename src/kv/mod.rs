@@ -1,0 +1,238 @@
+//! The FoundationDB-shaped transactional key-value interface.
+//!
+//! Every Myelin layer talks to storage through this module and nothing else. It
+//! offers FoundationDB's data model and transaction semantics: ordered byte keys,
+//! strictly serializable transactions through optimistic concurrency, snapshot
+//! reads, atomic mutations, versionstamps, watches and FoundationDB's size and
+//! age limits (see <https://apple.github.io/foundationdb/developer-guide.html>).
+//!
+//! Two backends implement it and are chosen at run time per logical database:
+//! - [`embedded`]: in-process, durable on local disk (the default);
+//! - `fdb` (cargo feature `fdb`): a thin adapter over the `foundationdb` crate.
+//!
+//! Dispatch is a closed `enum` rather than a trait object, so futures stay `Send`
+//! and unboxed on the hot path.
+//!
+//! Invariants every backend keeps (tested by `tests/kv_conformance.rs`):
+//! - a transaction reads one consistent snapshot, at its read version, plus its
+//!   own writes;
+//! - it commits only if no key in its read-conflict ranges was written by a
+//!   transaction committed after its read version, else fails with
+//!   [`Error::Conflict`]; snapshot reads add no read conflicts;
+//! - commit versions strictly increase, and a reader that sees commit `v` sees
+//!   every commit before `v`;
+//! - the 10-byte versionstamp of a commit is its 8-byte commit version followed
+//!   by its 2-byte order within the commit batch, both big-endian.
+//!
+//! Transactions are retried by [`Database::run`], the only retry loop in Myelin.
+//!
+//! Who may import this: `keys` helpers aside, only `db::*` and the CLI's
+//! inspection commands. `api` never touches `kv` directly.
+
+pub mod directory;
+pub mod embedded;
+mod error;
+#[cfg(feature = "fdb")]
+pub mod fdb;
+mod retry;
+mod types;
+
+use futures::Stream;
+
+pub use error::{Error, Result, limits};
+pub use retry::{MaybeCommitted, RetryOptions, TransactError};
+pub use types::{
+    CommitInfo, ConflictRangeType, KeySelector, KeyValue, MutationType, RangeChunk, RangeOption,
+    Versionstamp, Watch,
+};
+
+/// A handle to one logical database (`accounts`, `rooms` or `transitory`) on
+/// whichever backend holds it. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct Database {
+    backend: Backend,
+    retry: RetryOptions,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Embedded(embedded::Database),
+    #[cfg(feature = "fdb")]
+    Fdb(fdb::Database),
+}
+
+impl From<embedded::Database> for Database {
+    fn from(db: embedded::Database) -> Self {
+        Database {
+            backend: Backend::Embedded(db),
+            retry: RetryOptions::default(),
+        }
+    }
+}
+
+#[cfg(feature = "fdb")]
+impl From<fdb::Database> for Database {
+    fn from(db: fdb::Database) -> Self {
+        Database {
+            backend: Backend::Fdb(db),
+            retry: RetryOptions::default(),
+        }
+    }
+}
+
+impl Database {
+    /// Replaces the retry runner's bounds for transactions run through this handle.
+    pub fn with_retry_options(mut self, retry: RetryOptions) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The retry runner's bounds.
+    pub fn retry_options(&self) -> &RetryOptions {
+        &self.retry
+    }
+
+    /// The backend's name, for logs and `myelin keys`: `"embedded"` or `"fdb"`.
+    pub fn backend_name(&self) -> &'static str {
+        match &self.backend {
+            Backend::Embedded(_) => "embedded",
+            #[cfg(feature = "fdb")]
+            Backend::Fdb(_) => "fdb",
+        }
+    }
+
+    /// The embedded backend behind this handle, if that is the backend.
+    pub fn as_embedded(&self) -> Option<&embedded::Database> {
+        match &self.backend {
+            Backend::Embedded(db) => Some(db),
+            #[cfg(feature = "fdb")]
+            Backend::Fdb(_) => None,
+        }
+    }
+
+    /// Starts a transaction. Prefer [`Database::run`], which retries.
+    pub fn create_transaction(&self) -> Result<Transaction> {
+        Ok(Transaction(match &self.backend {
+            Backend::Embedded(db) => TxInner::Embedded(db.create_transaction()?),
+            #[cfg(feature = "fdb")]
+            Backend::Fdb(db) => TxInner::Fdb(db.create_transaction()?),
+        }))
+    }
+}
+
+/// One transaction. Cheap to clone: clones are the same transaction, so a
+/// closure run by [`Database::run`] may hand it to helpers. Mutations are
+/// buffered and take effect atomically at commit; errors of mutations (key and
+/// value sizes, transaction size) surface at commit, as in FoundationDB.
+#[derive(Clone)]
+pub struct Transaction(TxInner);
+
+#[derive(Clone)]
+enum TxInner {
+    Embedded(embedded::Transaction),
+    #[cfg(feature = "fdb")]
+    Fdb(fdb::Transaction),
+}
+
+macro_rules! dispatch {
+    ($self:expr, $tx:ident => $body:expr) => {
+        match &$self.0 {
+            TxInner::Embedded($tx) => $body,
+            #[cfg(feature = "fdb")]
+            TxInner::Fdb($tx) => $body,
+        }
+    };
+}
+
+impl Transaction {
+    /// The value of `key`, or `None` if absent. A non-snapshot read adds `key` to
+    /// the read-conflict ranges.
+    pub async fn get(&self, key: &[u8], snapshot: bool) -> Result<Option<Vec<u8>>> {
+        dispatch!(self, tx => tx.get(key, snapshot).await)
+    }
+
+    /// The key the selector resolves to, clamped to `[b"", b"\xff"]`.
+    pub async fn get_key(&self, selector: &KeySelector, snapshot: bool) -> Result<Vec<u8>> {
+        dispatch!(self, tx => tx.get_key(selector, snapshot).await)
+    }
+
+    /// One batch of the range: at most `limit` pairs, in key order (or reverse
+    /// order). `more` tells whether the backend stopped before the range's end;
+    /// [`Transaction::get_ranges`] follows it.
+    pub async fn get_range(&self, range: &RangeOption, snapshot: bool) -> Result<RangeChunk> {
+        dispatch!(self, tx => tx.get_range(range, snapshot).await)
+    }
+
+    /// The range as a stream of batches, following `more` until the range or its
+    /// limit is exhausted.
+    pub fn get_ranges(
+        &self,
+        range: RangeOption,
+        snapshot: bool,
+    ) -> impl Stream<Item = Result<Vec<KeyValue>>> + Send + 'static {
+        types::stream_range(self.clone(), range, snapshot)
+    }
+
+    /// The whole range (up to its limit) in one vector.
+    pub async fn get_range_all(&self, range: RangeOption, snapshot: bool) -> Result<Vec<KeyValue>> {
+        use futures::TryStreamExt;
+        let batches: Vec<Vec<KeyValue>> = self.get_ranges(range, snapshot).try_collect().await?;
+        Ok(batches.into_iter().flatten().collect())
+    }
+
+    /// Sets `key` to `value`.
+    pub fn set(&self, key: &[u8], value: &[u8]) {
+        dispatch!(self, tx => tx.set(key, value))
+    }
+
+    /// Removes `key`.
+    pub fn clear(&self, key: &[u8]) {
+        dispatch!(self, tx => tx.clear(key))
+    }
+
+    /// Removes every key in `[begin, end)`.
+    pub fn clear_range(&self, begin: &[u8], end: &[u8]) {
+        dispatch!(self, tx => tx.clear_range(begin, end))
+    }
+
+    /// Applies an atomic mutation: it reads nothing (adds no read conflict) and is
+    /// evaluated against the latest value at commit. See [`MutationType`].
+    pub fn atomic_op(&self, key: &[u8], param: &[u8], op: MutationType) {
+        dispatch!(self, tx => tx.atomic_op(key, param, op))
+    }
+
+    /// Adds an explicit conflict range `[begin, end)`.
+    pub fn add_conflict_range(
+        &self,
+        begin: &[u8],
+        end: &[u8],
+        kind: ConflictRangeType,
+    ) -> Result<()> {
+        dispatch!(self, tx => tx.add_conflict_range(begin, end, kind))
+    }
+
+    /// The transaction's read version: every read sees exactly the commits with
+    /// a version at or below it.
+    pub async fn get_read_version(&self) -> Result<u64> {
+        dispatch!(self, tx => tx.get_read_version().await)
+    }
+
+    /// A watch on `key`: once this transaction commits, the returned future
+    /// resolves after a later commit changes the key's value from what this
+    /// transaction saw (its own writes included). Dropping it cancels the watch.
+    pub fn watch(&self, key: &[u8]) -> Watch {
+        dispatch!(self, tx => tx.watch(key))
+    }
+
+    /// Commits. Returns the commit version and versionstamp, or `None` for both
+    /// when the transaction wrote nothing (read-only transactions never
+    /// conflict). Fails with [`Error::UsedDuringCommit`] if another clone of the
+    /// transaction is still alive, for the FoundationDB backend.
+    pub async fn commit(self) -> Result<CommitInfo> {
+        match self.0 {
+            TxInner::Embedded(tx) => tx.commit().await,
+            #[cfg(feature = "fdb")]
+            TxInner::Fdb(tx) => tx.commit().await,
+        }
+    }
+}

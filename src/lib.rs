@@ -1,0 +1,8 @@
+//! Myelin: a Matrix homeserver-style data service layered on FoundationDB.
+//!
+//! The crate reads bottom-up; imports flow one way:
+//!
+//! ```text
+//! kv (interface, backends, directory layer)
+//! ```
+pub mod kv;
