@@ -5,4 +5,5 @@
 //! ```text
 //! kv (interface, backends, directory layer)
 //! ```
+pub mod keys;
 pub mod kv;
