@@ -5,5 +5,6 @@
 //! ```text
 //! kv (interface, backends, directory layer)
 //! ```
+pub mod config;
 pub mod keys;
 pub mod kv;

@@ -1,0 +1,394 @@
+//! Myelin's configuration: one documented [`Config`] struct, its defaults in
+//! one place ([`Config::default`]), and loading from layered sources.
+//!
+//! Sources, later ones overriding earlier ones key by key:
+//! 1. the defaults;
+//! 2. an optional TOML file (`--config FILE`, or `MYELIN_CONFIG`);
+//! 3. environment variables `MYELIN_<KEY>`, with `__` between nested keys,
+//!    e.g. `MYELIN_SERVER_NAME=example.org` or
+//!    `MYELIN_DATABASES__ROOMS__BACKEND=fdb`;
+//! 4. command-line flags ([`Overrides`]: `--data`, `--bind`, `--server-name`).
+//!
+//! Unknown keys are errors (a typo must not silently fall back to a default),
+//! except environment variables whose first key is not a key of [`Config`]
+//! (so `MYELIN_CONFIG` or `MYELIN_LOG` are left alone). Every error names the
+//! offending key. `docs/configuration.md` documents every key; keep it in step.
+//!
+//! Who may import this: everything. It imports nothing of Myelin's.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Environment variable prefix of configuration keys.
+pub const ENV_PREFIX: &str = "MYELIN_";
+
+/// Directory path under which every database's directories are created,
+/// unless configured otherwise (`databases.<name>.root`).
+pub const DEFAULT_ROOT: &str = "myelin";
+
+/// Where embedded stores live by default (`data_dir`).
+pub const DEFAULT_DATA_DIR: &str = "./data";
+
+/// The whole configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The Matrix server name: the part after `:` in user and room IDs
+    /// (Matrix spec, appendices: server name). Default `"localhost"`.
+    pub server_name: String,
+    /// Address and port the client API listens on. Default `127.0.0.1:8008`.
+    pub bind: SocketAddr,
+    /// Directory under which embedded databases live by default, each in
+    /// `<data_dir>/<database>`. Default `./data`.
+    pub data_dir: PathBuf,
+    /// Where each logical database lives.
+    pub databases: DatabasesConfig,
+    /// Server behaviour (`[server]`). Room for settings such as registration
+    /// and rate limits; none yet.
+    pub server: ServerConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server_name: "localhost".to_string(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 8008)),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            databases: DatabasesConfig::default(),
+            server: ServerConfig::default(),
+        }
+    }
+}
+
+/// `[server]`: server behaviour settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {}
+
+/// `[databases]`: where each of the three logical databases lives.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabasesConfig {
+    /// `[databases.accounts]`: users, devices, tokens, account data.
+    pub accounts: DatabaseConfig,
+    /// `[databases.rooms]`: events, state, timelines.
+    pub rooms: DatabaseConfig,
+    /// `[databases.transitory]`: typing, receipts, presence, to-device.
+    pub transitory: DatabaseConfig,
+}
+
+impl DatabasesConfig {
+    /// All three databases embedded in one store at `dir` (they share it),
+    /// under the default root. For tests and tools.
+    pub fn embedded_in(dir: &Path) -> Self {
+        let one = DatabaseConfig {
+            path: Some(dir.to_path_buf()),
+            ..DatabaseConfig::default()
+        };
+        DatabasesConfig {
+            accounts: one.clone(),
+            rooms: one.clone(),
+            transitory: one,
+        }
+    }
+
+    /// `(name, config)` of each database, in the order accounts, rooms,
+    /// transitory.
+    pub fn iter(&self) -> [(&'static str, &DatabaseConfig); 3] {
+        [
+            ("accounts", &self.accounts),
+            ("rooms", &self.rooms),
+            ("transitory", &self.transitory),
+        ]
+    }
+
+    fn iter_mut(&mut self) -> [(&'static str, &mut DatabaseConfig); 3] {
+        [
+            ("accounts", &mut self.accounts),
+            ("rooms", &mut self.rooms),
+            ("transitory", &mut self.transitory),
+        ]
+    }
+}
+
+/// `[databases.<name>]`: one database's backend and location.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Which backend holds the database. Default `embedded`.
+    pub backend: Backend,
+    /// `embedded` only: the store's directory. Default `<data_dir>/<name>`
+    /// (filled in by [`Config::load`]). Databases given the same path share
+    /// one store.
+    pub path: Option<PathBuf>,
+    /// `fdb` only, required: the FoundationDB cluster file.
+    pub cluster_file: Option<PathBuf>,
+    /// Directory path the database's directories are created under, followed
+    /// by the database's name: `root ++ [name] ++ directory`. Default
+    /// `["myelin"]`.
+    pub root: Vec<String>,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            backend: Backend::Embedded,
+            path: None,
+            cluster_file: None,
+            root: vec![DEFAULT_ROOT.to_string()],
+        }
+    }
+}
+
+/// A storage backend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The in-process backend (`kv::embedded`), durable in a local directory.
+    #[default]
+    Embedded,
+    /// A FoundationDB cluster (needs the `fdb` cargo feature).
+    Fdb,
+}
+
+/// Settings given on the command line, applied over every other source.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Overrides {
+    /// `--data DIR`: `data_dir`.
+    #[serde(rename = "data_dir", skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `--bind ADDR:PORT`: `bind`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<SocketAddr>,
+    /// `--server-name NAME`: `server_name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML file given does not exist (figment would silently skip it).
+    #[error("config file {} does not exist", .0.display())]
+    MissingFile(PathBuf),
+    /// A source could not be read or parsed, or a key has the wrong type or
+    /// is unknown. The message names the key and the source.
+    #[error("invalid configuration: {0}")]
+    Load(#[source] Box<figment::Error>),
+    /// A key has a value of the right type that is still not acceptable.
+    #[error("invalid configuration: {key}: {reason}")]
+    Invalid {
+        /// The dotted key, e.g. `databases.rooms.cluster_file`.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Loads the configuration from the defaults, the TOML file `file` (if
+    /// any), `MYELIN_*` environment variables and `overrides`, then fills in
+    /// derived defaults and validates.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        if let Some(file) = file
+            && !file.exists()
+        {
+            return Err(ConfigError::MissingFile(file.to_path_buf()));
+        }
+        Config::from_figment(Config::figment(file, overrides))
+    }
+
+    /// The layered sources of [`Config::load`], for callers that add their own.
+    pub fn figment(file: Option<&Path>, overrides: &Overrides) -> Figment {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment
+            .merge(env_provider())
+            .merge(Serialized::defaults(overrides))
+    }
+
+    /// Extracts, fills in derived defaults and validates.
+    pub fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        let mut config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Load(Box::new(e)))?;
+        config.fill_defaults();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Sets the path of every embedded database without one to
+    /// `<data_dir>/<name>`.
+    pub fn fill_defaults(&mut self) {
+        let data_dir = self.data_dir.clone();
+        for (name, db) in self.databases.iter_mut() {
+            if db.backend == Backend::Embedded && db.path.is_none() {
+                db.path = Some(data_dir.join(name));
+            }
+        }
+    }
+
+    /// Checks values that deserialize but are not acceptable.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            key: key.to_string(),
+            reason,
+        };
+        if let Err(e) = <&ruma::ServerName>::try_from(self.server_name.as_str()) {
+            return Err(invalid(
+                "server_name",
+                format!(
+                    "{:?} is not a valid Matrix server name ({e})",
+                    self.server_name
+                ),
+            ));
+        }
+        for (name, db) in self.databases.iter() {
+            let key = |field: &str| format!("databases.{name}.{field}");
+            match db.backend {
+                Backend::Embedded if db.cluster_file.is_some() => {
+                    return Err(invalid(
+                        &key("cluster_file"),
+                        "only valid with backend = \"fdb\"".into(),
+                    ));
+                }
+                Backend::Fdb if db.cluster_file.is_none() => {
+                    return Err(invalid(
+                        &key("cluster_file"),
+                        "required with backend = \"fdb\"".into(),
+                    ));
+                }
+                Backend::Fdb if db.path.is_some() => {
+                    return Err(invalid(
+                        &key("path"),
+                        "only valid with backend = \"embedded\"".into(),
+                    ));
+                }
+                _ => {}
+            }
+            if db.root.iter().any(String::is_empty) {
+                return Err(invalid(
+                    &key("root"),
+                    "path elements must not be empty".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `MYELIN_*` variables whose first key is a key of [`Config`].
+fn env_provider() -> Env {
+    const TOP_LEVEL: [&str; 5] = ["server_name", "bind", "data_dir", "databases", "server"];
+    Env::prefixed(ENV_PREFIX).split("__").filter(|key| {
+        let first = key.as_str().split('.').next().unwrap_or_default();
+        TOP_LEVEL.iter().any(|k| first.eq_ignore_ascii_case(k))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_toml(toml: &str) -> Result<Config, ConfigError> {
+        Config::from_figment(
+            Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml)),
+        )
+    }
+
+    #[test]
+    fn defaults_put_every_database_embedded_under_data() {
+        let config = load_toml("").unwrap();
+        assert_eq!(config.server_name, "localhost");
+        assert_eq!(config.bind.to_string(), "127.0.0.1:8008");
+        for (name, db) in config.databases.iter() {
+            assert_eq!(db.backend, Backend::Embedded);
+            assert_eq!(db.path, Some(Path::new("./data").join(name)));
+            assert_eq!(db.root, vec!["myelin".to_string()]);
+        }
+    }
+
+    #[test]
+    fn file_sets_nested_database_keys() {
+        let config = load_toml(
+            r#"
+            server_name = "example.org"
+            data_dir = "/var/lib/myelin"
+            [databases.rooms]
+            backend = "fdb"
+            cluster_file = "/etc/foundationdb/fdb.cluster"
+            root = ["prod", "myelin"]
+            [databases.transitory]
+            path = "/fast/transitory"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.server_name, "example.org");
+        let rooms = &config.databases.rooms;
+        assert_eq!(rooms.backend, Backend::Fdb);
+        assert_eq!(rooms.path, None);
+        assert_eq!(rooms.root, vec!["prod".to_string(), "myelin".into()]);
+        assert_eq!(
+            config.databases.accounts.path,
+            Some(PathBuf::from("/var/lib/myelin/accounts"))
+        );
+        assert_eq!(
+            config.databases.transitory.path,
+            Some(PathBuf::from("/fast/transitory"))
+        );
+    }
+
+    #[test]
+    fn overrides_win_over_the_file() {
+        let overrides = Overrides {
+            data_dir: Some("/tmp/x".into()),
+            bind: Some("0.0.0.0:1".parse().unwrap()),
+            server_name: None,
+        };
+        let figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string("data_dir = \"/a\"\nserver_name = \"a.org\""))
+            .merge(Serialized::defaults(&overrides));
+        let config = Config::from_figment(figment).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(config.bind.port(), 1);
+        assert_eq!(config.server_name, "a.org");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = load_toml("[databases.rooms]\nbackend = \"fbd\"").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("databases.rooms.backend"), "{msg}");
+
+        let err = load_toml("[databases.rooms]\nbakend = \"fdb\"").unwrap_err();
+        assert!(err.to_string().contains("bakend"), "{err}");
+
+        let err = load_toml("[databases.rooms]\nbackend = \"fdb\"").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: databases.rooms.cluster_file: required with backend = \"fdb\""
+        );
+
+        let err = load_toml("bind = \"nowhere\"").unwrap_err();
+        assert!(err.to_string().contains("bind"), "{err}");
+
+        let err = load_toml("server_name = \"bad name\"").unwrap_err();
+        assert!(err.to_string().contains("server_name"), "{err}");
+    }
+
+    #[test]
+    fn missing_config_file_is_an_error() {
+        let err = Config::load(
+            Some(Path::new("/nonexistent/myelin.toml")),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::MissingFile(_)), "{err}");
+    }
+}
