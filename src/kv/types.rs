@@ -61,8 +61,13 @@ impl KeySelector {
         }
     }
 
+}
+
+impl std::ops::Add<i32> for KeySelector {
+    type Output = KeySelector;
+
     /// The same selector moved `delta` keys.
-    pub fn add(mut self, delta: i32) -> Self {
+    fn add(mut self, delta: i32) -> Self {
         self.offset += delta;
         self
     }
