@@ -27,6 +27,11 @@ pub(super) enum Mutation {
 /// A watch a committing transaction asks for.
 pub(super) struct WatchRequest {
     pub(super) key: Vec<u8>,
+    /// The value the watch compares with, as the transaction saw it when it
+    /// created the watch: its own write, or its snapshot's value. `None` when
+    /// only the committer can tell (pending atomic or versionstamped
+    /// mutations): then it is the value right after this transaction applies.
+    pub(super) expected: Option<Option<Vec<u8>>>,
     pub(super) fire: oneshot::Sender<Result<()>>,
 }
 
@@ -229,11 +234,14 @@ impl Committer {
                     let watches = req
                         .watches
                         .into_iter()
-                        .map(|w| {
-                            let value = table
-                                .get(w.key.as_slice())
-                                .map_err(Error::storage)?
-                                .map(|v| v.value().to_vec());
+                        .map(|mut w| {
+                            let value = match w.expected.take() {
+                                Some(seen) => seen,
+                                None => table
+                                    .get(w.key.as_slice())
+                                    .map_err(Error::storage)?
+                                    .map(|v| v.value().to_vec()),
+                            };
                             Ok((w, value))
                         })
                         .collect::<Result<Vec<_>>>()?;

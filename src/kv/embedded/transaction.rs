@@ -374,13 +374,24 @@ impl Transaction {
     pub fn watch(&self, key: &[u8]) -> Watch {
         let (fire, fired) = oneshot::channel();
         let mut st = self.state();
-        if let Err(e) = check_read_key(key) {
-            let _ = fire.send(Err(e));
-        } else {
-            st.watches.push(WatchRequest {
+        // The value to compare with is the one this transaction sees now
+        // (FoundationDB: "the value as readable by that transaction"), not the
+        // value at commit: a change committed in between fires the watch at once.
+        let expected = check_read_key(key).and_then(|()| match st.writes.get(key) {
+            Some(Pending::Known(v)) => Ok(Some(v.clone())),
+            Some(Pending::Atomic(_) | Pending::Unreadable) => Ok(None),
+            None if st.cleared.contains(key) => Ok(Some(None)),
+            None => self.inner.snap.get(key).map(Some),
+        });
+        match expected {
+            Err(e) => {
+                let _ = fire.send(Err(e));
+            }
+            Ok(expected) => st.watches.push(WatchRequest {
                 key: key.to_vec(),
+                expected,
                 fire,
-            });
+            }),
         }
         Watch::new(async move { fired.await.unwrap_or(Err(Error::Closed)) })
     }
@@ -408,7 +419,10 @@ impl Transaction {
                 let watches = std::mem::take(&mut st.watches);
                 drop(st);
                 for w in watches {
-                    let expected = self.inner.snap.get(&w.key)?;
+                    let expected = match w.expected {
+                        Some(seen) => seen,
+                        None => self.inner.snap.get(&w.key)?,
+                    };
                     self.inner.db.register_watch(w.key, expected, w.fire)?;
                 }
                 return Ok(CommitInfo::default());
