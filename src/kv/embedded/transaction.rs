@@ -163,10 +163,25 @@ impl Transaction {
             kvs.push(kv?);
         }
         if !snapshot {
-            // What was read: the selectors' anchors and resolved keys, cut at the
-            // last key returned when the limit stopped the read.
+            // What the result depends on: from the begin selector's anchor or
+            // resolved key, whichever is lower, to the end selector's anchor, or
+            // to its resolved key when it moved forward past keys (offset > 1).
+            // An end `first_greater_or_equal(k)` resolves to the next existing
+            // key, but keys between `k` and it are not part of the result and
+            // must not conflict (a phantom outside the range). Cut at the last
+            // key returned when the limit stopped the read.
             let mut lo = begin.clone().min(range.begin.key.clone());
-            let mut hi = end.clone().max(range.end.key.clone()).min(KEYSPACE_END.to_vec());
+            let end_anchor = if range.end.or_equal {
+                key_after(&range.end.key)
+            } else {
+                range.end.key.clone()
+            };
+            let mut hi = if range.end.offset > 1 {
+                end.clone().max(end_anchor)
+            } else {
+                end_anchor
+            }
+            .min(KEYSPACE_END.to_vec());
             if kvs.len() >= limit
                 && let Some(last) = kvs.last()
             {
