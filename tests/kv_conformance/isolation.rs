@@ -1,0 +1,276 @@
+//! Isolation: conflicts, snapshot reads, read-only transactions, explicit
+//! conflict ranges, commit versions and gap-free visibility.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use myelin::kv::{self, ConflictRangeType, MutationType, RangeOption};
+
+use crate::common::{self, each_backend, le_u64, put_all};
+use crate::{assert_code, versionstamped_value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_update_conflicts_and_run_retries_with_the_new_value() {
+    each_backend(|b| async move {
+        let k = b.key("counter");
+        put_all(&b.db, &[(k.clone(), 10u64.to_le_bytes().to_vec())]).await;
+
+        let t1 = b.db.create_transaction().unwrap();
+        let t2 = b.db.create_transaction().unwrap();
+        let v1 = le_u64(t1.get(&k, false).await.unwrap());
+        let v2 = le_u64(t2.get(&k, false).await.unwrap());
+        t1.set(&k, &(v1 + 1).to_le_bytes());
+        t2.set(&k, &(v2 + 1).to_le_bytes());
+        t1.commit().await.expect("first committer wins");
+        assert_code(t2.commit().await, 1020);
+        assert_eq!(le_u64(common::read(&b.db, &k).await), 11);
+
+        // Through the runner: the first attempt is overtaken by a competing
+        // commit, conflicts, and the retry reads the competitor's value.
+        let attempts = Arc::new(Mutex::new(Vec::new()));
+        let db = b.db.clone();
+        b.db.run(|tx, _| {
+            let (k, db, attempts) = (k.clone(), db.clone(), attempts.clone());
+            async move {
+                let seen = le_u64(tx.get(&k, false).await?);
+                let first = {
+                    let mut a = attempts.lock().unwrap();
+                    a.push(seen);
+                    a.len() == 1
+                };
+                if first {
+                    let rival = db.create_transaction()?;
+                    rival.atomic_op(&k, &100u64.to_le_bytes(), MutationType::Add);
+                    rival.commit().await?;
+                }
+                tx.set(&k, &(seen + 1).to_le_bytes());
+                Ok::<_, kv::Error>(())
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(*attempts.lock().unwrap(), vec![11, 111]);
+        assert_eq!(le_u64(common::read(&b.db, &k).await), 112);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phantom_inserts_into_a_read_range_conflict_and_outside_do_not() {
+    each_backend(|b| async move {
+        put_all(&b.db, &[(b.key("r/b"), b"1".to_vec())]).await;
+        for (inserted, conflicts) in [("r/c", true), ("s/a", false), ("r", false)] {
+            let reader = b.db.create_transaction().unwrap();
+            let seen = reader.get_range_all(RangeOption::new(b.key("r/"), b.key("r0")), false);
+            assert_eq!(seen.await.unwrap().len(), 1);
+            reader.set(&b.key("out"), b"x");
+
+            let writer = b.db.create_transaction().unwrap();
+            writer.set(&b.key(inserted), b"new");
+            writer.commit().await.unwrap();
+
+            let result = reader.commit().await;
+            if conflicts {
+                assert_code(result, 1020);
+            } else {
+                result.unwrap_or_else(|e| panic!("insert at {inserted} must not conflict: {e}"));
+            }
+            let cleanup = b.db.create_transaction().unwrap();
+            cleanup.clear(&b.key(inserted));
+            cleanup.commit().await.unwrap();
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_reads_add_no_conflicts() {
+    each_backend(|b| async move {
+        let (k, other) = (b.key("k"), b.key("other"));
+        put_all(&b.db, &[(k.clone(), b"v0".to_vec())]).await;
+        let t1 = b.db.create_transaction().unwrap();
+        assert_eq!(t1.get(&k, true).await.unwrap().as_deref(), Some(&b"v0"[..]));
+        let range = t1.get_range_all(b.range(), true).await.unwrap();
+        assert_eq!(range.len(), 1);
+        t1.get_key(&kv::KeySelector::first_greater_or_equal(k.clone()), true)
+            .await
+            .unwrap();
+        t1.set(&other, b"x");
+
+        let t2 = b.db.create_transaction().unwrap();
+        t2.set(&k, b"v1");
+        t2.set(&b.key("new"), b"v1");
+        t2.commit().await.unwrap();
+        t1.commit().await.expect("snapshot reads must not conflict");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_transactions_never_conflict() {
+    each_backend(|b| async move {
+        let k = b.key("k");
+        put_all(&b.db, &[(k.clone(), b"v0".to_vec())]).await;
+        let reader = b.db.create_transaction().unwrap();
+        assert!(reader.get(&k, false).await.unwrap().is_some());
+        reader.get_range_all(b.range(), false).await.unwrap();
+
+        let writer = b.db.create_transaction().unwrap();
+        writer.set(&k, b"v1");
+        writer.commit().await.unwrap();
+
+        let info = reader.commit().await.expect("read-only commit");
+        assert_eq!(info.version, None);
+        assert_eq!(info.versionstamp, None);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_read_and_write_conflict_ranges() {
+    each_backend(|b| async move {
+        // A read-conflict range conflicts with a later write inside it, although
+        // nothing was read.
+        let t1 = b.db.create_transaction().unwrap();
+        t1.add_conflict_range(&b.key("a"), &b.key("c"), ConflictRangeType::Read)
+            .unwrap();
+        t1.set(&b.key("z"), b"1");
+        let t2 = b.db.create_transaction().unwrap();
+        t2.set(&b.key("b"), b"1");
+        t2.commit().await.unwrap();
+        assert_code(t1.commit().await, 1020);
+
+        // ...and not with a write just outside it (end is exclusive).
+        let t1 = b.db.create_transaction().unwrap();
+        t1.add_conflict_range(&b.key("a"), &b.key("c"), ConflictRangeType::Read)
+            .unwrap();
+        t1.set(&b.key("z"), b"2");
+        let t2 = b.db.create_transaction().unwrap();
+        t2.set(&b.key("c"), b"1");
+        t2.commit().await.unwrap();
+        t1.commit().await.expect("write at the exclusive end");
+
+        // A write-conflict range makes a reader of the range conflict, although
+        // the writer changed nothing there.
+        let t1 = b.db.create_transaction().unwrap();
+        t1.get(&b.key("m"), false).await.unwrap();
+        t1.set(&b.key("z"), b"3");
+        let t2 = b.db.create_transaction().unwrap();
+        t2.add_conflict_range(&b.key("l"), &b.key("n"), ConflictRangeType::Write)
+            .unwrap();
+        t2.commit().await.unwrap();
+        assert_code(t1.commit().await, 1020);
+        assert_eq!(common::read(&b.db, &b.key("m")).await, None);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_versions_strictly_increase() {
+    each_backend(|b| async move {
+        let mut last = 0u64;
+        for i in 0..20u32 {
+            let tx = b.db.create_transaction().unwrap();
+            let rv = tx.get_read_version().await.unwrap();
+            assert!(rv >= last, "read version {rv} is behind commit {last}");
+            tx.set(&b.key(format!("v/{i}")), b"x");
+            let version = tx
+                .commit()
+                .await
+                .unwrap()
+                .version
+                .expect("a write commits a version");
+            assert!(
+                version > last && version > rv,
+                "{version} after {last} (read {rv})"
+            );
+            last = version;
+        }
+    })
+    .await;
+}
+
+/// While writers commit concurrently, a reader that observes read version `v`
+/// sees every commit with a version `<= v`, and none after it. Writers record
+/// each acknowledged commit's version in a shared list; each committed value is
+/// also the commit's own versionstamp, so readers can tell what they see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_see_every_commit_up_to_their_read_version() {
+    const WRITERS: usize = 4;
+    const COMMITS: usize = 40;
+    const READERS: usize = 2;
+    each_backend(|b| async move {
+        let acked: Arc<Mutex<Vec<(Vec<u8>, u64)>>> = Arc::default();
+        let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut writers = Vec::new();
+        for w in 0..WRITERS {
+            let (db, acked, done) = (b.db.clone(), acked.clone(), done.clone());
+            let keys: Vec<_> = (0..COMMITS)
+                .map(|i| b.key(format!("g/{w}/{i:04}")))
+                .collect();
+            writers.push(tokio::spawn(async move {
+                for key in keys {
+                    let tx = db.create_transaction().unwrap();
+                    tx.atomic_op(
+                        &key,
+                        &versionstamped_value(b""),
+                        MutationType::SetVersionstampedValue,
+                    );
+                    let version = tx.commit().await.unwrap().version.unwrap();
+                    acked.lock().unwrap().push((key, version));
+                }
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }));
+        }
+        let mut readers = Vec::new();
+        for _ in 0..READERS {
+            let (db, acked, done) = (b.db.clone(), acked.clone(), done.clone());
+            let range = RangeOption::prefix(&b.key("g/"));
+            readers.push(tokio::spawn(async move {
+                let mut checks = 0usize;
+                loop {
+                    let finished = done.load(std::sync::atomic::Ordering::SeqCst) == WRITERS;
+                    let tx = db.create_transaction().unwrap();
+                    let rv = tx.get_read_version().await.unwrap();
+                    let seen: BTreeMap<Vec<u8>, Vec<u8>> = tx
+                        .get_range_all(range.clone(), true)
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .map(|kv| (kv.key, kv.value))
+                        .collect();
+                    for (key, stamp) in &seen {
+                        let v = u64::from_be_bytes(stamp[..8].try_into().unwrap());
+                        assert!(
+                            v <= rv,
+                            "{key:?} committed at {v} is visible at read version {rv}"
+                        );
+                    }
+                    // Acknowledgements recorded after our read are included: a
+                    // commit acknowledged later may still be at or below `rv`.
+                    for (key, v) in acked.lock().unwrap().iter() {
+                        if *v <= rv {
+                            assert!(
+                                seen.contains_key(key),
+                                "{key:?} committed at {v} is missing at read version {rv}"
+                            );
+                        }
+                    }
+                    checks += 1;
+                    if finished {
+                        return checks;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            }));
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+        for r in readers {
+            assert!(r.await.unwrap() >= 1);
+        }
+        assert_eq!(acked.lock().unwrap().len(), WRITERS * COMMITS);
+    })
+    .await;
+}
