@@ -118,7 +118,10 @@ mod tests {
     #[test]
     fn compare_and_clear_clears_only_on_equal() {
         assert_eq!(apply(CompareAndClear, Some(b"x"), b"x"), None);
-        assert_eq!(apply(CompareAndClear, Some(b"y"), b"x"), Some(b"y".to_vec()));
+        assert_eq!(
+            apply(CompareAndClear, Some(b"y"), b"x"),
+            Some(b"y".to_vec())
+        );
         assert_eq!(apply(CompareAndClear, None, b"x"), None);
     }
 

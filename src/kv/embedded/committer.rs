@@ -45,10 +45,13 @@ pub(super) struct CommitRequest {
     pub(super) reply: oneshot::Sender<Result<CommitInfo>>,
 }
 
-/// Registered watches by key: the value each expects, and how to fire it.
+/// One registered watch: the value it expects, and how to fire it.
+type Registered = (Option<Vec<u8>>, oneshot::Sender<Result<()>>);
+
+/// Registered watches by key.
 #[derive(Default)]
 pub(super) struct Watches {
-    by_key: BTreeMap<Vec<u8>, Vec<(Option<Vec<u8>>, oneshot::Sender<Result<()>>)>>,
+    by_key: BTreeMap<Vec<u8>, Vec<Registered>>,
     count: usize,
 }
 
@@ -94,7 +97,11 @@ pub(super) fn register_watch(
         }
     }
     watches.count += 1;
-    watches.by_key.entry(key).or_default().push((expected, fire));
+    watches
+        .by_key
+        .entry(key)
+        .or_default()
+        .push((expected, fire));
     Ok(())
 }
 
@@ -122,7 +129,10 @@ impl Watches {
         for (b, e) in ranges {
             touched.extend(
                 self.by_key
-                    .range::<[u8], _>((Bound::Included(b.as_slice()), Bound::Excluded(e.as_slice())))
+                    .range::<[u8], _>((
+                        Bound::Included(b.as_slice()),
+                        Bound::Excluded(e.as_slice()),
+                    ))
                     .map(|(k, _)| k.clone()),
             );
         }
@@ -229,7 +239,14 @@ impl Committer {
                         self.history.record(b, e, version);
                     }
                     for m in &req.mutations {
-                        self.apply(&mut table, m, &stamp, version, &mut written_keys, &mut written_ranges)?;
+                        self.apply(
+                            &mut table,
+                            m,
+                            &stamp,
+                            version,
+                            &mut written_keys,
+                            &mut written_ranges,
+                        )?;
                     }
                     let watches = req
                         .watches
@@ -323,7 +340,9 @@ impl Committer {
     ) -> Result<()> {
         match m {
             Mutation::Set(k, v) => {
-                table.insert(k.as_slice(), v.as_slice()).map_err(Error::storage)?;
+                table
+                    .insert(k.as_slice(), v.as_slice())
+                    .map_err(Error::storage)?;
                 written_keys.push(k.clone());
             }
             Mutation::Clear(k) => {
@@ -338,13 +357,17 @@ impl Committer {
             }
             Mutation::Atomic(k, param, MutationType::SetVersionstampedKey) => {
                 let key = atomic::place_versionstamp(k, stamp);
-                table.insert(key.as_slice(), param.as_slice()).map_err(Error::storage)?;
+                table
+                    .insert(key.as_slice(), param.as_slice())
+                    .map_err(Error::storage)?;
                 self.history.record(&key, &key_after(&key), version);
                 written_keys.push(key);
             }
             Mutation::Atomic(k, param, MutationType::SetVersionstampedValue) => {
                 let value = atomic::place_versionstamp(param, stamp);
-                table.insert(k.as_slice(), value.as_slice()).map_err(Error::storage)?;
+                table
+                    .insert(k.as_slice(), value.as_slice())
+                    .map_err(Error::storage)?;
                 written_keys.push(k.clone());
             }
             Mutation::Atomic(k, param, op) => {

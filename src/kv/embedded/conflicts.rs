@@ -59,7 +59,9 @@ impl History {
                 .range::<[u8], _>((Bound::Included(b.as_slice()), Bound::Excluded(e.as_slice())))
                 .any(|(_, &v)| v > read_version)
                 || self.ranges.iter().any(|(rb, re, v)| {
-                    *v > read_version && rb.as_slice() < e.as_slice() && b.as_slice() < re.as_slice()
+                    *v > read_version
+                        && rb.as_slice() < e.as_slice()
+                        && b.as_slice() < re.as_slice()
                 })
         });
         if conflicts {

@@ -206,7 +206,13 @@ impl Database {
 
     /// Starts a transaction at the current read version.
     pub fn create_transaction(&self) -> Result<Transaction> {
-        if self.shared.commits.lock().expect("commit channel lock").is_none() {
+        if self
+            .shared
+            .commits
+            .lock()
+            .expect("commit channel lock")
+            .is_none()
+        {
             return Err(Error::Closed);
         }
         Ok(Transaction::new(

@@ -29,7 +29,10 @@ impl RangeSet {
         }
         let absorbed: Vec<Vec<u8>> = self
             .ranges
-            .range::<[u8], _>((Bound::Included(begin.as_slice()), Bound::Included(end.as_slice())))
+            .range::<[u8], _>((
+                Bound::Included(begin.as_slice()),
+                Bound::Included(end.as_slice()),
+            ))
             .map(|(b, e)| {
                 if e > &end {
                     end = e.clone();

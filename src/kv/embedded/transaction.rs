@@ -248,12 +248,19 @@ impl Transaction {
                         })
                         .map_err(Error::storage)
                     });
-                    if reverse { Box::new(it.rev()) } else { Box::new(it) }
+                    if reverse {
+                        Box::new(it.rev())
+                    } else {
+                        Box::new(it)
+                    }
                 }
                 Err(e) => Box::new(std::iter::once(Err(Error::storage(e)))),
             }
         };
-        let bounds = (Bound::Included(begin.to_vec()), Bound::Excluded(end.to_vec()));
+        let bounds = (
+            Bound::Included(begin.to_vec()),
+            Bound::Excluded(end.to_vec()),
+        );
         let overlay: Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Pending)>> = if begin >= end {
             Box::new(std::iter::empty())
         } else if reverse {
@@ -276,9 +283,11 @@ impl Transaction {
             return st.fail(e);
         }
         st.add_size(key.len() + value.len());
-        st.writes.insert(key.to_vec(), Pending::Known(Some(value.to_vec())));
+        st.writes
+            .insert(key.to_vec(), Pending::Known(Some(value.to_vec())));
         st.write_conflicts.push((key.to_vec(), key_after(key)));
-        st.mutations.push(Mutation::Set(key.to_vec(), value.to_vec()));
+        st.mutations
+            .push(Mutation::Set(key.to_vec(), value.to_vec()));
     }
 
     /// See [`crate::kv::Transaction::clear`].
@@ -317,7 +326,8 @@ impl Transaction {
         }
         st.cleared.insert(begin, end);
         st.write_conflicts.push((begin.to_vec(), end.to_vec()));
-        st.mutations.push(Mutation::ClearRange(begin.to_vec(), end.to_vec()));
+        st.mutations
+            .push(Mutation::ClearRange(begin.to_vec(), end.to_vec()));
     }
 
     /// See [`crate::kv::Transaction::atomic_op`].
@@ -336,7 +346,8 @@ impl Transaction {
             return st.fail(e);
         }
         st.add_size(key.len() + param.len());
-        st.mutations.push(Mutation::Atomic(key.to_vec(), param.to_vec(), op));
+        st.mutations
+            .push(Mutation::Atomic(key.to_vec(), param.to_vec(), op));
         match op {
             // The key is not known until commit; the committer records its
             // write conflict then.
@@ -347,7 +358,9 @@ impl Transaction {
             _ => {
                 let cleared = st.cleared.contains(key);
                 let next = match st.writes.remove(key) {
-                    Some(Pending::Known(v)) => Pending::Known(atomic::apply(op, v.as_deref(), param)),
+                    Some(Pending::Known(v)) => {
+                        Pending::Known(atomic::apply(op, v.as_deref(), param))
+                    }
                     None if cleared => Pending::Known(atomic::apply(op, None, param)),
                     Some(Pending::Atomic(mut ops)) => {
                         ops.push((op, param.to_vec()));
@@ -363,7 +376,12 @@ impl Transaction {
     }
 
     /// See [`crate::kv::Transaction::add_conflict_range`].
-    pub fn add_conflict_range(&self, begin: &[u8], end: &[u8], kind: ConflictRangeType) -> Result<()> {
+    pub fn add_conflict_range(
+        &self,
+        begin: &[u8],
+        end: &[u8],
+        kind: ConflictRangeType,
+    ) -> Result<()> {
         let mut st = self.state();
         if begin > end {
             return Err(Error::InvertedRange);
@@ -421,7 +439,10 @@ impl Transaction {
                 return Err(e);
             }
             let size_bytes = st.size_bytes
-                + st.read_conflicts.iter().map(|(b, e)| b.len() + e.len()).sum::<usize>();
+                + st.read_conflicts
+                    .iter()
+                    .map(|(b, e)| b.len() + e.len())
+                    .sum::<usize>();
             if size_bytes > limits::TRANSACTION_SIZE_BYTES {
                 return Err(Error::TransactionTooLarge {
                     size_bytes,
@@ -496,7 +517,9 @@ where
             }
             let (key, pending) = self.overlay.next()?;
             let base = match self.snap.peek() {
-                Some(Ok(kv)) if kv.key == *key => self.snap.next().and_then(|r| r.ok()).map(|kv| kv.value),
+                Some(Ok(kv)) if kv.key == *key => {
+                    self.snap.next().and_then(|r| r.ok()).map(|kv| kv.value)
+                }
                 _ => None,
             };
             let value = match pending {
@@ -515,8 +538,9 @@ where
 }
 
 fn apply_all(ops: &[(MutationType, Vec<u8>)], base: Option<Vec<u8>>) -> Option<Vec<u8>> {
-    ops.iter()
-        .fold(base, |v, (op, param)| atomic::apply(*op, v.as_deref(), param))
+    ops.iter().fold(base, |v, (op, param)| {
+        atomic::apply(*op, v.as_deref(), param)
+    })
 }
 
 fn check_key_len(key: &[u8]) -> Result<()> {
