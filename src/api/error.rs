@@ -1,0 +1,173 @@
+//! The one place where failures become Matrix error responses: every
+//! [`ApiError`] maps to an `errcode` and an HTTP status here, and nowhere
+//! else (spec: "Standard error response" and the per-endpoint error lists).
+//!
+//! | condition | status | errcode |
+//! |-----------|-------:|---------|
+//! | unknown endpoint / method | 404 / 405 | `M_UNRECOGNIZED` |
+//! | body is not JSON / JSON of the wrong shape | 400 | `M_NOT_JSON` / `M_BAD_JSON` |
+//! | body over the limit | 413 | `M_TOO_LARGE` |
+//! | no access token / unknown token | 401 | `M_MISSING_TOKEN` / `M_UNKNOWN_TOKEN` (`soft_logout: false`) |
+//! | user-interactive auth needed | 401 | UIA body (`flows`, `session`, ...) |
+//! | not allowed | 403 | `M_FORBIDDEN` |
+//! | not found | 404 | `M_NOT_FOUND` |
+//! | rate limited | 429 | `M_LIMIT_EXCEEDED` with `retry_after_ms` |
+//! | storage failure, panic | 500 | `M_UNKNOWN` |
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ruma::api::OutgoingResponseExt;
+use ruma::api::error::{
+    DeserializationError, ErrorBody, ErrorKind, FromHttpRequestError, LimitExceededErrorData,
+    RetryAfter, StandardErrorBody, UnknownTokenErrorData,
+};
+
+use crate::service;
+
+/// Every way a request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The service refused or failed.
+    #[error(transparent)]
+    Service(#[from] service::Error),
+    /// No route has this path.
+    #[error("unrecognized endpoint")]
+    UnrecognizedPath,
+    /// The path exists but not with this method.
+    #[error("method not allowed")]
+    UnrecognizedMethod,
+    /// The body is not valid JSON.
+    #[error("body is not valid JSON: {0}")]
+    NotJson(String),
+    /// The body is JSON but not what the endpoint takes.
+    #[error("bad JSON: {0}")]
+    BadJson(String),
+    /// A path or query parameter is malformed.
+    #[error("invalid parameter: {0}")]
+    InvalidParam(String),
+    /// The body is larger than the configured limit.
+    #[error("request body is larger than {limit_bytes} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit_bytes: usize,
+    },
+    /// The request needs an access token and has none.
+    #[error("missing access token")]
+    MissingToken,
+    /// A login type or identifier this server does not offer.
+    #[error("{0}")]
+    UnknownLoginType(String),
+    /// A handler panicked or the body could not be read.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    /// Classifies a ruma request-parsing failure.
+    pub fn from_request_error(e: FromHttpRequestError) -> Self {
+        match e {
+            FromHttpRequestError::Deserialization(DeserializationError::Json(e))
+                if e.is_syntax() || e.is_eof() =>
+            {
+                ApiError::NotJson(e.to_string())
+            }
+            FromHttpRequestError::Deserialization(DeserializationError::Json(e)) => {
+                ApiError::BadJson(e.to_string())
+            }
+            FromHttpRequestError::Deserialization(e) => ApiError::InvalidParam(e.to_string()),
+            FromHttpRequestError::MethodMismatch { .. } => ApiError::UnrecognizedMethod,
+            other => ApiError::BadJson(other.to_string()),
+        }
+    }
+
+    /// The status and Matrix error kind of this failure (UIA aside).
+    fn status_and_kind(&self) -> (StatusCode, ErrorKind) {
+        use service::Error as S;
+        match self {
+            ApiError::Service(e) => match e {
+                S::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorKind::Forbidden),
+                S::NotFound(_) => (StatusCode::NOT_FOUND, ErrorKind::NotFound),
+                S::UserInUse => (StatusCode::BAD_REQUEST, ErrorKind::UserInUse),
+                S::InvalidUsername(_) => (StatusCode::BAD_REQUEST, ErrorKind::InvalidUsername),
+                S::InvalidParam(_) => (StatusCode::BAD_REQUEST, ErrorKind::InvalidParam),
+                S::MissingParam(_) => (StatusCode::BAD_REQUEST, ErrorKind::MissingParam),
+                S::BadJson(_) => (StatusCode::BAD_REQUEST, ErrorKind::BadJson),
+                S::ServerManagedAccountData(_) => {
+                    (StatusCode::METHOD_NOT_ALLOWED, ErrorKind::BadJson)
+                }
+                S::UnknownToken => (StatusCode::UNAUTHORIZED, unknown_token()),
+                S::UserDeactivated => (StatusCode::FORBIDDEN, ErrorKind::UserDeactivated),
+                S::GuestAccessForbidden => (StatusCode::FORBIDDEN, ErrorKind::GuestAccessForbidden),
+                S::LimitExceeded { retry_after_ms } => {
+                    let mut data = LimitExceededErrorData::new();
+                    data.retry_after =
+                        Some(RetryAfter::Delay(Duration::from_millis(*retry_after_ms)));
+                    (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        ErrorKind::LimitExceeded(data),
+                    )
+                }
+                S::AuthRequired(_) => (StatusCode::UNAUTHORIZED, ErrorKind::Unauthorized),
+                S::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown),
+            },
+            ApiError::UnrecognizedPath => (StatusCode::NOT_FOUND, ErrorKind::Unrecognized),
+            ApiError::UnrecognizedMethod => {
+                (StatusCode::METHOD_NOT_ALLOWED, ErrorKind::Unrecognized)
+            }
+            ApiError::NotJson(_) => (StatusCode::BAD_REQUEST, ErrorKind::NotJson),
+            ApiError::BadJson(_) => (StatusCode::BAD_REQUEST, ErrorKind::BadJson),
+            ApiError::InvalidParam(_) => (StatusCode::BAD_REQUEST, ErrorKind::InvalidParam),
+            ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge),
+            ApiError::MissingToken => (StatusCode::UNAUTHORIZED, ErrorKind::MissingToken),
+            ApiError::UnknownLoginType(_) => (StatusCode::BAD_REQUEST, ErrorKind::Unknown),
+            ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown),
+        }
+    }
+}
+
+fn unknown_token() -> ErrorKind {
+    // `soft_logout` is false: a revoked token never comes back.
+    ErrorKind::UnknownToken(UnknownTokenErrorData::new())
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Service(service::Error::AuthRequired(info)) = &self {
+            let body = serde_json::to_vec(info).expect("UIA info serializes");
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                body,
+            )
+                .into_response();
+        }
+        let (status, kind) = self.status_and_kind();
+        let message = if status.is_server_error() {
+            tracing::error!(error = %self, source = ?std::error::Error::source(&self), "request failed");
+            "internal server error".to_owned()
+        } else {
+            self.to_string()
+        };
+        let is_unknown_token = matches!(kind, ErrorKind::UnknownToken(_));
+        let mut body = ErrorBody::Standard(StandardErrorBody::new(kind, message));
+        if is_unknown_token
+            && let ErrorBody::Standard(standard) = &body
+            && let Ok(serde_json::Value::Object(mut map)) = serde_json::to_value(standard)
+        {
+            // ruma omits `soft_logout: false`; spell it out so clients know
+            // the session is gone for good.
+            map.entry("soft_logout").or_insert(false.into());
+            body = ErrorBody::Json(serde_json::Value::Object(map));
+        }
+        let error = ruma::api::error::Error::new(status, body);
+        match error.try_into_http_response::<Vec<u8>>() {
+            Ok(response) => response.map(axum::body::Body::from).into_response(),
+            Err(_) => status.into_response(),
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The Matrix Client-Server HTTP API (spec v1.x), on axum.
+//!
+//! Shape after mini-redis: [`serve`] takes an already-bound listener, the
+//! shared [`AppState`] and a shutdown future, so tests bind `127.0.0.1:0` and
+//! stop the server cleanly. On shutdown the server stops accepting, lets
+//! in-flight requests finish and closes idle connections.
+//!
+//! The router is built from ruma's endpoint metadata: each handler is
+//! registered on every stable path (`r0` and `v3`) and the method that ruma's
+//! request type declares ([`route`]), so paths are never spelled twice.
+//! Handlers are thin: parse with [`extract::Ruma`], authenticate with
+//! [`extract::Auth`], call [`crate::service`], wrap the ruma response.
+//! Failures of every kind become Matrix JSON errors in [`error`], the one
+//! place `errcode`s are chosen.
+//!
+//! Middleware, outermost first: panic catching (500 M_UNKNOWN), request
+//! tracing, CORS as the spec requires for browser clients (any origin; the
+//! methods and headers of spec section "Web Browser Clients"), and a global
+//! bound on requests in flight.
+//!
+//! Who may import this: the CLI (`serve`) and tests. It never touches `kv`.
+
+mod account_data;
+mod devices;
+mod discovery;
+pub mod error;
+pub mod extract;
+mod filters;
+mod profile;
+mod push_rules;
+mod register;
+mod session;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::handler::Handler;
+use axum::http::{Method, header};
+use axum::response::IntoResponse;
+use axum::routing::{MethodFilter, on};
+use ruma::api::IncomingRequest;
+use ruma::api::path_builder::PathBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+
+use crate::service::{Accounts, SigningKey};
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The accounts service.
+    pub accounts: Arc<Accounts>,
+    /// The server's signing key.
+    pub signing_key: Arc<SigningKey>,
+}
+
+/// The application: every route, the fallbacks and the middleware.
+pub fn router(state: AppState) -> Router {
+    let max_in_flight = state.accounts.config().max_connections.max(1);
+    let routes = Router::new();
+    let routes = discovery::routes(routes);
+    let routes = register::routes(routes);
+    let routes = session::routes(routes);
+    let routes = devices::routes(routes);
+    let routes = profile::routes(routes);
+    let routes = account_data::routes(routes);
+    let routes = filters::routes(routes);
+    let routes = push_rules::routes(routes);
+    routes
+        .fallback(|| async { ApiError::UnrecognizedPath })
+        .method_not_allowed_fallback(|| async { ApiError::UnrecognizedMethod })
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            max_in_flight,
+        ))
+        .layer(cors())
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal.into_response()
+        }))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then stops
+/// accepting, drains in-flight requests and returns.
+///
+/// Errors: the listener's I/O errors.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state);
+    tracing::info!(addr = ?listener.local_addr().ok(), "serving the client API");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// CORS for browser clients (spec: "Web Browser Clients").
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::HeaderName::from_static("x-requested-with"),
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+        ])
+}
+
+/// Registers `handler` for ruma endpoint `R`: its method on every stable path.
+fn route<R, H, T>(router: Router<AppState>, handler: H) -> Router<AppState>
+where
+    R: IncomingRequest,
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let method = MethodFilter::try_from(R::METHOD).expect("Matrix endpoints use standard methods");
+    R::PATH_BUILDER
+        .all_paths()
+        .filter(|path| !path.contains("/unstable/"))
+        .fold(router, |router, path| {
+            router.route(path, on(method, handler.clone()))
+        })
+}

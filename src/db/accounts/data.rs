@@ -1,0 +1,303 @@
+//! Profiles, account data (current values and the change log), filters, push
+//! rules and the server's signing key.
+
+use std::collections::BTreeMap;
+
+use foundationdb_tuple::{Subspace, Versionstamp};
+use serde::{Deserialize, Serialize};
+
+use super::{AccountsDb, Error, Result, SigningKeyRecord};
+use super::{decode, encode, range_of, unpack};
+use crate::kv::{KeySelector, MutationType, RangeOption};
+
+/// A position in a user's account-data change log: the 10-byte commit
+/// versionstamp of a change. Positions of later commits compare greater.
+pub type Position = [u8; 10];
+
+/// One entry of the account-data change log: the latest value of one
+/// (room, type) of a user, changed at `position`.
+#[derive(Clone, Debug)]
+pub struct AccountDataChange {
+    /// When the value was written.
+    pub position: Position,
+    /// The room, or `None` for global account data.
+    pub room_id: Option<String>,
+    /// The event type.
+    pub event_type: String,
+    /// The JSON content.
+    pub content: Box<serde_json::value::RawValue>,
+}
+
+/// The value of an `account_data_log` entry.
+#[derive(Serialize, Deserialize)]
+struct LogEntry {
+    room_id: Option<String>,
+    event_type: String,
+    content: String,
+}
+
+/// Length of the versionstamp that prefixes a current account-data value.
+const STAMP_LEN: usize = 10;
+
+impl AccountsDb {
+    /// Every profile field of `user_id`.
+    pub async fn profile(&self, user_id: &str) -> Result<BTreeMap<String, serde_json::Value>> {
+        let k = self.keys().clone();
+        let space = k.profile.subspace(&user_id);
+        let kvs = self
+            .db
+            .run(|tx, _| {
+                let range = range_of(&space);
+                async move { tx.get_range_all(range, false).await }
+            })
+            .await?;
+        kvs.iter()
+            .map(|kv| {
+                let (_, field): (String, String) = unpack("profile", &k.profile, &kv.key)?;
+                let value = serde_json::from_slice(&kv.value).map_err(|e| Error::Corrupt {
+                    subspace: "profile",
+                    source: Box::new(e),
+                })?;
+                Ok((field, value))
+            })
+            .collect()
+    }
+
+    /// Sets (or with `None` removes) one profile field of `user_id`.
+    pub async fn set_profile_field(
+        &self,
+        user_id: &str,
+        field: &str,
+        value: Option<&serde_json::Value>,
+    ) -> Result<()> {
+        let key = self.keys().profile.pack(&(user_id, field));
+        let value = value.map(|v| serde_json::to_vec(v).expect("JSON values serialize"));
+        self.db
+            .run(|tx, _| {
+                match &value {
+                    Some(v) => tx.set(&key, v),
+                    None => tx.clear(&key),
+                }
+                async { Ok::<_, Error>(()) }
+            })
+            .await
+    }
+
+    /// The current content of one account-data type of `user_id`, global
+    /// (`room_id` `None`) or per room.
+    pub async fn account_data(
+        &self,
+        user_id: &str,
+        room_id: Option<&str>,
+        event_type: &str,
+    ) -> Result<Option<Box<serde_json::value::RawValue>>> {
+        let key = self
+            .keys()
+            .account_data
+            .pack(&(user_id, room_id.unwrap_or(""), event_type));
+        let raw = self
+            .db
+            .run(|tx, _| {
+                let key = key.clone();
+                async move { Ok::<_, Error>(tx.get(&key, false).await?) }
+            })
+            .await?;
+        raw.map(|v| raw_json("account_data", v.get(STAMP_LEN..).unwrap_or_default()))
+            .transpose()
+    }
+
+    /// Sets one account-data type of `user_id`: the current value and a new
+    /// change-log entry, both stamped with the commit's versionstamp, in one
+    /// transaction that also drops the old value's log entry. Returns the
+    /// change's position.
+    pub async fn set_account_data(
+        &self,
+        user_id: &str,
+        room_id: Option<&str>,
+        event_type: &str,
+        content: &serde_json::value::RawValue,
+    ) -> Result<Position> {
+        let k = self.keys().clone();
+        let current_key = k
+            .account_data
+            .pack(&(user_id, room_id.unwrap_or(""), event_type));
+        // Current value: versionstamp placeholder ++ content ++ offset 0.
+        let mut current = vec![0u8; STAMP_LEN];
+        current.extend_from_slice(content.get().as_bytes());
+        current.extend_from_slice(&0u32.to_le_bytes());
+        let log_key = k
+            .account_data_log
+            .pack_with_versionstamp(&(user_id, Versionstamp::incomplete(0)));
+        let log_value = encode(&LogEntry {
+            room_id: room_id.map(str::to_owned),
+            event_type: event_type.to_owned(),
+            content: content.get().to_owned(),
+        });
+        let ((), info) = self
+            .db
+            .run_committed(|tx, _| {
+                let (k, current_key) = (k.clone(), current_key.clone());
+                let (current, log_key, log_value) =
+                    (current.clone(), log_key.clone(), log_value.clone());
+                async move {
+                    if let Some(old) = tx.get(&current_key, false).await?
+                        && let Some(stamp) = old.get(..STAMP_LEN)
+                    {
+                        let stamp: Position = stamp.try_into().expect("10 bytes");
+                        let old_log = Versionstamp::complete(stamp, 0);
+                        tx.clear(&k.account_data_log.pack(&(user_id, old_log)));
+                    }
+                    tx.atomic_op(&current_key, &current, MutationType::SetVersionstampedValue);
+                    tx.atomic_op(&log_key, &log_value, MutationType::SetVersionstampedKey);
+                    Ok::<_, Error>(())
+                }
+            })
+            .await?;
+        Ok(info
+            .versionstamp
+            .expect("a transaction that wrote has a versionstamp"))
+    }
+
+    /// Every account-data change of `user_id` after `since` (all, if `None`),
+    /// oldest first, with one range read: the latest value of each (room,
+    /// type) changed since then.
+    pub async fn account_data_since(
+        &self,
+        user_id: &str,
+        since: Option<Position>,
+    ) -> Result<Vec<AccountDataChange>> {
+        let k = self.keys().clone();
+        let space: Subspace = k.account_data_log.subspace(&user_id);
+        let (begin, end) = space.range();
+        let begin = match since {
+            Some(p) => KeySelector::first_greater_than(space.pack(&Versionstamp::complete(p, 0))),
+            None => KeySelector::first_greater_or_equal(begin),
+        };
+        let range = RangeOption {
+            begin,
+            end: KeySelector::first_greater_or_equal(end),
+            limit: None,
+            reverse: false,
+        };
+        let kvs = self
+            .db
+            .run(|tx, _| {
+                let range = range.clone();
+                async move { tx.get_range_all(range, true).await }
+            })
+            .await?;
+        kvs.into_iter()
+            .map(|kv| {
+                let (_, stamp): (String, Versionstamp) =
+                    unpack("account_data_log", &k.account_data_log, &kv.key)?;
+                let entry: LogEntry = decode("account_data_log", &kv.value)?;
+                Ok(AccountDataChange {
+                    position: stamp.transaction_version().try_into().expect("10 bytes"),
+                    room_id: entry.room_id,
+                    event_type: entry.event_type,
+                    content: raw_json("account_data_log", entry.content.into_bytes().as_slice())?,
+                })
+            })
+            .collect()
+    }
+
+    /// Stores a filter definition (JSON) under `filter_id`.
+    pub async fn put_filter(&self, user_id: &str, filter_id: &str, json: &[u8]) -> Result<()> {
+        let key = self.keys().filter.pack(&(user_id, filter_id));
+        self.db
+            .run(|tx, _| {
+                tx.set(&key, json);
+                async { Ok::<_, Error>(()) }
+            })
+            .await
+    }
+
+    /// A stored filter definition (JSON).
+    pub async fn filter(&self, user_id: &str, filter_id: &str) -> Result<Option<Vec<u8>>> {
+        let key = self.keys().filter.pack(&(user_id, filter_id));
+        self.db
+            .run(|tx, _| {
+                let key = key.clone();
+                async move { Ok::<_, Error>(tx.get(&key, false).await?) }
+            })
+            .await
+    }
+
+    /// The user's stored push rule set (JSON), if they ever changed it.
+    pub async fn push_rules(&self, user_id: &str) -> Result<Option<Vec<u8>>> {
+        let key = self.keys().push_rules.pack(&user_id);
+        self.db
+            .run(|tx, _| {
+                let key = key.clone();
+                async move { Ok::<_, Error>(tx.get(&key, false).await?) }
+            })
+            .await
+    }
+
+    /// Read-modify-write of the user's push rule set (JSON): `f` gets the
+    /// stored value and returns the new one, or a rejection `R`, in which case
+    /// nothing is written. `f` may run more than once.
+    pub async fn update_push_rules<T, R>(
+        &self,
+        user_id: &str,
+        f: impl Fn(Option<&[u8]>) -> std::result::Result<(Vec<u8>, T), R>,
+    ) -> Result<std::result::Result<T, R>> {
+        let key = self.keys().push_rules.pack(&user_id);
+        let f = &f;
+        self.db
+            .run(|tx, _| {
+                let key = key.clone();
+                async move {
+                    let old = tx.get(&key, false).await?;
+                    Ok::<_, Error>(match f(old.as_deref()) {
+                        Ok((new, out)) => {
+                            tx.set(&key, &new);
+                            Ok(out)
+                        }
+                        Err(r) => Err(r),
+                    })
+                }
+            })
+            .await
+    }
+
+    /// The server's signing key: the stored one, or else `candidate`, stored
+    /// now. Concurrent first starts agree on one key (the loser's transaction
+    /// conflicts, retries and reads the winner's).
+    pub async fn signing_key_or_insert(
+        &self,
+        candidate: &SigningKeyRecord,
+    ) -> Result<SigningKeyRecord> {
+        let key = self.keys().signing_key.pack(&());
+        let raw = self
+            .db
+            .run(|tx, _| {
+                let key = key.clone();
+                async move {
+                    match tx.get(&key, false).await? {
+                        Some(raw) => Ok::<_, Error>(Some(raw)),
+                        None => {
+                            tx.set(&key, &encode(candidate));
+                            Ok(None)
+                        }
+                    }
+                }
+            })
+            .await?;
+        match raw {
+            Some(raw) => decode("signing_key", &raw),
+            None => Ok(candidate.clone()),
+        }
+    }
+}
+
+fn raw_json(subspace: &'static str, bytes: &[u8]) -> Result<Box<serde_json::value::RawValue>> {
+    let text = std::str::from_utf8(bytes).map_err(|e| Error::Corrupt {
+        subspace,
+        source: Box::new(e),
+    })?;
+    serde_json::value::RawValue::from_string(text.to_owned()).map_err(|e| Error::Corrupt {
+        subspace,
+        source: Box::new(e),
+    })
+}

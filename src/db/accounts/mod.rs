@@ -1,0 +1,126 @@
+//! Storage of the `accounts` database: users, password hashes, access tokens,
+//! devices, profiles, account data, filters, push rules and the server's
+//! signing key.
+//!
+//! This module owns the *operations* on the key layout that `keys.rs`
+//! declares: each public method is one transaction run through
+//! [`kv::Database::run`], safe to run twice, and either applies all of its
+//! writes or none. Business rules (who may do what, username grammar, token
+//! generation, password hashing) live above, in `service::accounts`; this layer
+//! only keeps the stored data consistent:
+//!
+//! - an access token entry exists exactly as long as its device does, and the
+//!   device records the token's hash, so deleting a device (logout, device
+//!   deletion, password change, deactivation) deletes its token in the same
+//!   transaction;
+//! - a deactivated user has no password hash, devices, tokens or profile;
+//! - every account-data write sets the current value and appends to the
+//!   per-user change log in the same transaction, both stamped with the
+//!   commit's versionstamp, and removes the entry the old value had in the
+//!   log, so the log holds exactly one entry per changed (room, type) and a
+//!   reader gets every change since a position with one range read.
+//!
+//! Who may import this: `service` and the CLI. It never imports axum.
+
+mod data;
+pub mod keys;
+mod layout;
+pub mod model;
+mod users;
+
+use foundationdb_tuple::Subspace;
+
+use crate::kv::{self, TransactError};
+
+pub use data::{AccountDataChange, Position};
+pub use layout::Layout;
+pub use model::{DeviceRecord, SigningKeyRecord, TokenRecord, UiaSession, UserRecord};
+pub use users::{CreateUser, NewDevice};
+
+/// Errors of the `accounts` storage boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The key-value store failed (after retries, where retryable).
+    #[error(transparent)]
+    Kv(#[from] kv::Error),
+    /// A stored value did not decode: the store is corrupt or was written by
+    /// an incompatible version.
+    #[error("corrupt value in accounts/{subspace}")]
+    Corrupt {
+        /// The subspace's name in `keys.rs`.
+        subspace: &'static str,
+        /// What failed to decode.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl TransactError for Error {
+    fn as_kv(&self) -> Option<&kv::Error> {
+        match self {
+            Error::Kv(e) => Some(e),
+            Error::Corrupt { .. } => None,
+        }
+    }
+}
+
+/// Result of the `accounts` storage boundary.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A handle on the `accounts` database. Cheap to clone.
+#[derive(Clone)]
+pub struct AccountsDb {
+    db: kv::Database,
+    layout: std::sync::Arc<Layout>,
+}
+
+impl AccountsDb {
+    /// Wraps the `accounts` database handle, with its subspaces resolved by
+    /// [`Layout`].
+    pub fn new(db: kv::Database, layout: Layout) -> Self {
+        AccountsDb {
+            db,
+            layout: std::sync::Arc::new(layout),
+        }
+    }
+
+    /// The underlying key-value database.
+    pub fn kv(&self) -> &kv::Database {
+        &self.db
+    }
+
+    fn keys(&self) -> &Layout {
+        &self.layout
+    }
+}
+
+/// Encodes a record as named-field MessagePack.
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    rmp_serde::to_vec_named(value).expect("records always serialize")
+}
+
+/// Decodes a MessagePack record of `subspace`.
+fn decode<T: serde::de::DeserializeOwned>(subspace: &'static str, bytes: &[u8]) -> Result<T> {
+    rmp_serde::from_slice(bytes).map_err(|e| Error::Corrupt {
+        subspace,
+        source: Box::new(e),
+    })
+}
+
+/// Decodes a tuple key of `subspace`.
+fn unpack<'de, T: foundationdb_tuple::TupleUnpack<'de>>(
+    subspace: &'static str,
+    space: &Subspace,
+    key: &'de [u8],
+) -> Result<T> {
+    space.unpack(key).map_err(|e| Error::Corrupt {
+        subspace,
+        source: Box::new(e),
+    })
+}
+
+/// `[begin, end)` of every key under `space`.
+fn range_of(space: &Subspace) -> kv::RangeOption {
+    let (begin, end) = space.range();
+    kv::RangeOption::new(begin, end)
+}

@@ -1,0 +1,385 @@
+//! Users, password hashes, access tokens, devices and UIA sessions.
+
+use foundationdb_tuple::Subspace;
+
+use super::{AccountsDb, DeviceRecord, Error, Result, TokenRecord, UiaSession, UserRecord};
+use super::{decode, encode, range_of, unpack};
+use crate::kv::Transaction;
+
+/// A device to create with its first access token.
+#[derive(Clone, Debug)]
+pub struct NewDevice {
+    /// The device ID.
+    pub device_id: String,
+    /// Its display name, if the client gave one.
+    pub display_name: Option<String>,
+    /// SHA-256 of the new access token.
+    pub token_hash: Vec<u8>,
+}
+
+/// Outcome of [`AccountsDb::create_user`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreateUser {
+    /// The account was created (with its device, if one was given).
+    Created,
+    /// An account with that ID exists (or existed: IDs are never reused).
+    InUse,
+}
+
+impl AccountsDb {
+    /// Creates `user_id` with an optional password hash and an optional first
+    /// device, unless the ID is taken. All or nothing.
+    pub async fn create_user(
+        &self,
+        user_id: &str,
+        password_hash: Option<&str>,
+        now_ms: u64,
+        device: Option<&NewDevice>,
+    ) -> Result<CreateUser> {
+        let k = self.keys().clone();
+        self.db
+            .run(|tx, _| {
+                let k = k.clone();
+                async move {
+                    let user_key = k.user.pack(&user_id);
+                    if tx.get(&user_key, false).await?.is_some() {
+                        return Ok(CreateUser::InUse);
+                    }
+                    let record = UserRecord {
+                        created_ms: now_ms,
+                        deactivated: false,
+                        admin: false,
+                    };
+                    tx.set(&user_key, &encode(&record));
+                    if let Some(hash) = password_hash {
+                        tx.set(&k.password.pack(&user_id), hash.as_bytes());
+                    }
+                    if let Some(device) = device {
+                        put_device(&tx, &k, user_id, device, now_ms, None);
+                    }
+                    Ok::<_, Error>(CreateUser::Created)
+                }
+            })
+            .await
+    }
+
+    /// The account record of `user_id`, if it exists.
+    pub async fn user(&self, user_id: &str) -> Result<Option<UserRecord>> {
+        let key = self.keys().user.pack(&user_id);
+        let raw = self.db.run(|tx, _| tx_get(tx, key.clone())).await?;
+        raw.map(|v| decode("user", &v)).transpose()
+    }
+
+    /// Every account, in user-ID order.
+    pub async fn users(&self) -> Result<Vec<(String, UserRecord)>> {
+        let space = self.keys().user.clone();
+        let kvs = self
+            .db
+            .run(|tx, _| {
+                let range = range_of(&space);
+                async move { tx.get_range_all(range, true).await }
+            })
+            .await?;
+        kvs.iter()
+            .map(|kv| {
+                let (user_id,): (String,) = unpack("user", &space, &kv.key)?;
+                Ok((user_id, decode("user", &kv.value)?))
+            })
+            .collect()
+    }
+
+    /// The argon2 hash of `user_id`'s password, if it has one.
+    pub async fn password_hash(&self, user_id: &str) -> Result<Option<String>> {
+        let key = self.keys().password.pack(&user_id);
+        let raw = self.db.run(|tx, _| tx_get(tx, key.clone())).await?;
+        raw.map(|v| {
+            String::from_utf8(v).map_err(|e| Error::Corrupt {
+                subspace: "password",
+                source: Box::new(e),
+            })
+        })
+        .transpose()
+    }
+
+    /// Replaces `user_id`'s password hash; when `logout_devices`, also deletes
+    /// every device (and its token) except `keep_device`. Returns `false`,
+    /// writing nothing, if the user does not exist or is deactivated.
+    pub async fn set_password(
+        &self,
+        user_id: &str,
+        hash: &str,
+        logout_devices: bool,
+        keep_device: Option<&str>,
+    ) -> Result<bool> {
+        let k = self.keys().clone();
+        self.db
+            .run(|tx, _| {
+                let k = k.clone();
+                async move {
+                    if !is_active(&tx, &k, user_id).await? {
+                        return Ok(false);
+                    }
+                    tx.set(&k.password.pack(&user_id), hash.as_bytes());
+                    if logout_devices {
+                        delete_devices_where(&tx, &k, user_id, |d| Some(d) != keep_device).await?;
+                    }
+                    Ok::<_, Error>(true)
+                }
+            })
+            .await
+    }
+
+    /// Deactivates `user_id`: marks the record, and removes its password,
+    /// devices, tokens and profile. Returns `false` if there is no such user.
+    pub async fn deactivate(&self, user_id: &str) -> Result<bool> {
+        let k = self.keys().clone();
+        self.db
+            .run(|tx, _| {
+                let k = k.clone();
+                async move {
+                    let user_key = k.user.pack(&user_id);
+                    let Some(raw) = tx.get(&user_key, false).await? else {
+                        return Ok(false);
+                    };
+                    let mut record: UserRecord = decode("user", &raw)?;
+                    record.deactivated = true;
+                    tx.set(&user_key, &encode(&record));
+                    tx.clear(&k.password.pack(&user_id));
+                    delete_devices_where(&tx, &k, user_id, |_| true).await?;
+                    let (begin, end) = k.profile.subspace(&user_id).range();
+                    tx.clear_range(&begin, &end);
+                    Ok::<_, Error>(true)
+                }
+            })
+            .await
+    }
+
+    /// What the token with SHA-256 `token_hash` belongs to: exactly one read.
+    pub async fn resolve_token(&self, token_hash: &[u8]) -> Result<Option<TokenRecord>> {
+        let key = self.keys().token.pack(&token_hash);
+        let raw = self.db.run(|tx, _| tx_get(tx, key.clone())).await?;
+        raw.map(|v| decode("token", &v)).transpose()
+    }
+
+    /// Logs `user_id` in on `device`: creates the device, or, if it exists,
+    /// replaces its token (keeping its display name unless a new one is
+    /// given). Returns `false`, writing nothing, if the user is not active.
+    pub async fn login_device(
+        &self,
+        user_id: &str,
+        device: &NewDevice,
+        now_ms: u64,
+    ) -> Result<bool> {
+        let k = self.keys().clone();
+        self.db
+            .run(|tx, _| {
+                let k = k.clone();
+                async move {
+                    if !is_active(&tx, &k, user_id).await? {
+                        return Ok(false);
+                    }
+                    let dev_key = k.device.pack(&(user_id, device.device_id.as_str()));
+                    let old = match tx.get(&dev_key, false).await? {
+                        Some(raw) => Some(decode::<DeviceRecord>("device", &raw)?),
+                        None => None,
+                    };
+                    if let Some(old) = &old {
+                        tx.clear(&k.token.pack(&old.token_hash.as_slice()));
+                    }
+                    put_device(&tx, &k, user_id, device, now_ms, old);
+                    Ok::<_, Error>(true)
+                }
+            })
+            .await
+    }
+
+    /// The devices of `user_id`, in device-ID order.
+    pub async fn devices(&self, user_id: &str) -> Result<Vec<(String, DeviceRecord)>> {
+        let k = self.keys().clone();
+        let space = k.device.subspace(&user_id);
+        let kvs = self
+            .db
+            .run(|tx, _| {
+                let range = range_of(&space);
+                async move { tx.get_range_all(range, false).await }
+            })
+            .await?;
+        kvs.iter()
+            .map(|kv| {
+                let (_, device_id): (String, String) = unpack("device", &k.device, &kv.key)?;
+                Ok((device_id, decode("device", &kv.value)?))
+            })
+            .collect()
+    }
+
+    /// One device of `user_id`.
+    pub async fn device(&self, user_id: &str, device_id: &str) -> Result<Option<DeviceRecord>> {
+        let key = self.keys().device.pack(&(user_id, device_id));
+        let raw = self.db.run(|tx, _| tx_get(tx, key.clone())).await?;
+        raw.map(|v| decode("device", &v)).transpose()
+    }
+
+    /// Sets a device's display name (`None` leaves it unchanged). Returns
+    /// `false` if the device does not exist.
+    pub async fn update_device(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        display_name: Option<&str>,
+    ) -> Result<bool> {
+        let key = self.keys().device.pack(&(user_id, device_id));
+        self.db
+            .run(|tx, _| {
+                let key = key.clone();
+                async move {
+                    let Some(raw) = tx.get(&key, false).await? else {
+                        return Ok(false);
+                    };
+                    let mut record: DeviceRecord = decode("device", &raw)?;
+                    if let Some(name) = display_name {
+                        record.display_name = Some(name.to_owned());
+                        tx.set(&key, &encode(&record));
+                    }
+                    Ok::<_, Error>(true)
+                }
+            })
+            .await
+    }
+
+    /// Deletes the listed devices of `user_id` and their tokens (absent ones
+    /// are skipped). Returns how many existed.
+    pub async fn delete_devices(&self, user_id: &str, device_ids: &[String]) -> Result<usize> {
+        let k = self.keys().clone();
+        self.db
+            .run(|tx, _| {
+                let k = k.clone();
+                async move {
+                    let mut deleted = 0;
+                    for device_id in device_ids {
+                        let key = k.device.pack(&(user_id, device_id.as_str()));
+                        if let Some(raw) = tx.get(&key, false).await? {
+                            let record: DeviceRecord = decode("device", &raw)?;
+                            tx.clear(&k.token.pack(&record.token_hash.as_slice()));
+                            tx.clear(&key);
+                            deleted += 1;
+                        }
+                    }
+                    Ok::<_, Error>(deleted)
+                }
+            })
+            .await
+    }
+
+    /// Deletes every device of `user_id` and their tokens.
+    pub async fn delete_all_devices(&self, user_id: &str) -> Result<()> {
+        let k = self.keys().clone();
+        self.db
+            .run(|tx, _| {
+                let k = k.clone();
+                async move { delete_devices_where(&tx, &k, user_id, |_| true).await }
+            })
+            .await
+    }
+
+    /// Stores a new UIA session.
+    pub async fn put_uia_session(&self, session: &str, record: &UiaSession) -> Result<()> {
+        let key = self.keys().uia.pack(&session);
+        let value = encode(record);
+        self.db
+            .run(|tx, _| {
+                tx.set(&key, &value);
+                async { Ok::<_, Error>(()) }
+            })
+            .await
+    }
+
+    /// A stored UIA session.
+    pub async fn uia_session(&self, session: &str) -> Result<Option<UiaSession>> {
+        let key = self.keys().uia.pack(&session);
+        let raw = self.db.run(|tx, _| tx_get(tx, key.clone())).await?;
+        raw.map(|v| decode("uia", &v)).transpose()
+    }
+
+    /// Removes and returns a UIA session (each session completes once).
+    pub async fn take_uia_session(&self, session: &str) -> Result<Option<UiaSession>> {
+        let key = self.keys().uia.pack(&session);
+        let raw = self
+            .db
+            .run(|tx, _| {
+                let key = key.clone();
+                async move {
+                    let raw = tx.get(&key, false).await?;
+                    if raw.is_some() {
+                        tx.clear(&key);
+                    }
+                    Ok::<_, Error>(raw)
+                }
+            })
+            .await?;
+        raw.map(|v| decode("uia", &v)).transpose()
+    }
+}
+
+async fn tx_get(tx: Transaction, key: Vec<u8>) -> Result<Option<Vec<u8>>> {
+    Ok(tx.get(&key, false).await?)
+}
+
+/// Whether `user_id` exists and is not deactivated (adds a read conflict on
+/// the record, so a concurrent deactivation aborts the caller).
+async fn is_active(tx: &Transaction, k: &super::Layout, user_id: &str) -> Result<bool> {
+    match tx.get(&k.user.pack(&user_id), false).await? {
+        Some(raw) => Ok(!decode::<UserRecord>("user", &raw)?.deactivated),
+        None => Ok(false),
+    }
+}
+
+/// Writes a device and its token entry. `old` is the record being replaced.
+fn put_device(
+    tx: &Transaction,
+    k: &super::Layout,
+    user_id: &str,
+    device: &NewDevice,
+    now_ms: u64,
+    old: Option<DeviceRecord>,
+) {
+    let record = DeviceRecord {
+        display_name: device
+            .display_name
+            .clone()
+            .or_else(|| old.as_ref().and_then(|o| o.display_name.clone())),
+        token_hash: device.token_hash.clone(),
+        created_ms: old.map_or(now_ms, |o| o.created_ms),
+    };
+    let token = TokenRecord {
+        user_id: user_id.to_owned(),
+        device_id: device.device_id.clone(),
+    };
+    tx.set(
+        &k.device.pack(&(user_id, device.device_id.as_str())),
+        &encode(&record),
+    );
+    tx.set(
+        &k.token.pack(&device.token_hash.as_slice()),
+        &encode(&token),
+    );
+}
+
+/// Deletes the devices of `user_id` whose ID passes `pred`, with their tokens.
+async fn delete_devices_where(
+    tx: &Transaction,
+    k: &super::Layout,
+    user_id: &str,
+    pred: impl Fn(&str) -> bool,
+) -> Result<()> {
+    let space: Subspace = k.device.subspace(&user_id);
+    let kvs = tx.get_range_all(range_of(&space), false).await?;
+    for kv in kvs {
+        let (_, device_id): (String, String) = unpack("device", &k.device, &kv.key)?;
+        if pred(&device_id) {
+            let record: DeviceRecord = decode("device", &kv.value)?;
+            tx.clear(&k.token.pack(&record.token_hash.as_slice()));
+            tx.clear(&kv.key);
+        }
+    }
+    Ok(())
+}

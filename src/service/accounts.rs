@@ -1,0 +1,511 @@
+//! Accounts: registration, login, access tokens, logout, password change,
+//! deactivation and the operator's account commands.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use base64::Engine;
+use rand::Rng;
+use ruma::api::client::uiaa::{AuthData, UserIdentifier};
+use ruma::{OwnedDeviceId, OwnedServerName, OwnedUserId, ServerName, UserId};
+use sha2::{Digest, Sha256};
+
+use super::clock::Clock;
+use super::config::ServerConfig;
+use super::ratelimit::{Action, RateLimiter};
+use super::uia::Purpose;
+use super::{Error, Result, password};
+use crate::db::accounts::{AccountsDb, CreateUser, NewDevice, UserRecord};
+
+/// Longest accepted password, in bytes (Synapse's bound).
+pub const MAX_PASSWORD_BYTES: usize = 512;
+/// Longest full user ID, in bytes (spec: "User Identifiers").
+pub const MAX_USER_ID_BYTES: usize = 255;
+
+/// The accounts service. Shared by every request (`Arc`), stateless apart
+/// from the rate limiter's buckets.
+pub struct Accounts {
+    pub(super) db: AccountsDb,
+    server_name: OwnedServerName,
+    pub(super) config: ServerConfig,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) limiter: RateLimiter,
+}
+
+/// The owner of a valid access token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Authed {
+    /// The user.
+    pub user_id: OwnedUserId,
+    /// The device the token belongs to.
+    pub device_id: OwnedDeviceId,
+}
+
+/// A successful registration.
+#[derive(Clone, Debug)]
+pub struct Registered {
+    /// The new account.
+    pub user_id: OwnedUserId,
+    /// The first session, unless `inhibit_login` was set.
+    pub session: Option<LoggedIn>,
+}
+
+/// A new session: the raw access token is only ever in this value.
+#[derive(Clone, Debug)]
+pub struct LoggedIn {
+    /// The user.
+    pub user_id: OwnedUserId,
+    /// The device.
+    pub device_id: OwnedDeviceId,
+    /// The access token to hand to the client.
+    pub access_token: String,
+}
+
+/// What `POST /register` asks for.
+#[derive(Clone, Debug, Default)]
+pub struct RegisterParams {
+    /// Desired localpart; generated if `None`.
+    pub username: Option<String>,
+    /// The password, if any.
+    pub password: Option<String>,
+    /// Desired device ID; generated if `None`.
+    pub device_id: Option<OwnedDeviceId>,
+    /// Display name of the first device.
+    pub initial_device_display_name: Option<String>,
+    /// Do not log in; return only the user ID.
+    pub inhibit_login: bool,
+    /// The user-interactive authentication data.
+    pub auth: Option<AuthData>,
+}
+
+/// What `POST /login` with `m.login.password` asks for.
+#[derive(Clone, Debug, Default)]
+pub struct LoginParams {
+    /// The user: a localpart or a full user ID.
+    pub user: String,
+    /// The password.
+    pub password: String,
+    /// Device to log in as; generated if `None`.
+    pub device_id: Option<OwnedDeviceId>,
+    /// Display name for a new device.
+    pub initial_device_display_name: Option<String>,
+}
+
+impl Accounts {
+    /// The service over the `accounts` database `db`.
+    pub fn new(
+        db: AccountsDb,
+        server_name: OwnedServerName,
+        config: ServerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Accounts {
+            db,
+            server_name,
+            limiter: RateLimiter::new(clock.clone()),
+            config,
+            clock,
+        }
+    }
+
+    /// This server's name.
+    pub fn server_name(&self) -> &ServerName {
+        &self.server_name
+    }
+
+    /// The service settings.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// The storage handle (for the signing key and the CLI).
+    pub fn db(&self) -> &AccountsDb {
+        &self.db
+    }
+
+    /// Resolves an access token with one key read.
+    ///
+    /// Errors: [`Error::UnknownToken`] if no live session has this token.
+    pub async fn authenticate(&self, access_token: &str) -> Result<Authed> {
+        let record = self
+            .db
+            .resolve_token(&token_hash(access_token))
+            .await?
+            .ok_or(Error::UnknownToken)?;
+        let user_id = UserId::parse(record.user_id).map_err(|_| Error::UnknownToken)?;
+        Ok(Authed {
+            user_id,
+            device_id: record.device_id.into(),
+        })
+    }
+
+    /// `GET /register/available`: `Ok` if `username` could be registered now.
+    pub async fn check_username_available(&self, username: &str, ip: IpAddr) -> Result<()> {
+        self.rate_limit(
+            Action::RegisterByIp,
+            &ip.to_string(),
+            self.config.register_per_ip,
+        )?;
+        let user_id = self.validate_new_localpart(username)?;
+        match self.db.user(user_id.as_str()).await? {
+            Some(_) => Err(Error::UserInUse),
+            None => Ok(()),
+        }
+    }
+
+    /// `POST /register`: checks the username, runs user-interactive
+    /// authentication, then creates the account (and its first device unless
+    /// `inhibit_login`) in one transaction.
+    pub async fn register(&self, params: RegisterParams, ip: IpAddr) -> Result<Registered> {
+        self.rate_limit(
+            Action::RegisterByIp,
+            &ip.to_string(),
+            self.config.register_per_ip,
+        )?;
+        if !self.config.registration_enabled {
+            return Err(Error::Forbidden("registration is disabled".into()));
+        }
+        let user_id = match &params.username {
+            Some(name) => self.validate_new_localpart(name)?,
+            None => self.generated_user_id(),
+        };
+        if self.db.user(user_id.as_str()).await?.is_some() {
+            return Err(Error::UserInUse);
+        }
+        check_password_length(params.password.as_deref())?;
+        self.user_interactive_auth(params.auth.as_ref(), Purpose::Register)
+            .await?;
+        let hash = match params.password {
+            Some(pw) => Some(password::hash(pw, self.config.password_hashing).await),
+            None => None,
+        };
+        let session = (!params.inhibit_login).then(|| {
+            self.new_session(
+                &user_id,
+                params.device_id,
+                params.initial_device_display_name,
+            )
+        });
+        let now = self.clock.now_ms();
+        let created = self
+            .db
+            .create_user(
+                user_id.as_str(),
+                hash.as_deref(),
+                now,
+                session.as_ref().map(|(_, device)| device),
+            )
+            .await?;
+        if created == CreateUser::InUse {
+            return Err(Error::UserInUse);
+        }
+        tracing::info!(%user_id, "registered");
+        Ok(Registered {
+            user_id,
+            session: session.map(|(logged_in, _)| logged_in),
+        })
+    }
+
+    /// `POST /login` with `m.login.password`.
+    ///
+    /// Errors: [`Error::Forbidden`] for an unknown user, a wrong password or a
+    /// deactivated account (indistinguishable on purpose),
+    /// [`Error::LimitExceeded`] past the per-IP or per-user limit.
+    pub async fn login(&self, params: LoginParams, ip: IpAddr) -> Result<LoggedIn> {
+        self.rate_limit(Action::LoginByIp, &ip.to_string(), self.config.login_per_ip)?;
+        let user_id = self
+            .resolve_login_user(&params.user)
+            .ok_or_else(|| Error::Forbidden("invalid username or password".into()))?;
+        self.rate_limit(
+            Action::LoginByUser,
+            user_id.as_str(),
+            self.config.login_per_user,
+        )?;
+        if !self.password_matches(&user_id, params.password).await? {
+            return Err(Error::Forbidden("invalid username or password".into()));
+        }
+        let (logged_in, device) = self.new_session(
+            &user_id,
+            params.device_id,
+            params.initial_device_display_name,
+        );
+        if !self
+            .db
+            .login_device(user_id.as_str(), &device, self.clock.now_ms())
+            .await?
+        {
+            return Err(Error::Forbidden("invalid username or password".into()));
+        }
+        Ok(logged_in)
+    }
+
+    /// `POST /logout`: deletes the caller's device and token.
+    pub async fn logout(&self, authed: &Authed) -> Result<()> {
+        self.db
+            .delete_devices(authed.user_id.as_str(), &[authed.device_id.to_string()])
+            .await?;
+        Ok(())
+    }
+
+    /// `POST /logout/all`: deletes every device and token of the caller.
+    pub async fn logout_all(&self, authed: &Authed) -> Result<()> {
+        self.db.delete_all_devices(authed.user_id.as_str()).await?;
+        Ok(())
+    }
+
+    /// `POST /account/password`: UIA with the current password, then sets the
+    /// new one; unless `logout_devices` is false, every other device is logged
+    /// out.
+    pub async fn change_password(
+        &self,
+        authed: &Authed,
+        new_password: String,
+        logout_devices: bool,
+        auth: Option<&AuthData>,
+    ) -> Result<()> {
+        check_password_length(Some(&new_password))?;
+        self.user_interactive_auth(auth, Purpose::User(&authed.user_id))
+            .await?;
+        let hash = password::hash(new_password, self.config.password_hashing).await;
+        let keep = authed.device_id.as_str();
+        if !self
+            .db
+            .set_password(authed.user_id.as_str(), &hash, logout_devices, Some(keep))
+            .await?
+        {
+            return Err(Error::UserDeactivated);
+        }
+        Ok(())
+    }
+
+    /// `POST /account/deactivate`: UIA with the password, then deactivates.
+    pub async fn deactivate(&self, authed: &Authed, auth: Option<&AuthData>) -> Result<()> {
+        self.user_interactive_auth(auth, Purpose::User(&authed.user_id))
+            .await?;
+        self.db.deactivate(authed.user_id.as_str()).await?;
+        tracing::info!(user_id = %authed.user_id, "deactivated");
+        Ok(())
+    }
+
+    /// Operator: creates an account without UIA or rate limits (registration
+    /// may be disabled). Errors as `register` for the username.
+    pub async fn create_user(
+        &self,
+        localpart: &str,
+        password: Option<String>,
+    ) -> Result<OwnedUserId> {
+        let user_id = self.validate_new_localpart(localpart)?;
+        check_password_length(password.as_deref())?;
+        let hash = match password {
+            Some(pw) => Some(password::hash(pw, self.config.password_hashing).await),
+            None => None,
+        };
+        let now = self.clock.now_ms();
+        match self
+            .db
+            .create_user(user_id.as_str(), hash.as_deref(), now, None)
+            .await?
+        {
+            CreateUser::Created => Ok(user_id),
+            CreateUser::InUse => Err(Error::UserInUse),
+        }
+    }
+
+    /// Operator: every account with its record.
+    pub async fn list_users(&self) -> Result<Vec<(String, UserRecord)>> {
+        Ok(self.db.users().await?)
+    }
+
+    /// Operator: deactivates `user` (a localpart or user ID).
+    pub async fn deactivate_user(&self, user: &str) -> Result<OwnedUserId> {
+        let user_id = self
+            .resolve_login_user(user)
+            .ok_or_else(|| Error::NotFound(format!("no user {user}")))?;
+        if !self.db.deactivate(user_id.as_str()).await? {
+            return Err(Error::NotFound(format!("no user {user_id}")));
+        }
+        Ok(user_id)
+    }
+
+    /// Operator: sets a new password for `user` and logs out all its devices.
+    pub async fn reset_password(&self, user: &str, new_password: String) -> Result<OwnedUserId> {
+        let user_id = self
+            .resolve_login_user(user)
+            .ok_or_else(|| Error::NotFound(format!("no user {user}")))?;
+        check_password_length(Some(&new_password))?;
+        let hash = password::hash(new_password, self.config.password_hashing).await;
+        if !self
+            .db
+            .set_password(user_id.as_str(), &hash, true, None)
+            .await?
+        {
+            return Err(Error::NotFound(format!("no active user {user_id}")));
+        }
+        Ok(user_id)
+    }
+
+    /// Whether `password` is `user_id`'s password (false for unknown or
+    /// deactivated users, who have no hash).
+    pub(super) async fn password_matches(
+        &self,
+        user_id: &UserId,
+        password: String,
+    ) -> Result<bool> {
+        match self.db.password_hash(user_id.as_str()).await? {
+            Some(stored) => Ok(password::verify(password, stored).await),
+            None => Ok(false),
+        }
+    }
+
+    /// The local user a login identifier names: a full user ID on this server
+    /// or a localpart (matched case-insensitively, as registration only
+    /// allows lowercase).
+    pub(super) fn resolve_login_user(&self, user: &str) -> Option<OwnedUserId> {
+        if user.starts_with('@') {
+            let id = UserId::parse(user.to_lowercase()).ok()?;
+            (id.server_name() == self.server_name).then_some(id)
+        } else {
+            UserId::parse_with_server_name(user.to_lowercase(), &self.server_name).ok()
+        }
+    }
+
+    /// The user a UIA `m.id.user` identifier names, if local.
+    pub(super) fn resolve_identifier(&self, identifier: &UserIdentifier) -> Option<OwnedUserId> {
+        match identifier {
+            UserIdentifier::Matrix(id) => self.resolve_login_user(&id.user),
+            _ => None,
+        }
+    }
+
+    /// Takes a token from a rate-limit bucket.
+    pub(super) fn rate_limit(
+        &self,
+        action: Action,
+        key: &str,
+        limit: super::RateLimit,
+    ) -> Result<()> {
+        self.limiter
+            .check(action, key, limit)
+            .map_err(|retry_after_ms| Error::LimitExceeded { retry_after_ms })
+    }
+
+    /// Checks a requested localpart against the spec's grammar and returns the
+    /// full user ID.
+    fn validate_new_localpart(&self, localpart: &str) -> Result<OwnedUserId> {
+        validate_localpart(localpart).map_err(|e| Error::InvalidUsername(e.into()))?;
+        let user_id = format!("@{localpart}:{}", self.server_name);
+        if user_id.len() > MAX_USER_ID_BYTES {
+            return Err(Error::InvalidUsername(
+                "user ID is longer than 255 bytes".into(),
+            ));
+        }
+        UserId::parse(user_id).map_err(|e| Error::InvalidUsername(e.to_string()))
+    }
+
+    /// A fresh random user ID for registrations that give no username.
+    fn generated_user_id(&self) -> OwnedUserId {
+        let localpart: String = (0..12)
+            .map(|_| char::from(b'a' + rand::rng().random_range(0..26u8)))
+            .collect();
+        UserId::parse_with_server_name(localpart, &self.server_name).expect("valid localpart")
+    }
+
+    /// A new access token and device (not yet stored).
+    fn new_session(
+        &self,
+        user_id: &UserId,
+        device_id: Option<OwnedDeviceId>,
+        display_name: Option<String>,
+    ) -> (LoggedIn, NewDevice) {
+        let device_id = device_id.unwrap_or_else(generate_device_id);
+        let access_token = generate_access_token();
+        let device = NewDevice {
+            device_id: device_id.to_string(),
+            display_name,
+            token_hash: token_hash(&access_token).to_vec(),
+        };
+        let logged_in = LoggedIn {
+            user_id: user_id.to_owned(),
+            device_id,
+            access_token,
+        };
+        (logged_in, device)
+    }
+}
+
+/// Checks a localpart for registration: non-empty, only `a-z 0-9 . _ = - / +`
+/// (spec: "User Identifiers"), and not starting with `_` (reserved for
+/// application services, as in Synapse).
+pub fn validate_localpart(localpart: &str) -> Result<(), &'static str> {
+    if localpart.is_empty() {
+        return Err("username must not be empty");
+    }
+    if !localpart
+        .bytes()
+        .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+'))
+    {
+        return Err("username may only contain a-z, 0-9, '.', '_', '=', '-', '/' and '+'");
+    }
+    if localpart.starts_with('_') {
+        return Err("usernames starting with '_' are reserved");
+    }
+    Ok(())
+}
+
+fn check_password_length(password: Option<&str>) -> Result<()> {
+    match password {
+        Some(pw) if pw.len() > MAX_PASSWORD_BYTES => Err(Error::InvalidParam(format!(
+            "password is longer than {MAX_PASSWORD_BYTES} bytes"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A new access token: `myl_` and 256 random bits in unpadded base64url.
+pub fn generate_access_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill(&mut bytes);
+    format!(
+        "myl_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// The stored form of an access token: its SHA-256.
+pub fn token_hash(access_token: &str) -> [u8; 32] {
+    Sha256::digest(access_token.as_bytes()).into()
+}
+
+/// A new device ID: 10 random uppercase letters (as Synapse).
+fn generate_device_id() -> OwnedDeviceId {
+    let id: String = (0..10)
+        .map(|_| char::from(b'A' + rand::rng().random_range(0..26u8)))
+        .collect();
+    id.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn localpart_grammar() {
+        assert!(validate_localpart("alice.b_c=d-e/f+g9").is_ok());
+        assert!(validate_localpart("").is_err());
+        assert!(validate_localpart("Alice").is_err());
+        assert!(validate_localpart("al ice").is_err());
+        assert!(validate_localpart("_bridge").is_err());
+        assert!(validate_localpart("ali:ce").is_err());
+    }
+
+    #[test]
+    fn tokens_are_long_random_and_hashed() {
+        let a = generate_access_token();
+        let b = generate_access_token();
+        assert_ne!(a, b);
+        // 32 bytes in unpadded base64 are 43 characters.
+        assert_eq!(a.len(), 4 + 43);
+        assert_eq!(token_hash(&a), token_hash(&a));
+        assert_ne!(token_hash(&a), token_hash(&b));
+    }
+}

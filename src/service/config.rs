@@ -1,0 +1,106 @@
+//! Server settings of the accounts service: registration policy, rate limits
+//! and password-hashing cost. Deserialized from the `[server]` table of the
+//! config file (and `MYELIN_SERVER__*` variables); every field has a default.
+
+use serde::Deserialize;
+
+/// Settings of the accounts service.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ServerConfig {
+    /// Whether `POST /register` accepts new accounts (the operator CLI always can).
+    pub registration_enabled: bool,
+    /// If set, registration requires the `m.login.registration_token` stage
+    /// with this token instead of `m.login.dummy`.
+    pub registration_token: Option<String>,
+    /// Largest accepted request body, in bytes (M_TOO_LARGE above it).
+    pub max_request_bytes: usize,
+    /// Most connections served at once.
+    pub max_connections: usize,
+    /// Base URL advertised in `/.well-known/matrix/client`; defaults to
+    /// `https://<server_name>`.
+    pub public_base_url: Option<String>,
+    /// Rate limit of login attempts per client IP address.
+    pub login_per_ip: RateLimit,
+    /// Rate limit of login attempts per target account.
+    pub login_per_user: RateLimit,
+    /// Rate limit of registration (and availability checks) per client IP.
+    pub register_per_ip: RateLimit,
+    /// Argon2id cost of new password hashes.
+    pub password_hashing: PasswordHashing,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            registration_enabled: true,
+            registration_token: None,
+            max_request_bytes: 1 << 20,
+            max_connections: 4096,
+            public_base_url: None,
+            // Synapse's defaults (rc_login.address, rc_login.account, rc_registration).
+            login_per_ip: RateLimit {
+                per_second: 0.17,
+                burst: 3,
+            },
+            login_per_user: RateLimit {
+                per_second: 0.17,
+                burst: 3,
+            },
+            register_per_ip: RateLimit {
+                per_second: 0.17,
+                burst: 3,
+            },
+            password_hashing: PasswordHashing::default(),
+        }
+    }
+}
+
+/// A token bucket: `burst` actions at once, refilled at `per_second`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+pub struct RateLimit {
+    /// Actions regained per second.
+    pub per_second: f64,
+    /// Most actions allowed in a burst.
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// A limit that never triggers in practice (for tests and trusted setups).
+    pub const UNLIMITED: RateLimit = RateLimit {
+        per_second: 1e9,
+        burst: u32::MAX,
+    };
+}
+
+/// Argon2id parameters of new password hashes (old hashes keep theirs).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct PasswordHashing {
+    /// Memory cost, in KiB.
+    pub memory_kib: u32,
+    /// Number of passes.
+    pub iterations: u32,
+    /// Degree of parallelism.
+    pub parallelism: u32,
+}
+
+impl Default for PasswordHashing {
+    /// OWASP's recommended Argon2id setting (19 MiB, 2 passes, 1 lane).
+    fn default() -> Self {
+        PasswordHashing {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+impl PasswordHashing {
+    /// The cheapest valid setting, for tests only.
+    pub const FAST_INSECURE: PasswordHashing = PasswordHashing {
+        memory_kib: 8,
+        iterations: 1,
+        parallelism: 1,
+    };
+}

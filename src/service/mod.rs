@@ -1,0 +1,85 @@
+//! The accounts service: the business rules between the HTTP API and the
+//! `accounts` storage.
+//!
+//! `api` handlers parse a request, call one method here and map the result;
+//! this layer decides what is allowed (username grammar, user-interactive
+//! authentication, who may read or write what, rate limits), generates access
+//! tokens and device IDs, hashes passwords, and calls [`crate::db::accounts`]
+//! for every read and write. It knows nothing of HTTP: failures are
+//! [`Error`] values that `api::error` maps to Matrix error codes in one place.
+//!
+//! Access tokens are 256 random bits (base64url, prefixed `myl_`); only their
+//! SHA-256 is stored, and resolving one is a single key read with no cache, so
+//! logout and deactivation take effect at once on every server process.
+//!
+//! Who may import this: `api` and `cli`.
+
+pub mod accounts;
+pub mod clock;
+pub mod config;
+pub mod password;
+pub mod ratelimit;
+pub mod signing;
+mod uia;
+mod userdata;
+
+use ruma::api::client::uiaa::UiaaInfo;
+
+pub use accounts::{Accounts, Authed, LoggedIn, LoginParams, RegisterParams, Registered};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{PasswordHashing, RateLimit, ServerConfig};
+pub use signing::SigningKey;
+
+/// Why a service call failed. Each variant is one Matrix error condition;
+/// `api::error` holds the mapping to `errcode` and HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The caller may not do this (M_FORBIDDEN).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The resource does not exist (M_NOT_FOUND).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The requested user ID is taken (M_USER_IN_USE).
+    #[error("user ID already taken")]
+    UserInUse,
+    /// The requested user ID breaks the spec's grammar (M_INVALID_USERNAME).
+    #[error("invalid username: {0}")]
+    InvalidUsername(String),
+    /// A parameter has an invalid value (M_INVALID_PARAM).
+    #[error("invalid parameter: {0}")]
+    InvalidParam(String),
+    /// A parameter is missing (M_MISSING_PARAM).
+    #[error("missing parameter: {0}")]
+    MissingParam(String),
+    /// The JSON body is well-formed but not what the endpoint takes (M_BAD_JSON).
+    #[error("bad JSON: {0}")]
+    BadJson(String),
+    /// The account-data type is managed by the server (405 M_BAD_JSON).
+    #[error("account data type {0} is managed by the server")]
+    ServerManagedAccountData(String),
+    /// The access token is unknown, expired or revoked (M_UNKNOWN_TOKEN).
+    #[error("unknown access token")]
+    UnknownToken,
+    /// The account is deactivated (M_USER_DEACTIVATED).
+    #[error("user deactivated")]
+    UserDeactivated,
+    /// Guest access is not offered (M_GUEST_ACCESS_FORBIDDEN).
+    #[error("guest access is not supported")]
+    GuestAccessForbidden,
+    /// Too many requests (M_LIMIT_EXCEEDED); retry after this many milliseconds.
+    #[error("rate limited; retry after {retry_after_ms} ms")]
+    LimitExceeded {
+        /// How long to wait, in milliseconds.
+        retry_after_ms: u64,
+    },
+    /// User-interactive authentication must be (re)done: 401 with this body.
+    #[error("user-interactive authentication required")]
+    AuthRequired(Box<UiaaInfo>),
+    /// The storage failed.
+    #[error(transparent)]
+    Storage(#[from] crate::db::accounts::Error),
+}
+
+/// Result of a service call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
