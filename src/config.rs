@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::Dict;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Environment variable prefix of configuration keys.
@@ -34,7 +36,7 @@ pub const DEFAULT_ROOT: &str = "myelin";
 pub const DEFAULT_DATA_DIR: &str = "./data";
 
 /// The whole configuration.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// The Matrix server name: the part after `:` in user and room IDs
@@ -47,9 +49,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Where each logical database lives.
     pub databases: DatabasesConfig,
-    /// Server behaviour (`[server]`). Room for settings such as registration
-    /// and rate limits; none yet.
-    pub server: ServerConfig,
+    /// `[server]`: settings of the layers above storage (registration, rate
+    /// limits, ...), kept as a raw table here because their types live in
+    /// those layers. Read them with [`Config::server_settings`].
+    pub server: Dict,
 }
 
 impl Default for Config {
@@ -59,15 +62,10 @@ impl Default for Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 8008)),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             databases: DatabasesConfig::default(),
-            server: ServerConfig::default(),
+            server: Dict::new(),
         }
     }
 }
-
-/// `[server]`: server behaviour settings.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ServerConfig {}
 
 /// `[databases]`: where each of the three logical databases lives.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,6 +232,29 @@ impl Config {
         }
     }
 
+    /// The `[server]` table as `T`, with `T`'s defaults for missing keys if
+    /// `T` is `#[serde(default)]`. Errors name the key (`server.<key>`).
+    pub fn server_settings<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        #[derive(Serialize)]
+        struct Raw<'a> {
+            server: &'a Dict,
+        }
+        #[derive(Deserialize)]
+        struct Section<T> {
+            server: T,
+        }
+        let raw = Raw {
+            server: &self.server,
+        };
+        Figment::from(Serialized::defaults(raw))
+            .extract::<Section<T>>()
+            .map(|section| section.server)
+            .map_err(|e| ConfigError::Invalid {
+                key: e.path.join("."),
+                reason: e.kind.to_string(),
+            })
+    }
+
     /// Checks values that deserialize but are not acceptable.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &str, reason: String| ConfigError::Invalid {
@@ -380,6 +401,36 @@ mod tests {
 
         let err = load_toml("server_name = \"bad name\"").unwrap_err();
         assert!(err.to_string().contains("server_name"), "{err}");
+    }
+
+    #[test]
+    fn server_table_is_read_by_the_layer_that_owns_it() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        #[serde(default)]
+        struct Settings {
+            registration_enabled: bool,
+            burst: u32,
+        }
+        impl Default for Settings {
+            fn default() -> Self {
+                Settings {
+                    registration_enabled: true,
+                    burst: 3,
+                }
+            }
+        }
+        let config = load_toml("[server]\nregistration_enabled = false").unwrap();
+        let settings: Settings = config.server_settings().unwrap();
+        assert_eq!(
+            settings,
+            Settings {
+                registration_enabled: false,
+                burst: 3
+            }
+        );
+        let config = load_toml("[server]\nburst = \"many\"").unwrap();
+        let err = config.server_settings::<Settings>().unwrap_err();
+        assert!(err.to_string().contains("server.burst"), "{err}");
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub fn parse_bytes(input: &str) -> Result<Vec<u8>, ParseBytesError> {
     if let Some(digits) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         return hex::decode(digits).map_err(ParseBytesError::Hex);
     }
-    if s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if s.len().is_multiple_of(2) && s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return hex::decode(s).map_err(ParseBytesError::Hex);
     }
     unescape(s)

@@ -1,0 +1,282 @@
+//! The key schema of the `accounts` database: the contract between the code
+//! that writes it and every reader, tool and older or newer version of Myelin.
+//!
+//! Every directory lives under `<root>/accounts` (root from
+//! `databases.accounts.root`, default `myelin`) and holds keys
+//! `prefix ++ pack((tag, fields...))`. [`SPEC`] below is the machine-readable
+//! form of this list, from which `myelin keys layout` and
+//! `docs/key-layout.md` are generated; keep the two in step.
+//!
+//! Schema version: 1 ([`SCHEMA_VERSION`], stored in `meta/schema_version`;
+//! Myelin refuses to open a store whose version is newer).
+//!
+//! | Directory | Tag | Subspace | Key tuple | Value |
+//! |-----------|----:|----------|-----------|-------|
+//! | `meta` | 0 | `schema_version` | `(0)` | u64 little-endian: the schema version |
+//! | `users` | 0 | `user` | `(0, user_id: str)` | msgpack `UserRecord` |
+//! | `users` | 1 | `password` | `(1, user_id: str)` | utf-8 argon2id PHC string |
+//! | `sessions` | 0 | `token` | `(0, token_sha256: bytes)` | msgpack `TokenRecord` (user, device) |
+//! | `sessions` | 1 | `device` | `(1, user_id: str, device_id: str)` | msgpack `DeviceRecord` |
+//! | `sessions` | 2 | `uia` | `(2, session: str)` | msgpack `UiaSession` |
+//! | `profiles` | 0 | `field` | `(0, user_id: str, field: str)` | json value |
+//! | `account_data` | 0 | `current` | `(0, user_id: str, room_id: str, type: str)` | 10-byte versionstamp ++ json content |
+//! | `account_data` | 1 | `log` | `(1, user_id: str, position: versionstamp)` | msgpack `LogEntry` (room, type, content) |
+//! | `filters` | 0 | `filter` | `(0, user_id: str, filter_id: str)` | json filter definition |
+//! | `push_rules` | 0 | `ruleset` | `(0, user_id: str)` | json push rule set |
+//! | `server` | 0 | `signing_key` | `(0)` | msgpack `SigningKeyRecord` |
+//!
+//! `room_id` is `""` for global account data. An account-data write sets
+//! `current` and appends to `log` in one transaction, both with the commit's
+//! versionstamp (`SetVersionstampedValue` / `SetVersionstampedKey`), and clears
+//! the `log` entry of the value it replaces: the log holds one entry per
+//! (room, type), and changes since a position are one range read of `log`.
+//!
+//! To add a subspace: declare a `SubspaceSpec` constant (next free tag in its
+//! directory), list it in its directory's `subspaces`, add a typed encoder
+//! function next to it (as [`schema_version_key`] does), and add a row above.
+//! A new directory is a `DirectorySpec` constant listed in [`SPEC`].
+//! Changing the meaning or encoding of existing keys requires a new schema
+//! version.
+//!
+//! Who may import this: `db::accounts` and `db` (to open the database), the
+//! CLI and tests. Pure byte work.
+
+use crate::keys::{
+    DatabaseSpec, Directories, DirectorySpec, Field, FieldType, SubspaceSpec, ValueEncoding,
+};
+
+/// The key-schema version this code writes and understands.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `meta/schema_version`: `(0) -> u64 little-endian`, the schema version of
+/// the store, written at open.
+pub const META_SCHEMA_VERSION: SubspaceSpec = SubspaceSpec {
+    name: "schema_version",
+    tag: 0,
+    key: &[],
+    value: ValueEncoding::U64Le,
+    doc: "The key-schema version of the data in this database.",
+};
+
+/// The key of [`META_SCHEMA_VERSION`].
+pub fn schema_version_key(dirs: &Directories) -> Vec<u8> {
+    dirs.space(&META).key(&META_SCHEMA_VERSION, &())
+}
+
+/// `meta`: facts about the database itself.
+pub const META: DirectorySpec = DirectorySpec {
+    path: &["meta"],
+    doc: "Facts about the database itself.",
+    subspaces: &[META_SCHEMA_VERSION],
+};
+
+/// The `accounts` database's key schema.
+pub static SPEC: DatabaseSpec = DatabaseSpec {
+    name: "accounts",
+    schema_version: SCHEMA_VERSION,
+    doc: "Users, password hashes, access tokens, devices, profiles, account data, filters, push rules and the server's signing key.",
+    directories: &[
+        META,
+        USERS,
+        SESSIONS,
+        PROFILES,
+        ACCOUNT_DATA,
+        FILTERS,
+        PUSH_RULES,
+        SERVER,
+    ],
+};
+
+const USER_ID: Field = Field {
+    name: "user_id",
+    ty: FieldType::Str,
+};
+
+/// `users/user`: `(0, user_id) -> msgpack UserRecord`, one per account ever
+/// registered (deactivated ones stay, so IDs are never reused).
+pub const USER: SubspaceSpec = SubspaceSpec {
+    name: "user",
+    tag: 0,
+    key: &[USER_ID],
+    value: ValueEncoding::MsgPack("UserRecord"),
+    doc: "One local account: creation time, deactivated and admin flags.",
+};
+
+/// `users/password`: `(1, user_id) -> argon2id PHC string`.
+pub const PASSWORD: SubspaceSpec = SubspaceSpec {
+    name: "password",
+    tag: 1,
+    key: &[USER_ID],
+    value: ValueEncoding::Utf8,
+    doc: "The account's password hash (Argon2id, PHC string); absent if it has none or is deactivated.",
+};
+
+/// `users`: accounts and password hashes.
+pub const USERS: DirectorySpec = DirectorySpec {
+    path: &["users"],
+    doc: "Local accounts and their password hashes.",
+    subspaces: &[USER, PASSWORD],
+};
+
+/// `sessions/token`: `(0, sha256(token)) -> msgpack TokenRecord`.
+pub const TOKEN: SubspaceSpec = SubspaceSpec {
+    name: "token",
+    tag: 0,
+    key: &[Field {
+        name: "token_sha256",
+        ty: FieldType::Bytes,
+    }],
+    value: ValueEncoding::MsgPack("TokenRecord"),
+    doc: "An access token, by the SHA-256 of the token (never the token itself): its user and device.",
+};
+
+/// `sessions/device`: `(1, user_id, device_id) -> msgpack DeviceRecord`.
+pub const DEVICE: SubspaceSpec = SubspaceSpec {
+    name: "device",
+    tag: 1,
+    key: &[
+        USER_ID,
+        Field {
+            name: "device_id",
+            ty: FieldType::Str,
+        },
+    ],
+    value: ValueEncoding::MsgPack("DeviceRecord"),
+    doc: "A device (login session): display name, creation time and its token's hash.",
+};
+
+/// `sessions/uia`: `(2, session) -> msgpack UiaSession`.
+pub const UIA: SubspaceSpec = SubspaceSpec {
+    name: "uia",
+    tag: 2,
+    key: &[Field {
+        name: "session",
+        ty: FieldType::Str,
+    }],
+    value: ValueEncoding::MsgPack("UiaSession"),
+    doc: "A user-interactive authentication session: whom it authenticates and when it began.",
+};
+
+/// `sessions`: access tokens, devices and UIA sessions.
+pub const SESSIONS: DirectorySpec = DirectorySpec {
+    path: &["sessions"],
+    doc: "Access tokens (by hash), devices and user-interactive auth sessions.",
+    subspaces: &[TOKEN, DEVICE, UIA],
+};
+
+/// `profiles/field`: `(0, user_id, field) -> JSON value`.
+pub const PROFILE_FIELD: SubspaceSpec = SubspaceSpec {
+    name: "field",
+    tag: 0,
+    key: &[
+        USER_ID,
+        Field {
+            name: "field",
+            ty: FieldType::Str,
+        },
+    ],
+    value: ValueEncoding::Json,
+    doc: "One profile field (displayname, avatar_url, extended fields).",
+};
+
+/// `profiles`: global profiles.
+pub const PROFILES: DirectorySpec = DirectorySpec {
+    path: &["profiles"],
+    doc: "Users' global profiles.",
+    subspaces: &[PROFILE_FIELD],
+};
+
+/// `account_data/current`: `(0, user_id, room_id, type) -> versionstamp ++ JSON`.
+pub const ACCOUNT_DATA_CURRENT: SubspaceSpec = SubspaceSpec {
+    name: "current",
+    tag: 0,
+    key: &[
+        USER_ID,
+        Field {
+            name: "room_id",
+            ty: FieldType::Str,
+        },
+        Field {
+            name: "type",
+            ty: FieldType::Str,
+        },
+    ],
+    value: ValueEncoding::Raw,
+    doc: "Current account data: the 10-byte versionstamp of its write, then the JSON content. room_id is empty for global data.",
+};
+
+/// `account_data/log`: `(1, user_id, versionstamp) -> msgpack LogEntry`.
+pub const ACCOUNT_DATA_LOG: SubspaceSpec = SubspaceSpec {
+    name: "log",
+    tag: 1,
+    key: &[
+        USER_ID,
+        Field {
+            name: "position",
+            ty: FieldType::Versionstamp,
+        },
+    ],
+    value: ValueEncoding::MsgPack("LogEntry"),
+    doc: "Account-data change log: the latest write of each (room, type), at its commit versionstamp.",
+};
+
+/// `account_data`: current values and the change log sync reads.
+pub const ACCOUNT_DATA: DirectorySpec = DirectorySpec {
+    path: &["account_data"],
+    doc: "Global and per-room account data, and its change log.",
+    subspaces: &[ACCOUNT_DATA_CURRENT, ACCOUNT_DATA_LOG],
+};
+
+/// `filters/filter`: `(0, user_id, filter_id) -> JSON`.
+pub const FILTER: SubspaceSpec = SubspaceSpec {
+    name: "filter",
+    tag: 0,
+    key: &[
+        USER_ID,
+        Field {
+            name: "filter_id",
+            ty: FieldType::Str,
+        },
+    ],
+    value: ValueEncoding::Json,
+    doc: "A stored sync filter definition.",
+};
+
+/// `filters`: sync filters.
+pub const FILTERS: DirectorySpec = DirectorySpec {
+    path: &["filters"],
+    doc: "Users' sync filters.",
+    subspaces: &[FILTER],
+};
+
+/// `push_rules/ruleset`: `(0, user_id) -> JSON`.
+pub const RULESET: SubspaceSpec = SubspaceSpec {
+    name: "ruleset",
+    tag: 0,
+    key: &[USER_ID],
+    value: ValueEncoding::Json,
+    doc: "A user's push rule set, once they changed it (absent: the server defaults).",
+};
+
+/// `push_rules`: users' push rules.
+pub const PUSH_RULES: DirectorySpec = DirectorySpec {
+    path: &["push_rules"],
+    doc: "Users' push rules.",
+    subspaces: &[RULESET],
+};
+
+/// `server/signing_key`: `(0) -> msgpack SigningKeyRecord`.
+pub const SIGNING_KEY: SubspaceSpec = SubspaceSpec {
+    name: "signing_key",
+    tag: 0,
+    key: &[],
+    value: ValueEncoding::MsgPack("SigningKeyRecord"),
+    doc: "The server's ed25519 signing key (version and PKCS#8 document), created on first start.",
+};
+
+/// `server`: server-wide secrets.
+pub const SERVER: DirectorySpec = DirectorySpec {
+    path: &["server"],
+    doc: "Server-wide state shared by every server process.",
+    subspaces: &[SIGNING_KEY],
+};

@@ -1,0 +1,440 @@
+//! The three logical databases and how they are opened.
+//!
+//! Myelin keeps its data in three databases, each of which may live on its own
+//! store (an embedded directory or a FoundationDB cluster):
+//! - [`accounts`]: users, devices, tokens, account data;
+//! - [`rooms`]: events, state, timelines;
+//! - [`transitory`]: typing, receipts, presence, to-device messages.
+//!
+//! Each declares its key schema in its `keys.rs` (a [`DatabaseSpec`]); [`open`]
+//! turns a [`DatabasesConfig`] into a [`Databases`]: for each database it
+//! opens the store, creates or opens every declared directory under
+//! `root ++ [name]` in one transaction, and checks and records the schema
+//! version in that same transaction. Databases configured on the same
+//! embedded path or the same cluster file share one store handle.
+//!
+//! Invariants:
+//! - a [`Handle`] exists only for a store whose schema version is not newer
+//!   than the code's, and its directories are resolved once, at open;
+//! - the three databases never import each other; what spans them lives above
+//!   this module.
+//!
+//! Who may import this: `service`, `sync`, the CLI and tests.
+
+pub mod accounts;
+pub mod rooms;
+pub mod transitory;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::{Backend, DatabaseConfig, DatabasesConfig};
+use crate::keys::{Catalog, DatabaseSpec, Directories, DirectorySpec, KnownDirectory, Space};
+use crate::kv::{self, TransactError, directory::DirectoryError, directory::DirectoryLayer};
+
+/// The key schema of every database, in the order accounts, rooms, transitory.
+pub static SPECS: [&DatabaseSpec; 3] = [
+    &accounts::keys::SPEC,
+    &rooms::keys::SPEC,
+    &transitory::keys::SPEC,
+];
+
+/// One database's schema, with the encoder of its schema-version key.
+struct Schema {
+    spec: &'static DatabaseSpec,
+    schema_version_key: fn(&Directories) -> Vec<u8>,
+}
+
+const ACCOUNTS: Schema = Schema {
+    spec: &accounts::keys::SPEC,
+    schema_version_key: accounts::keys::schema_version_key,
+};
+const ROOMS: Schema = Schema {
+    spec: &rooms::keys::SPEC,
+    schema_version_key: rooms::keys::schema_version_key,
+};
+const TRANSITORY: Schema = Schema {
+    spec: &transitory::keys::SPEC,
+    schema_version_key: transitory::keys::schema_version_key,
+};
+
+/// Errors of opening and inspecting databases.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The store failed (after retries, where retryable).
+    #[error("{database}: {source}")]
+    Kv {
+        /// The database being opened.
+        database: &'static str,
+        /// The store's error.
+        #[source]
+        source: kv::Error,
+    },
+    /// A directory operation failed.
+    #[error("{database}: directory layer: {source}")]
+    Directory {
+        /// The database being opened.
+        database: &'static str,
+        /// The directory layer's error.
+        #[source]
+        source: DirectoryError,
+    },
+    /// The store was written by a newer Myelin with a newer key schema.
+    #[error(
+        "{database}: store has schema version {found}, newer than {supported}, the newest this build supports"
+    )]
+    SchemaTooNew {
+        /// The database.
+        database: &'static str,
+        /// The version recorded in the store.
+        found: u64,
+        /// The version this code writes.
+        supported: u32,
+    },
+    /// The recorded schema version is not an 8-byte integer.
+    #[error("{database}: corrupt schema version value ({len_bytes} bytes, expected 8)")]
+    CorruptSchemaVersion {
+        /// The database.
+        database: &'static str,
+        /// Length of the stored value.
+        len_bytes: usize,
+    },
+    /// The configuration asks for FoundationDB but this binary was built
+    /// without the `fdb` cargo feature.
+    #[error(
+        "databases.{database}.backend = \"fdb\", but this build of Myelin lacks the `fdb` feature (rebuild with `--features fdb`)"
+    )]
+    FdbNotCompiled {
+        /// The database.
+        database: &'static str,
+    },
+    /// An `fdb` database without a cluster file (validated configurations
+    /// never have this).
+    #[error("databases.{database}.cluster_file is required with backend = \"fdb\"")]
+    MissingClusterFile {
+        /// The database.
+        database: &'static str,
+    },
+}
+
+impl DbError {
+    fn kv(database: &'static str) -> impl FnOnce(kv::Error) -> DbError {
+        move |source| DbError::Kv { database, source }
+    }
+
+    /// Whether the failure is the store's (I/O, cluster unreachable), as
+    /// opposed to the configuration or the store's contents.
+    pub fn is_storage(&self) -> bool {
+        matches!(self, DbError::Kv { .. })
+            || matches!(self, DbError::Directory { source, .. } if source.as_kv().is_some())
+    }
+}
+
+/// The error of the open transaction: a directory failure or a schema check.
+#[derive(Debug)]
+enum OpenTxError {
+    Directory(DirectoryError),
+    SchemaTooNew(u64),
+    CorruptSchemaVersion(usize),
+}
+
+impl From<kv::Error> for OpenTxError {
+    fn from(e: kv::Error) -> Self {
+        OpenTxError::Directory(e.into())
+    }
+}
+
+impl From<DirectoryError> for OpenTxError {
+    fn from(e: DirectoryError) -> Self {
+        OpenTxError::Directory(e)
+    }
+}
+
+impl TransactError for OpenTxError {
+    fn as_kv(&self) -> Option<&kv::Error> {
+        match self {
+            OpenTxError::Directory(e) => e.as_kv(),
+            _ => None,
+        }
+    }
+}
+
+/// One opened database: its store and its resolved directories. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct Handle {
+    /// The store. Databases configured on the same store share it.
+    pub db: kv::Database,
+    /// Every directory of the database's spec, resolved to its prefix.
+    pub dirs: Arc<Directories>,
+    /// The directory path the database lives under: `root ++ [name]`.
+    pub path: Vec<String>,
+}
+
+impl Handle {
+    /// The database's key schema.
+    pub fn spec(&self) -> &'static DatabaseSpec {
+        self.dirs.spec()
+    }
+
+    /// The resolved directory declared by `dir`.
+    ///
+    /// # Panics
+    /// If `dir` is not a directory of this database.
+    pub fn space(&self, dir: &DirectorySpec) -> &Space {
+        self.dirs.space(dir)
+    }
+}
+
+/// The three opened databases.
+#[derive(Clone)]
+pub struct Databases {
+    /// Users, devices, tokens, account data.
+    pub accounts: Handle,
+    /// Events, state, timelines.
+    pub rooms: Handle,
+    /// Typing, receipts, presence, to-device messages.
+    pub transitory: Handle,
+}
+
+impl Databases {
+    /// The three handles, in the order accounts, rooms, transitory.
+    pub fn handles(&self) -> [&Handle; 3] {
+        [&self.accounts, &self.rooms, &self.transitory]
+    }
+}
+
+/// Opens the three databases as configured: opens (or connects to) each
+/// store, creates or opens every directory and records the schema version.
+///
+/// Errors: [`DbError::SchemaTooNew`] for a store written by a newer Myelin,
+/// [`DbError::FdbNotCompiled`] for an `fdb` database in a build without the
+/// feature, and the store's and directory layer's failures.
+pub async fn open(config: &DatabasesConfig) -> Result<Databases, DbError> {
+    let mut stores = Stores::default();
+    let accounts = stores.connect("accounts", &config.accounts)?;
+    let rooms = stores.connect("rooms", &config.rooms)?;
+    let transitory = stores.connect("transitory", &config.transitory)?;
+    Ok(Databases {
+        accounts: open_database(&ACCOUNTS, accounts, &config.accounts.root).await?,
+        rooms: open_database(&ROOMS, rooms, &config.rooms.root).await?,
+        transitory: open_database(&TRANSITORY, transitory, &config.transitory.root).await?,
+    })
+}
+
+/// Opens all three databases in one embedded store at `dir`, under the
+/// default root. For tests and tools.
+pub async fn open_embedded_at(dir: &Path) -> Result<Databases, DbError> {
+    open(&DatabasesConfig::embedded_in(dir)).await
+}
+
+/// One database's store, connected but not opened: what inspection tools
+/// need to read its directory tree.
+#[derive(Clone)]
+pub struct Store {
+    /// The database's key schema.
+    pub spec: &'static DatabaseSpec,
+    /// The store (shared by databases configured on the same store).
+    pub db: kv::Database,
+    /// The configured root; the database lives under `root ++ [name]`.
+    pub root: Vec<String>,
+}
+
+/// Opens the store of each configured database without touching its
+/// directories, in the order accounts, rooms, transitory. Databases
+/// configured on the same store share the handle. For inspection tools, which
+/// read the directory tree ([`read_catalog`]) instead of creating it.
+pub fn connect(config: &DatabasesConfig) -> Result<[Store; 3], DbError> {
+    let mut stores = Stores::default();
+    let mut connect = |spec: &'static DatabaseSpec, name, db: &DatabaseConfig| {
+        Ok::<_, DbError>(Store {
+            spec,
+            db: stores.connect(name, db)?,
+            root: db.root.clone(),
+        })
+    };
+    Ok([
+        connect(SPECS[0], "accounts", &config.accounts)?,
+        connect(SPECS[1], "rooms", &config.rooms)?,
+        connect(SPECS[2], "transitory", &config.transitory)?,
+    ])
+}
+
+/// The directories of database `spec` as they exist in `db` under
+/// `root ++ [name]`, read without creating anything: declared directories
+/// with their spec, others (left by another version, or created by hand)
+/// without. Empty if the database was never opened on this store.
+pub async fn read_catalog(
+    spec: &'static DatabaseSpec,
+    db: &kv::Database,
+    root: &[String],
+) -> Result<Catalog, DbError> {
+    let base = database_path(root, spec.name);
+    let entries = db
+        .run(|tx, _| {
+            let base = base.clone();
+            async move {
+                let layer = DirectoryLayer::default();
+                let path: Vec<&str> = base.iter().map(String::as_str).collect();
+                if !layer.exists(&tx, &path).await? {
+                    return Ok(Vec::new());
+                }
+                layer.tree(&tx, &path).await
+            }
+        })
+        .await
+        .map_err(|source| DbError::Directory {
+            database: spec.name,
+            source,
+        })?;
+    let mut catalog = Catalog::new();
+    for entry in entries {
+        let relative: Vec<&str> = entry.path[base.len()..]
+            .iter()
+            .map(String::as_str)
+            .collect();
+        catalog.add(KnownDirectory {
+            database: Some(spec.name),
+            spec: spec.directory(&relative),
+            path: entry.path,
+            prefix: entry.prefix,
+        });
+    }
+    Ok(catalog)
+}
+
+/// `root ++ [name]`.
+fn database_path(root: &[String], name: &str) -> Vec<String> {
+    let mut path = root.to_vec();
+    path.push(name.to_string());
+    path
+}
+
+/// Creates or opens every directory of `schema` under `root ++ [name]` and
+/// checks and records the schema version, in one transaction.
+async fn open_database(
+    schema: &Schema,
+    db: kv::Database,
+    root: &[String],
+) -> Result<Handle, DbError> {
+    let spec = schema.spec;
+    let base = database_path(root, spec.name);
+    let dirs = db
+        .run(|tx, _| {
+            let base = base.clone();
+            async move {
+                let layer = DirectoryLayer::default();
+                let mut spaces = Vec::with_capacity(spec.directories.len());
+                for dir in spec.directories {
+                    let path: Vec<&str> = base
+                        .iter()
+                        .map(String::as_str)
+                        .chain(dir.path.iter().copied())
+                        .collect();
+                    let sub = layer.create_or_open(&tx, &path, None).await?;
+                    spaces.push(Space::new(sub.prefix().to_vec(), sub.path().to_vec(), dir));
+                }
+                let dirs = Directories::new(spec, spaces);
+                let key = (schema.schema_version_key)(&dirs);
+                let stored = match tx.get(&key, false).await? {
+                    None => None,
+                    Some(v) => Some(u64::from_le_bytes(
+                        v.as_slice()
+                            .try_into()
+                            .map_err(|_| OpenTxError::CorruptSchemaVersion(v.len()))?,
+                    )),
+                };
+                match stored {
+                    Some(found) if found > u64::from(spec.schema_version) => {
+                        return Err(OpenTxError::SchemaTooNew(found));
+                    }
+                    Some(found) if found == u64::from(spec.schema_version) => {}
+                    _ => tx.set(&key, &u64::from(spec.schema_version).to_le_bytes()),
+                }
+                Ok(dirs)
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            OpenTxError::Directory(DirectoryError::Kv(source)) => DbError::Kv {
+                database: spec.name,
+                source,
+            },
+            OpenTxError::Directory(source) => DbError::Directory {
+                database: spec.name,
+                source,
+            },
+            OpenTxError::SchemaTooNew(found) => DbError::SchemaTooNew {
+                database: spec.name,
+                found,
+                supported: spec.schema_version,
+            },
+            OpenTxError::CorruptSchemaVersion(len_bytes) => DbError::CorruptSchemaVersion {
+                database: spec.name,
+                len_bytes,
+            },
+        })?;
+    tracing::debug!(database = spec.name, backend = db.backend_name(), path = ?base, "opened database");
+    Ok(Handle {
+        db,
+        dirs: Arc::new(dirs),
+        path: base,
+    })
+}
+
+/// Stores opened so far, so databases configured on the same embedded path
+/// or cluster file share one handle.
+#[derive(Default)]
+struct Stores {
+    open: Vec<(Backend, PathBuf, kv::Database)>,
+}
+
+impl Stores {
+    fn connect(
+        &mut self,
+        name: &'static str,
+        config: &DatabaseConfig,
+    ) -> Result<kv::Database, DbError> {
+        let location = match config.backend {
+            Backend::Embedded => config
+                .path
+                .clone()
+                .unwrap_or_else(|| Path::new(crate::config::DEFAULT_DATA_DIR).join(name)),
+            Backend::Fdb => config
+                .cluster_file
+                .clone()
+                .ok_or(DbError::MissingClusterFile { database: name })?,
+        };
+        let location = std::path::absolute(&location).unwrap_or(location);
+        if let Some((_, _, db)) = self
+            .open
+            .iter()
+            .find(|(b, l, _)| *b == config.backend && *l == location)
+        {
+            return Ok(db.clone());
+        }
+        let db: kv::Database = match config.backend {
+            Backend::Embedded => kv::embedded::Database::open(&location, Default::default())
+                .map_err(DbError::kv(name))?
+                .into(),
+            Backend::Fdb => open_fdb(name, &location)?,
+        };
+        self.open.push((config.backend, location, db.clone()));
+        Ok(db)
+    }
+}
+
+#[cfg(feature = "fdb")]
+fn open_fdb(name: &'static str, cluster_file: &Path) -> Result<kv::Database, DbError> {
+    Ok(kv::fdb::Database::open(Some(cluster_file))
+        .map_err(DbError::kv(name))?
+        .into())
+}
+
+#[cfg(not(feature = "fdb"))]
+fn open_fdb(name: &'static str, _cluster_file: &Path) -> Result<kv::Database, DbError> {
+    Err(DbError::FdbNotCompiled { database: name })
+}
+
+#[cfg(test)]
+mod tests;
