@@ -5,6 +5,8 @@
 //! ```text
 //! kv (interface, backends, directory layer)
 //! ```
+pub mod cli;
 pub mod config;
+pub mod db;
 pub mod keys;
 pub mod kv;
