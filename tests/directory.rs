@@ -416,8 +416,8 @@ async fn the_store_holds_foundationdb_directory_format() {
 #[tokio::test]
 async fn reads_a_layout_written_by_foundationdb_bindings() {
     // What Python's fdb.directory.create_or_open(tr, ("app", "users"),
-    // layer=b"L") leaves behind, written by hand (manual prefixes \x15\x05
-    // and \x15\x09 standing in for allocated ones).
+    // layer=b"L") leaves behind, written by hand, with allocated prefixes
+    // \x15\x05 and \x15\x09 (integers 5 and 9).
     let (_dir, db) = store();
     set(
         &db,
@@ -429,13 +429,33 @@ async fn reads_a_layout_written_by_foundationdb_bindings() {
     set(&db, &layer_key(&node_of(b"\x15\x05")), b"").await;
     set(&db, &child_key(&node_of(b"\x15\x05"), "users"), b"\x15\x09").await;
     set(&db, &layer_key(&node_of(b"\x15\x09")), b"L").await;
+    // The allocator state FoundationDB kept: two allocations in window 0,
+    // integers 5 and 9 taken.
+    set(
+        &db,
+        &cat(&[ROOT, b"\x01hca\x00\x14\x14"]),
+        &2i64.to_le_bytes(),
+    )
+    .await;
+    set(&db, &cat(&[ROOT, b"\x01hca\x00\x15\x01\x15\x05"]), b"").await;
+    set(&db, &cat(&[ROOT, b"\x01hca\x00\x15\x01\x15\x09"]), b"").await;
     let dl = DirectoryLayer::default();
     let users = open(&db, &dl, &["app", "users"], Some(b"L")).await.unwrap();
     assert_eq!(users.prefix(), b"\x15\x09");
     assert_eq!(list(&db, &dl, &["app"]).await.unwrap(), ["users"]);
-    // A new directory never reuses their prefixes.
-    let other = create(&db, &dl, &["app", "other"], None).await.unwrap();
-    assert!(other.prefix() != b"\x15\x05" && other.prefix() != b"\x15\x09");
+    // New directories never reuse their prefixes: the allocator reads FDB's
+    // own record of taken integers.
+    for i in 0..40 {
+        let name = format!("other{i}");
+        let other = create(&db, &dl, &["app", &name], None).await.unwrap();
+        assert!(other.prefix() != b"\x15\x05" && other.prefix() != b"\x15\x09");
+    }
+    let counter = get(&db, &cat(&[ROOT, b"\x01hca\x00\x14\x14"])).await;
+    assert_ne!(
+        counter,
+        Some(2i64.to_le_bytes().to_vec()),
+        "the counter moved on"
+    );
 }
 
 #[tokio::test]

@@ -23,6 +23,12 @@
 //! such option, so those writes carry write conflicts here. That can only add
 //! conflicts (a retry), never let two allocations return the same integer.
 //!
+//! Two allocations may run concurrently on one transaction (futures joined
+//! on a shared `Transaction`); like Go's `allocatorMutex`, a process-wide
+//! lock makes each "count, then read and mark a candidate" step atomic with
+//! respect to the others, so the second sees the first's marks. It is held
+//! only across those reads, never across a commit.
+//!
 //! Who may import this: the directory layer only.
 
 use foundationdb_tuple::{Subspace, pack};
@@ -30,6 +36,9 @@ use rand::Rng;
 
 use super::DirectoryError;
 use crate::kv::{ConflictRangeType, MutationType, RangeOption, Transaction};
+
+/// Serialises the read-then-mark steps of concurrent allocations.
+static ALLOCATOR_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The allocator rooted at `root_node[b"hca"]`.
 #[derive(Clone, Debug)]
@@ -67,6 +76,7 @@ impl HighContentionAllocator {
             let mut window_advanced = false;
             let window = loop {
                 let counter = self.counters.pack(&start);
+                let guard = ALLOCATOR_LOCK.lock().await;
                 if window_advanced {
                     tx.clear_range(self.counters.bytes(), &counter);
                     tx.clear_range(self.recent.bytes(), &self.recent.pack(&start));
@@ -79,6 +89,7 @@ impl HighContentionAllocator {
                         })?),
                         None => 0,
                     };
+                drop(guard);
                 let window = window_size(start);
                 if count * 2 < window {
                     break window;
@@ -88,10 +99,12 @@ impl HighContentionAllocator {
             };
             loop {
                 let candidate = rand::rng().random_range(start..start + window);
+                let guard = ALLOCATOR_LOCK.lock().await;
                 let latest = self.latest_window(tx).await?;
                 let key = self.recent.pack(&candidate);
                 let taken = tx.get(&key, false).await?.is_some();
                 tx.set(&key, b"");
+                drop(guard);
                 if latest.is_some_and(|latest| latest > start) {
                     break;
                 }
