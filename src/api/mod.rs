@@ -59,6 +59,26 @@ pub struct AppState {
     pub signing_key: Arc<SigningKey>,
 }
 
+impl AppState {
+    /// The state over opened databases: builds the accounts service and
+    /// loads (or, on the first start, creates and stores) the signing key.
+    ///
+    /// Errors: the storage's, or a stored signing key that does not parse.
+    pub async fn new(
+        databases: &crate::db::Databases,
+        server_name: ruma::OwnedServerName,
+        config: crate::service::ServerConfig,
+        clock: Arc<dyn crate::service::Clock>,
+    ) -> Result<Self, crate::service::signing::SigningKeyError> {
+        let db = crate::db::accounts::AccountsDb::new(&databases.accounts);
+        let signing_key = SigningKey::load_or_create(&db).await?;
+        Ok(AppState {
+            accounts: Arc::new(Accounts::new(db, server_name, config, clock)),
+            signing_key: Arc::new(signing_key),
+        })
+    }
+}
+
 /// The application: every route, the fallbacks and the middleware.
 pub fn router(state: AppState) -> Router {
     let max_in_flight = state.accounts.config().max_connections.max(1);

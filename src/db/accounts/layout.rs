@@ -6,6 +6,9 @@
 
 use foundationdb_tuple::Subspace;
 
+use super::keys;
+use crate::keys::{Directories, DirectorySpec, SubspaceSpec};
+
 /// Every subspace of the `accounts` database, resolved to its key prefix.
 #[derive(Clone, Debug)]
 pub struct Layout {
@@ -34,28 +37,24 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// The layout with every subspace at `dir_prefix(directory) ++ pack(tag)`,
-    /// given a function that yields each directory's raw prefix.
-    pub fn from_directories(dir: impl Fn(&str) -> Vec<u8>) -> Self {
-        let sub = |d: &str, tag: i64| Subspace::from_bytes(dir(d)).subspace(&tag);
+    /// The layout of an opened `accounts` database: each subspace at its
+    /// directory's prefix followed by its packed tag, as `keys.rs` declares.
+    pub fn from_dirs(dirs: &Directories) -> Self {
+        let sub = |dir: &DirectorySpec, spec: &SubspaceSpec| {
+            Subspace::from_bytes(dirs.space(dir).subspace_prefix(spec))
+        };
         Layout {
-            user: sub("users", 0),
-            password: sub("users", 1),
-            token: sub("sessions", 0),
-            device: sub("sessions", 1),
-            uia: sub("sessions", 2),
-            profile: sub("profiles", 0),
-            account_data: sub("account_data", 0),
-            account_data_log: sub("account_data", 1),
-            filter: sub("filters", 0),
-            push_rules: sub("push_rules", 0),
-            signing_key: sub("server", 0),
+            user: sub(&keys::USERS, &keys::USER),
+            password: sub(&keys::USERS, &keys::PASSWORD),
+            token: sub(&keys::SESSIONS, &keys::TOKEN),
+            device: sub(&keys::SESSIONS, &keys::DEVICE),
+            uia: sub(&keys::SESSIONS, &keys::UIA),
+            profile: sub(&keys::PROFILES, &keys::PROFILE_FIELD),
+            account_data: sub(&keys::ACCOUNT_DATA, &keys::ACCOUNT_DATA_CURRENT),
+            account_data_log: sub(&keys::ACCOUNT_DATA, &keys::ACCOUNT_DATA_LOG),
+            filter: sub(&keys::FILTERS, &keys::FILTER),
+            push_rules: sub(&keys::PUSH_RULES, &keys::RULESET),
+            signing_key: sub(&keys::SERVER, &keys::SIGNING_KEY),
         }
-    }
-
-    /// A layout under a plain tuple prefix `(root, directory)`, for tests that
-    /// run without the directory layer.
-    pub fn under_prefix(root: &[u8]) -> Self {
-        Layout::from_directories(|d| Subspace::from_bytes(root.to_vec()).pack(&d))
     }
 }

@@ -75,12 +75,11 @@ pub struct AccountsDb {
 }
 
 impl AccountsDb {
-    /// Wraps the `accounts` database handle, with its subspaces resolved by
-    /// [`Layout`].
-    pub fn new(db: kv::Database, layout: Layout) -> Self {
+    /// The `accounts` database of an opened [`crate::db::Databases`].
+    pub fn new(handle: &crate::db::Handle) -> Self {
         AccountsDb {
-            db,
-            layout: std::sync::Arc::new(layout),
+            db: handle.db.clone(),
+            layout: std::sync::Arc::new(Layout::from_dirs(&handle.dirs)),
         }
     }
 

@@ -1,0 +1,244 @@
+//! Test harness of the HTTP API: starts the real server (`myelin::api::serve`)
+//! on `127.0.0.1:0` over a temporary embedded store, with an injected
+//! [`ManualClock`], and offers a small JSON client. Every request has a
+//! timeout, so a hung server fails the test instead of stalling it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use myelin::api::{AppState, serve};
+use myelin::service::{ManualClock, PasswordHashing, RateLimit, ServerConfig};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Per-request timeout of the test client.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The test server's name.
+pub const SERVER_NAME: &str = "test.local";
+
+/// Settings for tests: no rate limits, the cheapest password hashing.
+pub fn test_config() -> ServerConfig {
+    ServerConfig {
+        login_per_ip: RateLimit::UNLIMITED,
+        login_per_user: RateLimit::UNLIMITED,
+        register_per_ip: RateLimit::UNLIMITED,
+        password_hashing: PasswordHashing::FAST_INSECURE,
+        ..ServerConfig::default()
+    }
+}
+
+/// A running server and what it runs on.
+pub struct TestServer {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// The clock the server reads.
+    pub clock: ManualClock,
+    /// Where the store lives.
+    pub data_dir: PathBuf,
+    /// The state the server runs with.
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+    _tmp: Option<Arc<tempfile::TempDir>>,
+}
+
+impl TestServer {
+    /// A server over a fresh temporary store with [`test_config`].
+    pub async fn start() -> Self {
+        Self::start_config(test_config()).await
+    }
+
+    /// A server over a fresh temporary store with `config`.
+    pub async fn start_config(config: ServerConfig) -> Self {
+        let tmp = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let mut server =
+            Self::start_at(tmp.path(), config, ManualClock::new(1_700_000_000_000)).await;
+        server._tmp = Some(tmp);
+        server
+    }
+
+    /// A server over the store in `dir` (which outlives it).
+    pub async fn start_at(dir: &Path, config: ServerConfig, clock: ManualClock) -> Self {
+        let databases = myelin::db::open_embedded_at(dir).await.expect("open store");
+        let state = AppState::new(
+            &databases,
+            SERVER_NAME.try_into().expect("server name"),
+            config,
+            Arc::new(clock.clone()),
+        )
+        .await
+        .expect("state");
+        drop(databases);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(serve(listener, state.clone(), async {
+            let _ = rx.await;
+        }));
+        TestServer {
+            base,
+            clock,
+            data_dir: dir.to_path_buf(),
+            state,
+            shutdown: Some(tx),
+            task: Some(task),
+            _tmp: None,
+        }
+    }
+
+    /// Stops the server gracefully and waits until it has drained; returns
+    /// the temporary directory (if this server owns one) so the store can be
+    /// reopened.
+    pub async fn stop(mut self) -> Option<Arc<tempfile::TempDir>> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .expect("server stops within 30 s")
+                .expect("server task")
+                .expect("server io");
+        }
+        self._tmp.take()
+    }
+
+    /// A client without an access token.
+    pub fn client(&self) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .build()
+                .expect("client"),
+            base: self.base.clone(),
+            token: None,
+        }
+    }
+
+    /// Registers `localpart` with `password` (UIA dummy flow in one request)
+    /// and returns a client logged in as the new user.
+    pub async fn register(&self, localpart: &str, password: &str) -> Client {
+        let (status, body) = self
+            .client()
+            .post(
+                "/_matrix/client/v3/register",
+                json!({
+                    "username": localpart,
+                    "password": password,
+                    "auth": {"type": "m.login.dummy"},
+                }),
+            )
+            .await;
+        assert_eq!(status, 200, "register {localpart}: {body}");
+        self.client()
+            .with_token(body["access_token"].as_str().expect("token"))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A JSON client of the test server.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    /// The access token sent as `Authorization: Bearer`, if any.
+    pub token: Option<String>,
+}
+
+impl Client {
+    /// The same client with `token`.
+    pub fn with_token(mut self, token: &str) -> Self {
+        self.token = Some(token.to_owned());
+        self
+    }
+
+    /// Sends a request with an optional JSON body; returns the status and the
+    /// JSON body (`Null` if the body is empty or not JSON).
+    pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.request(Method::GET, path, None).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.request(Method::POST, path, Some(body)).await
+    }
+
+    /// `PUT path` with a JSON body.
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.request(Method::PUT, path, Some(body)).await
+    }
+
+    /// `DELETE path` with a JSON body.
+    pub async fn delete(&self, path: &str, body: Value) -> (u16, Value) {
+        self.request(Method::DELETE, path, Some(body)).await
+    }
+
+    /// `POST path` with a raw body and content type.
+    pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// The user ID and device ID of this client's token (`whoami`).
+    pub async fn whoami(&self) -> (String, String) {
+        let (status, body) = self.get("/_matrix/client/v3/account/whoami").await;
+        assert_eq!(status, 200, "whoami: {body}");
+        (
+            body["user_id"].as_str().expect("user_id").to_owned(),
+            body["device_id"].as_str().expect("device_id").to_owned(),
+        )
+    }
+}
+
+/// Asserts a Matrix error response.
+#[track_caller]
+pub fn assert_error(got: &(u16, Value), status: u16, errcode: &str) {
+    assert_eq!(got.0, status, "status of {}", got.1);
+    assert_eq!(got.1["errcode"], errcode, "errcode of {}", got.1);
+    assert!(got.1["error"].is_string(), "error message in {}", got.1);
+}
