@@ -5,8 +5,10 @@
 //! ```text
 //! kv (interface, backends, directory layer)
 //! ```
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod keys;
 pub mod kv;
+pub mod service;
