@@ -17,7 +17,7 @@ fn sample(ty: FieldType, i: usize) -> Element<'static> {
         FieldType::Str => Element::String(format!("s{i}").into()),
         FieldType::Int => Element::Int(i as i64 - 1),
         FieldType::Bytes => Element::Bytes(vec![0, i as u8, 0xff].into()),
-        FieldType::Bool => Element::Bool(i % 2 == 0),
+        FieldType::Bool => Element::Bool(i.is_multiple_of(2)),
         FieldType::Versionstamp => Element::Versionstamp(Versionstamp::complete([7; 10], i as u16)),
         FieldType::Uuid => Element::Uuid(Uuid::from_bytes([i as u8; 16])),
     }

@@ -232,12 +232,15 @@ async fn scan_lists_the_entries_of_a_directory() {
     assert!(out.contains("schema_version () = 1"), "{out}");
 }
 
+/// `(arguments, environment, expected part of the error message)`.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[tokio::test]
 async fn bad_input_is_a_clear_error_with_a_nonzero_exit() {
     let dir = tempfile::tempdir().unwrap();
     drop(open_like_cli(dir.path()).await);
     let data = dir.path().to_str().unwrap();
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let cases: &[Case] = &[
         (
             &["keys", "decode", "--data", data, "\\x1"],
             &[],
