@@ -18,6 +18,8 @@
 //! and may import every layer.
 
 pub mod keys;
+pub mod serve;
+pub mod user;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -46,6 +48,9 @@ pub enum Command {
     /// Inspect key layouts and the keys of a store.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Operator account commands: create, list, deactivate, reset-password.
+    #[command(subcommand)]
+    User(user::UserCommand),
 }
 
 /// Where the configuration comes from: `--config FILE` and `--data DIR`,
@@ -122,6 +127,9 @@ pub enum CliError {
     /// The command exists but is not implemented in this build.
     #[error("`myelin {0}` is not yet available in this build")]
     NotAvailable(&'static str),
+    /// The server or an account operation failed at run time.
+    #[error("{0}")]
+    Runtime(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Writing the output failed.
     #[error("writing output: {0}")]
     Output(#[source] std::io::Error),
@@ -132,7 +140,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::BadInput(_) | CliError::NotAvailable(_) | CliError::Config(_) => 2,
-            CliError::Db(_) | CliError::Output(_) => 1,
+            CliError::Db(_) | CliError::Output(_) | CliError::Runtime(_) => 1,
         }
     }
 }
@@ -141,7 +149,8 @@ impl CliError {
 /// standard error, and returns the exit code.
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Serve(_args) => Err(CliError::NotAvailable("serve")),
+        Command::Serve(args) => serve::run(args).await,
+        Command::User(cmd) => user::run(cmd).await,
         Command::Keys(cmd) => keys::run(cmd).await,
     };
     match result {

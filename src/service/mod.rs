@@ -35,25 +35,25 @@ pub use signing::SigningKey;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The caller may not do this (M_FORBIDDEN).
-    #[error("forbidden: {0}")]
+    #[error("{0}")]
     Forbidden(String),
     /// The resource does not exist (M_NOT_FOUND).
-    #[error("not found: {0}")]
+    #[error("{0}")]
     NotFound(String),
     /// The requested user ID is taken (M_USER_IN_USE).
     #[error("user ID already taken")]
     UserInUse,
     /// The requested user ID breaks the spec's grammar (M_INVALID_USERNAME).
-    #[error("invalid username: {0}")]
+    #[error("{0}")]
     InvalidUsername(String),
     /// A parameter has an invalid value (M_INVALID_PARAM).
-    #[error("invalid parameter: {0}")]
+    #[error("{0}")]
     InvalidParam(String),
     /// A parameter is missing (M_MISSING_PARAM).
-    #[error("missing parameter: {0}")]
+    #[error("{0}")]
     MissingParam(String),
     /// The JSON body is well-formed but not what the endpoint takes (M_BAD_JSON).
-    #[error("bad JSON: {0}")]
+    #[error("{0}")]
     BadJson(String),
     /// The account-data type is managed by the server (405 M_BAD_JSON).
     #[error("account data type {0} is managed by the server")]

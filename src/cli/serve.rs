@@ -1,0 +1,64 @@
+//! `myelin serve`: loads the configuration, opens the databases, loads (or on
+//! the first start creates) the signing key, binds the listener and serves
+//! the client API until SIGINT or SIGTERM, then drains in-flight requests
+//! and exits.
+
+use std::sync::Arc;
+
+use super::{CliError, ServeArgs};
+use crate::api::{self, AppState};
+use crate::service::{ServerConfig, SystemClock};
+
+/// Runs the server until a shutdown signal.
+pub async fn run(args: ServeArgs) -> Result<(), CliError> {
+    let config = args.load_config()?;
+    let settings: ServerConfig = config.server_settings()?;
+    let server_name = ruma::OwnedServerName::try_from(config.server_name.as_str())
+        .map_err(|e| CliError::BadInput(format!("server_name: {e}")))?;
+    let databases = crate::db::open(&config.databases).await?;
+    let state = AppState::new(&databases, server_name, settings, Arc::new(SystemClock))
+        .await
+        .map_err(runtime)?;
+    tracing::info!(
+        server_name = %config.server_name,
+        key_id = %state.signing_key.key_id(),
+        "signing key loaded"
+    );
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(runtime)?;
+    api::serve(listener, state, shutdown_signal())
+        .await
+        .map_err(runtime)?;
+    tracing::info!("server stopped");
+    Ok(())
+}
+
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT: shutting down"),
+        () = term => tracing::info!("SIGTERM: shutting down"),
+    }
+}
+
+/// Wraps a run-time failure.
+pub(super) fn runtime(e: impl std::error::Error + Send + Sync + 'static) -> CliError {
+    CliError::Runtime(Box::new(e))
+}
