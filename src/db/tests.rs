@@ -2,7 +2,6 @@
 //! shared stores and configuration errors.
 
 use super::*;
-use crate::config::DatabaseConfig;
 
 fn meta_key(handle: &Handle) -> Vec<u8> {
     let schema = match handle.spec().name {
@@ -188,6 +187,8 @@ async fn read_catalog_lists_declared_and_unknown_directories() {
 #[cfg(not(feature = "fdb"))]
 #[tokio::test]
 async fn fdb_without_the_feature_is_a_clear_error() {
+    use crate::config::DatabaseConfig;
+
     let dir = tempfile::tempdir().unwrap();
     let mut config = DatabasesConfig::embedded_in(dir.path());
     config.rooms = DatabaseConfig {
