@@ -434,6 +434,20 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_loads() {
+        let doc = include_str!("../docs/configuration.md");
+        let start = doc.find("```toml\n").expect("an example") + "```toml\n".len();
+        let example = &doc[start..start + doc[start..].find("```").unwrap()];
+        let config = load_toml(example).unwrap();
+        assert_eq!(config.server_name, "example.org");
+        assert_eq!(config.databases.rooms.backend, Backend::Fdb);
+        assert_eq!(
+            config.databases.accounts.path,
+            Some(PathBuf::from("/var/lib/myelin/accounts"))
+        );
+    }
+
+    #[test]
     fn missing_config_file_is_an_error() {
         let err = Config::load(
             Some(Path::new("/nonexistent/myelin.toml")),
