@@ -7,7 +7,7 @@
 //!
 //! The router is built from ruma's endpoint metadata: each handler is
 //! registered on every stable path (`r0` and `v3`) and the method that ruma's
-//! request type declares ([`route`]), so paths are never spelled twice.
+//! request type declares (`route`), so paths are never spelled twice.
 //! Handlers are thin: parse with [`extract::Ruma`], authenticate with
 //! [`extract::Auth`], call [`crate::service`], wrap the ruma response.
 //! Failures of every kind become Matrix JSON errors in [`error`], the one

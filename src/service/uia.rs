@@ -70,7 +70,7 @@ impl Accounts {
             (AuthData::Dummy(_), _) if offered(AuthType::Dummy) => None,
             (AuthData::RegistrationToken(t), _) if offered(AuthType::RegistrationToken) => {
                 (self.config.registration_token.as_deref() != Some(t.token.as_str()))
-                    .then(|| (ErrorKind::Forbidden, "invalid registration token"))
+                    .then_some((ErrorKind::Forbidden, "invalid registration token"))
             }
             (AuthData::Password(p), Purpose::User(user_id)) if offered(AuthType::Password) => {
                 self.rate_limit(

@@ -345,7 +345,7 @@ impl Accounts {
         let outcome = self
             .db
             .update_push_rules(user_id.as_str(), |stored| {
-                let mut rules = self.parse_ruleset(user_id, stored).map_err(|e| Err(e))?;
+                let mut rules = self.parse_ruleset(user_id, stored).map_err(Err)?;
                 change(&mut rules).map_err(Ok)?;
                 Ok((serde_json::to_vec(&rules).expect("rule sets serialize"), ()))
             })
