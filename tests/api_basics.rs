@@ -188,3 +188,23 @@ async fn shutdown_drains_and_stops_accepting() {
         .await;
     assert!(refused.is_err(), "server still answering after shutdown");
 }
+
+#[test]
+fn accounts_layout_is_listed_by_myelin_keys_layout() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_myelin"))
+        .args(["keys", "layout"])
+        .output()
+        .expect("run myelin keys layout");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "sessions",
+        "token_sha256",
+        "account_data",
+        "position: versionstamp",
+        "signing_key",
+        "push_rules",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}
