@@ -64,7 +64,14 @@ pub(super) struct Committer {
     window: Duration,
     max_batch: usize,
     max_watches: usize,
+    /// Requests in the last batch, and how long committing it took: the
+    /// group-commit gathering of the next batch is sized from them.
+    last_batch: usize,
+    last_commit: Duration,
 }
+
+/// Longest the committer waits to gather a batch (see [`Committer::gather`]).
+const MAX_GATHER: Duration = Duration::from_millis(1);
 
 /// A read transaction and table opened right after commit `version`.
 pub(super) fn open_snapshot(db: &redb::Database, version: u64) -> Result<Snapshot> {
@@ -186,20 +193,19 @@ impl Committer {
             window: options.max_transaction_age,
             max_batch: options.max_batch,
             max_watches: options.max_watches,
+            last_batch: 0,
+            last_commit: Duration::ZERO,
         }
     }
 
     /// Commits batches until every sender is gone.
     pub(super) fn run(mut self, rx: mpsc::Receiver<CommitRequest>) {
         while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
-            while batch.len() < self.max_batch {
-                match rx.try_recv() {
-                    Ok(req) => batch.push(req),
-                    Err(_) => break,
-                }
-            }
+            let batch = self.gather(first, &rx);
+            let started = Instant::now();
+            self.last_batch = batch.len();
             self.commit_batch(batch);
+            self.last_commit = started.elapsed();
         }
         // Pending watches end with the store.
         let mut watches = self.published.watches.lock().expect("watch lock");
@@ -208,6 +214,43 @@ impl Committer {
                 let _ = fire.send(Err(Error::Closed));
             }
         }
+    }
+
+    /// The next batch: `first`, everything queued behind it, and - group
+    /// commit - the requests expected soon. The writers answered by the last
+    /// batch come back within microseconds, but usually just after the
+    /// committer has looked; without waiting, batches alternate between a few
+    /// early requests and everyone else, and each costs an fsync. So while
+    /// fewer requests than the last batch held have arrived, wait for more, at
+    /// most half the last commit's duration (capped by [`MAX_GATHER`]). A lone
+    /// writer (last batch of one) never waits.
+    fn gather(
+        &self,
+        first: CommitRequest,
+        rx: &mpsc::Receiver<CommitRequest>,
+    ) -> Vec<CommitRequest> {
+        let mut batch = vec![first];
+        let target = self.last_batch.min(self.max_batch);
+        let deadline = Instant::now() + (self.last_commit / 2).min(MAX_GATHER);
+        while batch.len() < self.max_batch {
+            let next = match rx.try_recv() {
+                Ok(req) => Ok(req),
+                Err(mpsc::TryRecvError::Disconnected) => break,
+                Err(mpsc::TryRecvError::Empty) if batch.len() >= target => break,
+                Err(mpsc::TryRecvError::Empty) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    rx.recv_timeout(left).map_err(drop)
+                }
+            };
+            match next {
+                Ok(req) => batch.push(req),
+                Err(()) => break,
+            }
+        }
+        batch
     }
 
     fn commit_batch(&mut self, batch: Vec<CommitRequest>) {
