@@ -9,6 +9,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod events;
 pub mod keys;
 pub mod kv;
 pub mod service;
