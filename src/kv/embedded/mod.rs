@@ -15,10 +15,12 @@
 //!   durable, a reader that sees version `v` sees every commit before `v`.
 //! - **Commits.** [`Transaction::commit`] sends the buffered mutations, the read-
 //!   and write-conflict ranges and the read version to the committer and waits.
-//!   The committer drains every queued request into one batch (group commit),
-//!   checks each in order against the writes of transactions committed after
-//!   its read version ([`conflicts::History`], including those accepted earlier
-//!   in the same batch), applies the accepted ones to one `redb` write
+//!   The committer drains every queued request into one batch (group commit;
+//!   while fewer requests than the last batch held have arrived it waits for
+//!   more, at most half the last commit's duration and 1 ms), checks each in
+//!   order against the writes of transactions committed after its read
+//!   version ([`conflicts::History`], including those accepted earlier in the
+//!   same batch), applies the accepted ones to one `redb` write
 //!   transaction, commits it with `Durability::Immediate` (one fsync for the
 //!   batch), publishes the new snapshot, fires watches, and only then answers.
 //! - **Versions.** Each batch gets the next commit version (persisted with the
