@@ -107,6 +107,36 @@ async fn snapshot_reads_add_no_conflicts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_answered_by_own_writes_add_no_conflicts() {
+    each_backend(|b| async move {
+        let (set, cleared) = (b.key("own/set"), b.key("own/r/k"));
+        put_all(&b.db, &[(cleared.clone(), b"v0".to_vec())]).await;
+        let t1 = b.db.create_transaction().unwrap();
+        t1.set(&set, b"mine");
+        t1.clear_range(&b.key("own/r/"), &b.key("own/r0"));
+        assert_eq!(
+            t1.get(&set, false).await.unwrap().as_deref(),
+            Some(&b"mine"[..])
+        );
+        assert_eq!(t1.get(&cleared, false).await.unwrap(), None);
+
+        let t2 = b.db.create_transaction().unwrap();
+        t2.set(&set, b"theirs");
+        t2.set(&cleared, b"theirs");
+        t2.commit().await.unwrap();
+        t1.commit()
+            .await
+            .expect("reads of own writes must not conflict");
+        assert_eq!(
+            common::read(&b.db, &set).await.as_deref(),
+            Some(&b"mine"[..])
+        );
+        assert_eq!(common::read(&b.db, &cleared).await, None);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_transactions_never_conflict() {
     each_backend(|b| async move {
         let k = b.key("k");

@@ -111,7 +111,10 @@ impl Transaction {
         let base = match st.writes.get(key) {
             Some(Pending::Known(v)) => return Ok(v.clone()),
             Some(Pending::Unreadable) => return Err(Error::AccessedUnreadable),
-            Some(Pending::Atomic(_)) | None if st.cleared.contains(key) => None,
+            // Known from this transaction's own clear_range: the store was not
+            // consulted, so no read conflict (FoundationDB's read-your-writes).
+            // (An atomic op on a cleared key is `Known`, see `atomic_op`.)
+            None if st.cleared.contains(key) => return Ok(None),
             _ => self.inner.snap.get(key)?,
         };
         if !snapshot {
@@ -459,7 +462,9 @@ impl Transaction {
                         Some(seen) => seen,
                         None => self.inner.snap.get(&w.key)?,
                     };
-                    self.inner.db.register_watch(w.key, expected, w.fire)?;
+                    // A refused watch (too many) fails the watch, not the
+                    // commit, as in FoundationDB: `fire` carries the error.
+                    let _ = self.inner.db.register_watch(w.key, expected, w.fire);
                 }
                 return Ok(CommitInfo::default());
             }
