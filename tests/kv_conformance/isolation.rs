@@ -220,6 +220,9 @@ async fn commit_versions_strictly_increase() {
     .await;
 }
 
+/// Acknowledged commits: each key and the version that committed it.
+type Acked = Arc<Mutex<Vec<(Vec<u8>, u64)>>>;
+
 /// While writers commit concurrently, a reader that observes read version `v`
 /// sees every commit with a version `<= v`, and none after it. Writers record
 /// each acknowledged commit's version in a shared list; each committed value is
@@ -230,7 +233,7 @@ async fn readers_see_every_commit_up_to_their_read_version() {
     const COMMITS: usize = 40;
     const READERS: usize = 2;
     each_backend(|b| async move {
-        let acked: Arc<Mutex<Vec<(Vec<u8>, u64)>>> = Arc::default();
+        let acked: Acked = Arc::default();
         let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut writers = Vec::new();
         for w in 0..WRITERS {
