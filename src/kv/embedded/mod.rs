@@ -8,7 +8,7 @@
 //! transaction.
 //!
 //! - **Read versions.** After each durable commit batch the committer publishes a
-//!   [`Snapshot`]: the batch's commit version and a `redb` read transaction
+//!   `Snapshot`: the batch's commit version and a `redb` read transaction
 //!   opened right after it. A new [`Transaction`] takes the current snapshot;
 //!   every read it makes sees exactly that snapshot plus its own writes. Since
 //!   snapshots are published in commit order and only after the commit is
@@ -19,7 +19,7 @@
 //!   while fewer requests than the last batch held have arrived it waits for
 //!   more, at most half the last commit's duration and 1 ms), checks each in
 //!   order against the writes of transactions committed after its read
-//!   version ([`conflicts::History`], including those accepted earlier in the
+//!   version (`conflicts::History`, including those accepted earlier in the
 //!   same batch), applies the accepted ones to one `redb` write
 //!   transaction, commits it with `Durability::Immediate` (one fsync for the
 //!   batch), publishes the new snapshot, fires watches, and only then answers.
