@@ -13,3 +13,4 @@ pub mod events;
 pub mod keys;
 pub mod kv;
 pub mod service;
+pub mod sync;

@@ -30,6 +30,7 @@ mod profile;
 mod push_rules;
 mod register;
 mod session;
+mod sync;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub accounts: Arc<Accounts>,
     /// The server's signing key.
     pub signing_key: Arc<SigningKey>,
+    /// The sync service (and this process's notifier).
+    pub sync: Arc<crate::sync::SyncService>,
 }
 
 impl AppState {
@@ -75,6 +78,7 @@ impl AppState {
         Ok(AppState {
             accounts: Arc::new(Accounts::new(db, server_name, config, clock)),
             signing_key: Arc::new(signing_key),
+            sync: Arc::new(crate::sync::SyncService::new(databases, Default::default())),
         })
     }
 }
@@ -91,6 +95,7 @@ pub fn router(state: AppState) -> Router {
     let routes = account_data::routes(routes);
     let routes = filters::routes(routes);
     let routes = push_rules::routes(routes);
+    let routes = sync::routes(routes);
     routes
         .fallback(|| async { ApiError::UnrecognizedPath })
         .method_not_allowed_fallback(|| async { ApiError::UnrecognizedMethod })
@@ -114,6 +119,11 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let sync = state.sync.clone();
+    let shutdown = async move {
+        shutdown.await;
+        sync.begin_shutdown();
+    };
     let app = router(state);
     tracing::info!(addr = ?listener.local_addr().ok(), "serving the client API");
     axum::serve(

@@ -22,6 +22,7 @@
 //! Who may import this: `service`, `sync`, the CLI and tests.
 
 pub mod accounts;
+pub mod notify;
 pub mod rooms;
 pub mod transitory;
 

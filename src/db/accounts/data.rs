@@ -149,6 +149,7 @@ impl AccountsDb {
                     }
                     tx.atomic_op(&current_key, &current, MutationType::SetVersionstampedValue);
                     tx.atomic_op(&log_key, &log_value, MutationType::SetVersionstampedKey);
+                    crate::db::notify::bump(&tx, &k.notify);
                     Ok::<_, Error>(())
                 }
             })

@@ -13,6 +13,7 @@
 //! | Directory | Tag | Subspace | Key tuple | Value |
 //! |-----------|----:|----------|-----------|-------|
 //! | `meta` | 0 | `schema_version` | `(0)` | u64 little-endian: the schema version |
+//! | `meta` | 1 | `notify` | `(1)` | u64 little-endian change counter, bumped by every write sync delivers (`db::notify`) |
 //! | `users` | 0 | `user` | `(0, user_id: str)` | msgpack `UserRecord` |
 //! | `users` | 1 | `password` | `(1, user_id: str)` | utf-8 argon2id PHC string |
 //! | `sessions` | 0 | `token` | `(0, token_sha256: bytes)` | msgpack `TokenRecord` (user, device) |
@@ -67,7 +68,7 @@ pub fn schema_version_key(dirs: &Directories) -> Vec<u8> {
 pub const META: DirectorySpec = DirectorySpec {
     path: &["meta"],
     doc: "Facts about the database itself.",
-    subspaces: &[META_SCHEMA_VERSION],
+    subspaces: &[META_SCHEMA_VERSION, crate::db::notify::NOTIFY],
 };
 
 /// The `accounts` database's key schema.

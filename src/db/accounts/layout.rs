@@ -34,6 +34,8 @@ pub struct Layout {
     pub push_rules: Subspace,
     /// `() -> SigningKeyRecord`.
     pub signing_key: Subspace,
+    /// The `meta/notify` key, bumped by writes that sync delivers.
+    pub notify: Vec<u8>,
 }
 
 impl Layout {
@@ -55,6 +57,7 @@ impl Layout {
             filter: sub(&keys::FILTERS, &keys::FILTER),
             push_rules: sub(&keys::PUSH_RULES, &keys::RULESET),
             signing_key: sub(&keys::SERVER, &keys::SIGNING_KEY),
+            notify: dirs.space(&keys::META).key(&crate::db::notify::NOTIFY, &()),
         }
     }
 }

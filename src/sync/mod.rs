@@ -1,0 +1,61 @@
+//! Sync: position tokens, the cross-process notifier and `/sync` assembly
+//! (design: `docs/sync.md`).
+//!
+//! - [`token`]: `next_batch` strings, one versionstamp per database;
+//! - [`notifier`]: one KV watch per database per process, fanned out to
+//!   every waiting long-poll through in-process channels, losslessly;
+//! - [`service`]: what one `/sync` call returns, and its long-poll.
+//!
+//! Writers do not import this module: they bump their database's
+//! notification key with `db::notify::bump` inside their own transaction.
+//!
+//! This layer spans the three databases, so it sits above `db`; it also uses
+//! `kv` directly for the two things no database module offers: read versions
+//! and watches.
+//!
+//! Who may import this: `api`, the CLI and tests.
+
+pub mod notifier;
+pub mod service;
+pub mod token;
+
+use std::time::Duration;
+
+pub use notifier::{DatabaseId, Notifier, Subscription};
+pub use service::{AfterReadHook, SyncRequest, SyncResult, SyncService};
+pub use token::{Position, SyncToken, TokenError};
+
+/// Settings of sync.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default)]
+pub struct SyncConfig {
+    /// The longest a `/sync` long-poll waits, whatever `timeout` the client
+    /// asks for, in milliseconds.
+    pub max_timeout_ms: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            max_timeout_ms: 60_000,
+        }
+    }
+}
+
+impl SyncConfig {
+    /// [`SyncConfig::max_timeout_ms`] as a duration.
+    pub fn max_timeout(&self) -> Duration {
+        Duration::from_millis(self.max_timeout_ms)
+    }
+}
+
+/// Why a sync call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The `since` token is malformed (400 `M_INVALID_PARAM`).
+    #[error("invalid since token: {0}")]
+    InvalidToken(#[from] TokenError),
+    /// The storage failed.
+    #[error(transparent)]
+    Storage(#[from] crate::db::accounts::Error),
+}

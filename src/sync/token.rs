@@ -1,0 +1,268 @@
+//! Sync position tokens: the `next_batch` / `since` strings of `/sync`.
+//!
+//! A token holds one position per database, each a 10-byte FoundationDB
+//! versionstamp of that database's store (8-byte big-endian commit version,
+//! 2-byte big-endian order within the batch). Parts are compared only with
+//! positions of the same database: the databases may sit on different
+//! clusters whose versions are unrelated.
+//!
+//! A position `p` means "every change of this database with a versionstamp
+//! `<= p` has been delivered". A read version `rv` ("everything visible now")
+//! becomes the position `rv ++ ff ff` ([`Position::at_read_version`]), which
+//! sorts after every versionstamp of a commit at or before `rv` and before
+//! every later one.
+//!
+//! ## Byte format (version 1)
+//! ```text
+//! offset  0      1 .. 11         11 .. 21      21 .. 31
+//!         0x01   accounts (10)   rooms (10)    transitory (10)
+//! ```
+//! 31 bytes, encoded as unpadded base64url (RFC 4648 section 5): 42
+//! characters from `[A-Za-z0-9_-]`, safe in a URL query without escaping.
+//! The first byte is the format version; a parser rejects every other
+//! version, length or alphabet with [`TokenError`]. Versionstamps persist
+//! across restarts, so tokens stay valid as long as the stores do.
+//!
+//! Who may import this: `sync` and tests.
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// The format version this code writes and reads.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Length of an encoded token's bytes: the version and three positions.
+pub const TOKEN_BYTES: usize = 1 + 3 * 10;
+
+/// A position in one database: a 10-byte versionstamp. Ordered bytewise,
+/// which is versionstamp order. Only positions of the same database compare
+/// meaningfully.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position(pub [u8; 10]);
+
+impl Position {
+    /// Before every change: the position of a client that has seen nothing.
+    pub const ZERO: Position = Position([0; 10]);
+
+    /// The position "every commit at or before read version `rv`":
+    /// `rv` big-endian followed by `ff ff`.
+    pub fn at_read_version(rv: u64) -> Self {
+        let mut out = [0xff; 10];
+        out[..8].copy_from_slice(&rv.to_be_bytes());
+        Position(out)
+    }
+
+    /// The commit version part (first 8 bytes, big-endian).
+    pub fn version(&self) -> u64 {
+        u64::from_be_bytes(self.0[..8].try_into().expect("8 bytes"))
+    }
+}
+
+/// A complete sync position: one [`Position`] per database.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SyncToken {
+    /// Position in the `accounts` database (account data).
+    pub accounts: Position,
+    /// Position in the `rooms` database (events, state).
+    pub rooms: Position,
+    /// Position in the `transitory` database (to-device, receipts, typing,
+    /// presence).
+    pub transitory: Position,
+}
+
+/// Why a token string is not a valid token. Maps to 400 `M_INVALID_PARAM`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not unpadded base64url.
+    #[error("sync token is not base64url")]
+    NotBase64,
+    /// Decodes to the wrong number of bytes.
+    #[error("sync token has {len_bytes} bytes, expected {TOKEN_BYTES}")]
+    BadLength {
+        /// The decoded length.
+        len_bytes: usize,
+    },
+    /// A format version this code does not read.
+    #[error("sync token has format version {0}, expected {FORMAT_VERSION}")]
+    UnknownVersion(u8),
+}
+
+impl SyncToken {
+    /// The token's bytes (see the module docs for the layout).
+    pub fn to_bytes(&self) -> [u8; TOKEN_BYTES] {
+        let mut out = [0u8; TOKEN_BYTES];
+        out[0] = FORMAT_VERSION;
+        out[1..11].copy_from_slice(&self.accounts.0);
+        out[11..21].copy_from_slice(&self.rooms.0);
+        out[21..31].copy_from_slice(&self.transitory.0);
+        out
+    }
+
+    /// Parses a token's bytes.
+    ///
+    /// Errors: [`TokenError::BadLength`], [`TokenError::UnknownVersion`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, TokenError> {
+        if bytes.len() != TOKEN_BYTES {
+            return Err(TokenError::BadLength {
+                len_bytes: bytes.len(),
+            });
+        }
+        if bytes[0] != FORMAT_VERSION {
+            return Err(TokenError::UnknownVersion(bytes[0]));
+        }
+        let part = |at: usize| Position(bytes[at..at + 10].try_into().expect("10 bytes"));
+        Ok(SyncToken {
+            accounts: part(1),
+            rooms: part(11),
+            transitory: part(21),
+        })
+    }
+
+    /// Each part the later of `self`'s and `other`'s (compared per database).
+    pub fn max(self, other: SyncToken) -> SyncToken {
+        SyncToken {
+            accounts: self.accounts.max(other.accounts),
+            rooms: self.rooms.max(other.rooms),
+            transitory: self.transitory.max(other.transitory),
+        }
+    }
+}
+
+impl fmt::Display for SyncToken {
+    /// The unpadded base64url string of [`SyncToken::to_bytes`].
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&URL_SAFE_NO_PAD.encode(self.to_bytes()))
+    }
+}
+
+impl FromStr for SyncToken {
+    type Err = TokenError;
+
+    fn from_str(s: &str) -> Result<Self, TokenError> {
+        // Bound the work before decoding: a valid token is 42 characters.
+        if s.len() > 2 * TOKEN_BYTES {
+            return Err(TokenError::BadLength {
+                len_bytes: s.len() * 3 / 4,
+            });
+        }
+        let bytes = URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| TokenError::NotBase64)?;
+        SyncToken::from_bytes(&bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    fn sample() -> SyncToken {
+        SyncToken {
+            accounts: Position([0, 0, 0, 0, 0, 0, 0, 7, 0, 1]),
+            rooms: Position::at_read_version(0x0102_0304_0506_0708),
+            transitory: Position::ZERO,
+        }
+    }
+
+    #[test]
+    fn bytes_follow_the_documented_layout() {
+        let bytes = sample().to_bytes();
+        let expected: [u8; TOKEN_BYTES] = [
+            1, // format version
+            0, 0, 0, 0, 0, 0, 0, 7, 0, 1, // accounts
+            1, 2, 3, 4, 5, 6, 7, 8, 0xff, 0xff, // rooms
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // transitory
+        ];
+        assert_eq!(bytes, expected);
+        let text = sample().to_string();
+        assert_eq!(text.len(), 42);
+        assert!(
+            text.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
+        assert_eq!(text, "AQAAAAAAAAAHAAEBAgMEBQYHCP__AAAAAAAAAAAAAA");
+    }
+
+    #[test]
+    fn read_version_positions_sort_between_commits() {
+        let rv = 1000u64;
+        let p = Position::at_read_version(rv);
+        let stamp = |v: u64, order: u16| {
+            let mut out = [0u8; 10];
+            out[..8].copy_from_slice(&v.to_be_bytes());
+            out[8..].copy_from_slice(&order.to_be_bytes());
+            Position(out)
+        };
+        assert!(stamp(rv, 0xfffe) < p);
+        assert!(stamp(rv - 1, 0xffff) < p);
+        assert!(stamp(rv + 1, 0) > p);
+        assert_eq!(p.version(), rv);
+    }
+
+    #[test]
+    fn malformed_tokens_are_rejected() {
+        let good = sample().to_string();
+        assert_eq!(
+            "not base64!".parse::<SyncToken>(),
+            Err(TokenError::NotBase64)
+        );
+        assert_eq!(
+            format!("{good}=").parse::<SyncToken>(),
+            Err(TokenError::NotBase64)
+        );
+        assert_eq!(
+            good[..40].parse::<SyncToken>(),
+            Err(TokenError::BadLength { len_bytes: 30 })
+        );
+        assert_eq!(
+            "".parse::<SyncToken>(),
+            Err(TokenError::BadLength { len_bytes: 0 })
+        );
+        let mut v2 = sample().to_bytes();
+        v2[0] = 2;
+        assert_eq!(
+            URL_SAFE_NO_PAD.encode(v2).parse::<SyncToken>(),
+            Err(TokenError::UnknownVersion(2))
+        );
+        assert!(matches!(
+            "A".repeat(10_000).parse::<SyncToken>(),
+            Err(TokenError::BadLength { .. })
+        ));
+    }
+
+    #[test]
+    fn round_trips_random_tokens() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for _ in 0..10_000 {
+            let token = SyncToken {
+                accounts: Position(rng.random()),
+                rooms: Position(rng.random()),
+                transitory: Position(rng.random()),
+            };
+            let text = token.to_string();
+            assert_eq!(text.parse::<SyncToken>(), Ok(token), "{text}");
+            assert_eq!(SyncToken::from_bytes(&token.to_bytes()), Ok(token));
+        }
+    }
+
+    #[test]
+    fn random_strings_never_panic_and_only_valid_ones_parse() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+        const ALPHABET: &[u8] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/!";
+        for _ in 0..10_000 {
+            let len = rng.random_range(0..64);
+            let s: String = (0..len)
+                .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+                .collect();
+            if let Ok(token) = s.parse::<SyncToken>() {
+                assert_eq!(token.to_string(), s, "only canonical strings parse");
+            }
+        }
+    }
+}
