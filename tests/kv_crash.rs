@@ -102,8 +102,9 @@ fn run_child_and_kill(dir: &std::path::Path, start: u64, after: Duration) -> Vec
     reader.join().unwrap()
 }
 
-/// Reopens the store and checks it; returns how many transactions it holds.
-async fn check_store(dir: &std::path::Path, acked: &[u64]) -> u64 {
+/// Reopens the store and checks it; returns how many transactions it holds
+/// and its last commit version.
+async fn check_store(dir: &std::path::Path, acked: &[u64]) -> (u64, u64) {
     let store =
         kv::embedded::Database::open(dir, Default::default()).expect("reopen after SIGKILL");
     let db: kv::Database = store.clone().into();
@@ -147,14 +148,16 @@ async fn check_store(dir: &std::path::Path, acked: &[u64]) -> u64 {
         counted, total,
         "the counter disagrees with the transactions"
     );
+    let version = store.last_version();
     store.shutdown();
-    total
+    (total, version)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_commits_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut next = 0u64;
+    let mut last_version = 0u64;
     let mut acked_total = 0usize;
     for _ in 0..KILLS {
         let after = Duration::from_millis(rand::rng().random_range(20..=200));
@@ -170,7 +173,16 @@ async fn acknowledged_commits_survive_sigkill() {
             );
         }
         acked_total += acked.len();
-        next = check_store(dir.path(), &acked).await;
+        let (total, version) = check_store(dir.path(), &acked).await;
+        // Commit versions survive restarts: more commits, a higher version.
+        if total > next {
+            assert!(
+                version > last_version,
+                "version {version} after {last_version}"
+            );
+        }
+        assert!(version >= last_version);
+        (next, last_version) = (total, version);
     }
     eprintln!("{KILLS} kills, {acked_total} acknowledged commits, {next} transactions present");
     // The test is meaningful only if children got to commit before dying.
