@@ -19,6 +19,7 @@ pub mod clock;
 pub mod config;
 pub mod password;
 pub mod ratelimit;
+pub mod rooms;
 pub mod signing;
 mod uia;
 mod userdata;

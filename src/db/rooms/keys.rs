@@ -5,7 +5,8 @@
 //! `databases.rooms.root`, default `myelin`) and holds keys
 //! `prefix ++ pack((tag, fields...))`. [`SPEC`] below is the machine-readable
 //! form of this list, from which `myelin keys layout` and
-//! `docs/key-layout.md` are generated; keep the two in step.
+//! `docs/key-layout.md` are generated; keep the two in step. The design and
+//! its cost model are in `docs/rooms.md`.
 //!
 //! Schema version: 1 ([`SCHEMA_VERSION`], stored in `meta/schema_version`;
 //! Myelin refuses to open a store whose version is newer).
@@ -13,6 +14,25 @@
 //! | Directory | Tag | Subspace | Key tuple | Value |
 //! |-----------|----:|----------|-----------|-------|
 //! | `meta` | 0 | `schema_version` | `(0)` | u64 little-endian: the schema version |
+//! | `rooms` | 0 | `room` | `(0, room_id: str)` | msgpack `RoomRecord` (version, creator, create event) |
+//! | `rooms` | 1 | `state` | `(1, room_id: str, type: str, state_key: str)` | utf-8 event ID: current state |
+//! | `rooms` | 2 | `extremity` | `(2, room_id: str, event_id: str)` | u64 little-endian depth: forward extremities |
+//! | `rooms` | 3 | `member` | `(3, room_id: str, user_id: str)` | msgpack `MemberRecord` |
+//! | `events` | 0 | `pdu` | `(0, event_id: str)` | msgpack `StoredEvent` (room, canonical JSON) |
+//! | `events` | 1 | `position` | `(1, event_id: str)` | 12 bytes: versionstamp ++ order, the stream position |
+//! | `events` | 2 | `redaction` | `(2, event_id: str)` | utf-8 ID of the redaction event |
+//! | `timeline` | 0 | `stream` | `(0, room_id: str, position: versionstamp)` | utf-8 event ID |
+//! | `timeline` | 1 | `topological` | `(1, room_id: str, depth: int, position: versionstamp)` | utf-8 event ID |
+//! | `state_log` | 0 | `change` | `(0, room_id: str, position: versionstamp)` | msgpack `StateChange` (type, state key, event) |
+//! | `state_log` | 1 | `history` | `(1, room_id: str, type: str, state_key: str, position: versionstamp)` | utf-8 event ID |
+//! | `memberships` | 0 | `user_room` | `(0, user_id: str, room_id: str)` | msgpack `MemberRecord` |
+//! | `txns` | 0 | `txn` | `(0, user_id: str, device_id: str, room_id: str, txn_id: str)` | utf-8 event ID |
+//!
+//! A stream position is a tuple versionstamp: the commit's 10-byte
+//! versionstamp and a 2-byte order of the event within its transaction
+//! (room creation writes several events in one commit). Every key holding a
+//! position is written with `SetVersionstampedKey`, and
+//! `events/position` with `SetVersionstampedValue`.
 //!
 //! To add a subspace: declare a `SubspaceSpec` constant (next free tag in its
 //! directory), list it in its directory's `subspaces`, add a typed encoder
@@ -24,7 +44,9 @@
 //! Who may import this: `db::rooms` and `db` (to open the database), the
 //! CLI and tests. Pure byte work.
 
-use crate::keys::{DatabaseSpec, Directories, DirectorySpec, SubspaceSpec, ValueEncoding};
+use crate::keys::{
+    DatabaseSpec, Directories, DirectorySpec, Field, FieldType, SubspaceSpec, ValueEncoding,
+};
 
 /// The key-schema version this code writes and understands.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -51,10 +73,214 @@ pub const META: DirectorySpec = DirectorySpec {
     subspaces: &[META_SCHEMA_VERSION],
 };
 
+const ROOM_ID: Field = Field {
+    name: "room_id",
+    ty: FieldType::Str,
+};
+const USER_ID: Field = Field {
+    name: "user_id",
+    ty: FieldType::Str,
+};
+const EVENT_ID: Field = Field {
+    name: "event_id",
+    ty: FieldType::Str,
+};
+const TYPE: Field = Field {
+    name: "type",
+    ty: FieldType::Str,
+};
+const STATE_KEY: Field = Field {
+    name: "state_key",
+    ty: FieldType::Str,
+};
+const POSITION: Field = Field {
+    name: "position",
+    ty: FieldType::Versionstamp,
+};
+
+/// `rooms/room`: `(0, room_id) -> msgpack RoomRecord`.
+pub const ROOM: SubspaceSpec = SubspaceSpec {
+    name: "room",
+    tag: 0,
+    key: &[ROOM_ID],
+    value: ValueEncoding::MsgPack("RoomRecord"),
+    doc: "A room: its version, creator and create event. Never changes after creation.",
+};
+
+/// `rooms/state`: `(1, room_id, type, state_key) -> event ID`.
+pub const STATE: SubspaceSpec = SubspaceSpec {
+    name: "state",
+    tag: 1,
+    key: &[ROOM_ID, TYPE, STATE_KEY],
+    value: ValueEncoding::Utf8,
+    doc: "Current room state: the event holding each (type, state_key).",
+};
+
+/// `rooms/extremity`: `(2, room_id, event_id) -> u64 depth`.
+pub const EXTREMITY: SubspaceSpec = SubspaceSpec {
+    name: "extremity",
+    tag: 2,
+    key: &[ROOM_ID, EVENT_ID],
+    value: ValueEncoding::U64Le,
+    doc: "Forward extremities of the room DAG (events nothing references yet), with their depth.",
+};
+
+/// `rooms/member`: `(3, room_id, user_id) -> msgpack MemberRecord`.
+pub const MEMBER: SubspaceSpec = SubspaceSpec {
+    name: "member",
+    tag: 3,
+    key: &[ROOM_ID, USER_ID],
+    value: ValueEncoding::MsgPack("MemberRecord"),
+    doc: "Current membership of each user in a room, and its event.",
+};
+
+/// `rooms`: per-room current facts.
+pub const ROOMS: DirectorySpec = DirectorySpec {
+    path: &["rooms"],
+    doc: "Rooms: version, current state, forward extremities and current members.",
+    subspaces: &[ROOM, STATE, EXTREMITY, MEMBER],
+};
+
+/// `events/pdu`: `(0, event_id) -> msgpack StoredEvent`.
+pub const PDU: SubspaceSpec = SubspaceSpec {
+    name: "pdu",
+    tag: 0,
+    key: &[EVENT_ID],
+    value: ValueEncoding::MsgPack("StoredEvent"),
+    doc: "An accepted event: its room and its signed canonical JSON (without event_id and unsigned).",
+};
+
+/// `events/position`: `(1, event_id) -> versionstamp ++ order`.
+pub const EVENT_POSITION: SubspaceSpec = SubspaceSpec {
+    name: "position",
+    tag: 1,
+    key: &[EVENT_ID],
+    value: ValueEncoding::Raw,
+    doc: "The event's stream position: 10-byte commit versionstamp then 2-byte big-endian order in the commit.",
+};
+
+/// `events/redaction`: `(2, event_id) -> redaction event ID`.
+pub const REDACTION: SubspaceSpec = SubspaceSpec {
+    name: "redaction",
+    tag: 2,
+    key: &[EVENT_ID],
+    value: ValueEncoding::Utf8,
+    doc: "The redaction that redacts an event; readers serve the event redacted.",
+};
+
+/// `events`: events by ID.
+pub const EVENTS: DirectorySpec = DirectorySpec {
+    path: &["events"],
+    doc: "Events by ID: the PDU, its stream position and its redaction.",
+    subspaces: &[PDU, EVENT_POSITION, REDACTION],
+};
+
+/// `timeline/stream`: `(0, room_id, position) -> event ID`.
+pub const STREAM: SubspaceSpec = SubspaceSpec {
+    name: "stream",
+    tag: 0,
+    key: &[ROOM_ID, POSITION],
+    value: ValueEncoding::Utf8,
+    doc: "The room timeline in stream order (commit order).",
+};
+
+/// `timeline/topological`: `(1, room_id, depth, position) -> event ID`.
+pub const TOPOLOGICAL: SubspaceSpec = SubspaceSpec {
+    name: "topological",
+    tag: 1,
+    key: &[
+        ROOM_ID,
+        Field {
+            name: "depth",
+            ty: FieldType::Int,
+        },
+        POSITION,
+    ],
+    value: ValueEncoding::Utf8,
+    doc: "The room timeline in topological order (depth, then stream position).",
+};
+
+/// `timeline`: the room timelines.
+pub const TIMELINE: DirectorySpec = DirectorySpec {
+    path: &["timeline"],
+    doc: "Room timelines in stream and topological order.",
+    subspaces: &[STREAM, TOPOLOGICAL],
+};
+
+/// `state_log/change`: `(0, room_id, position) -> msgpack StateChange`.
+pub const STATE_CHANGE: SubspaceSpec = SubspaceSpec {
+    name: "change",
+    tag: 0,
+    key: &[ROOM_ID, POSITION],
+    value: ValueEncoding::MsgPack("StateChange"),
+    doc: "Every accepted state event of a room in stream order: the state-change log.",
+};
+
+/// `state_log/history`: `(1, room_id, type, state_key, position) -> event ID`.
+pub const STATE_HISTORY: SubspaceSpec = SubspaceSpec {
+    name: "history",
+    tag: 1,
+    key: &[ROOM_ID, TYPE, STATE_KEY, POSITION],
+    value: ValueEncoding::Utf8,
+    doc: "The same log by (type, state_key): the state of one key at a position is one reverse read.",
+};
+
+/// `state_log`: state history, for state at any event.
+pub const STATE_LOG: DirectorySpec = DirectorySpec {
+    path: &["state_log"],
+    doc: "Room state changes by stream position, for state at any event and sync's state deltas.",
+    subspaces: &[STATE_CHANGE, STATE_HISTORY],
+};
+
+/// `memberships/user_room`: `(0, user_id, room_id) -> msgpack MemberRecord`.
+pub const USER_ROOM: SubspaceSpec = SubspaceSpec {
+    name: "user_room",
+    tag: 0,
+    key: &[USER_ID, ROOM_ID],
+    value: ValueEncoding::MsgPack("MemberRecord"),
+    doc: "A user's current membership in each room they ever had one in: rooms of a user in one read.",
+};
+
+/// `memberships`: memberships by user.
+pub const MEMBERSHIPS: DirectorySpec = DirectorySpec {
+    path: &["memberships"],
+    doc: "Memberships by user.",
+    subspaces: &[USER_ROOM],
+};
+
+/// `txns/txn`: `(0, user_id, device_id, room_id, txn_id) -> event ID`. The
+/// room is part of the scope: the spec scopes a transaction ID to the
+/// device and the request path.
+pub const TXN: SubspaceSpec = SubspaceSpec {
+    name: "txn",
+    tag: 0,
+    key: &[
+        USER_ID,
+        Field {
+            name: "device_id",
+            ty: FieldType::Str,
+        },
+        ROOM_ID,
+        Field {
+            name: "txn_id",
+            ty: FieldType::Str,
+        },
+    ],
+    value: ValueEncoding::Utf8,
+    doc: "A client transaction ID and the event it sent: repeats return the same event.",
+};
+
+/// `txns`: client transaction IDs.
+pub const TXNS: DirectorySpec = DirectorySpec {
+    path: &["txns"],
+    doc: "Client transaction IDs per device, for idempotent sends.",
+    subspaces: &[TXN],
+};
+
 /// The `rooms` database's key schema.
 pub static SPEC: DatabaseSpec = DatabaseSpec {
     name: "rooms",
     schema_version: SCHEMA_VERSION,
     doc: "Rooms: events, the room graph, room state, timelines and membership.",
-    directories: &[META],
+    directories: &[META, ROOMS, EVENTS, TIMELINE, STATE_LOG, MEMBERSHIPS, TXNS],
 };

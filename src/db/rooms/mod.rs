@@ -1,5 +1,273 @@
-//! The `rooms` database. Its key schema is in [`keys`].
+//! Storage of the `rooms` database: events, the room DAG's forward
+//! extremities, current state, the state-change log, timelines, memberships
+//! and client transaction IDs. Its key schema is in [`keys`]; the design
+//! and cost model in `docs/rooms.md`.
 //!
-//! Who may import this: `db` and layers above it; never the other databases.
+//! Every event is appended by one transaction ([`RoomsDb::send`]; room
+//! creation appends its initial events in one transaction too) that reads
+//! the forward extremities with snapshot reads, reads the state its
+//! authorization depends on with ordinary (conflicting) reads, builds,
+//! signs and authorizes the PDU ([`crate::events`]), and writes the event,
+//! its stream position, timeline entries, extremities and, for state
+//! events, current state, the state-change log and memberships. Invariants:
+//! - a rejected event writes nothing;
+//! - `rooms/state`, `rooms/member` and `memberships/user_room` always agree
+//!   with the fold of `state_log` (they are written in the same
+//!   transaction);
+//! - every stored event has exactly one `events/position`, one
+//!   `timeline/stream` and one `timeline/topological` entry, all holding the
+//!   same stream position;
+//! - concurrent message sends never conflict with each other: they share
+//!   no key in their read-conflict sets (extremities are read at snapshot
+//!   isolation, writes are blind).
+//!
+//! Who may import this: `service` and the CLI. It never imports axum.
 
 pub mod keys;
+mod read;
+mod send;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use foundationdb_tuple::Versionstamp;
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomVersionId};
+use serde::{Deserialize, Serialize};
+
+use crate::events::EventError;
+use crate::keys::{Directories, Space};
+use crate::kv::{self, TransactError};
+
+pub use read::{Direction, StoredPdu, TimelineEntry};
+pub use send::{NewEvent, Sent, TxnKey};
+
+/// Errors of the `rooms` storage boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The key-value store failed (after retries, where retryable).
+    #[error(transparent)]
+    Kv(#[from] kv::Error),
+    /// The room does not exist here.
+    #[error("room {0} not found")]
+    RoomNotFound(OwnedRoomId),
+    /// The event failed the authorization rules of its room version; nothing
+    /// was stored. The text names the failed rule. Maps to M_FORBIDDEN.
+    #[error("event not authorized: {0}")]
+    NotAuthorized(String),
+    /// The event could not be built (content not canonical JSON, too large).
+    #[error(transparent)]
+    Event(#[from] EventError),
+    /// A stored value did not decode: the store is corrupt or was written by
+    /// an incompatible version.
+    #[error("corrupt value in rooms/{subspace}: {detail}")]
+    Corrupt {
+        /// The subspace's name in `keys.rs`.
+        subspace: &'static str,
+        /// What failed to decode.
+        detail: String,
+    },
+}
+
+impl Error {
+    /// Whether the failure is an authorization refusal (M_FORBIDDEN).
+    pub fn is_not_authorized(&self) -> bool {
+        matches!(self, Error::NotAuthorized(_))
+    }
+
+    fn corrupt(subspace: &'static str, detail: impl fmt::Display) -> Error {
+        Error::Corrupt {
+            subspace,
+            detail: detail.to_string(),
+        }
+    }
+}
+
+impl TransactError for Error {
+    fn as_kv(&self) -> Option<&kv::Error> {
+        match self {
+            Error::Kv(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Result of the `rooms` storage boundary.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `rooms/room`: a room's immutable facts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomRecord {
+    /// The room version (`"10"`, `"11"`, `"12"`).
+    pub version: RoomVersionId,
+    /// The creator (the create event's sender).
+    pub creator: OwnedUserId,
+    /// The `m.room.create` event.
+    pub create_event_id: OwnedEventId,
+}
+
+/// `rooms/member` and `memberships/user_room`: a current membership.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    /// `join`, `invite`, `leave`, `ban` or `knock`.
+    pub membership: String,
+    /// The `m.room.member` event that set it.
+    pub event_id: OwnedEventId,
+}
+
+/// `events/pdu`: a stored event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// The room (stored because a room version 12 create event has no
+    /// `room_id` field).
+    pub room_id: OwnedRoomId,
+    /// The signed canonical JSON, without `event_id` and `unsigned`.
+    pub json: String,
+}
+
+/// `state_log/change`: one state change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateChange {
+    /// The event type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The state key.
+    pub state_key: String,
+    /// The state event.
+    pub event_id: OwnedEventId,
+}
+
+/// A position in the rooms stream: the commit versionstamp of the event's
+/// transaction and the event's order within it. Totally ordered, byte-wise;
+/// formats as 24 lowercase hex digits (what sync and `/messages` compose
+/// into their tokens).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamPosition(pub [u8; 12]);
+
+impl StreamPosition {
+    /// The smallest position (before every event).
+    pub const MIN: StreamPosition = StreamPosition([0; 12]);
+
+    /// The position of event `order` of the commit with `versionstamp`.
+    pub fn new(versionstamp: [u8; 10], order: u16) -> Self {
+        let mut out = [0; 12];
+        out[..10].copy_from_slice(&versionstamp);
+        out[10..].copy_from_slice(&order.to_be_bytes());
+        StreamPosition(out)
+    }
+
+    /// As a complete tuple versionstamp, for keys.
+    pub(crate) fn to_tuple(self) -> Versionstamp {
+        Versionstamp::from(self.0)
+    }
+}
+
+impl fmt::Display for StreamPosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+/// A string that is not 24 hex digits.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid stream position {0:?}")]
+pub struct ParsePositionError(String);
+
+impl FromStr for StreamPosition {
+    type Err = ParsePositionError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bytes = hex::decode(s).map_err(|_| ParsePositionError(s.to_owned()))?;
+        let arr: [u8; 12] = bytes
+            .try_into()
+            .map_err(|_| ParsePositionError(s.to_owned()))?;
+        Ok(StreamPosition(arr))
+    }
+}
+
+/// The resolved directories of the `rooms` database.
+struct Layout {
+    rooms: Space,
+    events: Space,
+    timeline: Space,
+    state_log: Space,
+    memberships: Space,
+    txns: Space,
+}
+
+/// A handle on the `rooms` database. Cheap to clone.
+#[derive(Clone)]
+pub struct RoomsDb {
+    db: kv::Database,
+    layout: Arc<Layout>,
+}
+
+impl RoomsDb {
+    /// The `rooms` database of an opened [`crate::db::Databases`].
+    pub fn new(handle: &crate::db::Handle) -> Self {
+        RoomsDb::from_dirs(handle.db.clone(), &handle.dirs)
+    }
+
+    /// The `rooms` database on `db` with resolved `dirs`.
+    pub fn from_dirs(db: kv::Database, dirs: &Directories) -> Self {
+        RoomsDb {
+            db,
+            layout: Arc::new(Layout {
+                rooms: dirs.space(&keys::ROOMS).clone(),
+                events: dirs.space(&keys::EVENTS).clone(),
+                timeline: dirs.space(&keys::TIMELINE).clone(),
+                state_log: dirs.space(&keys::STATE_LOG).clone(),
+                memberships: dirs.space(&keys::MEMBERSHIPS).clone(),
+                txns: dirs.space(&keys::TXNS).clone(),
+            }),
+        }
+    }
+
+    /// The underlying key-value database.
+    pub fn kv(&self) -> &kv::Database {
+        &self.db
+    }
+}
+
+/// Encodes a record as named-field MessagePack.
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    rmp_serde::to_vec_named(value).expect("records always serialize")
+}
+
+/// Decodes a MessagePack record of `subspace`.
+fn decode<T: serde::de::DeserializeOwned>(subspace: &'static str, bytes: &[u8]) -> Result<T> {
+    rmp_serde::from_slice(bytes).map_err(|e| Error::corrupt(subspace, e))
+}
+
+/// Decodes a UTF-8 event ID value of `subspace`.
+fn decode_event_id(subspace: &'static str, bytes: &[u8]) -> Result<OwnedEventId> {
+    std::str::from_utf8(bytes)
+        .map_err(|e| Error::corrupt(subspace, e))
+        .and_then(|s| OwnedEventId::try_from(s).map_err(|e| Error::corrupt(subspace, e)))
+}
+
+/// Unpacks a key of `space` (tag first) into a tuple.
+fn unpack<'a, T: foundationdb_tuple::TupleUnpack<'a>>(
+    subspace: &'static str,
+    space: &Space,
+    key: &'a [u8],
+) -> Result<T> {
+    let rest = key
+        .strip_prefix(space.prefix())
+        .ok_or_else(|| Error::corrupt(subspace, "key outside its directory"))?;
+    foundationdb_tuple::unpack(rest).map_err(|e| Error::corrupt(subspace, e))
+}
+
+/// The last tuple element of a key, which must be a versionstamp.
+fn trailing_position(subspace: &'static str, key: &[u8]) -> Result<StreamPosition> {
+    // A packed complete versionstamp is 0x33 followed by 12 bytes.
+    if key.len() >= 13 && key[key.len() - 13] == 0x33 {
+        let mut out = [0; 12];
+        out.copy_from_slice(&key[key.len() - 12..]);
+        Ok(StreamPosition(out))
+    } else {
+        Err(Error::corrupt(
+            subspace,
+            "key does not end in a versionstamp",
+        ))
+    }
+}

@@ -1,0 +1,409 @@
+//! Reads of the `rooms` database: events, state (current and at a stream
+//! position), timelines, memberships. Each public method is one read-only
+//! transaction (read-only transactions never conflict).
+
+use std::collections::BTreeMap;
+
+use futures::future::try_join_all;
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
+
+use super::{
+    Error, Layout, MemberRecord, Result, RoomRecord, RoomsDb, StateChange, StoredEvent,
+    StreamPosition, decode, decode_event_id, keys, trailing_position, unpack,
+};
+use crate::events::Pdu;
+use crate::kv::{RangeOption, Transaction};
+
+/// A stored event with what storage knows about it.
+#[derive(Clone, Debug)]
+pub struct StoredPdu {
+    /// The event as signed.
+    pub pdu: Pdu,
+    /// Its room.
+    pub room_id: OwnedRoomId,
+    /// Its stream position.
+    pub position: StreamPosition,
+    /// The redaction event that redacts it, if any.
+    pub redacted_by: Option<OwnedEventId>,
+}
+
+/// Which way a timeline read goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Oldest first (`dir=f`).
+    Forward,
+    /// Newest first (`dir=b`).
+    Backward,
+}
+
+/// One timeline entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimelineEntry {
+    /// The event's stream position.
+    pub position: StreamPosition,
+    /// The event.
+    pub event_id: OwnedEventId,
+}
+
+/// One state key: `(type, state_key)`.
+pub type StateKey = (String, String);
+
+impl Layout {
+    /// The PDU stored under `id`, at snapshot isolation (events are
+    /// immutable).
+    pub(super) async fn load_pdu(
+        &self,
+        tx: &Transaction,
+        id: &OwnedEventId,
+    ) -> Result<Option<Pdu>> {
+        let Some(bytes) = tx
+            .get(&self.events.key(&keys::PDU, &(id.as_str(),)), true)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let stored: StoredEvent = decode("pdu", &bytes)?;
+        Ok(Some(Pdu::from_stored(id.clone(), stored.json)?))
+    }
+
+    async fn load_stored(&self, tx: &Transaction, id: &OwnedEventId) -> Result<Option<StoredPdu>> {
+        let key = self.events.key(&keys::PDU, &(id.as_str(),));
+        let pos_key = self.events.key(&keys::EVENT_POSITION, &(id.as_str(),));
+        let red_key = self.events.key(&keys::REDACTION, &(id.as_str(),));
+        let (bytes, pos, red) = futures::try_join!(
+            tx.get(&key, true),
+            tx.get(&pos_key, true),
+            tx.get(&red_key, true)
+        )?;
+        let Some(bytes) = bytes else {
+            return Ok(None);
+        };
+        let stored: StoredEvent = decode("pdu", &bytes)?;
+        let position = pos
+            .and_then(|p| <[u8; 12]>::try_from(p.as_slice()).ok())
+            .map(StreamPosition)
+            .ok_or_else(|| Error::corrupt("position", format!("{id} has none")))?;
+        Ok(Some(StoredPdu {
+            pdu: Pdu::from_stored(id.clone(), stored.json)?,
+            room_id: stored.room_id,
+            position,
+            redacted_by: red.map(|r| decode_event_id("redaction", &r)).transpose()?,
+        }))
+    }
+}
+
+impl RoomsDb {
+    /// The room's record, or `None` if it does not exist here.
+    pub async fn room(&self, room_id: &RoomId) -> Result<Option<RoomRecord>> {
+        self.db
+            .run(|tx, _| async move { self.room_in(&tx, room_id).await })
+            .await
+    }
+
+    /// The event with this ID, or `None`.
+    pub async fn event(&self, event_id: &OwnedEventId) -> Result<Option<StoredPdu>> {
+        self.db
+            .run(|tx, _| async move { self.layout.load_stored(&tx, event_id).await })
+            .await
+    }
+
+    /// The events with these IDs (absent ones left out), in the given order,
+    /// read concurrently in one transaction.
+    pub async fn events(&self, ids: &[OwnedEventId]) -> Result<Vec<StoredPdu>> {
+        self.db
+            .run(|tx, _| async move {
+                let all =
+                    try_join_all(ids.iter().map(|id| self.layout.load_stored(&tx, id))).await?;
+                Ok(all.into_iter().flatten().collect())
+            })
+            .await
+    }
+
+    /// The stream position of an event.
+    pub async fn position(&self, event_id: &OwnedEventId) -> Result<Option<StreamPosition>> {
+        let key = self
+            .layout
+            .events
+            .key(&keys::EVENT_POSITION, &(event_id.as_str(),));
+        let value = self.db.run(|tx, _| {
+            let key = key.clone();
+            async move { tx.get(&key, true).await }
+        });
+        Ok(value
+            .await?
+            .and_then(|p| <[u8; 12]>::try_from(p.as_slice()).ok())
+            .map(StreamPosition))
+    }
+
+    /// The current state of a room: `(type, state_key) -> event ID`. One
+    /// range read.
+    pub async fn current_state_ids(
+        &self,
+        room_id: &RoomId,
+    ) -> Result<BTreeMap<StateKey, OwnedEventId>> {
+        let (begin, end) = self.layout.rooms.range(&keys::STATE, &(room_id.as_str(),));
+        let kvs = self
+            .db
+            .run(|tx, _| {
+                let range = RangeOption::new(begin.clone(), end.clone());
+                async move { tx.get_range_all(range, true).await }
+            })
+            .await?;
+        kvs.iter()
+            .map(|kv| {
+                let (_, _, kind, state_key): (i64, String, String, String) =
+                    unpack("state", &self.layout.rooms, &kv.key)?;
+                Ok(((kind, state_key), decode_event_id("state", &kv.value)?))
+            })
+            .collect()
+    }
+
+    /// The current state event of `(type, state_key)`, if any.
+    pub async fn state_event(
+        &self,
+        room_id: &RoomId,
+        kind: &str,
+        state_key: &str,
+    ) -> Result<Option<StoredPdu>> {
+        let key = self.layout.state_key(room_id, kind, state_key);
+        self.db
+            .run(|tx, _| {
+                let key = key.clone();
+                async move {
+                    match tx.get(&key, true).await? {
+                        None => Ok(None),
+                        Some(id) => {
+                            let id = decode_event_id("state", &id)?;
+                            self.layout.load_stored(&tx, &id).await
+                        }
+                    }
+                }
+            })
+            .await
+    }
+
+    /// Every change of one state key, oldest first: `(position, event ID)`.
+    /// One range read; the state of that key at a position is the last
+    /// entry at or before it.
+    pub async fn state_history(
+        &self,
+        room_id: &RoomId,
+        kind: &str,
+        state_key: &str,
+    ) -> Result<Vec<(StreamPosition, OwnedEventId)>> {
+        let (begin, end) = self
+            .layout
+            .state_log
+            .range(&keys::STATE_HISTORY, &(room_id.as_str(), kind, state_key));
+        let kvs = self
+            .db
+            .run(|tx, _| {
+                let range = RangeOption::new(begin.clone(), end.clone());
+                async move { tx.get_range_all(range, true).await }
+            })
+            .await?;
+        kvs.iter()
+            .map(|kv| {
+                Ok((
+                    trailing_position("history", &kv.key)?,
+                    decode_event_id("history", &kv.value)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The state changes of a room with `after < position <= up_to`, in
+    /// stream order: what incremental sync sends as the state delta. One
+    /// range read.
+    pub async fn state_changes(
+        &self,
+        room_id: &RoomId,
+        after: StreamPosition,
+        up_to: StreamPosition,
+    ) -> Result<Vec<(StreamPosition, StateChange)>> {
+        let space = &self.layout.state_log;
+        let begin = space.key(&keys::STATE_CHANGE, &(room_id.as_str(), after.to_tuple()));
+        let mut begin = begin;
+        begin.push(0);
+        let mut end = space.key(&keys::STATE_CHANGE, &(room_id.as_str(), up_to.to_tuple()));
+        end.push(0);
+        let kvs = self
+            .db
+            .run(|tx, _| {
+                let range = RangeOption::new(begin.clone(), end.clone());
+                async move { tx.get_range_all(range, true).await }
+            })
+            .await?;
+        kvs.iter()
+            .map(|kv| {
+                Ok((
+                    trailing_position("change", &kv.key)?,
+                    decode("change", &kv.value)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The room state after every event at or before `at`: the fold of the
+    /// state-change log up to `at`. Costs one range read of the changes up
+    /// to `at` (see `docs/rooms.md` for the snapshot that bounds it).
+    pub async fn state_at(
+        &self,
+        room_id: &RoomId,
+        at: StreamPosition,
+    ) -> Result<BTreeMap<StateKey, OwnedEventId>> {
+        let mut state = BTreeMap::new();
+        for (_, change) in self.state_changes(room_id, StreamPosition::MIN, at).await? {
+            state.insert((change.kind, change.state_key), change.event_id);
+        }
+        Ok(state)
+    }
+
+    /// Timeline entries with `after < position < before` (either bound
+    /// optional), oldest first ([`Direction::Forward`]) or newest first
+    /// ([`Direction::Backward`]), at most `limit`. Both bounds are
+    /// exclusive, so the next page is `after = last.position` (forward) or
+    /// `before = last.position` (backward). One range read.
+    pub async fn timeline(
+        &self,
+        room_id: &RoomId,
+        after: Option<StreamPosition>,
+        before: Option<StreamPosition>,
+        dir: Direction,
+        limit: usize,
+    ) -> Result<Vec<TimelineEntry>> {
+        let space = &self.layout.timeline;
+        let (all_begin, all_end) = space.range(&keys::STREAM, &(room_id.as_str(),));
+        let begin = match after {
+            Some(p) => {
+                let mut k = space.key(&keys::STREAM, &(room_id.as_str(), p.to_tuple()));
+                k.push(0);
+                k
+            }
+            None => all_begin,
+        };
+        let end = match before {
+            Some(p) => space.key(&keys::STREAM, &(room_id.as_str(), p.to_tuple())),
+            None => all_end,
+        };
+        if begin >= end || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let kvs = self
+            .db
+            .run(|tx, _| {
+                let range = RangeOption::new(begin.clone(), end.clone())
+                    .limit(limit)
+                    .reverse(dir == Direction::Backward);
+                async move { tx.get_range_all(range, true).await }
+            })
+            .await?;
+        kvs.iter()
+            .map(|kv| {
+                Ok(TimelineEntry {
+                    position: trailing_position("stream", &kv.key)?,
+                    event_id: decode_event_id("stream", &kv.value)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The latest stream position of a room, or `None` if it has no events.
+    pub async fn latest_position(&self, room_id: &RoomId) -> Result<Option<StreamPosition>> {
+        Ok(self
+            .timeline(room_id, None, None, Direction::Backward, 1)
+            .await?
+            .pop()
+            .map(|e| e.position))
+    }
+
+    /// Current memberships of a room, by user. One range read.
+    pub async fn members(&self, room_id: &RoomId) -> Result<Vec<(OwnedUserId, MemberRecord)>> {
+        let (begin, end) = self.layout.rooms.range(&keys::MEMBER, &(room_id.as_str(),));
+        let kvs = self
+            .db
+            .run(|tx, _| {
+                let range = RangeOption::new(begin.clone(), end.clone());
+                async move { tx.get_range_all(range, true).await }
+            })
+            .await?;
+        kvs.iter()
+            .map(|kv| {
+                let (_, _, user): (i64, String, String) =
+                    unpack("member", &self.layout.rooms, &kv.key)?;
+                let user = OwnedUserId::try_from(user).map_err(|e| Error::corrupt("member", e))?;
+                Ok((user, decode("member", &kv.value)?))
+            })
+            .collect()
+    }
+
+    /// A user's current membership in a room, if any. One key read.
+    pub async fn membership(
+        &self,
+        room_id: &RoomId,
+        user: &UserId,
+    ) -> Result<Option<MemberRecord>> {
+        let key = self
+            .layout
+            .rooms
+            .key(&keys::MEMBER, &(room_id.as_str(), user.as_str()));
+        let value = self
+            .db
+            .run(|tx, _| {
+                let key = key.clone();
+                async move { tx.get(&key, true).await }
+            })
+            .await?;
+        value.map(|v| decode("member", &v)).transpose()
+    }
+
+    /// Every room a user has a membership in, with it. One range read.
+    pub async fn rooms_of_user(&self, user: &UserId) -> Result<Vec<(OwnedRoomId, MemberRecord)>> {
+        let (begin, end) = self
+            .layout
+            .memberships
+            .range(&keys::USER_ROOM, &(user.as_str(),));
+        let kvs = self
+            .db
+            .run(|tx, _| {
+                let range = RangeOption::new(begin.clone(), end.clone());
+                async move { tx.get_range_all(range, true).await }
+            })
+            .await?;
+        kvs.iter()
+            .map(|kv| {
+                let (_, _, room): (i64, String, String) =
+                    unpack("user_room", &self.layout.memberships, &kv.key)?;
+                let room =
+                    OwnedRoomId::try_from(room).map_err(|e| Error::corrupt("user_room", e))?;
+                Ok((room, decode("user_room", &kv.value)?))
+            })
+            .collect()
+    }
+
+    /// The room's forward extremities and their depths.
+    pub async fn forward_extremities(&self, room_id: &RoomId) -> Result<Vec<(OwnedEventId, u64)>> {
+        let (begin, end) = self
+            .layout
+            .rooms
+            .range(&keys::EXTREMITY, &(room_id.as_str(),));
+        let kvs = self
+            .db
+            .run(|tx, _| {
+                let range = RangeOption::new(begin.clone(), end.clone());
+                async move { tx.get_range_all(range, true).await }
+            })
+            .await?;
+        kvs.iter()
+            .map(|kv| {
+                let (_, _, id): (i64, String, String) =
+                    unpack("extremity", &self.layout.rooms, &kv.key)?;
+                let id = OwnedEventId::try_from(id).map_err(|e| Error::corrupt("extremity", e))?;
+                let depth = <[u8; 8]>::try_from(kv.value.as_slice())
+                    .map(u64::from_le_bytes)
+                    .map_err(|_| Error::corrupt("extremity", "depth is not 8 bytes"))?;
+                Ok((id, depth))
+            })
+            .collect()
+    }
+}

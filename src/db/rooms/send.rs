@@ -1,0 +1,497 @@
+//! The send path: appending an event to a room in one transaction, and
+//! creating a room with its initial events in one transaction.
+//!
+//! Conflict design (see `docs/rooms.md`): forward extremities and the room
+//! record are snapshot reads; the state keys authorization depends on
+//! (create, power levels, join rules, sender's and target's membership, and
+//! for a state event the key it replaces) are ordinary reads, so a
+//! concurrent change of any of them aborts and retries this send, while two
+//! concurrent message sends share nothing in their read sets and both
+//! commit, leaving two forward extremities.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use foundationdb_tuple::Versionstamp;
+use ruma::events::{StateEventType, TimelineEventType};
+use ruma::state_res::auth_types_for_event;
+use ruma::{
+    EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId,
+    RoomVersionId, UserId,
+};
+
+use super::{
+    Error, Layout, MemberRecord, Result, RoomRecord, RoomsDb, StateChange, StoredEvent,
+    StreamPosition, decode, decode_event_id, encode, keys, unpack,
+};
+use crate::events::{self, Pdu, PduTemplate, Signer, build_pdu, check_auth};
+use crate::kv::{MutationType, RangeOption, Transaction};
+
+/// At most this many forward extremities become `prev_events` of a new
+/// event (the deepest ones); the rest stay extremities for the next event.
+pub const MAX_PREV_EVENTS: usize = 10;
+
+/// An event to append, as the sender asks for it.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    /// The event type.
+    pub event_type: String,
+    /// The state key, for state events.
+    pub state_key: Option<String>,
+    /// The content (a JSON object). For `m.room.redaction` it holds
+    /// `redacts` (room versions 11 and later read it there; for 10 the
+    /// top-level field is set from it too).
+    pub content: serde_json::Value,
+}
+
+/// A client transaction ID, scoped to the sending device and the room.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxnKey {
+    /// The sender.
+    pub user_id: OwnedUserId,
+    /// The sending device.
+    pub device_id: String,
+    /// The client's transaction ID.
+    pub txn_id: String,
+}
+
+/// What a send did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// The event's ID.
+    pub event_id: OwnedEventId,
+    /// Its stream position.
+    pub position: StreamPosition,
+    /// Whether the transaction ID had been used: nothing was written and
+    /// this is the earlier event.
+    pub deduplicated: bool,
+}
+
+enum Outcome {
+    New(OwnedEventId),
+    Existing(OwnedEventId),
+}
+
+impl RoomsDb {
+    /// Appends one event to `room_id`, authorized against the current state,
+    /// in one transaction. With `txn`, a repeat of the same (user, device,
+    /// transaction ID) returns the first event and writes nothing, also
+    /// across restarts. `attempts`, if given, counts transaction attempts
+    /// (for contention measurements).
+    ///
+    /// Errors: [`Error::RoomNotFound`], [`Error::NotAuthorized`] (nothing
+    /// stored), [`Error::Event`], and the store's.
+    pub async fn send(
+        &self,
+        signer: &Signer,
+        room_id: &RoomId,
+        sender: &UserId,
+        txn: Option<&TxnKey>,
+        event: &NewEvent,
+        now: MilliSecondsSinceUnixEpoch,
+        attempts: Option<&AtomicU32>,
+    ) -> Result<Sent> {
+        let (outcome, info) = self
+            .db
+            .run_committed(|tx, _| async move {
+                if let Some(n) = attempts {
+                    n.fetch_add(1, Ordering::Relaxed);
+                }
+                let txn_key = txn.map(|t| {
+                    self.layout.txns.key(
+                        &keys::TXN,
+                        &(
+                            t.user_id.as_str(),
+                            t.device_id.as_str(),
+                            room_id.as_str(),
+                            t.txn_id.as_str(),
+                        ),
+                    )
+                });
+                if let Some(key) = &txn_key
+                    && let Some(id) = tx.get(key, false).await?
+                {
+                    return Ok::<_, Error>(Outcome::Existing(decode_event_id("txn", &id)?));
+                }
+                let room = self
+                    .room_in(&tx, room_id)
+                    .await?
+                    .ok_or_else(|| Error::RoomNotFound(room_id.to_owned()))?;
+                let pdu = self
+                    .layout
+                    .append(&tx, signer, room_id, &room, sender, event, now, 0)
+                    .await?;
+                if let Some(key) = &txn_key {
+                    tx.set(key, pdu.event_id().as_bytes());
+                }
+                Ok(Outcome::New(pdu.event_id().clone()))
+            })
+            .await?;
+        match outcome {
+            Outcome::New(event_id) => Ok(Sent {
+                event_id,
+                position: committed_position(info.versionstamp, 0)?,
+                deduplicated: false,
+            }),
+            Outcome::Existing(event_id) => {
+                let position = self.position(&event_id).await?.ok_or_else(|| {
+                    Error::corrupt("txn", format!("{event_id} has no stream position"))
+                })?;
+                Ok(Sent {
+                    event_id,
+                    position,
+                    deduplicated: true,
+                })
+            }
+        }
+    }
+
+    /// Creates a room: its `m.room.create` event (with `create_content`,
+    /// to which `room_version` and, for version 10, `creator` are added)
+    /// and then `initial` events in order, all by `creator`, each
+    /// authorized against the state the previous ones made, in one
+    /// transaction. `room_id` is the ID for versions 10 and 11 (the caller
+    /// makes it unique); version 12 derives it from the create event.
+    ///
+    /// Errors: [`Error::NotAuthorized`] naming the first rejected event
+    /// (nothing stored), [`Error::Event`], and the store's.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_room(
+        &self,
+        signer: &Signer,
+        version: &RoomVersionId,
+        room_id: &RoomId,
+        creator: &UserId,
+        create_content: &serde_json::Value,
+        initial: &[NewEvent],
+        now: MilliSecondsSinceUnixEpoch,
+    ) -> Result<(OwnedRoomId, Vec<Sent>)> {
+        let v12 = events::rules(version)?
+            .authorization
+            .room_create_event_id_as_room_id;
+        let mut content = create_content.clone();
+        content["room_version"] = version.as_str().into();
+        if *version == RoomVersionId::V10 {
+            content["creator"] = creator.as_str().into();
+        }
+        let content = &content;
+        let ((room_id, ids), info) = self
+            .db
+            .run_committed(|tx, _| async move {
+                let create = build_pdu(
+                    &PduTemplate {
+                        room_version: version,
+                        room_id: (!v12).then_some(room_id),
+                        sender: creator,
+                        event_type: "m.room.create",
+                        state_key: Some(""),
+                        content,
+                        redacts: None,
+                        prev_events: &[],
+                        auth_events: &[],
+                        depth: 1,
+                        origin_server_ts: now,
+                    },
+                    signer,
+                )?;
+                check_auth(&create, version, &HashMap::new(), &HashMap::new())
+                    .map_err(|e| Error::NotAuthorized(format!("m.room.create: {e}")))?;
+                let room_id = if v12 {
+                    events::room_id_of_create(create.event_id())?
+                } else {
+                    room_id.to_owned()
+                };
+                let room_key = self.layout.rooms.key(&keys::ROOM, &(room_id.as_str(),));
+                if tx.get(&room_key, false).await?.is_some() {
+                    return Err(Error::NotAuthorized(format!(
+                        "room {room_id} already exists"
+                    )));
+                }
+                let room = RoomRecord {
+                    version: version.clone(),
+                    creator: creator.to_owned(),
+                    create_event_id: create.event_id().clone(),
+                };
+                tx.set(&room_key, &encode(&room));
+                self.layout.write_event(&tx, &room_id, &create, &[], 0);
+                let mut ids = vec![create.event_id().clone()];
+                for (i, event) in initial.iter().enumerate() {
+                    let order = u16::try_from(i + 1).expect("fewer than 65535 initial events");
+                    let pdu = self
+                        .layout
+                        .append(&tx, signer, &room_id, &room, creator, event, now, order)
+                        .await
+                        .map_err(|e| match e {
+                            Error::NotAuthorized(why) => Error::NotAuthorized(format!(
+                                "{} {:?}: {why}",
+                                event.event_type, event.state_key
+                            )),
+                            other => other,
+                        })?;
+                    ids.push(pdu.event_id().clone());
+                }
+                Ok((room_id, ids))
+            })
+            .await?;
+        let sent = ids
+            .into_iter()
+            .enumerate()
+            .map(|(i, event_id)| {
+                Ok(Sent {
+                    event_id,
+                    position: committed_position(info.versionstamp, i as u16)?,
+                    deduplicated: false,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((room_id, sent))
+    }
+
+    /// The room record, read at snapshot isolation (it never changes).
+    pub(super) async fn room_in(
+        &self,
+        tx: &Transaction,
+        room_id: &RoomId,
+    ) -> Result<Option<RoomRecord>> {
+        let key = self.layout.rooms.key(&keys::ROOM, &(room_id.as_str(),));
+        tx.get(&key, true)
+            .await?
+            .map(|v| decode("room", &v))
+            .transpose()
+    }
+}
+
+/// The stream position of event `order` of a commit.
+fn committed_position(stamp: Option<[u8; 10]>, order: u16) -> Result<StreamPosition> {
+    let stamp =
+        stamp.ok_or_else(|| Error::corrupt("events", "a commit that wrote events has no stamp"))?;
+    Ok(StreamPosition::new(stamp, order))
+}
+
+impl Layout {
+    /// Builds, authorizes and writes one event after the room's current
+    /// forward extremities, as event `order` of the transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn append(
+        &self,
+        tx: &Transaction,
+        signer: &Signer,
+        room_id: &RoomId,
+        room: &RoomRecord,
+        sender: &UserId,
+        event: &NewEvent,
+        now: MilliSecondsSinceUnixEpoch,
+        order: u16,
+    ) -> Result<Pdu> {
+        let rules = events::rules(&room.version)?;
+        // Forward extremities at snapshot isolation: a concurrent send that
+        // adds or removes one does not conflict with this one.
+        let (begin, end) = self.rooms.range(&keys::EXTREMITY, &(room_id.as_str(),));
+        let mut extremities = Vec::new();
+        for kv in tx.get_range_all(RangeOption::new(begin, end), true).await? {
+            let (_, _, id): (i64, String, String) = unpack("extremity", &self.rooms, &kv.key)?;
+            let depth = u64::from_le_bytes(
+                kv.value
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| Error::corrupt("extremity", "depth is not 8 bytes"))?,
+            );
+            let id = OwnedEventId::try_from(id).map_err(|e| Error::corrupt("extremity", e))?;
+            extremities.push((depth, id));
+        }
+        if extremities.is_empty() {
+            return Err(Error::corrupt("extremity", format!("{room_id} has none")));
+        }
+        extremities.sort_by(|a, b| b.cmp(a));
+        extremities.truncate(MAX_PREV_EVENTS);
+        let depth = extremities[0].0 + 1;
+        let prev_events: Vec<OwnedEventId> = extremities.into_iter().map(|(_, id)| id).collect();
+
+        // The state authorization depends on, with conflicting reads.
+        let kind = TimelineEventType::from(event.event_type.as_str());
+        let content_raw = serde_json::value::to_raw_value(&event.content)
+            .map_err(|e| events::EventError::Malformed(e.to_string()))?;
+        let auth_types = auth_types_for_event(
+            &kind,
+            sender,
+            event.state_key.as_deref(),
+            &content_raw,
+            &rules.authorization,
+        )
+        .map_err(Error::NotAuthorized)?;
+        let mut state = HashMap::new();
+        let mut by_id = HashMap::new();
+        let mut auth_events = Vec::new();
+        let create_key = (StateEventType::RoomCreate, String::new());
+        let mut wanted: Vec<(StateEventType, String, bool)> =
+            auth_types.into_iter().map(|(t, k)| (t, k, true)).collect();
+        if !wanted
+            .iter()
+            .any(|(t, k, _)| (t, k) == (&create_key.0, &create_key.1))
+        {
+            wanted.push((create_key.0.clone(), create_key.1.clone(), false));
+        }
+        if let Some(state_key) = &event.state_key {
+            let replaced = (
+                StateEventType::from(event.event_type.as_str()),
+                state_key.clone(),
+            );
+            if !wanted
+                .iter()
+                .any(|(t, k, _)| (t, k) == (&replaced.0, &replaced.1))
+            {
+                // Read only for its conflict: same-key state writes serialize.
+                let key = self.state_key(room_id, &replaced.0.to_string(), state_key);
+                tx.get(&key, false).await?;
+            }
+        }
+        for (kind, state_key, is_auth) in wanted {
+            let key = self.state_key(room_id, &kind.to_string(), &state_key);
+            // The create event never changes: no conflict needed.
+            let snapshot = kind == StateEventType::RoomCreate;
+            let Some(id) = tx.get(&key, snapshot).await? else {
+                continue;
+            };
+            let id = decode_event_id("state", &id)?;
+            let pdu = self
+                .load_pdu(tx, &id)
+                .await?
+                .ok_or_else(|| Error::corrupt("state", format!("{id} is not stored")))?;
+            if is_auth {
+                auth_events.push(id.clone());
+            }
+            by_id.insert(id, pdu.clone());
+            state.insert((kind, state_key), pdu);
+        }
+
+        let redacts = if rules.redaction.keep_room_redaction_redacts {
+            None
+        } else {
+            event
+                .content
+                .get("redacts")
+                .and_then(|r| r.as_str())
+                .and_then(|r| <&EventId>::try_from(r).ok())
+        };
+        let pdu = build_pdu(
+            &PduTemplate {
+                room_version: &room.version,
+                room_id: Some(room_id),
+                sender,
+                event_type: &event.event_type,
+                state_key: event.state_key.as_deref(),
+                content: &event.content,
+                redacts,
+                prev_events: &prev_events,
+                auth_events: &auth_events,
+                depth,
+                origin_server_ts: now,
+            },
+            signer,
+        )?;
+        check_auth(&pdu, &room.version, &by_id, &state).map_err(Error::NotAuthorized)?;
+        self.write_event(tx, room_id, &pdu, &prev_events, order);
+        Ok(pdu)
+    }
+
+    /// `rooms/state` key of `(room, type, state_key)`.
+    pub(super) fn state_key(&self, room_id: &RoomId, kind: &str, state_key: &str) -> Vec<u8> {
+        self.rooms
+            .key(&keys::STATE, &(room_id.as_str(), kind, state_key))
+    }
+
+    /// Writes an accepted event: the PDU, its position, timeline entries,
+    /// extremities, and for state events current state, the state log and
+    /// memberships. Blind writes only.
+    fn write_event(
+        &self,
+        tx: &Transaction,
+        room_id: &RoomId,
+        pdu: &Pdu,
+        prev_events: &[OwnedEventId],
+        order: u16,
+    ) {
+        let id = pdu.event_id().as_str();
+        let room = room_id.as_str();
+        let stamp = Versionstamp::incomplete(order);
+        let stored = StoredEvent {
+            room_id: room_id.to_owned(),
+            json: pdu.json().to_owned(),
+        };
+        tx.set(&self.events.key(&keys::PDU, &(id,)), &encode(&stored));
+        let mut position = vec![0u8; 10];
+        position.extend_from_slice(&order.to_be_bytes());
+        position.extend_from_slice(&0u32.to_le_bytes());
+        tx.atomic_op(
+            &self.events.key(&keys::EVENT_POSITION, &(id,)),
+            &position,
+            MutationType::SetVersionstampedValue,
+        );
+        let vs_set = |key: Vec<u8>, value: &[u8]| {
+            tx.atomic_op(&key, value, MutationType::SetVersionstampedKey)
+        };
+        vs_set(
+            self.timeline
+                .versionstamped_key(&keys::STREAM, &(room, &stamp)),
+            id.as_bytes(),
+        );
+        let depth = i64::try_from(pdu.depth()).unwrap_or(i64::MAX);
+        vs_set(
+            self.timeline
+                .versionstamped_key(&keys::TOPOLOGICAL, &(room, depth, &stamp)),
+            id.as_bytes(),
+        );
+        for prev in prev_events {
+            tx.clear(&self.rooms.key(&keys::EXTREMITY, &(room, prev.as_str())));
+        }
+        tx.set(
+            &self.rooms.key(&keys::EXTREMITY, &(room, id)),
+            &pdu.depth().to_le_bytes(),
+        );
+        if let Some(redacts) = pdu.redacts() {
+            tx.set(
+                &self.events.key(&keys::REDACTION, &(redacts.as_str(),)),
+                id.as_bytes(),
+            );
+        }
+        let Some(state_key) = pdu.state_key() else {
+            return;
+        };
+        let kind = pdu.kind().to_string();
+        tx.set(&self.state_key(room_id, &kind, state_key), id.as_bytes());
+        let change = StateChange {
+            kind: kind.clone(),
+            state_key: state_key.to_owned(),
+            event_id: pdu.event_id().clone(),
+        };
+        vs_set(
+            self.state_log
+                .versionstamped_key(&keys::STATE_CHANGE, &(room, &stamp)),
+            &encode(&change),
+        );
+        vs_set(
+            self.state_log.versionstamped_key(
+                &keys::STATE_HISTORY,
+                &(room, kind.as_str(), state_key, &stamp),
+            ),
+            id.as_bytes(),
+        );
+        if *pdu.kind() == TimelineEventType::RoomMember {
+            let membership = pdu
+                .content_value()
+                .get("membership")
+                .and_then(|m| m.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            let record = encode(&MemberRecord {
+                membership,
+                event_id: pdu.event_id().clone(),
+            });
+            tx.set(&self.rooms.key(&keys::MEMBER, &(room, state_key)), &record);
+            tx.set(
+                &self.memberships.key(&keys::USER_ROOM, &(state_key, room)),
+                &record,
+            );
+        }
+    }
+}

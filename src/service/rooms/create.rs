@@ -1,0 +1,194 @@
+//! `POST /createRoom`: the initial events of a room, per preset, in the
+//! order the spec lists them, written in one transaction.
+//!
+//! Source: <https://spec.matrix.org/v1.16/client-server-api/#post_matrixclientv3createroom>.
+
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
+use serde_json::{Value, json};
+
+use super::{Error, Result, Rooms, Sent};
+use crate::db::rooms::NewEvent;
+use crate::events;
+
+/// A createRoom preset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preset {
+    /// Invite-only, history shared with members, guests may join.
+    PrivateChat,
+    /// Like private chat, and invitees get the creator's power.
+    TrustedPrivateChat,
+    /// Anyone may join, history shared with members, no guests.
+    PublicChat,
+}
+
+/// The parameters of `POST /createRoom` the rooms database acts on.
+#[derive(Clone, Debug, Default)]
+pub struct CreateRoom {
+    /// The preset; default `public_chat` if `public` else `private_chat`.
+    pub preset: Option<Preset>,
+    /// `visibility: public` (for the default preset; directory listing is
+    /// elsewhere).
+    pub public: bool,
+    /// `m.room.name`.
+    pub name: Option<String>,
+    /// `m.room.topic`.
+    pub topic: Option<String>,
+    /// Users to invite.
+    pub invite: Vec<OwnedUserId>,
+    /// Extra state events `(type, state_key, content)`, after the preset's.
+    pub initial_state: Vec<(String, String, Value)>,
+    /// The room version; the service's default if `None`.
+    pub room_version: Option<RoomVersionId>,
+    /// Extra keys of the `m.room.create` content.
+    pub creation_content: Option<Value>,
+    /// Keys merged over the default `m.room.power_levels` content.
+    pub power_level_content_override: Option<Value>,
+    /// Whether the invites are for a direct chat.
+    pub is_direct: bool,
+}
+
+fn state(event_type: &str, state_key: &str, content: Value) -> NewEvent {
+    NewEvent {
+        event_type: event_type.into(),
+        state_key: Some(state_key.into()),
+        content,
+    }
+}
+
+impl Rooms {
+    /// `POST /createRoom`: creates the room and its initial events in one
+    /// transaction; returns the room ID and the events sent (create first).
+    ///
+    /// Errors: [`Error::UnsupportedRoomVersion`], [`Error::Forbidden`] if an
+    /// initial event fails authorization (nothing stored), [`Error::BadJson`].
+    pub async fn create_room(
+        &self,
+        creator: &UserId,
+        req: CreateRoom,
+    ) -> Result<(OwnedRoomId, Vec<Sent>)> {
+        let version = req
+            .room_version
+            .clone()
+            .unwrap_or_else(|| self.default_version.clone());
+        let rules = events::rules(&version)?;
+        let v12 = rules.authorization.explicitly_privilege_room_creators;
+        let preset = req.preset.unwrap_or(if req.public {
+            Preset::PublicChat
+        } else {
+            Preset::PrivateChat
+        });
+        let trusted = preset == Preset::TrustedPrivateChat;
+
+        let mut create_content = match &req.creation_content {
+            Some(Value::Object(map)) => Value::Object(map.clone()),
+            Some(_) => return Err(Error::BadJson("creation_content must be an object".into())),
+            None => json!({}),
+        };
+        if v12 && trusted && !req.invite.is_empty() {
+            create_content["additional_creators"] = json!(req.invite);
+        }
+
+        let mut events = vec![state(
+            "m.room.member",
+            creator.as_str(),
+            json!({"membership": "join"}),
+        )];
+
+        let mut users = serde_json::Map::new();
+        if !v12 {
+            users.insert(creator.to_string(), 100.into());
+            if trusted {
+                for user in &req.invite {
+                    users.insert(user.to_string(), 100.into());
+                }
+            }
+        }
+        let mut power_levels = json!({
+            "users": users,
+            "users_default": 0,
+            "events": {
+                "m.room.name": 50,
+                "m.room.power_levels": 100,
+                "m.room.history_visibility": 100,
+                "m.room.canonical_alias": 50,
+                "m.room.avatar": 50,
+                "m.room.tombstone": 100,
+                "m.room.server_acl": 100,
+                "m.room.encryption": 100,
+            },
+            "events_default": 0,
+            "state_default": 50,
+            "ban": 50,
+            "kick": 50,
+            "redact": 50,
+            "invite": if preset == Preset::PublicChat { 50 } else { 0 },
+        });
+        match &req.power_level_content_override {
+            Some(Value::Object(over)) => {
+                for (k, v) in over {
+                    power_levels[k] = v.clone();
+                }
+            }
+            Some(_) => {
+                return Err(Error::BadJson(
+                    "power_level_content_override must be an object".into(),
+                ));
+            }
+            None => {}
+        }
+        events.push(state("m.room.power_levels", "", power_levels));
+
+        let (join_rule, guests) = match preset {
+            Preset::PublicChat => ("public", "forbidden"),
+            Preset::PrivateChat | Preset::TrustedPrivateChat => ("invite", "can_join"),
+        };
+        events.push(state(
+            "m.room.join_rules",
+            "",
+            json!({"join_rule": join_rule}),
+        ));
+        events.push(state(
+            "m.room.history_visibility",
+            "",
+            json!({"history_visibility": "shared"}),
+        ));
+        events.push(state(
+            "m.room.guest_access",
+            "",
+            json!({"guest_access": guests}),
+        ));
+        for (event_type, state_key, content) in &req.initial_state {
+            events.push(state(event_type, state_key, content.clone()));
+        }
+        if let Some(name) = &req.name {
+            events.push(state("m.room.name", "", json!({"name": name})));
+        }
+        if let Some(topic) = &req.topic {
+            events.push(state("m.room.topic", "", json!({"topic": topic})));
+        }
+        for user in &req.invite {
+            let mut content = json!({"membership": "invite"});
+            if req.is_direct {
+                content["is_direct"] = true.into();
+            }
+            events.push(state("m.room.member", user.as_str(), content));
+        }
+        if events.iter().any(|e| !e.content.is_object()) {
+            return Err(Error::BadJson("state content must be objects".into()));
+        }
+
+        let room_id = RoomId::new_v1(&self.signer.server_name);
+        Ok(self
+            .db
+            .create_room(
+                &self.signer,
+                &version,
+                &room_id,
+                creator,
+                &create_content,
+                &events,
+                self.now(),
+            )
+            .await?)
+    }
+}

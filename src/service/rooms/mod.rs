@@ -1,0 +1,382 @@
+//! The rooms service: the business rules between the HTTP API (and sync)
+//! and the `rooms` storage.
+//!
+//! `api` handlers parse a request, call one method here and map the result;
+//! this layer composes events (createRoom presets, membership changes,
+//! messages, state, redactions), decides who may read what
+//! (history visibility and membership, checked here on the server, see
+//! [`visibility`]), and calls [`crate::db::rooms`], whose send transaction
+//! builds, signs and authorizes each event with the room version's rules
+//! and stores it atomically. It knows nothing of HTTP: failures are
+//! [`Error`] values for `api::error` to map to Matrix error codes.
+//!
+//! The server's name and signing key come from the caller (the accounts
+//! side loads and persists the key).
+//!
+//! Who may import this: `api`, sync and `cli`.
+
+mod create;
+mod visibility;
+
+use std::sync::Arc;
+
+use ruma::signatures::Ed25519KeyPair;
+use ruma::{
+    MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedServerName, RoomId, RoomVersionId,
+    UInt, UserId,
+};
+use serde_json::json;
+
+use crate::db::rooms::{self as store, NewEvent, RoomsDb, TxnKey};
+use crate::events::{self, EventError, Signer};
+use crate::service::clock::Clock;
+
+pub use crate::db::rooms::{Direction, MemberRecord, Sent, StreamPosition};
+pub use create::{CreateRoom, Preset};
+
+/// Why a rooms service call failed. Each variant is one Matrix error
+/// condition.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Not allowed: an authorization rule failed, or the user may not see
+    /// or do this (M_FORBIDDEN).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The room or event does not exist, or the user may not see it
+    /// (M_NOT_FOUND).
+    #[error("{0}")]
+    NotFound(String),
+    /// A parameter has an invalid value (M_INVALID_PARAM).
+    #[error("{0}")]
+    InvalidParam(String),
+    /// The content is not valid canonical JSON or not an object (M_BAD_JSON).
+    #[error("{0}")]
+    BadJson(String),
+    /// The event would exceed 65536 bytes (M_TOO_LARGE).
+    #[error("event too large")]
+    TooLarge,
+    /// The requested room version is not supported
+    /// (M_UNSUPPORTED_ROOM_VERSION).
+    #[error("unsupported room version {0}")]
+    UnsupportedRoomVersion(String),
+    /// The storage failed.
+    #[error(transparent)]
+    Storage(store::Error),
+}
+
+impl From<store::Error> for Error {
+    fn from(e: store::Error) -> Self {
+        match e {
+            store::Error::NotAuthorized(why) => Error::Forbidden(why),
+            store::Error::RoomNotFound(room) => Error::NotFound(format!("room {room} not found")),
+            store::Error::Event(e) => e.into(),
+            other => Error::Storage(other),
+        }
+    }
+}
+
+impl From<EventError> for Error {
+    fn from(e: EventError) -> Self {
+        match e {
+            EventError::UnsupportedRoomVersion(v) => Error::UnsupportedRoomVersion(v.to_string()),
+            EventError::Signing(ruma::signatures::JsonError::PduTooLarge) => Error::TooLarge,
+            other => Error::BadJson(other.to_string()),
+        }
+    }
+}
+
+/// Result of a rooms service call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One page of a room timeline, as `/messages` and sync need it.
+#[derive(Clone, Debug)]
+pub struct TimelinePage {
+    /// The visible events in the order read, each with its stream position,
+    /// in the client-server format.
+    pub events: Vec<(StreamPosition, serde_json::Value)>,
+    /// Where the next page starts (exclusive), if the read filled its limit.
+    pub next: Option<StreamPosition>,
+}
+
+/// The rooms service. Cheap to clone.
+#[derive(Clone)]
+pub struct Rooms {
+    db: RoomsDb,
+    signer: Signer,
+    clock: Arc<dyn Clock>,
+    default_version: RoomVersionId,
+}
+
+impl Rooms {
+    /// The service over `db`, signing as `server_name` with `key`.
+    pub fn new(
+        db: RoomsDb,
+        server_name: OwnedServerName,
+        key: Ed25519KeyPair,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Rooms {
+            db,
+            signer: Signer {
+                server_name,
+                key: Arc::new(key),
+            },
+            clock,
+            default_version: events::DEFAULT_ROOM_VERSION,
+        }
+    }
+
+    /// The same service creating rooms of `version` by default.
+    ///
+    /// Errors: [`Error::UnsupportedRoomVersion`] outside versions 10 to 12.
+    pub fn with_default_version(mut self, version: RoomVersionId) -> Result<Self> {
+        events::rules(&version)?;
+        self.default_version = version;
+        Ok(self)
+    }
+
+    /// The default room version for new rooms.
+    pub fn default_version(&self) -> &RoomVersionId {
+        &self.default_version
+    }
+
+    /// The storage handle (for sync and tools).
+    pub fn db(&self) -> &RoomsDb {
+        &self.db
+    }
+
+    fn now(&self) -> MilliSecondsSinceUnixEpoch {
+        MilliSecondsSinceUnixEpoch(UInt::new_saturating(self.clock.now_ms()))
+    }
+
+    async fn send_event(
+        &self,
+        sender: &UserId,
+        room_id: &RoomId,
+        txn: Option<&TxnKey>,
+        event: NewEvent,
+    ) -> Result<Sent> {
+        if !event.content.is_object() {
+            return Err(Error::BadJson("content must be a JSON object".into()));
+        }
+        Ok(self
+            .db
+            .send(&self.signer, room_id, sender, txn, &event, self.now(), None)
+            .await?)
+    }
+
+    async fn set_membership(
+        &self,
+        sender: &UserId,
+        room_id: &RoomId,
+        target: &UserId,
+        membership: &str,
+        reason: Option<&str>,
+    ) -> Result<Sent> {
+        let mut content = json!({ "membership": membership });
+        if let Some(reason) = reason {
+            content["reason"] = reason.into();
+        }
+        self.send_event(
+            sender,
+            room_id,
+            None,
+            NewEvent {
+                event_type: "m.room.member".into(),
+                state_key: Some(target.to_string()),
+                content,
+            },
+        )
+        .await
+    }
+
+    /// `POST /rooms/{roomId}/join`: joins `user` to the room (allowed by the
+    /// join rules, an invite, or an existing join).
+    pub async fn join(&self, user: &UserId, room_id: &RoomId) -> Result<Sent> {
+        self.set_membership(user, room_id, user, "join", None).await
+    }
+
+    /// `POST /rooms/{roomId}/leave`: leaves the room, or rejects an invite.
+    pub async fn leave(&self, user: &UserId, room_id: &RoomId) -> Result<Sent> {
+        self.set_membership(user, room_id, user, "leave", None)
+            .await
+    }
+
+    /// `POST /rooms/{roomId}/invite`.
+    pub async fn invite(
+        &self,
+        sender: &UserId,
+        room_id: &RoomId,
+        target: &UserId,
+        reason: Option<&str>,
+    ) -> Result<Sent> {
+        self.set_membership(sender, room_id, target, "invite", reason)
+            .await
+    }
+
+    /// `POST /rooms/{roomId}/kick`: sets `target`'s membership to `leave`.
+    pub async fn kick(
+        &self,
+        sender: &UserId,
+        room_id: &RoomId,
+        target: &UserId,
+        reason: Option<&str>,
+    ) -> Result<Sent> {
+        self.set_membership(sender, room_id, target, "leave", reason)
+            .await
+    }
+
+    /// `POST /rooms/{roomId}/ban`.
+    pub async fn ban(
+        &self,
+        sender: &UserId,
+        room_id: &RoomId,
+        target: &UserId,
+        reason: Option<&str>,
+    ) -> Result<Sent> {
+        self.set_membership(sender, room_id, target, "ban", reason)
+            .await
+    }
+
+    /// `POST /rooms/{roomId}/unban`: sets a banned user's membership to
+    /// `leave`.
+    ///
+    /// Errors: [`Error::Forbidden`] if `target` is not banned.
+    pub async fn unban(
+        &self,
+        sender: &UserId,
+        room_id: &RoomId,
+        target: &UserId,
+        reason: Option<&str>,
+    ) -> Result<Sent> {
+        let current = self.db.membership(room_id, target).await?;
+        if current.as_ref().map(|m| m.membership.as_str()) != Some("ban") {
+            return Err(Error::Forbidden(format!("{target} is not banned")));
+        }
+        self.set_membership(sender, room_id, target, "leave", reason)
+            .await
+    }
+
+    /// `PUT /rooms/{roomId}/send/{eventType}/{txnId}`: sends a message
+    /// event. Idempotent per (sender, device, txn_id): a repeat returns the
+    /// first event (`deduplicated`), also after a restart.
+    pub async fn send_message(
+        &self,
+        sender: &UserId,
+        device_id: &str,
+        room_id: &RoomId,
+        event_type: &str,
+        txn_id: &str,
+        content: serde_json::Value,
+    ) -> Result<Sent> {
+        let txn = TxnKey {
+            user_id: sender.to_owned(),
+            device_id: device_id.to_owned(),
+            txn_id: txn_id.to_owned(),
+        };
+        self.send_event(
+            sender,
+            room_id,
+            Some(&txn),
+            NewEvent {
+                event_type: event_type.to_owned(),
+                state_key: None,
+                content,
+            },
+        )
+        .await
+    }
+
+    /// `PUT /rooms/{roomId}/state/{eventType}/{stateKey}`.
+    pub async fn send_state(
+        &self,
+        sender: &UserId,
+        room_id: &RoomId,
+        event_type: &str,
+        state_key: &str,
+        content: serde_json::Value,
+    ) -> Result<Sent> {
+        if event_type == "m.room.member" || event_type == "m.room.create" {
+            return Err(Error::InvalidParam(format!(
+                "{event_type} is set through the membership endpoints or createRoom"
+            )));
+        }
+        self.send_event(
+            sender,
+            room_id,
+            None,
+            NewEvent {
+                event_type: event_type.to_owned(),
+                state_key: Some(state_key.to_owned()),
+                content,
+            },
+        )
+        .await
+    }
+
+    /// `PUT /rooms/{roomId}/redact/{eventId}/{txnId}`: allowed to the
+    /// event's sender and to users at the `redact` power level.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn redact(
+        &self,
+        sender: &UserId,
+        device_id: &str,
+        room_id: &RoomId,
+        event_id: &OwnedEventId,
+        txn_id: &str,
+        reason: Option<&str>,
+    ) -> Result<Sent> {
+        let target = self
+            .db
+            .event(event_id)
+            .await?
+            .filter(|e| e.room_id == room_id)
+            .ok_or_else(|| Error::NotFound(format!("event {event_id} not found")))?;
+        if target.pdu.sender() != sender {
+            let (level, needed) =
+                visibility::power(&self.db, room_id, sender, "redact", 50).await?;
+            if level < needed {
+                return Err(Error::Forbidden(
+                    "you may only redact your own events at your power level".into(),
+                ));
+            }
+        }
+        let mut content = json!({ "redacts": event_id });
+        if let Some(reason) = reason {
+            content["reason"] = reason.into();
+        }
+        let txn = TxnKey {
+            user_id: sender.to_owned(),
+            device_id: device_id.to_owned(),
+            txn_id: txn_id.to_owned(),
+        };
+        self.send_event(
+            sender,
+            room_id,
+            Some(&txn),
+            NewEvent {
+                event_type: "m.room.redaction".into(),
+                state_key: None,
+                content,
+            },
+        )
+        .await
+    }
+
+    /// `GET /joined_rooms`: the rooms `user` is joined to. One range read.
+    pub async fn joined_rooms(&self, user: &UserId) -> Result<Vec<OwnedRoomId>> {
+        Ok(self
+            .db
+            .rooms_of_user(user)
+            .await?
+            .into_iter()
+            .filter(|(_, m)| m.membership == "join")
+            .map(|(room, _)| room)
+            .collect())
+    }
+
+    /// Every room `user` has a membership in, with it (for sync).
+    pub async fn rooms_of_user(&self, user: &UserId) -> Result<Vec<(OwnedRoomId, MemberRecord)>> {
+        Ok(self.db.rooms_of_user(user).await?)
+    }
+}

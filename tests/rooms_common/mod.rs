@@ -1,0 +1,46 @@
+//! Shared set-up of the rooms tests: an embedded store in a temporary
+//! directory and the rooms service over it, signing with a fixed key.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use myelin::db::rooms::RoomsDb;
+use myelin::service::ManualClock;
+use myelin::service::rooms::Rooms;
+use ruma::signatures::Ed25519KeyPair;
+use ruma::{OwnedUserId, RoomVersionId};
+
+/// A fixed ed25519 seed, so events are reproducible across runs.
+pub const SEED: [u8; 32] = [7; 32];
+
+/// The signing key of the test server.
+pub fn key() -> Ed25519KeyPair {
+    let mut der = hex::decode("302e020100300506032b657004220420").unwrap();
+    der.extend_from_slice(&SEED);
+    Ed25519KeyPair::from_der(&der, "test".into()).unwrap()
+}
+
+/// The rooms service over the store in `dir`, on a manual clock.
+pub async fn open(dir: &Path) -> (Rooms, ManualClock) {
+    let dbs = myelin::db::open_embedded_at(dir).await.unwrap();
+    let clock = ManualClock::new(1_700_000_000_000);
+    let rooms = Rooms::new(
+        RoomsDb::new(&dbs.rooms),
+        "example.org".try_into().unwrap(),
+        key(),
+        Arc::new(clock.clone()),
+    );
+    (rooms, clock)
+}
+
+/// A local user ID.
+pub fn user(localpart: &str) -> OwnedUserId {
+    format!("@{localpart}:example.org").try_into().unwrap()
+}
+
+/// The room versions every behaviour is checked on.
+pub fn versions() -> [RoomVersionId; 3] {
+    [RoomVersionId::V10, RoomVersionId::V11, RoomVersionId::V12]
+}
