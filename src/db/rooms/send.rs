@@ -27,9 +27,11 @@ use super::{
 use crate::events::{self, Pdu, PduTemplate, Signer, build_pdu, check_auth};
 use crate::kv::{MutationType, RangeOption, Transaction};
 
-/// At most this many forward extremities become `prev_events` of a new
-/// event (the deepest ones); the rest stay extremities for the next event.
-pub const MAX_PREV_EVENTS: usize = 10;
+/// At most this many forward extremities (the PDU format's limit) become
+/// `prev_events` of a new event: the deepest one and a random sample of the
+/// others, so concurrent senders that saw the same extremities merge
+/// different ones; the rest stay extremities for the next event.
+pub const MAX_PREV_EVENTS: usize = 20;
 
 /// An event to append, as the sender asks for it.
 #[derive(Clone, Debug)]
@@ -303,7 +305,11 @@ impl Layout {
             return Err(Error::corrupt("extremity", format!("{room_id} has none")));
         }
         extremities.sort_by(|a, b| b.cmp(a));
-        extremities.truncate(MAX_PREV_EVENTS);
+        if extremities.len() > MAX_PREV_EVENTS {
+            use rand::seq::SliceRandom;
+            extremities[1..].shuffle(&mut rand::rng());
+            extremities.truncate(MAX_PREV_EVENTS);
+        }
         let depth = extremities[0].0 + 1;
         let prev_events: Vec<OwnedEventId> = extremities.into_iter().map(|(_, id)| id).collect();
 
