@@ -83,6 +83,7 @@ impl RoomsDb {
     ///
     /// Errors: [`Error::RoomNotFound`], [`Error::NotAuthorized`] (nothing
     /// stored), [`Error::Event`], and the store's.
+    #[allow(clippy::too_many_arguments)]
     pub async fn send(
         &self,
         signer: &Signer,

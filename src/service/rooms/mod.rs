@@ -5,7 +5,7 @@
 //! this layer composes events (createRoom presets, membership changes,
 //! messages, state, redactions), decides who may read what
 //! (history visibility and membership, checked here on the server, see
-//! [`visibility`]), and calls [`crate::db::rooms`], whose send transaction
+//! the `visibility` module), and calls [`crate::db::rooms`], whose send transaction
 //! builds, signs and authorizes each event with the room version's rules
 //! and stores it atomically. It knows nothing of HTTP: failures are
 //! [`Error`] values for `api::error` to map to Matrix error codes.
