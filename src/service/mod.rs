@@ -17,10 +17,12 @@
 pub mod accounts;
 pub mod clock;
 pub mod config;
+pub mod e2ee;
 pub mod password;
 pub mod ratelimit;
 pub mod rooms;
 pub mod signing;
+pub mod transitory;
 mod uia;
 mod userdata;
 

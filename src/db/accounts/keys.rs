@@ -25,6 +25,14 @@
 //! | `filters` | 0 | `filter` | `(0, user_id: str, filter_id: str)` | json filter definition |
 //! | `push_rules` | 0 | `ruleset` | `(0, user_id: str)` | json push rule set |
 //! | `server` | 0 | `signing_key` | `(0)` | msgpack `SigningKeyRecord` |
+//! | `e2ee` | 0 | `device_keys` | `(0, user_id: str, device_id: str)` | json signed device keys |
+//! | `e2ee` | 1 | `one_time_key` | `(1, user_id: str, device_id: str, algorithm: str, key_id: str)` | json one-time key |
+//! | `e2ee` | 2 | `fallback_key` | `(2, user_id: str, device_id: str, algorithm: str)` | msgpack `FallbackKeyRecord` |
+//! | `e2ee` | 3 | `cross_signing` | `(3, user_id: str, usage: str)` | json cross-signing key (`master`, `self_signing`, `user_signing`) |
+//! | `e2ee` | 4 | `signature` | `(4, target_user: str, target_key: str, signer_user: str, signer_key_id: str)` | utf-8 signature |
+//! | `key_backup` | 0 | `version` | `(0, user_id: str, version: int)` | msgpack `BackupVersionRecord` |
+//! | `key_backup` | 1 | `last_version` | `(1, user_id: str)` | u64 little-endian: the highest version ever created |
+//! | `key_backup` | 2 | `session` | `(2, user_id: str, version: int, room_id: str, session_id: str)` | json `KeyBackupData` |
 //!
 //! `room_id` is `""` for global account data. An account-data write sets
 //! `current` and appends to `log` in one transaction, both with the commit's
@@ -85,6 +93,8 @@ pub static SPEC: DatabaseSpec = DatabaseSpec {
         FILTERS,
         PUSH_RULES,
         SERVER,
+        E2EE,
+        KEY_BACKUP,
     ],
 };
 
@@ -280,4 +290,147 @@ pub const SERVER: DirectorySpec = DirectorySpec {
     path: &["server"],
     doc: "Server-wide state shared by every server process.",
     subspaces: &[SIGNING_KEY],
+};
+
+// ---- End-to-end encryption keys and key backup (storage: `e2ee.rs`) ----
+
+const DEVICE_ID: Field = Field {
+    name: "device_id",
+    ty: FieldType::Str,
+};
+const ALGORITHM: Field = Field {
+    name: "algorithm",
+    ty: FieldType::Str,
+};
+const BACKUP_VERSION: Field = Field {
+    name: "version",
+    ty: FieldType::Int,
+};
+
+/// `e2ee/device_keys`: `(0, user_id, device_id) -> JSON`.
+pub const DEVICE_KEYS: SubspaceSpec = SubspaceSpec {
+    name: "device_keys",
+    tag: 0,
+    key: &[USER_ID, DEVICE_ID],
+    value: ValueEncoding::Json,
+    doc: "A device's identity keys as uploaded (signed DeviceKeys), without signatures added later by others.",
+};
+
+/// `e2ee/one_time_key`: `(1, user_id, device_id, algorithm, key_id) -> JSON`.
+pub const ONE_TIME_KEY: SubspaceSpec = SubspaceSpec {
+    name: "one_time_key",
+    tag: 1,
+    key: &[
+        USER_ID,
+        DEVICE_ID,
+        ALGORITHM,
+        Field {
+            name: "key_id",
+            ty: FieldType::Str,
+        },
+    ],
+    value: ValueEncoding::Json,
+    doc: "An unclaimed one-time key; a claim removes it in the transaction that returns it.",
+};
+
+/// `e2ee/fallback_key`: `(2, user_id, device_id, algorithm) -> msgpack FallbackKeyRecord`.
+pub const FALLBACK_KEY: SubspaceSpec = SubspaceSpec {
+    name: "fallback_key",
+    tag: 2,
+    key: &[USER_ID, DEVICE_ID, ALGORITHM],
+    value: ValueEncoding::MsgPack("FallbackKeyRecord"),
+    doc: "A device's fallback key for one algorithm: key ID, JSON key and whether it was handed out.",
+};
+
+/// `e2ee/cross_signing`: `(3, user_id, usage) -> JSON`.
+pub const CROSS_SIGNING: SubspaceSpec = SubspaceSpec {
+    name: "cross_signing",
+    tag: 3,
+    key: &[
+        USER_ID,
+        Field {
+            name: "usage",
+            ty: FieldType::Str,
+        },
+    ],
+    value: ValueEncoding::Json,
+    doc: "A cross-signing key (usage master, self_signing or user_signing) as uploaded.",
+};
+
+/// `e2ee/signature`: `(4, target_user, target_key, signer_user, signer_key_id) -> signature`.
+pub const SIGNATURE: SubspaceSpec = SubspaceSpec {
+    name: "signature",
+    tag: 4,
+    key: &[
+        Field {
+            name: "target_user",
+            ty: FieldType::Str,
+        },
+        Field {
+            name: "target_key",
+            ty: FieldType::Str,
+        },
+        Field {
+            name: "signer_user",
+            ty: FieldType::Str,
+        },
+        Field {
+            name: "signer_key_id",
+            ty: FieldType::Str,
+        },
+    ],
+    value: ValueEncoding::Utf8,
+    doc: "A signature uploaded with /keys/signatures/upload on a device key (target_key = device ID) or a cross-signing key (target_key = its public key).",
+};
+
+/// `e2ee`: device keys, one-time and fallback keys, cross-signing keys and signatures.
+pub const E2EE: DirectorySpec = DirectorySpec {
+    path: &["e2ee"],
+    doc: "End-to-end encryption keys of users and devices.",
+    subspaces: &[DEVICE_KEYS, ONE_TIME_KEY, FALLBACK_KEY, CROSS_SIGNING, SIGNATURE],
+};
+
+/// `key_backup/version`: `(0, user_id, version) -> msgpack BackupVersionRecord`.
+pub const BACKUP_VERSION_INFO: SubspaceSpec = SubspaceSpec {
+    name: "version",
+    tag: 0,
+    key: &[USER_ID, BACKUP_VERSION],
+    value: ValueEncoding::MsgPack("BackupVersionRecord"),
+    doc: "A server-side key backup version: algorithm, auth_data and its etag counter.",
+};
+
+/// `key_backup/last_version`: `(1, user_id) -> u64 little-endian`.
+pub const BACKUP_LAST_VERSION: SubspaceSpec = SubspaceSpec {
+    name: "last_version",
+    tag: 1,
+    key: &[USER_ID],
+    value: ValueEncoding::U64Le,
+    doc: "The highest backup version ever created for the user (versions are never reused).",
+};
+
+/// `key_backup/session`: `(2, user_id, version, room_id, session_id) -> JSON`.
+pub const BACKUP_SESSION: SubspaceSpec = SubspaceSpec {
+    name: "session",
+    tag: 2,
+    key: &[
+        USER_ID,
+        BACKUP_VERSION,
+        Field {
+            name: "room_id",
+            ty: FieldType::Str,
+        },
+        Field {
+            name: "session_id",
+            ty: FieldType::Str,
+        },
+    ],
+    value: ValueEncoding::Json,
+    doc: "One backed-up room key (KeyBackupData).",
+};
+
+/// `key_backup`: server-side backups of room keys.
+pub const KEY_BACKUP: DirectorySpec = DirectorySpec {
+    path: &["key_backup"],
+    doc: "Server-side key backup versions and their room keys.",
+    subspaces: &[BACKUP_VERSION_INFO, BACKUP_LAST_VERSION, BACKUP_SESSION],
 };

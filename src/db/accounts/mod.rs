@@ -23,6 +23,7 @@
 //! Who may import this: `service` and the CLI. It never imports axum.
 
 mod data;
+pub mod e2ee;
 pub mod keys;
 mod layout;
 pub mod model;

@@ -13,6 +13,20 @@
 //! | Directory | Tag | Subspace | Key tuple | Value |
 //! |-----------|----:|----------|-----------|-------|
 //! | `meta` | 0 | `schema_version` | `(0)` | u64 little-endian: the schema version |
+//! | `meta` | 1 | `notify` | `(1)` | u64 little-endian change counter, bumped by every write sync delivers (`db::notify`) |
+//! | `to_device` | 0 | `inbox` | `(0, user_id: str, device_id: str, position: versionstamp)` | msgpack `ToDeviceRecord` |
+//! | `to_device` | 1 | `txn` | `(1, user_id: str, device_id: str, txn_id: str)` | u64 little-endian: sent at (ms) |
+//! | `to_device` | 2 | `txn_expiry` | `(2, sent_ms: int, user_id: str, device_id: str, txn_id: str)` | empty |
+//! | `typing` | 0 | `current` | `(0, room_id: str, user_id: str)` | u64 little-endian: expires at (ms) |
+//! | `typing` | 1 | `log` | `(1, room_id: str, position: versionstamp)` | empty: the room's typing set changed |
+//! | `presence` | 0 | `current` | `(0, user_id: str)` | msgpack `PresenceRecord` |
+//! | `presence` | 1 | `log` | `(1, user_id: str, position: versionstamp)` | empty: the user's presence changed |
+//! | `device_lists` | 0 | `log` | `(0, user_id: str, position: versionstamp)` | empty: the user's devices or keys changed |
+//!
+//! Every `log` and `inbox` key ends in the commit's versionstamp (written with
+//! `SetVersionstampedKey`), so "changes since position P" is one range read
+//! starting after `P` and writers never conflict with each other. Retention
+//! is in `docs/transitory.md`.
 //!
 //! To add a subspace: declare a `SubspaceSpec` constant (next free tag in its
 //! directory), list it in its directory's `subspaces`, add a typed encoder
@@ -24,7 +38,9 @@
 //! Who may import this: `db::transitory` and `db` (to open the database), the
 //! CLI and tests. Pure byte work.
 
-use crate::keys::{DatabaseSpec, Directories, DirectorySpec, SubspaceSpec, ValueEncoding};
+use crate::keys::{
+    DatabaseSpec, Directories, DirectorySpec, Field, FieldType, SubspaceSpec, ValueEncoding,
+};
 
 /// The key-schema version this code writes and understands.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -48,13 +64,144 @@ pub fn schema_version_key(dirs: &Directories) -> Vec<u8> {
 pub const META: DirectorySpec = DirectorySpec {
     path: &["meta"],
     doc: "Facts about the database itself.",
-    subspaces: &[META_SCHEMA_VERSION],
+    subspaces: &[META_SCHEMA_VERSION, crate::db::notify::NOTIFY],
 };
 
 /// The `transitory` database's key schema.
 pub static SPEC: DatabaseSpec = DatabaseSpec {
     name: "transitory",
     schema_version: SCHEMA_VERSION,
-    doc: "Short-lived data: typing notifications, read receipts, presence and to-device messages.",
-    directories: &[META],
+    doc: "Short-lived data: to-device messages, typing notifications, presence and device-list change records.",
+    directories: &[META, TO_DEVICE, TYPING, PRESENCE, DEVICE_LISTS],
+};
+
+const USER_ID: Field = Field {
+    name: "user_id",
+    ty: FieldType::Str,
+};
+const DEVICE_ID: Field = Field {
+    name: "device_id",
+    ty: FieldType::Str,
+};
+const ROOM_ID: Field = Field {
+    name: "room_id",
+    ty: FieldType::Str,
+};
+const POSITION: Field = Field {
+    name: "position",
+    ty: FieldType::Versionstamp,
+};
+const TXN_ID: Field = Field {
+    name: "txn_id",
+    ty: FieldType::Str,
+};
+
+/// `to_device/inbox`: `(0, user_id, device_id, versionstamp) -> msgpack
+/// ToDeviceRecord`, one pending message of a recipient device, in send order.
+pub const TO_DEVICE_INBOX: SubspaceSpec = SubspaceSpec {
+    name: "inbox",
+    tag: 0,
+    key: &[USER_ID, DEVICE_ID, POSITION],
+    value: ValueEncoding::MsgPack("ToDeviceRecord"),
+    doc: "A to-device message waiting for its recipient device, at the versionstamp of its send; removed once the device's sync acknowledges it.",
+};
+
+/// `to_device/txn`: `(1, sender user, sender device, txn_id) -> u64 sent_ms`.
+pub const TO_DEVICE_TXN: SubspaceSpec = SubspaceSpec {
+    name: "txn",
+    tag: 1,
+    key: &[USER_ID, DEVICE_ID, TXN_ID],
+    value: ValueEncoding::U64Le,
+    doc: "A sendToDevice transaction already applied (idempotency), with when it was sent (ms).",
+};
+
+/// `to_device/txn_expiry`: `(2, sent_ms, user, device, txn_id) -> empty`,
+/// the index the collector walks to drop old `txn` entries in time order.
+pub const TO_DEVICE_TXN_EXPIRY: SubspaceSpec = SubspaceSpec {
+    name: "txn_expiry",
+    tag: 2,
+    key: &[
+        Field {
+            name: "sent_ms",
+            ty: FieldType::Int,
+        },
+        USER_ID,
+        DEVICE_ID,
+        TXN_ID,
+    ],
+    value: ValueEncoding::Empty,
+    doc: "The txn entries in time order, for their collection.",
+};
+
+/// `to_device`: pending to-device messages and applied transaction IDs.
+pub const TO_DEVICE: DirectorySpec = DirectorySpec {
+    path: &["to_device"],
+    doc: "To-device messages per recipient device, and sendToDevice transaction IDs.",
+    subspaces: &[TO_DEVICE_INBOX, TO_DEVICE_TXN, TO_DEVICE_TXN_EXPIRY],
+};
+
+/// `typing/current`: `(0, room_id, user_id) -> u64 expires_ms`.
+pub const TYPING_CURRENT: SubspaceSpec = SubspaceSpec {
+    name: "current",
+    tag: 0,
+    key: &[ROOM_ID, USER_ID],
+    value: ValueEncoding::U64Le,
+    doc: "A user typing in a room, until the given time (ms since the epoch).",
+};
+
+/// `typing/log`: `(1, room_id, versionstamp) -> empty`.
+pub const TYPING_LOG: SubspaceSpec = SubspaceSpec {
+    name: "log",
+    tag: 1,
+    key: &[ROOM_ID, POSITION],
+    value: ValueEncoding::Empty,
+    doc: "The room's typing set changed at this versionstamp (start, stop or expiry); only the latest entry per room is kept.",
+};
+
+/// `typing`: who types where, and when each room's set changed.
+pub const TYPING: DirectorySpec = DirectorySpec {
+    path: &["typing"],
+    doc: "Typing notifications per room and their change positions.",
+    subspaces: &[TYPING_CURRENT, TYPING_LOG],
+};
+
+/// `presence/current`: `(0, user_id) -> msgpack PresenceRecord`.
+pub const PRESENCE_CURRENT: SubspaceSpec = SubspaceSpec {
+    name: "current",
+    tag: 0,
+    key: &[USER_ID],
+    value: ValueEncoding::MsgPack("PresenceRecord"),
+    doc: "A user's presence as last set or derived: state, status message, last activity (ms) and the versionstamp of the change.",
+};
+
+/// `presence/log`: `(1, user_id, versionstamp) -> empty`.
+pub const PRESENCE_LOG: SubspaceSpec = SubspaceSpec {
+    name: "log",
+    tag: 1,
+    key: &[USER_ID, POSITION],
+    value: ValueEncoding::Empty,
+    doc: "The user's presence changed at this versionstamp; only the latest entry per user is kept.",
+};
+
+/// `presence`: users' presence and when it changed.
+pub const PRESENCE: DirectorySpec = DirectorySpec {
+    path: &["presence"],
+    doc: "Users' presence and its change positions.",
+    subspaces: &[PRESENCE_CURRENT, PRESENCE_LOG],
+};
+
+/// `device_lists/log`: `(0, user_id, versionstamp) -> empty`.
+pub const DEVICE_LIST_LOG: SubspaceSpec = SubspaceSpec {
+    name: "log",
+    tag: 0,
+    key: &[USER_ID, POSITION],
+    value: ValueEncoding::Empty,
+    doc: "The user's device list or keys changed at this versionstamp; only the latest entry per user is kept, and entries older than the retention are collected.",
+};
+
+/// `device_lists`: when each user's devices or E2EE keys changed.
+pub const DEVICE_LISTS: DirectorySpec = DirectorySpec {
+    path: &["device_lists"],
+    doc: "Device-list change records (for /keys/changes and sync device_lists).",
+    subspaces: &[DEVICE_LIST_LOG],
 };

@@ -1,0 +1,353 @@
+//! Server-side key backup (spec: "Server-side key backups"): versions and
+//! their room keys, in the `key_backup` directory of the `accounts` database.
+
+use serde_json::Value;
+
+use super::super::{Error, Result, decode, encode, unpack};
+use super::{BackupRefused, BackupVersionRecord, E2eeDb, parse_json};
+use crate::kv::{self, KeySelector, RangeOption};
+
+/// One backed-up room key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoomKey {
+    /// The room.
+    pub room_id: String,
+    /// The Megolm session.
+    pub session_id: String,
+    /// The `KeyBackupData` JSON.
+    pub data: Value,
+}
+
+/// Whether backed-up key `new` should replace `old` (spec: keep the key with
+/// `is_verified`, then the lower `first_message_index`, then the lower
+/// `forwarded_count`).
+fn better(new: &Value, old: &Value) -> bool {
+    let verified = |v: &Value| {
+        v.get("is_verified")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    let index = |v: &Value| {
+        v.get("first_message_index")
+            .and_then(Value::as_u64)
+            .unwrap_or(u64::MAX)
+    };
+    let fwd = |v: &Value| {
+        v.get("forwarded_count")
+            .and_then(Value::as_u64)
+            .unwrap_or(u64::MAX)
+    };
+    (!verified(new), index(new), fwd(new)) < (!verified(old), index(old), fwd(old))
+}
+
+impl E2eeDb {
+    /// Creates a new backup version (one more than any version ever
+    /// created) and makes it the current one. Returns its number.
+    pub async fn create_backup(&self, user: &str, algorithm: &str, auth_data: &str) -> Result<u64> {
+        let l = self.l.clone();
+        self.db
+            .run(|tx, _| {
+                let l = l.clone();
+                async move {
+                    let last_key = l.backup_last.pack(&user);
+                    let last = tx
+                        .get(&last_key, false)
+                        .await?
+                        .and_then(|v| v.try_into().ok().map(u64::from_le_bytes))
+                        .unwrap_or(0);
+                    let version = last + 1;
+                    tx.set(&last_key, &version.to_le_bytes());
+                    let record = BackupVersionRecord {
+                        algorithm: algorithm.to_owned(),
+                        auth_data: auth_data.to_owned(),
+                        etag: 0,
+                        count: 0,
+                    };
+                    tx.set(
+                        &l.backup_version.pack(&(user, version as i64)),
+                        &encode(&record),
+                    );
+                    Ok::<_, Error>(version)
+                }
+            })
+            .await
+    }
+
+    /// The backup version `version`, or the current (highest existing) one
+    /// if `None`.
+    pub async fn backup(
+        &self,
+        user: &str,
+        version: Option<u64>,
+    ) -> Result<Option<(u64, BackupVersionRecord)>> {
+        let l = self.l.clone();
+        self.db
+            .run(|tx, _| {
+                let l = l.clone();
+                async move { version_record(&tx, &l, user, version, false).await }
+            })
+            .await
+    }
+
+    /// Replaces the `auth_data` of a version (its algorithm must not change).
+    pub async fn update_backup(
+        &self,
+        user: &str,
+        version: u64,
+        algorithm: &str,
+        auth_data: &str,
+    ) -> Result<Result<(), BackupRefused>> {
+        let l = self.l.clone();
+        self.db
+            .run(|tx, _| {
+                let l = l.clone();
+                async move {
+                    let Some((_, mut record)) =
+                        version_record(&tx, &l, user, Some(version), false).await?
+                    else {
+                        return Ok::<_, Error>(Err(BackupRefused::NotFound));
+                    };
+                    if record.algorithm != algorithm {
+                        return Ok(Err(BackupRefused::AlgorithmChanged));
+                    }
+                    record.auth_data = auth_data.to_owned();
+                    tx.set(
+                        &l.backup_version.pack(&(user, version as i64)),
+                        &encode(&record),
+                    );
+                    Ok(Ok(()))
+                }
+            })
+            .await
+    }
+
+    /// Deletes a version and its keys. Returns whether it existed.
+    pub async fn delete_backup(&self, user: &str, version: u64) -> Result<bool> {
+        let l = self.l.clone();
+        self.db
+            .run(|tx, _| {
+                let l = l.clone();
+                async move {
+                    let key = l.backup_version.pack(&(user, version as i64));
+                    if tx.get(&key, false).await?.is_none() {
+                        return Ok::<_, Error>(false);
+                    }
+                    tx.clear(&key);
+                    let (b, e) = l.backup_session.subspace(&(user, version as i64)).range();
+                    tx.clear_range(&b, &e);
+                    Ok(true)
+                }
+            })
+            .await
+    }
+
+    /// Stores room keys `(room_id, session_id, KeyBackupData)` in the
+    /// current version `version`, keeping a stored key that is better.
+    /// Returns the version's key count and etag afterwards.
+    pub async fn put_backup_keys(
+        &self,
+        user: &str,
+        version: u64,
+        keys: &[(String, String, Value)],
+    ) -> Result<Result<(u64, u64), BackupRefused>> {
+        let l = self.l.clone();
+        self.db
+            .run(|tx, _| {
+                let l = l.clone();
+                async move {
+                    let mut record = match current_checked(&tx, &l, user, version).await? {
+                        Ok(r) => r,
+                        Err(refused) => return Ok::<_, Error>(Err(refused)),
+                    };
+                    let mut changed = false;
+                    for (room, session, data) in keys {
+                        let key = l.backup_session.pack(&(
+                            user,
+                            version as i64,
+                            room.as_str(),
+                            session.as_str(),
+                        ));
+                        let replace = match tx.get(&key, false).await? {
+                            Some(old) => better(data, &parse_json("session", &old)?),
+                            None => {
+                                record.count += 1;
+                                true
+                            }
+                        };
+                        if replace {
+                            tx.set(&key, data.to_string().as_bytes());
+                            changed = true;
+                        }
+                    }
+                    if changed {
+                        record.etag += 1;
+                        tx.set(
+                            &l.backup_version.pack(&(user, version as i64)),
+                            &encode(&record),
+                        );
+                    }
+                    Ok(Ok((record.count, record.etag)))
+                }
+            })
+            .await
+    }
+
+    /// The keys of a version: all, one room's, or one session's. `None` if
+    /// the version does not exist.
+    pub async fn backup_keys(
+        &self,
+        user: &str,
+        version: u64,
+        room: Option<&str>,
+        session: Option<&str>,
+    ) -> Result<Option<Vec<RoomKey>>> {
+        let l = self.l.clone();
+        self.db
+            .run(|tx, _| {
+                let l = l.clone();
+                async move {
+                    if version_record(&tx, &l, user, Some(version), true)
+                        .await?
+                        .is_none()
+                    {
+                        return Ok::<_, Error>(None);
+                    }
+                    let v = version as i64;
+                    let space = match (room, session) {
+                        (Some(r), Some(s)) => l.backup_session.subspace(&(user, v, r, s)),
+                        (Some(r), None) => l.backup_session.subspace(&(user, v, r)),
+                        _ => l.backup_session.subspace(&(user, v)),
+                    };
+                    let (b, e) = space.range();
+                    let range = match (room, session) {
+                        // One key: the exact key, not a prefix of others.
+                        (Some(r), Some(s)) => {
+                            let k = l.backup_session.pack(&(user, v, r, s));
+                            let mut end = k.clone();
+                            end.push(0);
+                            RangeOption::new(k, end)
+                        }
+                        _ => RangeOption::new(b, e),
+                    };
+                    let kvs = tx.get_range_all(range, true).await?;
+                    let mut out = Vec::new();
+                    for kv in kvs {
+                        let (_, _, room_id, session_id): (String, i64, String, String) =
+                            unpack("session", &l.backup_session, &kv.key)?;
+                        out.push(RoomKey {
+                            room_id,
+                            session_id,
+                            data: parse_json("session", &kv.value)?,
+                        });
+                    }
+                    Ok(Some(out))
+                }
+            })
+            .await
+    }
+
+    /// Deletes keys of the current version `version`: all, one room's, or
+    /// one session's. Returns the key count and etag afterwards.
+    pub async fn delete_backup_keys(
+        &self,
+        user: &str,
+        version: u64,
+        room: Option<&str>,
+        session: Option<&str>,
+    ) -> Result<Result<(u64, u64), BackupRefused>> {
+        let l = self.l.clone();
+        self.db
+            .run(|tx, _| {
+                let l = l.clone();
+                async move {
+                    let mut record =
+                        match version_record(&tx, &l, user, Some(version), false).await? {
+                            Some((_, r)) => r,
+                            None => return Ok::<_, Error>(Err(BackupRefused::NotFound)),
+                        };
+                    let v = version as i64;
+                    let (b, e) = match (room, session) {
+                        (Some(r), Some(s)) => {
+                            let k = l.backup_session.pack(&(user, v, r, s));
+                            let mut end = k.clone();
+                            end.push(0);
+                            (k, end)
+                        }
+                        (Some(r), None) => l.backup_session.subspace(&(user, v, r)).range(),
+                        _ => l.backup_session.subspace(&(user, v)).range(),
+                    };
+                    let gone = tx
+                        .get_range_all(RangeOption::new(b.clone(), e.clone()), false)
+                        .await?;
+                    if !gone.is_empty() {
+                        tx.clear_range(&b, &e);
+                        record.count = record.count.saturating_sub(gone.len() as u64);
+                        record.etag += 1;
+                        tx.set(&l.backup_version.pack(&(user, v)), &encode(&record));
+                    }
+                    Ok(Ok((record.count, record.etag)))
+                }
+            })
+            .await
+    }
+}
+
+/// The record of `version`, or of the highest existing version if `None`.
+async fn version_record(
+    tx: &kv::Transaction,
+    l: &super::Layout,
+    user: &str,
+    version: Option<u64>,
+    snapshot: bool,
+) -> Result<Option<(u64, BackupVersionRecord)>> {
+    match version {
+        Some(v) => {
+            let raw = tx
+                .get(&l.backup_version.pack(&(user, v as i64)), snapshot)
+                .await?;
+            raw.map(|r| Ok((v, decode("version", &r)?))).transpose()
+        }
+        None => {
+            let space = l.backup_version.subspace(&user);
+            let (b, e) = space.range();
+            let range = RangeOption {
+                begin: KeySelector::first_greater_or_equal(b),
+                end: KeySelector::first_greater_or_equal(e),
+                limit: Some(1),
+                reverse: true,
+            };
+            let kvs = tx.get_range_all(range, snapshot).await?;
+            let Some(kv) = kvs.first() else {
+                return Ok(None);
+            };
+            let v: i64 = unpack("version", &space, &kv.key)?;
+            Ok(Some((v as u64, decode("version", &kv.value)?)))
+        }
+    }
+}
+
+/// The record of `version` if it is the current version.
+async fn current_checked(
+    tx: &kv::Transaction,
+    l: &super::Layout,
+    user: &str,
+    version: u64,
+) -> Result<Result<BackupVersionRecord, BackupRefused>> {
+    match version_record(tx, l, user, None, false).await? {
+        None => Ok(Err(BackupRefused::NotFound)),
+        Some((current, record)) if current == version => Ok(Ok(record)),
+        Some((current, _)) => {
+            let exists = version_record(tx, l, user, Some(version), false)
+                .await?
+                .is_some();
+            Ok(Err(if exists {
+                BackupRefused::WrongVersion {
+                    requested: version,
+                    current,
+                }
+            } else {
+                BackupRefused::NotFound
+            }))
+        }
+    }
+}

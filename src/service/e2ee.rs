@@ -1,0 +1,506 @@
+//! The end-to-end encryption service: device keys, one-time and fallback
+//! keys, cross-signing keys and signatures, device-list changes and
+//! server-side key backup (spec: "End-to-End Encryption", "Server-side key
+//! backups").
+//!
+//! Long-lived key material is stored in the `accounts` database
+//! ([`crate::db::accounts::e2ee`]); each change of a user's device keys or
+//! cross-signing keys is then recorded in the `transitory` database's
+//! device-list log, which `/keys/changes` and sync read. The two writes are
+//! separate transactions (the databases may live on different clusters):
+//! the key write commits first, so a crash in between loses only the
+//! change record, never keys; the client's next upload records it again.
+//!
+//! Who may import this: `api`, `sync` and tests.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ruma::api::client::uiaa::AuthData;
+use ruma::{OwnedDeviceId, OwnedUserId, UserId};
+use serde_json::Value;
+
+use super::transitory::rooms_storage;
+use super::uia::Purpose;
+use super::{Accounts, Authed, Error, Result};
+use crate::db::accounts::e2ee::{
+    BackupRefused, BackupVersionRecord, E2eeDb, RoomKey, UploadRefused,
+};
+use crate::db::rooms::RoomsDb;
+use crate::db::transitory::{Position, TransitoryDb};
+
+/// The E2EE service. Shared by every request (`Arc`).
+pub struct E2ee {
+    db: E2eeDb,
+    transitory: TransitoryDb,
+    rooms: RoomsDb,
+    accounts: Arc<Accounts>,
+}
+
+/// What `/keys/query` finds for the local users asked about.
+#[derive(Debug, Default)]
+pub struct QueryResult {
+    /// user -> device -> device keys (JSON).
+    pub device_keys: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, Value>>,
+    /// user -> master key.
+    pub master_keys: BTreeMap<OwnedUserId, Value>,
+    /// user -> self-signing key.
+    pub self_signing_keys: BTreeMap<OwnedUserId, Value>,
+    /// The caller's own user-signing key.
+    pub user_signing_keys: BTreeMap<OwnedUserId, Value>,
+}
+
+/// Why a backup request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// Any other failure.
+    #[error(transparent)]
+    Service(#[from] Error),
+    /// The version is not the current one (M_WRONG_ROOM_KEYS_VERSION).
+    #[error("backup version is not the current version {current_version}")]
+    WrongVersion {
+        /// The current version.
+        current_version: String,
+    },
+}
+
+impl From<BackupRefused> for BackupError {
+    fn from(r: BackupRefused) -> Self {
+        match r {
+            BackupRefused::NotFound => Error::NotFound("unknown backup version".into()).into(),
+            BackupRefused::WrongVersion { current, .. } => BackupError::WrongVersion {
+                current_version: current.to_string(),
+            },
+            BackupRefused::AlgorithmChanged => {
+                Error::InvalidParam("the algorithm of a backup version cannot change".into()).into()
+            }
+        }
+    }
+}
+
+impl From<crate::db::accounts::Error> for BackupError {
+    fn from(e: crate::db::accounts::Error) -> Self {
+        BackupError::Service(e.into())
+    }
+}
+
+fn parse_version(v: &str) -> Result<u64> {
+    v.parse()
+        .map_err(|_| Error::NotFound(format!("unknown backup version {v:?}")))
+}
+
+impl E2ee {
+    /// The service over opened databases; UIA through `accounts`.
+    pub fn new(databases: &crate::db::Databases, accounts: Arc<Accounts>) -> Self {
+        E2ee {
+            db: E2eeDb::new(&databases.accounts),
+            transitory: TransitoryDb::new(&databases.transitory),
+            rooms: RoomsDb::new(&databases.rooms),
+            accounts,
+        }
+    }
+
+    /// The storage handle.
+    pub fn db(&self) -> &E2eeDb {
+        &self.db
+    }
+
+    async fn mark_changed(&self, users: &[&str]) -> Result<()> {
+        self.transitory.mark_device_lists_changed(users).await?;
+        Ok(())
+    }
+
+    /// `POST /keys/upload`: the device's identity keys (whose `user_id` and
+    /// `device_id` must be the caller's), one-time keys and fallback keys
+    /// (JSON objects keyed `algorithm:key_id`). Returns the one-time key
+    /// counts afterwards.
+    ///
+    /// Errors: [`Error::InvalidParam`] for keys of another user or device,
+    /// malformed keys, or a one-time key ID reused with other content.
+    pub async fn upload_keys(
+        &self,
+        authed: &Authed,
+        device_keys: Option<&str>,
+        one_time_keys: &[(String, String, String)],
+        fallback_keys: &[(String, String, String)],
+    ) -> Result<BTreeMap<String, u64>> {
+        if let Some(dk) = device_keys {
+            let v: Value = serde_json::from_str(dk)
+                .map_err(|e| Error::BadJson(format!("device_keys: {e}")))?;
+            if v.get("user_id").and_then(Value::as_str) != Some(authed.user_id.as_str())
+                || v.get("device_id").and_then(Value::as_str) != Some(authed.device_id.as_str())
+            {
+                return Err(Error::InvalidParam(
+                    "device_keys must name the caller's user_id and device_id".into(),
+                ));
+            }
+            if !v.get("keys").is_some_and(Value::is_object)
+                || !v.get("algorithms").is_some_and(Value::is_array)
+            {
+                return Err(Error::BadJson(
+                    "device_keys needs keys and algorithms".into(),
+                ));
+            }
+        }
+        for (alg, id, json) in one_time_keys.iter().chain(fallback_keys) {
+            let ok =
+                serde_json::from_str::<Value>(json).is_ok_and(|v| v.is_object() || v.is_string());
+            if !ok || alg.is_empty() || id.is_empty() {
+                return Err(Error::BadJson(format!("malformed key {alg}:{id}")));
+            }
+        }
+        let (changed, counts) = self
+            .db
+            .upload(
+                authed.user_id.as_str(),
+                authed.device_id.as_str(),
+                device_keys,
+                one_time_keys,
+                fallback_keys,
+            )
+            .await?
+            .map_err(|UploadRefused::OneTimeKeyExists(id)| {
+                Error::InvalidParam(format!("one-time key {id} already exists"))
+            })?;
+        if changed {
+            self.mark_changed(&[authed.user_id.as_str()]).await?;
+        }
+        Ok(counts)
+    }
+
+    /// `POST /keys/query` for local users: each user's device keys (all
+    /// devices if the list is empty), master and self-signing keys, and the
+    /// caller's own user-signing key.
+    pub async fn query_keys(
+        &self,
+        authed: &Authed,
+        wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
+    ) -> Result<QueryResult> {
+        let mut out = QueryResult::default();
+        for (user, devices) in wanted {
+            let ds: Vec<String> = devices.iter().map(|d| d.to_string()).collect();
+            let filter = (!ds.is_empty()).then_some(ds.as_slice());
+            let found = self.db.device_keys(user.as_str(), filter).await?;
+            let per = out.device_keys.entry(user.clone()).or_default();
+            for (d, json) in found {
+                per.insert(d.into(), json);
+            }
+            let mut cross = self.db.cross_signing_keys(user.as_str()).await?;
+            if let Some(k) = cross.remove("master") {
+                out.master_keys.insert(user.clone(), k);
+            }
+            if let Some(k) = cross.remove("self_signing") {
+                out.self_signing_keys.insert(user.clone(), k);
+            }
+            if user == &authed.user_id
+                && let Some(k) = cross.remove("user_signing")
+            {
+                out.user_signing_keys.insert(user.clone(), k);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `POST /keys/claim`: one key per (user, device, algorithm), atomically
+    /// (see [`E2eeDb::claim`]). Returns user -> device -> `alg:id` -> key.
+    pub async fn claim_keys(
+        &self,
+        wanted: &[(String, String, String)],
+    ) -> Result<BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>> {
+        let claimed = self.db.claim(wanted).await?;
+        let mut out: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>> = BTreeMap::new();
+        for (user, device, key) in claimed {
+            out.entry(user)
+                .or_default()
+                .entry(device)
+                .or_default()
+                .insert(key.key_id, key.key);
+        }
+        Ok(out)
+    }
+
+    /// `GET /keys/changes` and sync's `device_lists.changed`: the users who
+    /// share a room with `user` (and `user` itself) whose device lists
+    /// changed after `since` and at or before `upto`.
+    pub async fn device_list_changes(
+        &self,
+        user: &UserId,
+        since: Option<Position>,
+        upto: Option<Position>,
+    ) -> Result<Vec<OwnedUserId>> {
+        let peers = self.room_peers(user).await?;
+        let names: Vec<String> = peers.iter().map(|u| u.to_string()).collect();
+        let changed = self
+            .transitory
+            .device_lists_changed(&names, since, upto)
+            .await?;
+        Ok(changed
+            .into_iter()
+            .filter_map(|(u, _)| UserId::parse(u).ok())
+            .collect())
+    }
+
+    async fn room_peers(&self, user: &UserId) -> Result<Vec<OwnedUserId>> {
+        let mut peers = std::collections::BTreeSet::new();
+        peers.insert(user.to_owned());
+        for (room, m) in self
+            .rooms
+            .rooms_of_user(user)
+            .await
+            .map_err(rooms_storage)?
+        {
+            if m.membership != "join" {
+                continue;
+            }
+            for (member, rec) in self.rooms.members(&room).await.map_err(rooms_storage)? {
+                if rec.membership == "join" {
+                    peers.insert(member);
+                }
+            }
+        }
+        Ok(peers.into_iter().collect())
+    }
+
+    /// For sync: the device's unclaimed one-time keys per algorithm.
+    pub async fn one_time_key_counts(
+        &self,
+        user: &UserId,
+        device: &str,
+    ) -> Result<BTreeMap<String, u64>> {
+        Ok(self.db.one_time_key_counts(user.as_str(), device).await?)
+    }
+
+    /// For sync: the algorithms of the device's unused fallback keys.
+    pub async fn unused_fallback_key_types(
+        &self,
+        user: &UserId,
+        device: &str,
+    ) -> Result<Vec<String>> {
+        Ok(self
+            .db
+            .unused_fallback_key_types(user.as_str(), device)
+            .await?)
+    }
+
+    /// `POST /keys/device_signing/upload`: stores the caller's cross-signing
+    /// keys (`(usage, JSON)`). UIA (password) is required when it replaces
+    /// an existing, different master key (spec v1.11: first upload needs
+    /// none).
+    ///
+    /// Errors: [`Error::AuthRequired`]; [`Error::InvalidParam`] for keys of
+    /// another user, of the wrong usage, or without exactly one key.
+    pub async fn upload_signing_keys(
+        &self,
+        authed: &Authed,
+        auth: Option<&AuthData>,
+        keys: &[(String, String)],
+    ) -> Result<()> {
+        for (usage, json) in keys {
+            let v: Value = serde_json::from_str(json)
+                .map_err(|e| Error::BadJson(format!("{usage} key: {e}")))?;
+            let usages = v.get("usage").and_then(Value::as_array);
+            let ok = v.get("user_id").and_then(Value::as_str) == Some(authed.user_id.as_str())
+                && usages.is_some_and(|u| u.iter().any(|x| x.as_str() == Some(usage)))
+                && v.get("keys")
+                    .and_then(Value::as_object)
+                    .is_some_and(|k| k.len() == 1);
+            if !ok {
+                return Err(Error::InvalidParam(format!(
+                    "{usage} key must be the caller's, have usage {usage} and exactly one key"
+                )));
+            }
+        }
+        let existing = self.db.cross_signing_keys(authed.user_id.as_str()).await?;
+        let replaces_master = existing.get("master").is_some_and(|old| {
+            keys.iter().any(|(u, j)| {
+                u == "master"
+                    && serde_json::from_str::<Value>(j)
+                        .ok()
+                        .and_then(|v| v.get("keys").cloned())
+                        != old.get("keys").cloned()
+            })
+        });
+        let has_master = existing.contains_key("master") || keys.iter().any(|(u, _)| u == "master");
+        if !has_master {
+            return Err(Error::InvalidParam("a master key is required first".into()));
+        }
+        if replaces_master {
+            self.accounts
+                .user_interactive_auth(auth, Purpose::User(&authed.user_id))
+                .await?;
+        }
+        self.db
+            .set_cross_signing_keys(authed.user_id.as_str(), keys)
+            .await?;
+        self.mark_changed(&[authed.user_id.as_str()]).await?;
+        Ok(())
+    }
+
+    /// `POST /keys/signatures/upload`: stores the caller's signatures on
+    /// device keys (key ID = device ID) and cross-signing keys (key ID = the
+    /// public key). Returns failures per user and key ID; the others are
+    /// stored.
+    pub async fn upload_signatures(
+        &self,
+        authed: &Authed,
+        signed: &[(OwnedUserId, String, Value)],
+    ) -> Result<BTreeMap<OwnedUserId, BTreeMap<String, String>>> {
+        let mut failures: BTreeMap<OwnedUserId, BTreeMap<String, String>> = BTreeMap::new();
+        let mut entries = Vec::new();
+        let mut touched = Vec::new();
+        for (user, key_id, object) in signed {
+            let exists = if self
+                .db
+                .device_keys(user.as_str(), Some(std::slice::from_ref(key_id)))
+                .await?
+                .is_empty()
+            {
+                let cross = self.db.cross_signing_keys(user.as_str()).await?;
+                cross
+                    .values()
+                    .any(|k| crate::db::accounts::e2ee::public_keys(k).contains(key_id))
+            } else {
+                true
+            };
+            let sigs = object
+                .get("signatures")
+                .and_then(|s| s.get(authed.user_id.as_str()))
+                .and_then(Value::as_object);
+            let reason = match (exists, sigs) {
+                (false, _) => Some("unknown key"),
+                (true, None) => Some("no signature by the uploader"),
+                (true, Some(_)) => None,
+            };
+            if let Some(reason) = reason {
+                failures
+                    .entry(user.clone())
+                    .or_default()
+                    .insert(key_id.clone(), reason.to_owned());
+                continue;
+            }
+            for (sig_key, sig) in sigs.into_iter().flatten() {
+                if let Some(sig) = sig.as_str() {
+                    entries.push((
+                        user.to_string(),
+                        key_id.clone(),
+                        authed.user_id.to_string(),
+                        sig_key.clone(),
+                        sig.to_owned(),
+                    ));
+                }
+            }
+            touched.push(user.to_string());
+        }
+        if !entries.is_empty() {
+            self.db.add_signatures(&entries).await?;
+            touched.sort();
+            touched.dedup();
+            let users: Vec<&str> = touched.iter().map(String::as_str).collect();
+            self.mark_changed(&users).await?;
+        }
+        Ok(failures)
+    }
+
+    // ---- key backup ------------------------------------------------------
+
+    /// `POST /room_keys/version`: returns the new version.
+    pub async fn create_backup(
+        &self,
+        authed: &Authed,
+        algorithm: &str,
+        auth_data: &str,
+    ) -> Result<String> {
+        let v = self
+            .db
+            .create_backup(authed.user_id.as_str(), algorithm, auth_data)
+            .await?;
+        Ok(v.to_string())
+    }
+
+    /// `GET /room_keys/version[/{version}]`: the version's record.
+    ///
+    /// Errors: [`Error::NotFound`].
+    pub async fn backup(
+        &self,
+        authed: &Authed,
+        version: Option<&str>,
+    ) -> Result<(String, BackupVersionRecord)> {
+        let v = version.map(parse_version).transpose()?;
+        let (v, record) = self
+            .db
+            .backup(authed.user_id.as_str(), v)
+            .await?
+            .ok_or_else(|| Error::NotFound("no backup version".into()))?;
+        Ok((v.to_string(), record))
+    }
+
+    /// `PUT /room_keys/version/{version}`.
+    pub async fn update_backup(
+        &self,
+        authed: &Authed,
+        version: &str,
+        algorithm: &str,
+        auth_data: &str,
+    ) -> Result<(), BackupError> {
+        let v = parse_version(version)?;
+        self.db
+            .update_backup(authed.user_id.as_str(), v, algorithm, auth_data)
+            .await??;
+        Ok(())
+    }
+
+    /// `DELETE /room_keys/version/{version}`.
+    pub async fn delete_backup(&self, authed: &Authed, version: &str) -> Result<()> {
+        let v = parse_version(version)?;
+        if !self.db.delete_backup(authed.user_id.as_str(), v).await? {
+            return Err(Error::NotFound("unknown backup version".into()));
+        }
+        Ok(())
+    }
+
+    /// `PUT /room_keys/keys[...]`: returns `(count, etag)`.
+    pub async fn put_backup_keys(
+        &self,
+        authed: &Authed,
+        version: &str,
+        keys: &[(String, String, Value)],
+    ) -> Result<(u64, String), BackupError> {
+        let v = parse_version(version)?;
+        let (count, etag) = self
+            .db
+            .put_backup_keys(authed.user_id.as_str(), v, keys)
+            .await??;
+        Ok((count, etag.to_string()))
+    }
+
+    /// `GET /room_keys/keys[...]`.
+    pub async fn backup_keys(
+        &self,
+        authed: &Authed,
+        version: &str,
+        room: Option<&str>,
+        session: Option<&str>,
+    ) -> Result<Vec<RoomKey>> {
+        let v = parse_version(version)?;
+        self.db
+            .backup_keys(authed.user_id.as_str(), v, room, session)
+            .await?
+            .ok_or_else(|| Error::NotFound("unknown backup version".into()))
+    }
+
+    /// `DELETE /room_keys/keys[...]`: returns `(count, etag)`.
+    pub async fn delete_backup_keys(
+        &self,
+        authed: &Authed,
+        version: &str,
+        room: Option<&str>,
+        session: Option<&str>,
+    ) -> Result<(u64, String), BackupError> {
+        let v = parse_version(version)?;
+        let (count, etag) = self
+            .db
+            .delete_backup_keys(authed.user_id.as_str(), v, room, session)
+            .await??;
+        Ok((count, etag.to_string()))
+    }
+}
