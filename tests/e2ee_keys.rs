@@ -1,0 +1,455 @@
+//! End-to-end encryption keys over the real server: upload, query, claim
+//! (atomic under many concurrent claimers, then the fallback key),
+//! `/keys/changes`, cross-signing with UIA, signatures and key backup. Bad
+//! inputs get a Matrix error and change nothing.
+
+mod common_api;
+
+use std::collections::BTreeSet;
+
+use ruma::{RoomId, UserId};
+use serde_json::{Value, json};
+
+use common_api::{Client, TestServer, assert_error};
+
+fn device_keys(user: &str, device: &str) -> Value {
+    json!({
+        "user_id": user,
+        "device_id": device,
+        "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+        "keys": {
+            format!("curve25519:{device}"): "curvekey",
+            format!("ed25519:{device}"): "edkey",
+        },
+        "signatures": {user: {format!("ed25519:{device}"): "selfsig"}},
+    })
+}
+
+fn otks(n: usize, tag: &str) -> Value {
+    let mut map = serde_json::Map::new();
+    for i in 0..n {
+        map.insert(
+            format!("signed_curve25519:{tag}{i:03}"),
+            json!({"key": format!("k{tag}{i}"), "signatures": {}}),
+        );
+    }
+    Value::Object(map)
+}
+
+async fn counts(c: &Client) -> Value {
+    let got = c.post("/_matrix/client/v3/keys/upload", json!({})).await;
+    assert_eq!(got.0, 200, "{}", got.1);
+    got.1["one_time_key_counts"].clone()
+}
+
+#[tokio::test]
+async fn upload_query_and_bad_uploads_change_nothing() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw-alice-1").await;
+    let (uid, dev) = alice.whoami().await;
+
+    let got = alice
+        .post(
+            "/_matrix/client/v3/keys/upload",
+            json!({"device_keys": device_keys(&uid, &dev), "one_time_keys": otks(5, "a"),
+                   "fallback_keys": {"signed_curve25519:fb": {"key": "fallback", "fallback": true}}}),
+        )
+        .await;
+    assert_eq!(got.0, 200, "{}", got.1);
+    assert_eq!(got.1["one_time_key_counts"]["signed_curve25519"], 5);
+    let e2ee = &server.state.e2ee;
+    let u = UserId::parse(&uid).unwrap();
+    assert_eq!(
+        e2ee.unused_fallback_key_types(&u, &dev).await.unwrap(),
+        ["signed_curve25519"]
+    );
+
+    // Re-uploading the same keys is fine and changes no count.
+    let again = alice
+        .post(
+            "/_matrix/client/v3/keys/upload",
+            json!({"one_time_keys": otks(5, "a")}),
+        )
+        .await;
+    assert_eq!(again.1["one_time_key_counts"]["signed_curve25519"], 5);
+
+    // Another device's keys, a reused key ID with other content, malformed
+    // JSON: refused, nothing stored.
+    let bad = alice
+        .post(
+            "/_matrix/client/v3/keys/upload",
+            json!({"device_keys": device_keys(&uid, "OTHER"), "one_time_keys": otks(3, "z")}),
+        )
+        .await;
+    assert_error(&bad, 400, "M_INVALID_PARAM");
+    let clash = alice
+        .post(
+            "/_matrix/client/v3/keys/upload",
+            json!({"one_time_keys": {"signed_curve25519:a000": {"key": "different"}, "signed_curve25519:new1": {"key": "n"}}}),
+        )
+        .await;
+    assert_error(&clash, 400, "M_INVALID_PARAM");
+    assert_error(
+        &alice
+            .post_raw("/_matrix/client/v3/keys/upload", b"{".to_vec())
+            .await,
+        400,
+        "M_NOT_JSON",
+    );
+    assert_eq!(counts(&alice).await["signed_curve25519"], 5);
+
+    // Query: all devices (empty list) and a named one.
+    let bob = server.register("bob", "pw-bob-1").await;
+    let q = bob
+        .post(
+            "/_matrix/client/v3/keys/query",
+            json!({"device_keys": {&uid: []}}),
+        )
+        .await;
+    assert_eq!(q.0, 200, "{}", q.1);
+    assert_eq!(
+        q.1["device_keys"][&uid][&dev]["keys"][format!("ed25519:{dev}")],
+        "edkey"
+    );
+    assert!(q.1["device_keys"][&uid].get("OTHER").is_none());
+    let q = bob
+        .post(
+            "/_matrix/client/v3/keys/query",
+            json!({"device_keys": {&uid: ["NOPE"]}}),
+        )
+        .await;
+    assert_eq!(q.1["device_keys"][&uid], json!({}));
+    assert_error(
+        &bob.post("/_matrix/client/v3/keys/query", json!({"device_keys": 5}))
+            .await,
+        400,
+        "M_BAD_JSON",
+    );
+}
+
+#[tokio::test]
+async fn concurrent_claims_never_share_a_one_time_key_then_get_the_fallback() {
+    const KEYS: usize = 40;
+    const CLAIMERS: usize = 64;
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw-alice-1").await;
+    let (uid, dev) = alice.whoami().await;
+    let got = alice
+        .post(
+            "/_matrix/client/v3/keys/upload",
+            json!({"one_time_keys": otks(KEYS, "c"),
+                   "fallback_keys": {"signed_curve25519:fb": {"key": "fallback", "fallback": true}}}),
+        )
+        .await;
+    assert_eq!(got.0, 200, "{}", got.1);
+
+    let mut claimers = Vec::new();
+    for i in 0..CLAIMERS {
+        let c = server.register(&format!("claimer{i}"), "pw-claimer").await;
+        let (uid, dev) = (uid.clone(), dev.clone());
+        claimers.push(tokio::spawn(async move {
+            let got = c
+                .post(
+                    "/_matrix/client/v3/keys/claim",
+                    json!({"one_time_keys": {&uid: {&dev: "signed_curve25519"}}}),
+                )
+                .await;
+            assert_eq!(got.0, 200, "{}", got.1);
+            let keys = got.1["one_time_keys"][&uid][&dev]
+                .as_object()
+                .cloned()
+                .expect("a key");
+            assert_eq!(keys.len(), 1);
+            keys.into_iter().next().unwrap().0
+        }));
+    }
+    let mut otk = BTreeSet::new();
+    let mut fallback = 0;
+    for c in claimers {
+        let id = c.await.unwrap();
+        if id == "signed_curve25519:fb" {
+            fallback += 1;
+        } else {
+            assert!(otk.insert(id.clone()), "{id} handed out twice");
+        }
+    }
+    assert_eq!(
+        otk.len(),
+        KEYS,
+        "every one-time key handed out exactly once"
+    );
+    assert_eq!(fallback, CLAIMERS - KEYS);
+    assert_eq!(counts(&alice).await, json!({}));
+    let u = UserId::parse(&uid).unwrap();
+    assert!(
+        server
+            .state
+            .e2ee
+            .unused_fallback_key_types(&u, &dev)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        server
+            .state
+            .e2ee
+            .one_time_key_counts(&u, &dev)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn key_changes_cross_signing_signatures() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw-alice-1").await;
+    let bob = server.register("bob", "pw-bob-1").await;
+    let (uid, dev) = alice.whoami().await;
+    let (bob_id, _) = bob.whoami().await;
+    let (status, body) = alice
+        .post(
+            "/_matrix/client/v3/createRoom",
+            json!({"preset": "public_chat"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let room = RoomId::parse(body["room_id"].as_str().unwrap()).unwrap();
+    server
+        .state
+        .rooms
+        .join(&UserId::parse(&bob_id).unwrap(), &room)
+        .await
+        .expect("join");
+
+    let from = bob.get("/_matrix/client/v3/sync").await.1["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let got = alice
+        .post(
+            "/_matrix/client/v3/keys/upload",
+            json!({"device_keys": device_keys(&uid, &dev)}),
+        )
+        .await;
+    assert_eq!(got.0, 200);
+    let to = bob.get("/_matrix/client/v3/sync").await.1["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ch = bob
+        .get(&format!(
+            "/_matrix/client/v3/keys/changes?from={from}&to={to}"
+        ))
+        .await;
+    assert_eq!(ch.0, 200, "{}", ch.1);
+    assert_eq!(ch.1["changed"], json!([uid]));
+    let none = bob
+        .get(&format!(
+            "/_matrix/client/v3/keys/changes?from={to}&to={to}"
+        ))
+        .await;
+    assert_eq!(none.1["changed"], json!([]));
+    assert_error(
+        &bob.get(&format!(
+            "/_matrix/client/v3/keys/changes?from=nope&to={to}"
+        ))
+        .await,
+        400,
+        "M_INVALID_PARAM",
+    );
+
+    // Cross-signing: the first upload needs no UIA.
+    let key = |usage: &str, public: &str| json!({"user_id": uid, "usage": [usage], "keys": {format!("ed25519:{public}"): public}});
+    let up = alice
+        .post("/_matrix/client/v3/keys/device_signing/upload", json!({"master_key": key("master", "MASTER1"), "self_signing_key": key("self_signing", "SELF1"), "user_signing_key": key("user_signing", "USER1")}))
+        .await;
+    assert_eq!(up.0, 200, "{}", up.1);
+    // Wrong usage or another user's key: refused.
+    assert_error(
+        &alice
+            .post(
+                "/_matrix/client/v3/keys/device_signing/upload",
+                json!({"master_key": key("self_signing", "X")}),
+            )
+            .await,
+        400,
+        "M_INVALID_PARAM",
+    );
+    // Replacing the master key needs the password.
+    let replace = json!({"master_key": key("master", "MASTER2")});
+    let uia = alice
+        .post(
+            "/_matrix/client/v3/keys/device_signing/upload",
+            replace.clone(),
+        )
+        .await;
+    assert_eq!(uia.0, 401, "{}", uia.1);
+    let session = uia.1["session"].as_str().unwrap().to_owned();
+    let q = bob
+        .post(
+            "/_matrix/client/v3/keys/query",
+            json!({"device_keys": {&uid: []}}),
+        )
+        .await;
+    assert_eq!(
+        q.1["master_keys"][&uid]["keys"]["ed25519:MASTER1"], "MASTER1",
+        "unchanged before UIA"
+    );
+    assert!(
+        q.1["user_signing_keys"].get(&uid).is_none(),
+        "only the owner sees user_signing"
+    );
+    let mut with_auth = replace;
+    with_auth["auth"] = json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "pw-alice-1", "session": session});
+    let ok = alice
+        .post("/_matrix/client/v3/keys/device_signing/upload", with_auth)
+        .await;
+    assert_eq!(ok.0, 200, "{}", ok.1);
+    let q = alice
+        .post(
+            "/_matrix/client/v3/keys/query",
+            json!({"device_keys": {&uid: []}}),
+        )
+        .await;
+    assert_eq!(
+        q.1["master_keys"][&uid]["keys"]["ed25519:MASTER2"],
+        "MASTER2"
+    );
+    assert_eq!(
+        q.1["user_signing_keys"][&uid]["keys"]["ed25519:USER1"],
+        "USER1"
+    );
+
+    // Signatures: Alice signs her device with her self-signing key; the
+    // signature appears in queries. An unknown key fails alone.
+    let mut signed = device_keys(&uid, &dev);
+    signed["signatures"] = json!({&uid: {"ed25519:SELF1": "crosssig"}});
+    let up = alice
+        .post("/_matrix/client/v3/keys/signatures/upload", json!({&uid: {&dev: signed, "NODEVICE": {"signatures": {&uid: {"ed25519:SELF1": "s"}}}}}))
+        .await;
+    assert_eq!(up.0, 200, "{}", up.1);
+    assert_eq!(
+        up.1["failures"][&uid]["NODEVICE"]["errcode"],
+        "M_INVALID_SIGNATURE"
+    );
+    let q = bob
+        .post(
+            "/_matrix/client/v3/keys/query",
+            json!({"device_keys": {&uid: [&dev]}}),
+        )
+        .await;
+    let sigs = &q.1["device_keys"][&uid][&dev]["signatures"][&uid];
+    assert_eq!(sigs["ed25519:SELF1"], "crosssig");
+    assert_eq!(sigs[format!("ed25519:{dev}")], "selfsig");
+}
+
+#[tokio::test]
+async fn key_backup_versions_keys_and_wrong_version() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw-alice-1").await;
+    let alg = json!({"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": {"public_key": "pk"}});
+    assert_error(
+        &alice.get("/_matrix/client/v3/room_keys/version").await,
+        404,
+        "M_NOT_FOUND",
+    );
+    let v1 = alice
+        .post("/_matrix/client/v3/room_keys/version", alg.clone())
+        .await;
+    assert_eq!(v1.0, 200, "{}", v1.1);
+    assert_eq!(v1.1["version"], "1");
+    let session = |idx: u64| json!({"first_message_index": idx, "forwarded_count": 0, "is_verified": false, "session_data": {"ephemeral": "e", "ciphertext": format!("c{idx}"), "mac": "m"}});
+    let room = "!room:test.local";
+    let put = alice
+        .put(
+            &format!("/_matrix/client/v3/room_keys/keys/{room}/s1?version=1"),
+            session(5),
+        )
+        .await;
+    assert_eq!(put.0, 200, "{}", put.1);
+    assert_eq!(put.1["count"], 1);
+    let etag1 = put.1["etag"].clone();
+    // A worse key (higher first_message_index) does not replace the stored one.
+    let worse = alice
+        .put(
+            &format!("/_matrix/client/v3/room_keys/keys/{room}/s1?version=1"),
+            session(9),
+        )
+        .await;
+    assert_eq!(worse.1["etag"], etag1);
+    let better = alice
+        .put(
+            &format!("/_matrix/client/v3/room_keys/keys/{room}/s1?version=1"),
+            session(1),
+        )
+        .await;
+    assert_ne!(better.1["etag"], etag1);
+    let got = alice
+        .get(&format!(
+            "/_matrix/client/v3/room_keys/keys/{room}/s1?version=1"
+        ))
+        .await;
+    assert_eq!(got.1["first_message_index"], 1);
+    let all = alice
+        .get("/_matrix/client/v3/room_keys/keys?version=1")
+        .await;
+    assert_eq!(
+        all.1["rooms"][room]["sessions"]["s1"]["session_data"]["ciphertext"],
+        "c1"
+    );
+
+    // A new version makes version 1 stale for writes.
+    let v2 = alice
+        .post("/_matrix/client/v3/room_keys/version", alg)
+        .await;
+    assert_eq!(v2.1["version"], "2");
+    let stale = alice
+        .put(
+            &format!("/_matrix/client/v3/room_keys/keys/{room}/s2?version=1"),
+            session(0),
+        )
+        .await;
+    assert_eq!(stale.0, 403, "{}", stale.1);
+    assert_eq!(stale.1["errcode"], "M_WRONG_ROOM_KEYS_VERSION");
+    assert_eq!(stale.1["current_version"], "2");
+    assert_error(
+        &alice
+            .put(
+                &format!("/_matrix/client/v3/room_keys/keys/{room}/s2?version=7"),
+                session(0),
+            )
+            .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    let latest = alice.get("/_matrix/client/v3/room_keys/version").await;
+    assert_eq!(latest.1["version"], "2");
+    assert_eq!(latest.1["count"], 0);
+
+    // Deleting keys and versions.
+    let del = alice
+        .delete("/_matrix/client/v3/room_keys/keys?version=1", json!({}))
+        .await;
+    assert_eq!(del.0, 200, "{}", del.1);
+    assert_eq!(del.1["count"], 0);
+    assert_eq!(
+        alice
+            .delete("/_matrix/client/v3/room_keys/version/2", json!({}))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        alice.get("/_matrix/client/v3/room_keys/version").await.1["version"],
+        "1"
+    );
+    assert_error(
+        &alice
+            .delete("/_matrix/client/v3/room_keys/version/2", json!({}))
+            .await,
+        404,
+        "M_NOT_FOUND",
+    );
+}
