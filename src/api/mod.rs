@@ -26,11 +26,16 @@ mod discovery;
 pub mod error;
 pub mod extract;
 mod filters;
+mod keys;
+mod presence;
 mod profile;
 mod push_rules;
 mod register;
+mod room_keys;
 mod session;
 mod sync;
+mod to_device;
+mod typing;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -60,6 +65,10 @@ pub struct AppState {
     pub signing_key: Arc<SigningKey>,
     /// The sync service (and this process's notifier).
     pub sync: Arc<crate::sync::SyncService>,
+    /// Typing, to-device messages and presence.
+    pub transitory: Arc<crate::service::transitory::Transitory>,
+    /// End-to-end encryption keys and key backup.
+    pub e2ee: Arc<crate::service::e2ee::E2ee>,
 }
 
 impl AppState {
@@ -75,8 +84,13 @@ impl AppState {
     ) -> Result<Self, crate::service::signing::SigningKeyError> {
         let db = crate::db::accounts::AccountsDb::new(&databases.accounts);
         let signing_key = SigningKey::load_or_create(&db).await?;
+        let accounts = Arc::new(Accounts::new(db, server_name, config, clock.clone()));
+        let transitory = crate::service::transitory::Transitory::new(databases, clock.clone(), Default::default());
+        let e2ee = crate::service::e2ee::E2ee::new(databases, accounts.clone());
         Ok(AppState {
-            accounts: Arc::new(Accounts::new(db, server_name, config, clock)),
+            transitory: Arc::new(transitory),
+            e2ee: Arc::new(e2ee),
+            accounts,
             signing_key: Arc::new(signing_key),
             sync: Arc::new(crate::sync::SyncService::new(databases, Default::default())),
         })
@@ -96,6 +110,11 @@ pub fn router(state: AppState) -> Router {
     let routes = filters::routes(routes);
     let routes = push_rules::routes(routes);
     let routes = sync::routes(routes);
+    let routes = typing::routes(routes);
+    let routes = to_device::routes(routes);
+    let routes = presence::routes(routes);
+    let routes = keys::routes(routes);
+    let routes = room_keys::routes(routes);
     routes
         .fallback(|| async { ApiError::UnrecognizedPath })
         .method_not_allowed_fallback(|| async { ApiError::UnrecognizedMethod })
@@ -120,18 +139,22 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let sync = state.sync.clone();
+    let collector = (state.transitory.clone()).spawn_collector(std::time::Duration::from_secs(1));
     let shutdown = async move {
         shutdown.await;
         sync.begin_shutdown();
     };
     let app = router(state);
     tracing::info!(addr = ?listener.local_addr().ok(), "serving the client API");
-    axum::serve(
+    let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-    .await
+    .await;
+    collector.abort();
+    let _ = collector.await;
+    served
 }
 
 /// CORS for browser clients (spec: "Web Browser Clients").
