@@ -11,6 +11,7 @@
 //! | user-interactive auth needed | 401 | UIA body (`flows`, `session`, ...) |
 //! | not allowed | 403 | `M_FORBIDDEN` |
 //! | not found | 404 | `M_NOT_FOUND` |
+//! | rooms: alias taken / createRoom alias taken / canonical alias not ours | 409 `M_UNKNOWN` / 400 `M_ROOM_IN_USE` / 400 `M_BAD_ALIAS` |
 //! | rate limited | 429 | `M_LIMIT_EXCEEDED` with `retry_after_ms` |
 //! | storage failure, panic | 500 | `M_UNKNOWN` |
 
@@ -32,6 +33,9 @@ pub enum ApiError {
     /// The service refused or failed.
     #[error(transparent)]
     Service(#[from] service::Error),
+    /// The rooms service refused or failed.
+    #[error(transparent)]
+    Rooms(#[from] service::rooms::Error),
     /// No route has this path.
     #[error("unrecognized endpoint")]
     UnrecognizedPath,
@@ -112,6 +116,7 @@ impl ApiError {
                 S::AuthRequired(_) => (StatusCode::UNAUTHORIZED, ErrorKind::Unauthorized),
                 S::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown),
             },
+            ApiError::Rooms(e) => rooms_status_and_kind(e),
             ApiError::UnrecognizedPath => (StatusCode::NOT_FOUND, ErrorKind::Unrecognized),
             ApiError::UnrecognizedMethod => {
                 (StatusCode::METHOD_NOT_ALLOWED, ErrorKind::Unrecognized)
@@ -124,6 +129,25 @@ impl ApiError {
             ApiError::UnknownLoginType(_) => (StatusCode::BAD_REQUEST, ErrorKind::Unknown),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown),
         }
+    }
+}
+
+/// The status and Matrix error kind of a rooms service failure.
+fn rooms_status_and_kind(e: &service::rooms::Error) -> (StatusCode, ErrorKind) {
+    use service::rooms::Error as R;
+    match e {
+        R::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorKind::Forbidden),
+        R::NotFound(_) => (StatusCode::NOT_FOUND, ErrorKind::NotFound),
+        R::InvalidParam(_) => (StatusCode::BAD_REQUEST, ErrorKind::InvalidParam),
+        R::BadJson(_) => (StatusCode::BAD_REQUEST, ErrorKind::BadJson),
+        R::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge),
+        R::UnsupportedRoomVersion(_) => {
+            (StatusCode::BAD_REQUEST, ErrorKind::UnsupportedRoomVersion)
+        }
+        R::AliasInUse(_) => (StatusCode::CONFLICT, ErrorKind::Unknown),
+        R::RoomInUse(_) => (StatusCode::BAD_REQUEST, ErrorKind::RoomInUse),
+        R::BadAlias(_) => (StatusCode::BAD_REQUEST, ErrorKind::BadAlias),
+        R::Accounts(_) | R::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown),
     }
 }
 

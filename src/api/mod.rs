@@ -22,16 +22,22 @@
 
 mod account_data;
 mod devices;
+mod directory;
 mod discovery;
 pub mod error;
 pub mod extract;
 mod filters;
 mod keys;
+mod membership;
+mod messages;
 mod presence;
 mod profile;
 mod push_rules;
+mod receipts;
 mod register;
 mod room_keys;
+mod room_state;
+mod rooms;
 mod session;
 mod sync;
 mod to_device;
@@ -69,6 +75,8 @@ pub struct AppState {
     pub transitory: Arc<crate::service::transitory::Transitory>,
     /// End-to-end encryption keys and key backup.
     pub e2ee: Arc<crate::service::e2ee::E2ee>,
+    /// The rooms service.
+    pub rooms: Arc<crate::service::rooms::Rooms>,
 }
 
 impl AppState {
@@ -87,9 +95,11 @@ impl AppState {
         let accounts = Arc::new(Accounts::new(db, server_name, config, clock.clone()));
         let transitory = crate::service::transitory::Transitory::new(databases, clock.clone(), Default::default());
         let e2ee = crate::service::e2ee::E2ee::new(databases, accounts.clone());
+        let rooms = crate::service::rooms::Rooms::open(databases, accounts.clone(), clock).await?;
         Ok(AppState {
             transitory: Arc::new(transitory),
             e2ee: Arc::new(e2ee),
+            rooms: Arc::new(rooms),
             accounts,
             signing_key: Arc::new(signing_key),
             sync: Arc::new(crate::sync::SyncService::new(databases, Default::default())),
@@ -115,6 +125,12 @@ pub fn router(state: AppState) -> Router {
     let routes = presence::routes(routes);
     let routes = keys::routes(routes);
     let routes = room_keys::routes(routes);
+    let routes = rooms::routes(routes);
+    let routes = membership::routes(routes);
+    let routes = room_state::routes(routes);
+    let routes = messages::routes(routes);
+    let routes = directory::routes(routes);
+    let routes = receipts::routes(routes);
     routes
         .fallback(|| async { ApiError::UnrecognizedPath })
         .method_not_allowed_fallback(|| async { ApiError::UnrecognizedMethod })

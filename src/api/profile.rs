@@ -56,6 +56,7 @@ async fn set_field(
         .accounts
         .set_profile_field(&authed, &req.user_id, field.as_str(), Some(value))
         .await?;
+    propagate(&state, &authed, field.as_str()).await?;
     ok(set_profile_field::v3::Response::new())
 }
 
@@ -69,5 +70,20 @@ async fn delete_field(
         .accounts
         .set_profile_field(&authed, &req.user_id, req.field.as_str(), None)
         .await?;
+    propagate(&state, &authed, req.field.as_str()).await?;
     ok(delete_profile_field::v3::Response::new())
+}
+
+/// A changed `displayname` or `avatar_url` becomes a new member event in
+/// every room the user is joined to (spec: "Events on Change of Profile
+/// Information").
+async fn propagate(
+    state: &AppState,
+    authed: &service::Authed,
+    field: &str,
+) -> Result<(), super::ApiError> {
+    if matches!(field, "displayname" | "avatar_url") {
+        state.rooms.propagate_profile(&authed.user_id).await?;
+    }
+    Ok(())
 }

@@ -27,6 +27,16 @@
 //! | `state_log` | 1 | `history` | `(1, room_id: str, type: str, state_key: str, position: versionstamp)` | utf-8 event ID |
 //! | `memberships` | 0 | `user_room` | `(0, user_id: str, room_id: str)` | msgpack `MemberRecord` |
 //! | `txns` | 0 | `txn` | `(0, user_id: str, device_id: str, room_id: str, txn_id: str)` | utf-8 event ID |
+//! | `meta` | 1 | `notify` | `(1)` | u64 little-endian change counter, bumped by every write sync delivers (`db::notify`) |
+//! | `events` | 3 | `meta` | `(3, event_id: str)` | msgpack `EventMeta` (sending device and txn ID, replaced state event) |
+//! | `memberships` | 1 | `forgotten` | `(1, user_id: str, room_id: str)` | empty: the user forgot the room |
+//! | `aliases` | 0 | `alias` | `(0, alias: str)` | msgpack `AliasRecord` (room, creator) |
+//! | `aliases` | 1 | `room_alias` | `(1, room_id: str, alias: str)` | empty: the aliases of a room |
+//! | `public_rooms` | 0 | `listed` | `(0, room_id: str)` | empty: the room is in the public directory |
+//! | `receipts` | 0 | `log` | `(0, room_id: str, position: versionstamp)` | msgpack `ReceiptRecord`: the latest receipt of each (user, type, thread), by position |
+//! | `receipts` | 1 | `latest` | `(1, room_id: str, user_id: str, type: str, thread: str)` | 12 bytes: the position of that receipt's `log` entry |
+//! | `relations` | 0 | `child` | `(0, room_id: str, parent: str, rel_type: str, event_type: str, position: versionstamp)` | utf-8 ID of the relating event |
+//! | `relations` | 1 | `thread` | `(1, room_id: str, root: str)` | empty: a thread root of the room |
 //!
 //! A stream position is a tuple versionstamp: the commit's 10-byte
 //! versionstamp and a 2-byte order of the event within its transaction
@@ -70,7 +80,7 @@ pub fn schema_version_key(dirs: &Directories) -> Vec<u8> {
 pub const META: DirectorySpec = DirectorySpec {
     path: &["meta"],
     doc: "Facts about the database itself.",
-    subspaces: &[META_SCHEMA_VERSION],
+    subspaces: &[META_SCHEMA_VERSION, crate::db::notify::NOTIFY],
 };
 
 const ROOM_ID: Field = Field {
@@ -172,7 +182,16 @@ pub const REDACTION: SubspaceSpec = SubspaceSpec {
 pub const EVENTS: DirectorySpec = DirectorySpec {
     path: &["events"],
     doc: "Events by ID: the PDU, its stream position and its redaction.",
-    subspaces: &[PDU, EVENT_POSITION, REDACTION],
+    subspaces: &[PDU, EVENT_POSITION, REDACTION, EVENT_META],
+};
+
+/// `events/meta`: `(3, event_id) -> msgpack EventMeta`.
+pub const EVENT_META: SubspaceSpec = SubspaceSpec {
+    name: "meta",
+    tag: 3,
+    key: &[EVENT_ID],
+    value: ValueEncoding::MsgPack("EventMeta"),
+    doc: "What `unsigned` needs and the PDU does not hold: the sending device and txn ID, the state event replaced.",
 };
 
 /// `timeline/stream`: `(0, room_id, position) -> event ID`.
@@ -245,7 +264,142 @@ pub const USER_ROOM: SubspaceSpec = SubspaceSpec {
 pub const MEMBERSHIPS: DirectorySpec = DirectorySpec {
     path: &["memberships"],
     doc: "Memberships by user.",
-    subspaces: &[USER_ROOM],
+    subspaces: &[USER_ROOM, FORGOTTEN],
+};
+
+/// `memberships/forgotten`: `(1, user_id, room_id) -> ()`.
+pub const FORGOTTEN: SubspaceSpec = SubspaceSpec {
+    name: "forgotten",
+    tag: 1,
+    key: &[USER_ID, ROOM_ID],
+    value: ValueEncoding::Empty,
+    doc: "A room the user left and forgot (`/forget`); cleared by the user's next membership event.",
+};
+
+/// `aliases/alias`: `(0, alias) -> msgpack AliasRecord`.
+pub const ALIAS: SubspaceSpec = SubspaceSpec {
+    name: "alias",
+    tag: 0,
+    key: &[Field {
+        name: "alias",
+        ty: FieldType::Str,
+    }],
+    value: ValueEncoding::MsgPack("AliasRecord"),
+    doc: "A local room alias: its room and who created it.",
+};
+
+/// `aliases/room_alias`: `(1, room_id, alias) -> ()`.
+pub const ROOM_ALIAS: SubspaceSpec = SubspaceSpec {
+    name: "room_alias",
+    tag: 1,
+    key: &[
+        ROOM_ID,
+        Field {
+            name: "alias",
+            ty: FieldType::Str,
+        },
+    ],
+    value: ValueEncoding::Empty,
+    doc: "The local aliases of a room, in one range read.",
+};
+
+/// `aliases`: room aliases.
+pub const ALIASES: DirectorySpec = DirectorySpec {
+    path: &["aliases"],
+    doc: "Local room aliases, both ways.",
+    subspaces: &[ALIAS, ROOM_ALIAS],
+};
+
+/// `public_rooms/listed`: `(0, room_id) -> ()`.
+pub const LISTED: SubspaceSpec = SubspaceSpec {
+    name: "listed",
+    tag: 0,
+    key: &[ROOM_ID],
+    value: ValueEncoding::Empty,
+    doc: "A room published in the public room directory.",
+};
+
+/// `public_rooms`: the public room directory.
+pub const PUBLIC_ROOMS: DirectorySpec = DirectorySpec {
+    path: &["public_rooms"],
+    doc: "The public room directory (`/publicRooms`).",
+    subspaces: &[LISTED],
+};
+
+/// `receipts/log`: `(0, room_id, position) -> msgpack ReceiptRecord`.
+pub const RECEIPT_LOG: SubspaceSpec = SubspaceSpec {
+    name: "log",
+    tag: 0,
+    key: &[ROOM_ID, POSITION],
+    value: ValueEncoding::MsgPack("ReceiptRecord"),
+    doc: "The latest receipt of each (user, type, thread) of a room, keyed by the position it was set at: receipts since P in one range read.",
+};
+
+/// `receipts/latest`: `(1, room_id, user_id, type, thread) -> position`.
+pub const RECEIPT_LATEST: SubspaceSpec = SubspaceSpec {
+    name: "latest",
+    tag: 1,
+    key: &[
+        ROOM_ID,
+        USER_ID,
+        TYPE,
+        Field {
+            name: "thread",
+            ty: FieldType::Str,
+        },
+    ],
+    value: ValueEncoding::Raw,
+    doc: "Where the `log` entry of a (user, type, thread) receipt is (12 bytes), so a new receipt clears the old entry.",
+};
+
+/// `receipts`: read receipts.
+pub const RECEIPTS: DirectorySpec = DirectorySpec {
+    path: &["receipts"],
+    doc: "Read receipts (m.read, m.read.private), for `/receipt`, `/read_markers` and sync.",
+    subspaces: &[RECEIPT_LOG, RECEIPT_LATEST],
+};
+
+/// `relations/child`: `(0, room_id, parent, rel_type, event_type, position) -> event ID`.
+pub const RELATION: SubspaceSpec = SubspaceSpec {
+    name: "child",
+    tag: 0,
+    key: &[
+        ROOM_ID,
+        Field {
+            name: "parent",
+            ty: FieldType::Str,
+        },
+        Field {
+            name: "rel_type",
+            ty: FieldType::Str,
+        },
+        TYPE,
+        POSITION,
+    ],
+    value: ValueEncoding::Utf8,
+    doc: "Events relating to a parent (`m.relates_to`), by relation type, event type and position.",
+};
+
+/// `relations/thread`: `(1, room_id, root) -> ()`.
+pub const THREAD: SubspaceSpec = SubspaceSpec {
+    name: "thread",
+    tag: 1,
+    key: &[
+        ROOM_ID,
+        Field {
+            name: "root",
+            ty: FieldType::Str,
+        },
+    ],
+    value: ValueEncoding::Empty,
+    doc: "The thread roots of a room (events with an `m.thread` child).",
+};
+
+/// `relations`: the `m.relates_to` index, written in the send transaction.
+pub const RELATIONS: DirectorySpec = DirectorySpec {
+    path: &["relations"],
+    doc: "Event relations and thread roots.",
+    subspaces: &[RELATION, THREAD],
 };
 
 /// `txns/txn`: `(0, user_id, device_id, room_id, txn_id) -> event ID`. The
@@ -282,5 +436,17 @@ pub static SPEC: DatabaseSpec = DatabaseSpec {
     name: "rooms",
     schema_version: SCHEMA_VERSION,
     doc: "Rooms: events, the room graph, room state, timelines and membership.",
-    directories: &[META, ROOMS, EVENTS, TIMELINE, STATE_LOG, MEMBERSHIPS, TXNS],
+    directories: &[
+        META,
+        ROOMS,
+        EVENTS,
+        TIMELINE,
+        STATE_LOG,
+        MEMBERSHIPS,
+        TXNS,
+        ALIASES,
+        PUBLIC_ROOMS,
+        RECEIPTS,
+        RELATIONS,
+    ],
 };

@@ -23,8 +23,11 @@
 //!
 //! Who may import this: `service` and the CLI. It never imports axum.
 
+mod directory;
 pub mod keys;
 mod read;
+mod receipts;
+mod relations;
 mod send;
 
 use std::fmt;
@@ -40,6 +43,8 @@ use crate::keys::{Directories, Space};
 use crate::kv::{self, TransactError};
 
 pub use read::{Direction, StoredPdu, TimelineEntry};
+pub use receipts::{ReceiptRecord, ReceiptUpdate};
+pub use relations::Relation;
 pub use send::{NewEvent, Sent, TxnKey};
 
 /// Errors of the `rooms` storage boundary.
@@ -137,6 +142,30 @@ pub struct StateChange {
     pub event_id: OwnedEventId,
 }
 
+/// `events/meta`: what the client format's `unsigned` needs that the PDU
+/// does not hold. Written in the event's send transaction, only when one of
+/// the fields is set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMeta {
+    /// The sending device and its transaction ID (shown as
+    /// `unsigned.transaction_id` to that device only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn: Option<(String, String)>,
+    /// For a state event, the state event it replaced (`replaces_state`,
+    /// and the source of `prev_content`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces_state: Option<OwnedEventId>,
+}
+
+/// `aliases/alias`: a local room alias.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AliasRecord {
+    /// The room it names.
+    pub room_id: OwnedRoomId,
+    /// Who created it (may delete it without power).
+    pub creator: OwnedUserId,
+}
+
 /// A position in the rooms stream: the commit versionstamp of the event's
 /// transaction and the event's order within it. Totally ordered, byte-wise;
 /// formats as 24 lowercase hex digits (what sync and `/messages` compose
@@ -153,6 +182,39 @@ impl StreamPosition {
         let mut out = [0; 12];
         out[..10].copy_from_slice(&versionstamp);
         out[10..].copy_from_slice(&order.to_be_bytes());
+        StreamPosition(out)
+    }
+
+    /// The last position of the commit with the 10-byte `versionstamp`: a
+    /// sync token's rooms part ("every commit up to this one") as an
+    /// inclusive upper bound.
+    pub fn end_of_commit(versionstamp: [u8; 10]) -> Self {
+        StreamPosition::new(versionstamp, u16::MAX)
+    }
+
+    /// The next position (saturating), to turn an inclusive bound into an
+    /// exclusive one.
+    pub fn successor(self) -> Self {
+        let n = u128::from_be_bytes({
+            let mut b = [0; 16];
+            b[4..].copy_from_slice(&self.0);
+            b
+        });
+        let n = (n + 1).min((1u128 << 96) - 1);
+        let mut out = [0; 12];
+        out.copy_from_slice(&n.to_be_bytes()[4..]);
+        StreamPosition(out)
+    }
+
+    /// The previous position (saturating at [`StreamPosition::MIN`]).
+    pub fn predecessor(self) -> Self {
+        let n = u128::from_be_bytes({
+            let mut b = [0; 16];
+            b[4..].copy_from_slice(&self.0);
+            b
+        });
+        let mut out = [0; 12];
+        out.copy_from_slice(&n.saturating_sub(1).to_be_bytes()[4..]);
         StreamPosition(out)
     }
 
@@ -192,6 +254,12 @@ struct Layout {
     state_log: Space,
     memberships: Space,
     txns: Space,
+    aliases: Space,
+    public_rooms: Space,
+    receipts: Space,
+    relations: Space,
+    /// `meta/notify`, bumped by every write sync delivers.
+    notify: Vec<u8>,
 }
 
 /// A handle on the `rooms` database. Cheap to clone.
@@ -218,6 +286,11 @@ impl RoomsDb {
                 state_log: dirs.space(&keys::STATE_LOG).clone(),
                 memberships: dirs.space(&keys::MEMBERSHIPS).clone(),
                 txns: dirs.space(&keys::TXNS).clone(),
+                aliases: dirs.space(&keys::ALIASES).clone(),
+                public_rooms: dirs.space(&keys::PUBLIC_ROOMS).clone(),
+                receipts: dirs.space(&keys::RECEIPTS).clone(),
+                relations: dirs.space(&keys::RELATIONS).clone(),
+                notify: dirs.space(&keys::META).key(&crate::db::notify::NOTIFY, &()),
             }),
         }
     }

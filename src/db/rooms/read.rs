@@ -8,7 +8,7 @@ use futures::future::try_join_all;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 
 use super::{
-    Error, Layout, MemberRecord, Result, RoomRecord, RoomsDb, StateChange, StoredEvent,
+    Error, EventMeta, Layout, MemberRecord, Result, RoomRecord, RoomsDb, StateChange, StoredEvent,
     StreamPosition, decode, decode_event_id, keys, trailing_position, unpack,
 };
 use crate::events::Pdu;
@@ -25,6 +25,8 @@ pub struct StoredPdu {
     pub position: StreamPosition,
     /// The redaction event that redacts it, if any.
     pub redacted_by: Option<OwnedEventId>,
+    /// Its `unsigned` metadata (sending device's txn ID, replaced state).
+    pub meta: EventMeta,
 }
 
 /// Which way a timeline read goes.
@@ -70,10 +72,12 @@ impl Layout {
         let key = self.events.key(&keys::PDU, &(id.as_str(),));
         let pos_key = self.events.key(&keys::EVENT_POSITION, &(id.as_str(),));
         let red_key = self.events.key(&keys::REDACTION, &(id.as_str(),));
-        let (bytes, pos, red) = futures::try_join!(
+        let meta_key = self.events.key(&keys::EVENT_META, &(id.as_str(),));
+        let (bytes, pos, red, meta) = futures::try_join!(
             tx.get(&key, true),
             tx.get(&pos_key, true),
-            tx.get(&red_key, true)
+            tx.get(&red_key, true),
+            tx.get(&meta_key, true)
         )?;
         let Some(bytes) = bytes else {
             return Ok(None);
@@ -88,6 +92,10 @@ impl Layout {
             room_id: stored.room_id,
             position,
             redacted_by: red.map(|r| decode_event_id("redaction", &r)).transpose()?,
+            meta: meta
+                .map(|m| decode("meta", &m))
+                .transpose()?
+                .unwrap_or_default(),
         }))
     }
 }

@@ -21,7 +21,7 @@ use ruma::{
 };
 
 use super::{
-    Error, Layout, MemberRecord, Result, RoomRecord, RoomsDb, StateChange, StoredEvent,
+    Error, EventMeta, Layout, MemberRecord, Result, RoomRecord, RoomsDb, StateChange, StoredEvent,
     StreamPosition, decode, decode_event_id, encode, keys, unpack,
 };
 use crate::events::{self, Pdu, PduTemplate, Signer, build_pdu, check_auth};
@@ -122,7 +122,7 @@ impl RoomsDb {
                     .ok_or_else(|| Error::RoomNotFound(room_id.to_owned()))?;
                 let pdu = self
                     .layout
-                    .append(&tx, signer, room_id, &room, sender, event, now, 0)
+                    .append(&tx, signer, room_id, &room, sender, event, now, 0, txn)
                     .await?;
                 if let Some(key) = &txn_key {
                     tx.set(key, pdu.event_id().as_bytes());
@@ -216,13 +216,16 @@ impl RoomsDb {
                     create_event_id: create.event_id().clone(),
                 };
                 tx.set(&room_key, &encode(&room));
-                self.layout.write_event(&tx, &room_id, &create, &[], 0);
+                self.layout
+                    .write_event(&tx, &room_id, &create, &[], 0, &EventMeta::default());
                 let mut ids = vec![create.event_id().clone()];
                 for (i, event) in initial.iter().enumerate() {
                     let order = u16::try_from(i + 1).expect("fewer than 65535 initial events");
                     let pdu = self
                         .layout
-                        .append(&tx, signer, &room_id, &room, creator, event, now, order)
+                        .append(
+                            &tx, signer, &room_id, &room, creator, event, now, order, None,
+                        )
                         .await
                         .map_err(|e| match e {
                             Error::NotAuthorized(why) => Error::NotAuthorized(format!(
@@ -285,6 +288,7 @@ impl Layout {
         event: &NewEvent,
         now: MilliSecondsSinceUnixEpoch,
         order: u16,
+        txn: Option<&TxnKey>,
     ) -> Result<Pdu> {
         let rules = events::rules(&room.version)?;
         // Forward extremities at snapshot isolation: a concurrent send that
@@ -338,19 +342,19 @@ impl Layout {
         {
             wanted.push((create_key.0.clone(), create_key.1.clone(), false));
         }
+        let mut meta = EventMeta {
+            txn: txn.map(|t| (t.device_id.clone(), t.txn_id.clone())),
+            replaces_state: None,
+        };
         if let Some(state_key) = &event.state_key {
-            let replaced = (
-                StateEventType::from(event.event_type.as_str()),
-                state_key.clone(),
-            );
-            if !wanted
-                .iter()
-                .any(|(t, k, _)| (t, k) == (&replaced.0, &replaced.1))
-            {
-                // Read only for its conflict: same-key state writes serialize.
-                let key = self.state_key(room_id, &replaced.0.to_string(), state_key);
-                tx.get(&key, false).await?;
-            }
+            // A conflicting read: same-key state writes serialize. Its value
+            // is the `replaces_state` of the new event.
+            let key = self.state_key(room_id, &event.event_type, state_key);
+            meta.replaces_state = tx
+                .get(&key, false)
+                .await?
+                .map(|id| decode_event_id("state", &id))
+                .transpose()?;
         }
         for (kind, state_key, is_auth) in wanted {
             let key = self.state_key(room_id, &kind.to_string(), &state_key);
@@ -397,7 +401,7 @@ impl Layout {
             signer,
         )?;
         check_auth(&pdu, &room.version, &by_id, &state).map_err(Error::NotAuthorized)?;
-        self.write_event(tx, room_id, &pdu, &prev_events, order);
+        self.write_event(tx, room_id, &pdu, &prev_events, order, &meta);
         Ok(pdu)
     }
 
@@ -409,7 +413,8 @@ impl Layout {
 
     /// Writes an accepted event: the PDU, its position, timeline entries,
     /// extremities, and for state events current state, the state log and
-    /// memberships. Blind writes only.
+    /// memberships, the `unsigned` metadata and the relation index. Blind
+    /// writes only; bumps `meta/notify` so sync wakes.
     fn write_event(
         &self,
         tx: &Transaction,
@@ -417,8 +422,14 @@ impl Layout {
         pdu: &Pdu,
         prev_events: &[OwnedEventId],
         order: u16,
+        meta: &EventMeta,
     ) {
+        crate::db::notify::bump(tx, &self.notify);
         let id = pdu.event_id().as_str();
+        if *meta != EventMeta::default() {
+            tx.set(&self.events.key(&keys::EVENT_META, &(id,)), &encode(meta));
+        }
+        self.index_relation(tx, room_id, pdu, order);
         let room = room_id.as_str();
         let stamp = Versionstamp::incomplete(order);
         let stored = StoredEvent {
@@ -499,6 +510,7 @@ impl Layout {
                 &self.memberships.key(&keys::USER_ROOM, &(state_key, room)),
                 &record,
             );
+            tx.clear(&self.memberships.key(&keys::FORGOTTEN, &(state_key, room)));
         }
     }
 }

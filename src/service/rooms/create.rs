@@ -3,7 +3,7 @@
 //!
 //! Source: <https://spec.matrix.org/v1.16/client-server-api/#post_matrixclientv3createroom>.
 
-use ruma::{OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
+use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
 use serde_json::{Value, json};
 
 use super::{Error, Result, Rooms, Sent};
@@ -26,9 +26,12 @@ pub enum Preset {
 pub struct CreateRoom {
     /// The preset; default `public_chat` if `public` else `private_chat`.
     pub preset: Option<Preset>,
-    /// `visibility: public` (for the default preset; directory listing is
-    /// elsewhere).
+    /// `visibility: public`: the default preset is `public_chat` and the
+    /// room is published in the public room directory.
     pub public: bool,
+    /// `room_alias_name`: the local part of an alias `#name:server` created
+    /// for the room and set as its `m.room.canonical_alias`.
+    pub room_alias_name: Option<String>,
     /// `m.room.name`.
     pub name: Option<String>,
     /// `m.room.topic`.
@@ -138,6 +141,26 @@ impl Rooms {
         }
         events.push(state("m.room.power_levels", "", power_levels));
 
+        let alias = match &req.room_alias_name {
+            None => None,
+            Some(name) => {
+                let alias =
+                    OwnedRoomAliasId::try_from(format!("#{name}:{}", self.signer.server_name))
+                        .map_err(|e| {
+                            Error::InvalidParam(format!("invalid room_alias_name: {e}"))
+                        })?;
+                if self.db.alias(&alias).await?.is_some() {
+                    return Err(Error::RoomInUse(alias.to_string()));
+                }
+                events.push(state(
+                    "m.room.canonical_alias",
+                    "",
+                    json!({ "alias": alias }),
+                ));
+                Some(alias)
+            }
+        };
+
         let (join_rule, guests) = match preset {
             Preset::PublicChat => ("public", "forbidden"),
             Preset::PrivateChat | Preset::TrustedPrivateChat => ("invite", "can_join"),
@@ -178,7 +201,7 @@ impl Rooms {
         }
 
         let room_id = RoomId::new_v1(&self.signer.server_name);
-        Ok(self
+        let (room_id, sent) = self
             .db
             .create_room(
                 &self.signer,
@@ -189,6 +212,18 @@ impl Rooms {
                 &events,
                 self.now(),
             )
-            .await?)
+            .await?;
+        // The alias is written after the room (whose ID version 12 derives
+        // from its create event); a concurrent claim of the same alias in
+        // between leaves the room without it and is reported.
+        if let Some(alias) = alias
+            && !self.db.create_alias(&alias, &room_id, creator).await?
+        {
+            return Err(Error::RoomInUse(alias.to_string()));
+        }
+        if req.public {
+            self.db.set_listed(&room_id, true).await?;
+        }
+        Ok((room_id, sent))
     }
 }

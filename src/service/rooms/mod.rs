@@ -11,11 +11,20 @@
 //! [`Error`] values for `api::error` to map to Matrix error codes.
 //!
 //! The server's name and signing key come from the caller (the accounts
-//! side loads and persists the key).
+//! side loads and persists the key; [`Rooms::open`] reads it). Profiles
+//! (display names in member events, the user directory) and the
+//! `m.fully_read` marker are read and written through the accounts service
+//! ([`Rooms::with_accounts`]): this is where the two databases meet; the
+//! storage layers never import each other.
 //!
 //! Who may import this: `api`, sync and `cli`.
 
 mod create;
+mod directory;
+mod membership;
+mod messages;
+mod receipts;
+mod relations;
 mod visibility;
 
 use std::sync::Arc;
@@ -29,10 +38,37 @@ use serde_json::json;
 
 use crate::db::rooms::{self as store, NewEvent, RoomsDb, TxnKey};
 use crate::events::{self, EventError, Signer};
+use crate::service::Accounts;
 use crate::service::clock::Clock;
 
-pub use crate::db::rooms::{Direction, MemberRecord, Sent, StreamPosition};
+pub use crate::db::rooms::{Direction, MemberRecord, ReceiptRecord, Sent, StreamPosition};
 pub use create::{CreateRoom, Preset};
+pub use directory::{PublicRoom, PublicRoomsPage, UserResult};
+pub use messages::{Context, EventFilter, MembersQuery, Messages};
+pub use relations::RelationsPage;
+
+/// Who is reading: the user, and the device whose request it is (which
+/// sees `unsigned.transaction_id` of its own sends). Built from a user
+/// alone for reads without a device (sync of another device, tools).
+#[derive(Clone, Copy, Debug)]
+pub struct Viewer<'a> {
+    /// The reading user.
+    pub user: &'a UserId,
+    /// The reading device, if any.
+    pub device: Option<&'a str>,
+}
+
+impl<'a> From<&'a UserId> for Viewer<'a> {
+    fn from(user: &'a UserId) -> Self {
+        Viewer { user, device: None }
+    }
+}
+
+impl<'a> From<&'a ruma::OwnedUserId> for Viewer<'a> {
+    fn from(user: &'a ruma::OwnedUserId) -> Self {
+        Viewer { user, device: None }
+    }
+}
 
 /// Why a rooms service call failed. Each variant is one Matrix error
 /// condition.
@@ -59,6 +95,21 @@ pub enum Error {
     /// (M_UNSUPPORTED_ROOM_VERSION).
     #[error("unsupported room version {0}")]
     UnsupportedRoomVersion(String),
+    /// The room alias exists already (409 M_UNKNOWN for `PUT
+    /// /directory/room`, 400 M_ROOM_IN_USE for createRoom's
+    /// `room_alias_name`).
+    #[error("room alias {0} is taken")]
+    AliasInUse(String),
+    /// An `m.room.canonical_alias` names an alias that does not point to
+    /// the room (400 M_BAD_ALIAS).
+    #[error("{0}")]
+    BadAlias(String),
+    /// createRoom's `room_alias_name` is taken (400 M_ROOM_IN_USE).
+    #[error("room alias {0} is taken")]
+    RoomInUse(String),
+    /// A profile read through the accounts service failed.
+    #[error(transparent)]
+    Accounts(Box<crate::service::Error>),
     /// The storage failed.
     #[error(transparent)]
     Storage(store::Error),
@@ -98,6 +149,12 @@ pub struct TimelinePage {
     pub next: Option<StreamPosition>,
 }
 
+impl From<crate::service::Error> for Error {
+    fn from(e: crate::service::Error) -> Self {
+        Error::Accounts(Box::new(e))
+    }
+}
+
 /// The rooms service. Cheap to clone.
 #[derive(Clone)]
 pub struct Rooms {
@@ -105,6 +162,7 @@ pub struct Rooms {
     signer: Signer,
     clock: Arc<dyn Clock>,
     default_version: RoomVersionId,
+    accounts: Option<Arc<Accounts>>,
 }
 
 impl Rooms {
@@ -123,7 +181,50 @@ impl Rooms {
             },
             clock,
             default_version: events::DEFAULT_ROOM_VERSION,
+            accounts: None,
         }
+    }
+
+    /// The service over opened `databases`, signing with the server key
+    /// stored in the accounts database (created there on the first start),
+    /// with profiles and markers through `accounts`.
+    ///
+    /// Errors: the storage's, or a stored key that does not parse.
+    pub async fn open(
+        databases: &crate::db::Databases,
+        accounts: Arc<Accounts>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, crate::service::signing::SigningKeyError> {
+        use crate::service::signing::SigningKeyError;
+        // Make sure the key exists, then read its record (the key pair is
+        // not clonable, so the rooms service holds its own copy).
+        crate::service::SigningKey::load_or_create(accounts.db()).await?;
+        let record = accounts
+            .db()
+            .signing_key_or_insert(&crate::db::accounts::SigningKeyRecord {
+                version: String::new(),
+                pkcs8: Vec::new(),
+            })
+            .await?;
+        let key = Ed25519KeyPair::from_der(&record.pkcs8, record.version)
+            .map_err(SigningKeyError::Invalid)?;
+        let server_name = accounts.server_name().to_owned();
+        Ok(
+            Rooms::new(RoomsDb::new(&databases.rooms), server_name, key, clock)
+                .with_accounts(accounts),
+        )
+    }
+
+    /// The same service reading profiles and writing `m.fully_read`
+    /// through `accounts`.
+    pub fn with_accounts(mut self, accounts: Arc<Accounts>) -> Self {
+        self.accounts = Some(accounts);
+        self
+    }
+
+    /// The server's name.
+    pub fn server_name(&self) -> &ruma::ServerName {
+        &self.signer.server_name
     }
 
     /// The same service creating rooms of `version` by default.
@@ -163,98 +264,6 @@ impl Rooms {
             .db
             .send(&self.signer, room_id, sender, txn, &event, self.now(), None)
             .await?)
-    }
-
-    async fn set_membership(
-        &self,
-        sender: &UserId,
-        room_id: &RoomId,
-        target: &UserId,
-        membership: &str,
-        reason: Option<&str>,
-    ) -> Result<Sent> {
-        let mut content = json!({ "membership": membership });
-        if let Some(reason) = reason {
-            content["reason"] = reason.into();
-        }
-        self.send_event(
-            sender,
-            room_id,
-            None,
-            NewEvent {
-                event_type: "m.room.member".into(),
-                state_key: Some(target.to_string()),
-                content,
-            },
-        )
-        .await
-    }
-
-    /// `POST /rooms/{roomId}/join`: joins `user` to the room (allowed by the
-    /// join rules, an invite, or an existing join).
-    pub async fn join(&self, user: &UserId, room_id: &RoomId) -> Result<Sent> {
-        self.set_membership(user, room_id, user, "join", None).await
-    }
-
-    /// `POST /rooms/{roomId}/leave`: leaves the room, or rejects an invite.
-    pub async fn leave(&self, user: &UserId, room_id: &RoomId) -> Result<Sent> {
-        self.set_membership(user, room_id, user, "leave", None)
-            .await
-    }
-
-    /// `POST /rooms/{roomId}/invite`.
-    pub async fn invite(
-        &self,
-        sender: &UserId,
-        room_id: &RoomId,
-        target: &UserId,
-        reason: Option<&str>,
-    ) -> Result<Sent> {
-        self.set_membership(sender, room_id, target, "invite", reason)
-            .await
-    }
-
-    /// `POST /rooms/{roomId}/kick`: sets `target`'s membership to `leave`.
-    pub async fn kick(
-        &self,
-        sender: &UserId,
-        room_id: &RoomId,
-        target: &UserId,
-        reason: Option<&str>,
-    ) -> Result<Sent> {
-        self.set_membership(sender, room_id, target, "leave", reason)
-            .await
-    }
-
-    /// `POST /rooms/{roomId}/ban`.
-    pub async fn ban(
-        &self,
-        sender: &UserId,
-        room_id: &RoomId,
-        target: &UserId,
-        reason: Option<&str>,
-    ) -> Result<Sent> {
-        self.set_membership(sender, room_id, target, "ban", reason)
-            .await
-    }
-
-    /// `POST /rooms/{roomId}/unban`: sets a banned user's membership to
-    /// `leave`.
-    ///
-    /// Errors: [`Error::Forbidden`] if `target` is not banned.
-    pub async fn unban(
-        &self,
-        sender: &UserId,
-        room_id: &RoomId,
-        target: &UserId,
-        reason: Option<&str>,
-    ) -> Result<Sent> {
-        let current = self.db.membership(room_id, target).await?;
-        if current.as_ref().map(|m| m.membership.as_str()) != Some("ban") {
-            return Err(Error::Forbidden(format!("{target} is not banned")));
-        }
-        self.set_membership(sender, room_id, target, "leave", reason)
-            .await
     }
 
     /// `PUT /rooms/{roomId}/send/{eventType}/{txnId}`: sends a message
@@ -300,6 +309,9 @@ impl Rooms {
             return Err(Error::InvalidParam(format!(
                 "{event_type} is set through the membership endpoints or createRoom"
             )));
+        }
+        if event_type == "m.room.canonical_alias" {
+            self.check_canonical_alias(room_id, &content).await?;
         }
         self.send_event(
             sender,

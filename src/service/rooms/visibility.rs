@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use ruma::{OwnedEventId, RoomId, UserId};
 
-use super::{Error, Result, Rooms, StreamPosition, TimelinePage};
+use super::{Error, Result, Rooms, StreamPosition, TimelinePage, Viewer};
 use crate::db::rooms::{Direction, RoomsDb, StoredPdu};
 use crate::events;
 
@@ -102,11 +102,11 @@ impl Oracle {
     }
 
     /// Where the user's membership last changed.
-    fn last_change(&self) -> Option<StreamPosition> {
+    pub(super) fn last_change(&self) -> Option<StreamPosition> {
         self.membership.last().map(|(p, _)| *p)
     }
 
-    fn world_readable_now(&self) -> bool {
+    pub(super) fn world_readable_now(&self) -> bool {
         self.visibility.last().map(|(_, v)| v.as_str()) == Some("world_readable")
     }
 }
@@ -150,32 +150,60 @@ pub(super) async fn power(
 }
 
 impl Rooms {
-    /// An event in the client format, redacted if a redaction applies.
-    async fn client_event(
+    /// An event in the client format, redacted if a redaction applies, with
+    /// `unsigned`: `age` (from the service clock), `transaction_id` (only
+    /// for the sending device), and for state events that replaced another
+    /// `replaces_state`, `prev_content` and `prev_sender`.
+    pub(super) async fn client_event(
         &self,
         room_id: &RoomId,
         stored: &StoredPdu,
+        viewer: Viewer<'_>,
     ) -> Result<serde_json::Value> {
-        let Some(redaction_id) = &stored.redacted_by else {
-            return Ok(stored.pdu.to_client_event(room_id));
+        let mut out = match &stored.redacted_by {
+            None => stored.pdu.to_client_event(room_id),
+            Some(redaction_id) => {
+                let room = self
+                    .db
+                    .room(room_id)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("room {room_id} not found")))?;
+                let because = self.db.event(redaction_id).await?.map(|r| r.pdu);
+                let redacted = events::redact(&stored.pdu, &room.version, because.as_ref())?;
+                let unsigned = redacted.get("unsigned").cloned();
+                let json = {
+                    let mut obj = redacted;
+                    obj.remove("unsigned");
+                    serde_json::to_string(&obj).map_err(|e| Error::BadJson(e.to_string()))?
+                };
+                let pdu = events::Pdu::from_stored(stored.pdu.event_id().clone(), json)?;
+                let mut out = pdu.to_client_event(room_id);
+                if let Some(unsigned) = unsigned {
+                    out["unsigned"] = serde_json::to_value(unsigned).unwrap_or_default();
+                }
+                out
+            }
         };
-        let room = self
-            .db
-            .room(room_id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("room {room_id} not found")))?;
-        let because = self.db.event(redaction_id).await?.map(|r| r.pdu);
-        let redacted = events::redact(&stored.pdu, &room.version, because.as_ref())?;
-        let unsigned = redacted.get("unsigned").cloned();
-        let json = {
-            let mut obj = redacted;
-            obj.remove("unsigned");
-            serde_json::to_string(&obj).map_err(|e| Error::BadJson(e.to_string()))?
-        };
-        let pdu = events::Pdu::from_stored(stored.pdu.event_id().clone(), json)?;
-        let mut out = pdu.to_client_event(room_id);
-        if let Some(unsigned) = unsigned {
-            out["unsigned"] = serde_json::to_value(unsigned).unwrap_or_default();
+        if !out["unsigned"].is_object() {
+            out["unsigned"] = serde_json::json!({});
+        }
+        let unsigned = &mut out["unsigned"];
+        let ts = u64::from(stored.pdu.origin_server_ts().0);
+        unsigned["age"] = self.clock.now_ms().saturating_sub(ts).into();
+        if let Some((device, txn_id)) = &stored.meta.txn
+            && stored.pdu.sender() == viewer.user
+            && viewer.device == Some(device.as_str())
+        {
+            unsigned["transaction_id"] = txn_id.as_str().into();
+        }
+        if let Some(replaced) = &stored.meta.replaces_state {
+            unsigned["replaces_state"] = replaced.as_str().into();
+            if let Some(prev) = self.db.event(replaced).await? {
+                unsigned["prev_sender"] = prev.pdu.sender().as_str().into();
+                if prev.redacted_by.is_none() {
+                    unsigned["prev_content"] = prev.pdu.content_value();
+                }
+            }
         }
         Ok(out)
     }
@@ -185,12 +213,14 @@ impl Rooms {
     ///
     /// Errors: [`Error::NotFound`] if it does not exist in this room or is
     /// not visible to `user` (the two are not told apart).
-    pub async fn event(
+    pub async fn event<'a>(
         &self,
-        user: &UserId,
+        viewer: impl Into<Viewer<'a>>,
         room_id: &RoomId,
         event_id: &OwnedEventId,
     ) -> Result<serde_json::Value> {
+        let viewer = viewer.into();
+        let user = viewer.user;
         let not_found = || Error::NotFound(format!("event {event_id} not found"));
         let stored = self
             .db
@@ -202,13 +232,13 @@ impl Rooms {
         if !oracle.allows(user, &stored) {
             return Err(not_found());
         }
-        self.client_event(room_id, &stored).await
+        self.client_event(room_id, &stored, viewer).await
     }
 
     /// The state `user` may see: the current state while joined (or if the
     /// room is world-readable), the state when they left for a user who
     /// left or was banned.
-    async fn visible_state_ids(
+    pub(super) async fn visible_state_ids(
         &self,
         user: &UserId,
         room_id: &RoomId,
@@ -229,15 +259,20 @@ impl Rooms {
     }
 
     /// `GET /rooms/{roomId}/state`: the state events `user` may see.
-    pub async fn state(&self, user: &UserId, room_id: &RoomId) -> Result<Vec<serde_json::Value>> {
+    pub async fn state<'a>(
+        &self,
+        viewer: impl Into<Viewer<'a>>,
+        room_id: &RoomId,
+    ) -> Result<Vec<serde_json::Value>> {
+        let viewer = viewer.into();
         let ids: Vec<OwnedEventId> = self
-            .visible_state_ids(user, room_id)
+            .visible_state_ids(viewer.user, room_id)
             .await?
             .into_values()
             .collect();
         let mut out = Vec::with_capacity(ids.len());
         for stored in self.db.events(&ids).await? {
-            out.push(self.client_event(room_id, &stored).await?);
+            out.push(self.client_event(room_id, &stored, viewer).await?);
         }
         Ok(out)
     }
@@ -254,7 +289,25 @@ impl Rooms {
         event_type: &str,
         state_key: &str,
     ) -> Result<serde_json::Value> {
-        let state = self.visible_state_ids(user, room_id).await?;
+        let event = self
+            .state_event_full(user, room_id, event_type, state_key)
+            .await?;
+        Ok(event["content"].clone())
+    }
+
+    /// The same state event in the client format
+    /// (`?format=event`).
+    ///
+    /// Errors: as [`Rooms::state_event`].
+    pub async fn state_event_full<'a>(
+        &self,
+        viewer: impl Into<Viewer<'a>>,
+        room_id: &RoomId,
+        event_type: &str,
+        state_key: &str,
+    ) -> Result<serde_json::Value> {
+        let viewer = viewer.into();
+        let state = self.visible_state_ids(viewer.user, room_id).await?;
         let id = state
             .get(&(event_type.to_owned(), state_key.to_owned()))
             .ok_or_else(|| {
@@ -265,8 +318,7 @@ impl Rooms {
             .event(id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("event {id} not found")))?;
-        let event = self.client_event(room_id, &stored).await?;
-        Ok(event["content"].clone())
+        self.client_event(room_id, &stored, viewer).await
     }
 
     /// The room timeline between two stream positions (both exclusive), in
@@ -275,15 +327,17 @@ impl Rooms {
     ///
     /// Errors: [`Error::Forbidden`] if `user` never had a membership in the
     /// room and it is not world-readable.
-    pub async fn timeline(
+    pub async fn timeline<'a>(
         &self,
-        user: &UserId,
+        viewer: impl Into<Viewer<'a>>,
         room_id: &RoomId,
         after: Option<StreamPosition>,
         before: Option<StreamPosition>,
         dir: Direction,
         limit: usize,
     ) -> Result<TimelinePage> {
+        let viewer = viewer.into();
+        let user = viewer.user;
         if self.db.room(room_id).await?.is_none() {
             return Err(Error::NotFound(format!("room {room_id} not found")));
         }
@@ -299,7 +353,10 @@ impl Rooms {
         let mut events = Vec::with_capacity(ids.len());
         for stored in self.db.events(&ids).await? {
             if oracle.allows(user, &stored) {
-                events.push((stored.position, self.client_event(room_id, &stored).await?));
+                events.push((
+                    stored.position,
+                    self.client_event(room_id, &stored, viewer).await?,
+                ));
             }
         }
         Ok(TimelinePage { events, next })

@@ -1,0 +1,206 @@
+//! Room aliases (`aliases/*`), the public room directory
+//! (`public_rooms/listed`) and forgotten rooms (`memberships/forgotten`).
+//!
+//! An alias is written in both directions in one transaction; creating one
+//! reads its `alias` key with a conflict, so two concurrent creations of
+//! the same alias cannot both succeed.
+
+use ruma::{OwnedRoomAliasId, OwnedRoomId, RoomAliasId, RoomId, UserId};
+
+use super::{AliasRecord, Error, Result, RoomsDb, decode, encode, keys, unpack};
+use crate::kv::RangeOption;
+
+impl RoomsDb {
+    /// Creates `alias` for `room_id`. Returns `false` (and writes nothing)
+    /// if the alias exists already.
+    ///
+    /// Errors: the store's.
+    pub async fn create_alias(
+        &self,
+        alias: &RoomAliasId,
+        room_id: &RoomId,
+        creator: &UserId,
+    ) -> Result<bool> {
+        let space = &self.layout.aliases;
+        let key = space.key(&keys::ALIAS, &(alias.as_str(),));
+        let back = space.key(&keys::ROOM_ALIAS, &(room_id.as_str(), alias.as_str()));
+        let value = encode(&AliasRecord {
+            room_id: room_id.to_owned(),
+            creator: creator.to_owned(),
+        });
+        self.db
+            .run(|tx, _| {
+                let (key, back, value) = (key.clone(), back.clone(), value.clone());
+                async move {
+                    if tx.get(&key, false).await?.is_some() {
+                        return Ok::<_, Error>(false);
+                    }
+                    tx.set(&key, &value);
+                    tx.set(&back, b"");
+                    Ok(true)
+                }
+            })
+            .await
+    }
+
+    /// The record of `alias`, if it exists.
+    pub async fn alias(&self, alias: &RoomAliasId) -> Result<Option<AliasRecord>> {
+        let key = self.layout.aliases.key(&keys::ALIAS, &(alias.as_str(),));
+        let value = self
+            .db
+            .run(|tx, _| {
+                let key = key.clone();
+                async move { tx.get(&key, true).await }
+            })
+            .await?;
+        value.map(|v| decode("alias", &v)).transpose()
+    }
+
+    /// Deletes `alias` (both directions). Returns the record it had, or
+    /// `None` if it did not exist.
+    pub async fn delete_alias(&self, alias: &RoomAliasId) -> Result<Option<AliasRecord>> {
+        let space = &self.layout.aliases;
+        let key = space.key(&keys::ALIAS, &(alias.as_str(),));
+        self.db
+            .run(|tx, _| {
+                let key = key.clone();
+                async move {
+                    let Some(value) = tx.get(&key, false).await? else {
+                        return Ok(None);
+                    };
+                    let record: AliasRecord = decode("alias", &value)?;
+                    tx.clear(&key);
+                    tx.clear(&space.key(
+                        &keys::ROOM_ALIAS,
+                        &(record.room_id.as_str(), alias.as_str()),
+                    ));
+                    Ok(Some(record))
+                }
+            })
+            .await
+    }
+
+    /// The local aliases of a room. One range read.
+    pub async fn room_aliases(&self, room_id: &RoomId) -> Result<Vec<OwnedRoomAliasId>> {
+        let space = &self.layout.aliases;
+        let (begin, end) = space.range(&keys::ROOM_ALIAS, &(room_id.as_str(),));
+        let kvs = self
+            .db
+            .run(|tx, _| {
+                let range = RangeOption::new(begin.clone(), end.clone());
+                async move { tx.get_range_all(range, true).await }
+            })
+            .await?;
+        kvs.iter()
+            .map(|kv| {
+                let (_, _, alias): (i64, String, String) = unpack("room_alias", space, &kv.key)?;
+                OwnedRoomAliasId::try_from(alias).map_err(|e| Error::corrupt("room_alias", e))
+            })
+            .collect()
+    }
+
+    /// Lists (`true`) or unlists a room in the public directory.
+    pub async fn set_listed(&self, room_id: &RoomId, listed: bool) -> Result<()> {
+        let key = self
+            .layout
+            .public_rooms
+            .key(&keys::LISTED, &(room_id.as_str(),));
+        self.db
+            .run(|tx, _| {
+                let key = key.clone();
+                async move {
+                    if listed {
+                        tx.set(&key, b"");
+                    } else {
+                        tx.clear(&key);
+                    }
+                    Ok::<_, Error>(())
+                }
+            })
+            .await
+    }
+
+    /// Whether a room is in the public directory.
+    pub async fn is_listed(&self, room_id: &RoomId) -> Result<bool> {
+        let key = self
+            .layout
+            .public_rooms
+            .key(&keys::LISTED, &(room_id.as_str(),));
+        let value = self
+            .db
+            .run(|tx, _| {
+                let key = key.clone();
+                async move { tx.get(&key, true).await }
+            })
+            .await?;
+        Ok(value.is_some())
+    }
+
+    /// The rooms in the public directory, in room ID order, after
+    /// `after` (exclusive), at most `limit`. One range read.
+    pub async fn listed_rooms(
+        &self,
+        after: Option<&RoomId>,
+        limit: usize,
+    ) -> Result<Vec<OwnedRoomId>> {
+        let space = &self.layout.public_rooms;
+        let (mut begin, end) = space.range(&keys::LISTED, &());
+        if let Some(after) = after {
+            begin = space.key(&keys::LISTED, &(after.as_str(),));
+            begin.push(0);
+        }
+        if begin >= end || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let kvs = self
+            .db
+            .run(|tx, _| {
+                let range = RangeOption::new(begin.clone(), end.clone()).limit(limit);
+                async move { tx.get_range_all(range, true).await }
+            })
+            .await?;
+        kvs.iter()
+            .map(|kv| {
+                let (_, room): (i64, String) = unpack("listed", space, &kv.key)?;
+                OwnedRoomId::try_from(room).map_err(|e| Error::corrupt("listed", e))
+            })
+            .collect()
+    }
+
+    /// Marks a room as forgotten by `user` (`/forget`); the user's next
+    /// membership event in it clears the mark.
+    pub async fn forget(&self, user: &UserId, room_id: &RoomId) -> Result<()> {
+        let key = self
+            .layout
+            .memberships
+            .key(&keys::FORGOTTEN, &(user.as_str(), room_id.as_str()));
+        self.db
+            .run(|tx, _| {
+                let key = key.clone();
+                async move {
+                    tx.set(&key, b"");
+                    Ok::<_, Error>(())
+                }
+            })
+            .await
+    }
+
+    /// The rooms `user` has forgotten. One range read.
+    pub async fn forgotten_rooms(&self, user: &UserId) -> Result<Vec<OwnedRoomId>> {
+        let space = &self.layout.memberships;
+        let (begin, end) = space.range(&keys::FORGOTTEN, &(user.as_str(),));
+        let kvs = self
+            .db
+            .run(|tx, _| {
+                let range = RangeOption::new(begin.clone(), end.clone());
+                async move { tx.get_range_all(range, true).await }
+            })
+            .await?;
+        kvs.iter()
+            .map(|kv| {
+                let (_, _, room): (i64, String, String) = unpack("forgotten", space, &kv.key)?;
+                OwnedRoomId::try_from(room).map_err(|e| Error::corrupt("forgotten", e))
+            })
+            .collect()
+    }
+}

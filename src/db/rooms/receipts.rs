@@ -1,0 +1,156 @@
+//! Read receipts (`m.read`, `m.read.private`), stored so that sync reads
+//! "the receipts of room R set after position P" with one range read.
+//!
+//! Layout: `receipts/log (room, position) -> ReceiptRecord` holds exactly
+//! one entry per (room, user, type, thread): the latest receipt, keyed by
+//! the versionstamp of the commit that set it; `receipts/latest (room,
+//! user, type, thread) -> position` says where that entry is, so a new
+//! receipt clears the old one in the same transaction. The log is
+//! therefore both the change feed (entries after P) and the current
+//! receipts of the room (the whole range). Each write bumps `meta/notify`.
+//!
+//! Contention: a receipt reads (with conflict) only its own `latest` key,
+//! so receipts of different users never conflict; two receipts of one
+//! user and type race and one retries.
+//!
+//! Source: <https://spec.matrix.org/v1.16/client-server-api/#receipts>.
+
+use foundationdb_tuple::Versionstamp;
+use ruma::{OwnedEventId, OwnedUserId, RoomId};
+use serde::{Deserialize, Serialize};
+
+use super::{Error, Result, RoomsDb, StreamPosition, decode, encode, keys, trailing_position};
+use crate::kv::{MutationType, RangeOption};
+
+/// `receipts/log`: one user's latest receipt of one type in one thread.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptRecord {
+    /// Whose receipt.
+    pub user_id: OwnedUserId,
+    /// `m.read` or `m.read.private`.
+    pub receipt_type: String,
+    /// The thread: `""` for an unthreaded receipt, `"main"`, or a thread
+    /// root's event ID.
+    pub thread: String,
+    /// The event read up to.
+    pub event_id: OwnedEventId,
+    /// When, in milliseconds since the Unix epoch.
+    pub ts: u64,
+}
+
+/// What [`RoomsDb::put_receipt`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReceiptUpdate {
+    /// The receipt's new stream position (what sync compares with).
+    pub position: StreamPosition,
+}
+
+impl RoomsDb {
+    /// Sets `receipt` as the latest of its (user, type, thread) in
+    /// `room_id`, replacing the previous one, in one transaction.
+    ///
+    /// Errors: the store's.
+    pub async fn put_receipt(
+        &self,
+        room_id: &RoomId,
+        receipt: &ReceiptRecord,
+    ) -> Result<ReceiptUpdate> {
+        let space = &self.layout.receipts;
+        let room = room_id.as_str();
+        let latest = space.key(
+            &keys::RECEIPT_LATEST,
+            &(
+                room,
+                receipt.user_id.as_str(),
+                receipt.receipt_type.as_str(),
+                receipt.thread.as_str(),
+            ),
+        );
+        let value = encode(receipt);
+        let ((), info) = self
+            .db
+            .run_committed(|tx, _| {
+                let (latest, value) = (latest.clone(), value.clone());
+                async move {
+                    if let Some(old) = tx.get(&latest, false).await?
+                        && let Ok(old) = <[u8; 12]>::try_from(old.as_slice())
+                    {
+                        let old = StreamPosition(old).to_tuple();
+                        tx.clear(&space.key(&keys::RECEIPT_LOG, &(room, old)));
+                    }
+                    tx.atomic_op(
+                        &space.versionstamped_key(
+                            &keys::RECEIPT_LOG,
+                            &(room, &Versionstamp::incomplete(0)),
+                        ),
+                        &value,
+                        MutationType::SetVersionstampedKey,
+                    );
+                    let mut position = vec![0u8; 12];
+                    position.extend_from_slice(&0u32.to_le_bytes());
+                    tx.atomic_op(&latest, &position, MutationType::SetVersionstampedValue);
+                    crate::db::notify::bump(&tx, &self.layout.notify);
+                    Ok::<_, Error>(())
+                }
+            })
+            .await?;
+        let stamp = info
+            .versionstamp
+            .ok_or_else(|| Error::corrupt("log", "a receipt commit has no versionstamp"))?;
+        Ok(ReceiptUpdate {
+            position: StreamPosition::new(stamp, 0),
+        })
+    }
+
+    /// The receipts of `room_id` set at a position `after < p <= up_to`
+    /// (either bound optional), in stream order: with `after = None` the
+    /// current receipts of the room, with the sync token's position the
+    /// ones sync has not delivered yet. Private receipts (`m.read.private`)
+    /// are included: callers show them only to their owner. One range read.
+    ///
+    /// Errors: the store's.
+    pub async fn receipts_since(
+        &self,
+        room_id: &RoomId,
+        after: Option<StreamPosition>,
+        up_to: Option<StreamPosition>,
+    ) -> Result<Vec<(StreamPosition, ReceiptRecord)>> {
+        let space = &self.layout.receipts;
+        let room = room_id.as_str();
+        let (all_begin, all_end) = space.range(&keys::RECEIPT_LOG, &(room,));
+        let begin = match after {
+            Some(p) => {
+                let mut k = space.key(&keys::RECEIPT_LOG, &(room, p.to_tuple()));
+                k.push(0);
+                k
+            }
+            None => all_begin,
+        };
+        let end = match up_to {
+            Some(p) => {
+                let mut k = space.key(&keys::RECEIPT_LOG, &(room, p.to_tuple()));
+                k.push(0);
+                k
+            }
+            None => all_end,
+        };
+        if begin >= end {
+            return Ok(Vec::new());
+        }
+        let kvs = self
+            .db
+            .run(|tx, _| {
+                let range = RangeOption::new(begin.clone(), end.clone());
+                async move { tx.get_range_all(range, true).await }
+            })
+            .await?;
+        kvs.iter()
+            .map(|kv| {
+                Ok((
+                    trailing_position("log", &kv.key)?,
+                    decode("log", &kv.value)?,
+                ))
+            })
+            .collect()
+    }
+}
