@@ -112,6 +112,7 @@ async fn reads_answered_by_own_writes_add_no_conflicts() {
         let (set, cleared) = (b.key("own/set"), b.key("own/r/k"));
         put_all(&b.db, &[(cleared.clone(), b"v0".to_vec())]).await;
         let t1 = b.db.create_transaction().unwrap();
+        t1.get_read_version().await.unwrap();
         t1.set(&set, b"mine");
         t1.clear_range(&b.key("own/r/"), &b.key("own/r0"));
         assert_eq!(
@@ -162,6 +163,8 @@ async fn explicit_read_and_write_conflict_ranges() {
         // A read-conflict range conflicts with a later write inside it, although
         // nothing was read.
         let t1 = b.db.create_transaction().unwrap();
+        // FoundationDB takes the read version at the first read: fix it now.
+        t1.get_read_version().await.unwrap();
         t1.add_conflict_range(&b.key("a"), &b.key("c"), ConflictRangeType::Read)
             .unwrap();
         t1.set(&b.key("z"), b"1");
@@ -172,6 +175,8 @@ async fn explicit_read_and_write_conflict_ranges() {
 
         // ...and not with a write just outside it (end is exclusive).
         let t1 = b.db.create_transaction().unwrap();
+        // FoundationDB takes the read version at the first read: fix it now.
+        t1.get_read_version().await.unwrap();
         t1.add_conflict_range(&b.key("a"), &b.key("c"), ConflictRangeType::Read)
             .unwrap();
         t1.set(&b.key("z"), b"2");
@@ -392,6 +397,111 @@ async fn concurrent_transfers_keep_every_snapshot_consistent() {
         }
         for m in movers {
             m.await.unwrap();
+        }
+    })
+    .await;
+}
+
+/// One way of writing, applied to a transaction.
+type WriteOp<'a> = Box<dyn Fn(&kv::Transaction) + 'a>;
+
+/// What each kind of committed write does to a reader of `[r/, r0)` that
+/// read every key there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_write_into_a_read_range_conflicts() {
+    use foundationdb_tuple::{Subspace, Versionstamp};
+    each_backend(|b| async move {
+        let writes: Vec<(&str, WriteOp)> = vec![
+            ("clear", Box::new(|tx| tx.clear(&b.key("r/b")))),
+            (
+                "clear_range",
+                Box::new(|tx| tx.clear_range(&b.key("r/a"), &b.key("r/c"))),
+            ),
+            (
+                "clear_range around",
+                Box::new(|tx| tx.clear_range(&b.key("q"), &b.key("s"))),
+            ),
+            (
+                "atomic add",
+                Box::new(|tx| tx.atomic_op(&b.key("r/b"), &1u64.to_le_bytes(), MutationType::Add)),
+            ),
+            (
+                "versionstamped key",
+                Box::new(|tx| {
+                    let key = Subspace::from_bytes(b.key("r/vs/"))
+                        .pack_with_versionstamp(&Versionstamp::incomplete(0));
+                    tx.atomic_op(&key, b"x", MutationType::SetVersionstampedKey)
+                }),
+            ),
+            (
+                "versionstamped value",
+                Box::new(|tx| {
+                    tx.atomic_op(
+                        &b.key("r/b"),
+                        &versionstamped_value(b""),
+                        MutationType::SetVersionstampedValue,
+                    )
+                }),
+            ),
+        ];
+        for (what, write) in &writes {
+            let reset = b.db.create_transaction().unwrap();
+            reset.clear_range(&b.prefix, &common::strinc(&b.prefix));
+            reset.set(&b.key("r/a"), b"1");
+            reset.set(&b.key("r/b"), b"2");
+            reset.commit().await.unwrap();
+
+            let reader = b.db.create_transaction().unwrap();
+            let seen = reader.get_range_all(RangeOption::new(b.key("r/"), b.key("r0")), false);
+            assert_eq!(seen.await.unwrap().len(), 2);
+            reader.set(&b.key("out"), b"x");
+            let writer = b.db.create_transaction().unwrap();
+            write(&writer);
+            writer.commit().await.unwrap();
+            match reader.commit().await {
+                Err(e) if e.code() == Some(1020) => {}
+                other => panic!("{what}: expected a conflict, got {other:?}"),
+            }
+        }
+    })
+    .await;
+}
+
+/// A range read stopped by its limit depends only on the keys up to the last
+/// one returned (forward) or from it (reverse).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limited_range_read_conflicts_only_up_to_its_last_key() {
+    each_backend(|b| async move {
+        let pairs: Vec<_> = ["r/a", "r/b", "r/c", "r/d"]
+            .iter()
+            .map(|k| (b.key(k), b"v".to_vec()))
+            .collect();
+        put_all(&b.db, &pairs).await;
+        for (reverse, inserted, conflicts) in [
+            (false, "r/bb", false),
+            (false, "r/ab", true),
+            (true, "r/bb", false),
+            (true, "r/cc", true),
+        ] {
+            let reader = b.db.create_transaction().unwrap();
+            let range = RangeOption::new(b.key("r/"), b.key("r0"))
+                .limit(2)
+                .reverse(reverse);
+            let kvs = reader.get_range(&range, false).await.unwrap().kvs;
+            assert_eq!(kvs.len(), 2);
+            reader.set(&b.key("out"), b"x");
+            let writer = b.db.create_transaction().unwrap();
+            writer.set(&b.key(inserted), b"new");
+            writer.commit().await.unwrap();
+            let result = reader.commit().await;
+            assert_eq!(
+                result.as_ref().err().and_then(|e| e.code()) == Some(1020),
+                conflicts,
+                "reverse {reverse}, insert {inserted}: {result:?}"
+            );
+            let cleanup = b.db.create_transaction().unwrap();
+            cleanup.clear(&b.key(inserted));
+            cleanup.commit().await.unwrap();
         }
     })
     .await;

@@ -77,6 +77,26 @@ async fn watch_on_a_key_changed_before_commit_fires_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_fires_on_clear_range_and_atomic_changes() {
+    each_backend(|b| async move {
+        let (k, n) = (b.key("wr/k"), b.key("wr/n"));
+        put_all(&b.db, &[(k.clone(), b"v".to_vec())]).await;
+        let tx = b.db.create_transaction().unwrap();
+        let (on_k, on_n) = (tx.watch(&k), tx.watch(&n));
+        tx.commit().await.unwrap();
+        let clear = b.db.create_transaction().unwrap();
+        clear.clear_range(&b.key("wr/"), &b.key("wr0"));
+        clear.commit().await.unwrap();
+        fired(on_k).await;
+        let add = b.db.create_transaction().unwrap();
+        add.atomic_op(&n, &1u64.to_le_bytes(), kv::MutationType::Add);
+        add.commit().await.unwrap();
+        fired(on_n).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_expects_the_transactions_own_write() {
     each_backend(|b| async move {
         let k = b.key("mine");
