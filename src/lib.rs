@@ -6,6 +6,7 @@
 //! kv (interface, backends, directory layer)
 //! ```
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod db;

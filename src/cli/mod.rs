@@ -51,6 +51,8 @@ pub enum Command {
     /// Operator account commands: create, list, deactivate, reset-password.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Load-test a Matrix homeserver over the Client-Server API.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Where the configuration comes from: `--config FILE` and `--data DIR`,
@@ -152,6 +154,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve::run(args).await,
         Command::User(cmd) => user::run(cmd).await,
         Command::Keys(cmd) => keys::run(cmd).await,
+        Command::Bench(args) => crate::bench::run(args)
+            .await
+            .map_err(|e| CliError::Runtime(Box::new(e))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

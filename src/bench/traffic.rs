@@ -1,0 +1,431 @@
+//! The `throughput` and `latency` scenarios: S senders and L long-polling
+//! syncers over the same rooms.
+//!
+//! Every event's content carries `org.myelin.bench`: `{"run", "n",
+//! "sent_at_us"}`, the run marker, a sequence number unique in the run and
+//! the Unix time in microseconds taken just before the `PUT` starts. A
+//! syncer that receives an event of this run records `now - sent_at_us` the
+//! first time (delivery latency) and counts every receipt. Sender and
+//! syncers share one machine and one clock, so the difference is exact up
+//! to clock reads.
+//!
+//! Events are claimed from one counter until `--events` are claimed or
+//! `--duration-secs` has passed. With a rate, event `n` starts no earlier
+//! than `n / rate` seconds after the first (open loop: a slow server makes
+//! senders late, not the schedule slower). Sending ends, then syncers get
+//! `--drain-secs` to receive the rest; completeness compares, per syncer,
+//! the acknowledged events of its user's rooms with what it received.
+//!
+//! Syncers start from an initial sync taken before any event is sent, and
+//! long-poll with a 10 s timeout and a timeline limit of 1,000 so a
+//! server's default limit does not truncate bursts (a truncated timeline is
+//! still counted, as `timeline_gaps`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::BenchError;
+use super::client::{Account, Client, ClientError};
+use super::report::{SetupReport, TrafficReport};
+use super::server_stats::Sampler;
+use super::setup::{Ctx, Population};
+use super::stats::{Latencies, per_second};
+
+/// The content key that marks bench events.
+pub const MARKER: &str = "org.myelin.bench";
+/// Filter of the syncers' first sync: only the position is needed.
+pub const POSITION_FILTER: &str = r#"{"room":{"timeline":{"limit":1},"state":{"lazy_load_members":true}},"presence":{"types":[]}}"#;
+/// Filter of the syncers' long-polls.
+pub const LIVE_FILTER: &str = r#"{"room":{"timeline":{"limit":1000},"state":{"lazy_load_members":true}},"presence":{"types":[]}}"#;
+/// Long-poll timeout of the syncers.
+const LONG_POLL_MS: u64 = 10_000;
+
+/// Unix time in microseconds.
+pub fn now_unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or_default()
+}
+
+/// What one syncer has seen.
+#[derive(Default)]
+struct Seen {
+    /// Receipts per event number.
+    receipts: HashMap<u64, u32>,
+    latency: Latencies,
+    gaps: u64,
+    errors: u64,
+    last_first_receipt: Option<Instant>,
+    fatal: Option<ClientError>,
+}
+
+struct Syncer {
+    seen: Mutex<Seen>,
+    distinct: AtomicU64,
+}
+
+/// What the senders did.
+pub struct Sent {
+    /// Acknowledged event numbers per room index.
+    pub acked: Vec<Vec<u64>>,
+    /// Latency of acknowledged sends.
+    pub latency: Latencies,
+    /// Failed sends.
+    pub errors: u64,
+    /// The first failure, for the report.
+    pub first_error: Option<String>,
+    /// From the first send to the last acknowledgement.
+    pub window: Duration,
+    /// When the first send started.
+    pub started: Instant,
+}
+
+impl Sent {
+    /// Acknowledged events.
+    pub fn count(&self) -> u64 {
+        self.acked.iter().map(|a| a.len() as u64).sum()
+    }
+}
+
+/// Runs `throughput` (rate 0) or `latency` (rate > 0).
+pub async fn run(
+    ctx: &Ctx<'_>,
+    setup: &mut SetupReport,
+    rate: f64,
+) -> Result<TrafficReport, BenchError> {
+    let a = ctx.args;
+    let pop = ctx.population(setup).await?;
+    let syncer_user: Vec<usize> = (0..a.syncers).map(|j| j % a.users).collect();
+    let positions = ctx
+        .bounded("syncer positions", a.syncers, |j| {
+            let account = &pop.accounts[syncer_user[j]];
+            async move {
+                let v = ctx.client.sync(account, None, 0, POSITION_FILTER).await?;
+                let lists_rooms = v["rooms"]["join"]
+                    .as_object()
+                    .is_some_and(|o| !o.is_empty());
+                Ok((
+                    v["next_batch"].as_str().unwrap_or_default().to_owned(),
+                    lists_rooms,
+                ))
+            }
+        })
+        .await?;
+    let rooms_of = pop.rooms_of();
+    let syncers_without_rooms = positions
+        .iter()
+        .zip(&syncer_user)
+        .filter(|((_, lists_rooms), u)| !lists_rooms && !rooms_of[**u].is_empty())
+        .count() as u64;
+    let marker = format!("{}.{}", ctx.run_id, ctx.round);
+    let sampler = a.server_pid.and_then(Sampler::start);
+    let syncers: Vec<Arc<Syncer>> = (0..a.syncers)
+        .map(|_| {
+            Arc::new(Syncer {
+                seen: Mutex::new(Seen::default()),
+                distinct: AtomicU64::new(0),
+            })
+        })
+        .collect();
+    let tasks: Vec<_> = positions
+        .into_iter()
+        .enumerate()
+        .map(|(j, (since, _))| {
+            tokio::spawn(sync_loop(
+                ctx.client.clone(),
+                pop.accounts[syncer_user[j]].clone(),
+                since,
+                marker.clone(),
+                syncers[j].clone(),
+            ))
+        })
+        .collect();
+    let sent = send(ctx, &pop, &marker, rate, a.events).await;
+    let sent = match sent {
+        Ok(sent) => sent,
+        Err(e) => {
+            tasks.iter().for_each(|t| t.abort());
+            return Err(e);
+        }
+    };
+
+    // Drain: wait until every syncer has as many distinct events as it
+    // expects, a syncer hits a missing endpoint, or the drain time is over.
+    let expected: Vec<u64> = syncer_user
+        .iter()
+        .map(|&u| {
+            rooms_of[u]
+                .iter()
+                .map(|&r| sent.acked[r].len() as u64)
+                .sum()
+        })
+        .collect();
+    let drain_until = Instant::now() + Duration::from_secs(a.drain_secs);
+    let bar = ctx.bar(expected.iter().sum(), "delivering");
+    loop {
+        let got: u64 = syncers
+            .iter()
+            .map(|s| s.distinct.load(Ordering::Relaxed))
+            .sum();
+        bar.set_position(got);
+        let done = syncers
+            .iter()
+            .zip(&expected)
+            .all(|(s, &e)| s.distinct.load(Ordering::Relaxed) >= e);
+        if done || Instant::now() >= drain_until || tasks.iter().any(|t| t.is_finished()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bar.finish_and_clear();
+    tasks.iter().for_each(|t| t.abort());
+    let server = match sampler {
+        Some(s) => s.finish().await,
+        None => None,
+    };
+    let mut report = tally(&pop, &sent, &syncer_user, &syncers)?;
+    report.rate_target_per_s = rate;
+    report.senders = a.senders as u64;
+    report.syncers_without_rooms = syncers_without_rooms;
+    report.server = server;
+    Ok(report)
+}
+
+/// Compares what each syncer received with what was acknowledged.
+fn tally(
+    pop: &Population,
+    sent: &Sent,
+    syncer_user: &[usize],
+    syncers: &[Arc<Syncer>],
+) -> Result<TrafficReport, BenchError> {
+    let room_of: HashMap<u64, usize> = sent
+        .acked
+        .iter()
+        .enumerate()
+        .flat_map(|(r, ns)| ns.iter().map(move |&n| (n, r)))
+        .collect();
+    let rooms_of = pop.rooms_of();
+    let mut r = TrafficReport {
+        syncers: syncers.len() as u64,
+        sent: sent.count(),
+        send_errors: sent.errors,
+        first_send_error: sent.first_error.clone(),
+        send_window_secs: sent.window.as_secs_f64(),
+        send_per_s: per_second(sent.count(), sent.window),
+        send_latency: sent.latency.summary(),
+        ..TrafficReport::default()
+    };
+    let mut delivery = Latencies::new();
+    let mut last_receipt = sent.started;
+    for (syncer, &user) in syncers.iter().zip(syncer_user) {
+        let mut seen = syncer.seen.lock().expect("syncer state");
+        if let Some(e) = seen.fatal.take() {
+            return Err(BenchError::Request {
+                phase: "long-poll syncers",
+                source: e,
+            });
+        }
+        let mine: HashSet<usize> = rooms_of[user].iter().copied().collect();
+        let expected: u64 = mine.iter().map(|&room| sent.acked[room].len() as u64).sum();
+        let mut found = 0;
+        for (n, &count) in &seen.receipts {
+            r.duplicates += u64::from(count.saturating_sub(1));
+            match room_of.get(n) {
+                Some(room) if mine.contains(room) => found += 1,
+                _ => r.unexpected += 1,
+            }
+        }
+        r.deliveries_expected += expected;
+        r.deliveries_received += found;
+        r.missing += expected - found;
+        r.timeline_gaps += seen.gaps;
+        r.sync_errors += seen.errors;
+        delivery.merge(&seen.latency);
+        if let Some(t) = seen.last_first_receipt {
+            last_receipt = last_receipt.max(t);
+        }
+    }
+    let window = last_receipt.saturating_duration_since(sent.started);
+    r.delivery_window_secs = window.as_secs_f64();
+    r.delivered_per_s = per_second(r.deliveries_received, window);
+    r.delivery_latency = delivery.summary();
+    r.complete = r.missing == 0 && r.duplicates == 0 && r.unexpected == 0 && r.send_errors == 0;
+    Ok(r)
+}
+
+/// One syncer: long-polls from `since` until aborted, recording this run's
+/// events. Transient failures are counted and retried after 100 ms; a
+/// missing endpoint ends the loop.
+async fn sync_loop(
+    client: Client,
+    account: Account,
+    mut since: String,
+    marker: String,
+    syncer: Arc<Syncer>,
+) {
+    loop {
+        match client
+            .sync(&account, Some(&since), LONG_POLL_MS, LIVE_FILTER)
+            .await
+        {
+            Ok(v) => {
+                let now = Instant::now();
+                let now_us = now_unix_us();
+                let mut seen = syncer.seen.lock().expect("syncer state");
+                for room in v["rooms"]["join"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|o| o.values())
+                {
+                    if room["timeline"]["limited"] == Value::Bool(true) {
+                        seen.gaps += 1;
+                    }
+                    for event in room["timeline"]["events"].as_array().into_iter().flatten() {
+                        let m = &event["content"][MARKER];
+                        if m["run"].as_str() != Some(&marker) {
+                            continue;
+                        }
+                        let Some(n) = m["n"].as_u64() else { continue };
+                        let count = seen.receipts.entry(n).or_insert(0);
+                        *count += 1;
+                        if *count == 1 {
+                            let sent_at = m["sent_at_us"].as_u64().unwrap_or(now_us);
+                            seen.latency.record_us(now_us.saturating_sub(sent_at));
+                            seen.last_first_receipt = Some(now);
+                            syncer.distinct.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                since = v["next_batch"].as_str().unwrap_or(&since).to_owned();
+            }
+            Err(e) if e.is_unrecognized() => {
+                syncer.seen.lock().expect("syncer state").fatal = Some(e);
+                return;
+            }
+            Err(_) => {
+                syncer.seen.lock().expect("syncer state").errors += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// The bench event content of event `n`.
+pub fn content(marker: &str, n: u64) -> Value {
+    json!({
+        "msgtype": "m.text",
+        "body": format!("myelin bench {marker} #{n}"),
+        MARKER: {"run": marker, "n": n, "sent_at_us": now_unix_us()},
+    })
+}
+
+/// Sends up to `events` events with `--senders` concurrent senders (sender
+/// `s` sends into room `s mod R` as one of its members), paced at `rate`
+/// events/s when `rate > 0`, for at most `--duration-secs`.
+pub async fn send(
+    ctx: &Ctx<'_>,
+    pop: &Population,
+    marker: &str,
+    rate: f64,
+    events: u64,
+) -> Result<Sent, BenchError> {
+    let a = ctx.args;
+    let next = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let deadline = started + a.phase_cap();
+    let bar = ctx.bar(events, "sending");
+    let mut tasks = Vec::with_capacity(a.senders);
+    for s in 0..a.senders {
+        let room = s % pop.rooms.len();
+        let members = &pop.members[room];
+        let account = pop.accounts[members[(s / pop.rooms.len()) % members.len()]].clone();
+        let (room_id, client, marker) = (
+            pop.rooms[room].clone(),
+            ctx.client.clone(),
+            marker.to_owned(),
+        );
+        let (next, stop, bar) = (next.clone(), stop.clone(), bar.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut latency = Latencies::new();
+            let (mut errors, mut first_error, mut last_ack) = (0u64, None, None);
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= events || stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                    break;
+                }
+                if rate > 0.0 {
+                    let at = started + Duration::from_secs_f64(n as f64 / rate);
+                    if at >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep_until(at.into()).await;
+                }
+                let body = content(&marker, n);
+                let begun = Instant::now();
+                match client
+                    .send(&account, &room_id, &format!("b{marker}n{n}"), &body)
+                    .await
+                {
+                    Ok(_) => {
+                        latency.record(begun.elapsed());
+                        acked.push(n);
+                        last_ack = Some(Instant::now());
+                    }
+                    Err(e) if e.is_unrecognized() => {
+                        stop.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert_with(|| e.to_string());
+                    }
+                }
+                bar.inc(1);
+            }
+            Ok((room, acked, latency, errors, first_error, last_ack))
+        }));
+    }
+    let mut sent = Sent {
+        acked: vec![Vec::new(); pop.rooms.len()],
+        latency: Latencies::new(),
+        errors: 0,
+        first_error: None,
+        window: Duration::ZERO,
+        started,
+    };
+    let mut failure = None;
+    let mut last = started;
+    for task in tasks {
+        match task.await {
+            Ok(Ok((room, acked, latency, errors, first_error, last_ack))) => {
+                sent.acked[room].extend(acked);
+                sent.latency.merge(&latency);
+                sent.errors += errors;
+                if sent.first_error.is_none() {
+                    sent.first_error = first_error;
+                }
+                if let Some(t) = last_ack {
+                    last = last.max(t);
+                }
+            }
+            Ok(Err(e)) => failure = Some(e),
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        }
+    }
+    bar.finish_and_clear();
+    if let Some(source) = failure {
+        return Err(BenchError::Request {
+            phase: "send events",
+            source,
+        });
+    }
+    sent.window = last.saturating_duration_since(started);
+    Ok(sent)
+}

@@ -1,0 +1,308 @@
+//! `myelin bench` against real servers: the in-process Myelin server of
+//! `common_api` for what it routes, and a stub that knows only `/register`
+//! for the missing-endpoint report. Every load is small and bounded (a few
+//! users, tens of events, a 1 s hold).
+
+mod common_api;
+
+use std::time::Duration;
+
+use clap::Parser;
+use common_api::TestServer;
+use myelin::bench::{BenchArgs, BenchError, client, run_bench};
+use serde_json::{Value, json};
+
+fn args(base: &str, extra: &[&str]) -> BenchArgs {
+    let mut argv = vec!["bench", "--url", base, "--quiet"];
+    argv.extend_from_slice(extra);
+    BenchArgs::try_parse_from(argv).expect("arguments parse")
+}
+
+const ROOM_ENDPOINTS: [&str; 4] = [
+    client::CREATE_ROOM,
+    client::JOIN,
+    client::SEND,
+    client::SYNC,
+];
+
+/// Idle long-polls stay open through the hold and all wake on account data;
+/// the JSON line carries the same numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_long_polls_are_held_then_woken() {
+    let server = TestServer::start().await;
+    let report = run_bench(&args(
+        &server.base,
+        &[
+            "--scenario",
+            "idle",
+            "--users",
+            "4",
+            "--idle",
+            "16",
+            "--hold-secs",
+            "1",
+        ],
+    ))
+    .await
+    .expect("idle scenario runs");
+    let idle = report.idle.clone().expect("idle section");
+    assert_eq!(report.setup.users, 4);
+    assert_eq!(idle.requested, 16);
+    assert_eq!(idle.errors, 0);
+    assert_eq!(idle.returned_early, 0);
+    assert_eq!(idle.open_at_end, 16);
+    assert_eq!(idle.woken, 16, "{idle:?}");
+    assert_eq!(idle.wake_latency.count, 16);
+    assert!(idle.server.is_none(), "no --server-pid, no server section");
+
+    let v: Value = serde_json::from_str(&report.json_line()).expect("one JSON object");
+    assert_eq!(v["tool"], "myelin-bench");
+    assert_eq!(v["scenario"], "idle");
+    assert_eq!(v["idle"]["open_at_end"], 16);
+    assert_eq!(v["idle"]["woken"], 16);
+    assert!(v["idle"]["wake_latency"]["p99_ms"].is_number());
+    assert!(v.get("throughput").is_none());
+    assert!(!report.json_line().contains('\n'));
+    server.stop().await;
+}
+
+/// `--login` uses existing accounts `<prefix>0..`, and `--server-pid`
+/// adds the server's RSS and CPU (here the test process, which hosts it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_mode_and_server_usage() {
+    let server = TestServer::start().await;
+    for i in 0..3 {
+        server.register(&format!("loadu{i}"), "pw-123456").await;
+    }
+    let pid = std::process::id().to_string();
+    let report = run_bench(&args(
+        &server.base,
+        &[
+            "--scenario",
+            "idle",
+            "--login",
+            "--user-prefix",
+            "loadu",
+            "--password",
+            "pw-123456",
+            "--users",
+            "3",
+            "--idle",
+            "6",
+            "--hold-secs",
+            "1",
+            "--server-pid",
+            &pid,
+        ],
+    ))
+    .await
+    .expect("idle with --login runs");
+    let idle = report.idle.expect("idle section");
+    assert_eq!(idle.woken, 6, "{idle:?}");
+    if cfg!(target_os = "linux") {
+        let usage = idle.server.expect("server usage from /proc");
+        assert!(usage.rss_peak_bytes >= usage.rss_start_bytes.min(usage.rss_end_bytes));
+        assert!(usage.rss_end_bytes > 0 && usage.cpu_secs >= 0.0);
+    }
+    server.stop().await;
+}
+
+/// The traffic scenario either measures complete delivery (every
+/// acknowledged event reaches each syncing member exactly once) or, while
+/// the server does not route rooms yet, stops on the missing endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_counts_are_consistent_or_the_missing_endpoint_is_named() {
+    let server = TestServer::start().await;
+    // Rooms 0 = {u0, u1} and 1 = {u1, u2}; syncers are u0..u3; sender 0 sends
+    // into room 0, sender 1 into room 1. Each event reaches 2 syncers.
+    let result = run_bench(&args(
+        &server.base,
+        &[
+            "--scenario",
+            "throughput",
+            "--users",
+            "4",
+            "--rooms",
+            "2",
+            "--members",
+            "2",
+            "--senders",
+            "2",
+            "--syncers",
+            "4",
+            "--events",
+            "40",
+            "--drain-secs",
+            "10",
+        ],
+    ))
+    .await;
+    match result {
+        Ok(report)
+            if report
+                .throughput
+                .as_ref()
+                .is_some_and(|t| t.syncers_without_rooms > 0) =>
+        {
+            // The server sends but its /sync lists no rooms yet: the three
+            // syncers in rooms (u0, u1, u2) are named, every delivery is
+            // missing, and the run is not called complete.
+            let t = report.throughput.expect("throughput section");
+            assert_eq!(t.syncers_without_rooms, 3, "{t:?}");
+            assert_eq!((t.sent, t.send_errors, t.send_latency.count), (40, 0, 40));
+            assert_eq!((t.deliveries_expected, t.deliveries_received), (80, 0));
+            assert_eq!(t.missing, 80);
+            assert!(!t.complete);
+            eprintln!("note: the server's /sync does not deliver rooms yet");
+        }
+        Ok(report) => {
+            let t = report.throughput.clone().expect("throughput section");
+            assert_eq!(t.sent, 40, "{t:?}");
+            assert_eq!(t.send_errors, 0);
+            assert_eq!(t.send_latency.count, 40);
+            assert_eq!(t.syncers_without_rooms, 0);
+            assert_eq!(t.deliveries_expected, 80);
+            assert_eq!(t.deliveries_received, 80, "{t:?}");
+            assert_eq!((t.missing, t.duplicates, t.unexpected), (0, 0, 0));
+            assert_eq!(t.delivery_latency.count, 80);
+            assert!(t.complete);
+            assert!(t.send_per_s > 0.0);
+            let v: Value = serde_json::from_str(&report.json_line()).expect("JSON line");
+            assert_eq!(v["throughput"]["deliveries_received"], 80);
+        }
+        Err(e) => {
+            let endpoint = e
+                .missing_endpoint()
+                .unwrap_or_else(|| panic!("only a missing endpoint may stop the run: {e}"));
+            assert!(ROOM_ENDPOINTS.contains(&endpoint), "{endpoint}");
+            assert!(e.to_string().contains("M_UNRECOGNIZED"), "{e}");
+        }
+    }
+    server.stop().await;
+}
+
+/// A server that registers users and answers `M_UNRECOGNIZED` to
+/// everything else, as a homeserver without rooms would.
+async fn register_only_server() -> (String, tokio::task::JoinHandle<()>) {
+    use axum::Json;
+    use axum::http::StatusCode;
+    use axum::routing::post;
+    let app = axum::Router::new()
+        .route(
+            "/_matrix/client/v3/register",
+            post(|Json(body): Json<Value>| async move {
+                let user = body["username"].as_str().unwrap_or("x").to_owned();
+                Json(json!({"user_id": format!("@{user}:stub"), "access_token": format!("t-{user}"), "device_id": "D"}))
+            }),
+        )
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                Json(json!({"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"})),
+            )
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("stub serves");
+    });
+    (base, task)
+}
+
+/// Without `createRoom`, the run stops at it, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_endpoint_is_named() {
+    let (base, task) = register_only_server().await;
+    let e = run_bench(&args(
+        &base,
+        &["--users", "2", "--rooms", "1", "--members", "2"],
+    ))
+    .await
+    .expect_err("the stub has no rooms");
+    assert_eq!(e.missing_endpoint(), Some(client::CREATE_ROOM), "{e}");
+    assert!(
+        matches!(
+            e,
+            BenchError::Request {
+                phase: "create rooms",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    task.abort();
+}
+
+/// The binary: `myelin bench` exits non-zero naming the missing endpoint,
+/// and prints the table and a JSON last line when it succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subcommand() {
+    let bin = env!("CARGO_BIN_EXE_myelin");
+    let (base, task) = register_only_server().await;
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(bin)
+            .args([
+                "bench",
+                "--quiet",
+                "--url",
+                &base,
+                "--users",
+                "2",
+                "--members",
+                "2",
+            ])
+            .output(),
+    )
+    .await
+    .expect("bounded")
+    .expect("runs");
+    task.abort();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("createRoom") && stderr.contains("M_UNRECOGNIZED"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+
+    let refused = tokio::process::Command::new(bin)
+        .args(["bench", "--url", "http://192.0.2.1:8008"])
+        .output()
+        .await
+        .expect("runs");
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--allow-remote"));
+
+    let server = TestServer::start().await;
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(bin)
+            .args([
+                "bench",
+                "--quiet",
+                "--url",
+                &server.base,
+                "--scenario",
+                "idle",
+            ])
+            .args(["--users", "2", "--idle", "4", "--hold-secs", "1"])
+            .output(),
+    )
+    .await
+    .expect("bounded")
+    .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("[idle] 4 long-polls held 1 s"), "{stdout}");
+    let last = stdout.lines().last().expect("a last line");
+    let v: Value = serde_json::from_str(last).expect("the last line is JSON");
+    assert_eq!(v["idle"]["woken"], 4);
+    server.stop().await;
+}
