@@ -305,6 +305,13 @@ impl Report {
                 r.rooms, r.events_sent, r.rooms_in_response, r.response_bytes
             );
             row(&mut t, "  initial sync", &r.latency);
+            if r.rooms_in_response < r.rooms {
+                let _ = writeln!(
+                    t,
+                    "  WARNING       the response lists {} of the user's {} rooms",
+                    r.rooms_in_response, r.rooms
+                );
+            }
             server(&mut t, &r.server);
         }
         if let Some(r) = &self.incremental_sync {
@@ -320,6 +327,13 @@ impl Report {
                 "  ratio         p50 {:.2}x, p99 {:.2}x",
                 r.ratio_p50, r.ratio_p99
             );
+            if r.event_missing > 0 {
+                let _ = writeln!(
+                    t,
+                    "  WARNING       {} sync responses lacked the new event: the latencies do not include delivering it",
+                    r.event_missing
+                );
+            }
             server(&mut t, &r.server);
         }
         if let Some(r) = &self.idle {
