@@ -57,6 +57,9 @@ use foundationdb::api::{FdbApiBuilder, NetworkAutoStop};
 use foundationdb::options::{self, StreamingMode};
 use foundationdb::{FdbError, FdbResult};
 
+use super::checks::{
+    KEYSPACE_END, check_key, check_key_len, check_value, split_versionstamp_offset,
+};
 use super::{
     CommitInfo, ConflictRangeType, Error, KeySelector, KeyValue, MutationType, RangeChunk,
     RangeOption, Result, Versionstamp, Watch, limits,
@@ -66,9 +69,6 @@ use super::{
 /// of the headers the `foundationdb` crate is built with (feature `fdb-7_3`).
 /// The installed libfdb_c must support it (any 7.3.x or newer client).
 pub const API_VERSION: i32 = 730;
-
-/// The end of the user keyspace: keys at or after it are FoundationDB's system keys.
-const KEYSPACE_END: &[u8] = b"\xff";
 
 /// FoundationDB's `file_not_readable` (1513): reported for a cluster-file path
 /// libfdb_c cannot be given (not UTF-8, or containing a NUL byte).
@@ -222,7 +222,7 @@ impl Transaction {
 
     /// See [`crate::kv::Transaction::get`].
     pub async fn get(&self, key: &[u8], snapshot: bool) -> Result<Option<Vec<u8>>> {
-        check_read_key(key)?;
+        check_key(key)?;
         if !snapshot {
             // The read-conflict range `[key, key + \x00)`, as the embedded backend counts it.
             self.state().size_bytes += 2 * key.len() + 1;
@@ -283,7 +283,7 @@ impl Transaction {
 
     /// See [`crate::kv::Transaction::set`].
     pub fn set(&self, key: &[u8], value: &[u8]) {
-        let checked = check_write_key(key).and_then(|()| check_value(value));
+        let checked = check_key(key).and_then(|()| check_value(value));
         if self.record_write(checked, key.len() + value.len()) {
             self.inner.tx.set(key, value);
         }
@@ -291,7 +291,7 @@ impl Transaction {
 
     /// See [`crate::kv::Transaction::clear`].
     pub fn clear(&self, key: &[u8]) {
-        if self.record_write(check_write_key(key), key.len()) {
+        if self.record_write(check_key(key), key.len()) {
             self.inner.tx.clear(key);
         }
     }
@@ -316,13 +316,15 @@ impl Transaction {
     /// See [`crate::kv::Transaction::atomic_op`].
     pub fn atomic_op(&self, key: &[u8], param: &[u8], op: MutationType) {
         let checked = match op {
-            MutationType::SetVersionstampedKey => versionstamp_body(key)
-                .and_then(check_write_key)
+            MutationType::SetVersionstampedKey => split_versionstamp_offset(key)
+                .map(|(body, _)| body)
+                .and_then(check_key)
                 .and_then(|()| check_value(param)),
-            MutationType::SetVersionstampedValue => versionstamp_body(param)
+            MutationType::SetVersionstampedValue => split_versionstamp_offset(param)
+                .map(|(body, _)| body)
                 .and_then(check_value)
-                .and_then(|()| check_write_key(key)),
-            _ => check_write_key(key).and_then(|()| check_value(param)),
+                .and_then(|()| check_key(key)),
+            _ => check_key(key).and_then(|()| check_value(param)),
         };
         if self.record_write(checked, key.len() + param.len()) {
             self.inner.tx.atomic_op(key, param, fdb_mutation(op));
@@ -372,7 +374,7 @@ impl Transaction {
     /// object; FoundationDB sets it when the transaction commits, and fails it
     /// (with FoundationDB's error) if the transaction is dropped uncommitted.
     pub fn watch(&self, key: &[u8]) -> Watch {
-        if let Err(e) = check_read_key(key) {
+        if let Err(e) = check_key(key) {
             return Watch::new(async move { Err(e) });
         }
         let fired = self.inner.tx.watch(key);
@@ -476,52 +478,6 @@ fn too_large(size_bytes: usize) -> Error {
     }
 }
 
-fn check_key_len(key: &[u8]) -> Result<()> {
-    if key.len() > limits::KEY_SIZE_BYTES {
-        return Err(Error::KeyTooLarge {
-            len_bytes: key.len(),
-            limit_bytes: limits::KEY_SIZE_BYTES,
-        });
-    }
-    Ok(())
-}
-
-fn check_read_key(key: &[u8]) -> Result<()> {
-    check_key_len(key)?;
-    if key >= KEYSPACE_END {
-        return Err(Error::KeyOutsideLegalRange);
-    }
-    Ok(())
-}
-
-fn check_write_key(key: &[u8]) -> Result<()> {
-    check_read_key(key)
-}
-
-fn check_value(value: &[u8]) -> Result<()> {
-    if value.len() > limits::VALUE_SIZE_BYTES {
-        return Err(Error::ValueTooLarge {
-            len_bytes: value.len(),
-            limit_bytes: limits::VALUE_SIZE_BYTES,
-        });
-    }
-    Ok(())
-}
-
-/// A versionstamped key or value without its trailing 4-byte little-endian
-/// offset, checking that the 10-byte versionstamp fits at the offset.
-fn versionstamp_body(bytes: &[u8]) -> Result<&[u8]> {
-    let Some(split) = bytes.len().checked_sub(4) else {
-        return Err(Error::InvalidMutation("versionstamp offset missing"));
-    };
-    let (body, offset) = bytes.split_at(split);
-    let offset = u32::from_le_bytes(offset.try_into().expect("4 bytes")) as usize;
-    if offset + 10 > body.len() {
-        return Err(Error::InvalidMutation("versionstamp offset out of bounds"));
-    }
-    Ok(body)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -596,25 +552,6 @@ mod tests {
         for (op, code) in expected {
             assert_eq!(fdb_mutation(op).code() as i64, code, "{op:?}");
         }
-    }
-
-    #[test]
-    fn versionstamp_offsets_are_checked() {
-        let mut key = b"k".to_vec();
-        key.extend_from_slice(&[0; 10]);
-        key.extend_from_slice(&1u32.to_le_bytes());
-        assert_eq!(versionstamp_body(&key).unwrap(), &key[..11]);
-        let mut short = b"k".to_vec();
-        short.extend_from_slice(&[0; 9]);
-        short.extend_from_slice(&1u32.to_le_bytes());
-        assert!(matches!(
-            versionstamp_body(&short),
-            Err(Error::InvalidMutation(_))
-        ));
-        assert!(matches!(
-            versionstamp_body(b"abc"),
-            Err(Error::InvalidMutation(_))
-        ));
     }
 
     /// A compile-time check: the handles and every future they return are

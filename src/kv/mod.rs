@@ -29,6 +29,7 @@
 //! Who may import this: `keys` helpers aside, only `db::*` and the CLI's
 //! inspection commands. `api` never touches `kv` directly.
 
+mod checks;
 pub mod directory;
 pub mod embedded;
 mod error;

@@ -60,7 +60,6 @@ impl KeySelector {
             offset: 0,
         }
     }
-
 }
 
 impl std::ops::Add<i32> for KeySelector {

@@ -21,13 +21,13 @@ use super::committer::{CommitRequest, Mutation, WatchRequest};
 use super::conflicts::key_after;
 use super::rangeset::RangeSet;
 use super::{Database, Snapshot};
+use crate::kv::checks::{
+    KEYSPACE_END, check_key, check_key_len, check_value, split_versionstamp_offset,
+};
 use crate::kv::{
     CommitInfo, ConflictRangeType, Error, KeySelector, KeyValue, MutationType, RangeChunk,
     RangeOption, Result, Watch, limits,
 };
-
-/// The end of the user keyspace: keys at or after it are FoundationDB's system keys.
-const KEYSPACE_END: &[u8] = b"\xff";
 
 /// An embedded transaction. Clones share the transaction.
 #[derive(Clone)]
@@ -107,7 +107,7 @@ impl Transaction {
     pub async fn get(&self, key: &[u8], snapshot: bool) -> Result<Option<Vec<u8>>> {
         let mut st = self.state();
         self.check_live(&st)?;
-        check_read_key(key)?;
+        check_key(key)?;
         let base = match st.writes.get(key) {
             Some(Pending::Known(v)) => return Ok(v.clone()),
             Some(Pending::Unreadable) => return Err(Error::AccessedUnreadable),
@@ -282,7 +282,7 @@ impl Transaction {
     /// See [`crate::kv::Transaction::set`].
     pub fn set(&self, key: &[u8], value: &[u8]) {
         let mut st = self.state();
-        if let Err(e) = check_write_key(key).and_then(|()| check_value(value)) {
+        if let Err(e) = check_key(key).and_then(|()| check_value(value)) {
             return st.fail(e);
         }
         st.add_size(key.len() + value.len());
@@ -296,7 +296,7 @@ impl Transaction {
     /// See [`crate::kv::Transaction::clear`].
     pub fn clear(&self, key: &[u8]) {
         let mut st = self.state();
-        if let Err(e) = check_write_key(key) {
+        if let Err(e) = check_key(key) {
             return st.fail(e);
         }
         st.add_size(key.len());
@@ -337,13 +337,13 @@ impl Transaction {
     pub fn atomic_op(&self, key: &[u8], param: &[u8], op: MutationType) {
         let mut st = self.state();
         let checked = match op {
-            MutationType::SetVersionstampedKey => atomic::split_versionstamp_offset(key)
-                .and_then(|(body, _)| check_write_key(body))
+            MutationType::SetVersionstampedKey => split_versionstamp_offset(key)
+                .and_then(|(body, _)| check_key(body))
                 .and_then(|()| check_value(param)),
-            MutationType::SetVersionstampedValue => atomic::split_versionstamp_offset(param)
+            MutationType::SetVersionstampedValue => split_versionstamp_offset(param)
                 .and_then(|(body, _)| check_value(body))
-                .and_then(|()| check_write_key(key)),
-            _ => check_write_key(key).and_then(|()| check_value(param)),
+                .and_then(|()| check_key(key)),
+            _ => check_key(key).and_then(|()| check_value(param)),
         };
         if let Err(e) = checked {
             return st.fail(e);
@@ -413,7 +413,7 @@ impl Transaction {
         // The value to compare with is the one this transaction sees now
         // (FoundationDB: "the value as readable by that transaction"), not the
         // value at commit: a change committed in between fires the watch at once.
-        let expected = check_read_key(key).and_then(|()| match st.writes.get(key) {
+        let expected = check_key(key).and_then(|()| match st.writes.get(key) {
             Some(Pending::Known(v)) => Ok(Some(v.clone())),
             Some(Pending::Atomic(_) | Pending::Unreadable) => Ok(None),
             None if st.cleared.contains(key) => Ok(Some(None)),
@@ -546,36 +546,4 @@ fn apply_all(ops: &[(MutationType, Vec<u8>)], base: Option<Vec<u8>>) -> Option<V
     ops.iter().fold(base, |v, (op, param)| {
         atomic::apply(*op, v.as_deref(), param)
     })
-}
-
-fn check_key_len(key: &[u8]) -> Result<()> {
-    if key.len() > limits::KEY_SIZE_BYTES {
-        return Err(Error::KeyTooLarge {
-            len_bytes: key.len(),
-            limit_bytes: limits::KEY_SIZE_BYTES,
-        });
-    }
-    Ok(())
-}
-
-fn check_read_key(key: &[u8]) -> Result<()> {
-    check_key_len(key)?;
-    if key >= KEYSPACE_END {
-        return Err(Error::KeyOutsideLegalRange);
-    }
-    Ok(())
-}
-
-fn check_write_key(key: &[u8]) -> Result<()> {
-    check_read_key(key)
-}
-
-fn check_value(value: &[u8]) -> Result<()> {
-    if value.len() > limits::VALUE_SIZE_BYTES {
-        return Err(Error::ValueTooLarge {
-            len_bytes: value.len(),
-            limit_bytes: limits::VALUE_SIZE_BYTES,
-        });
-    }
-    Ok(())
 }
