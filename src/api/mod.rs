@@ -93,7 +93,11 @@ impl AppState {
         let db = crate::db::accounts::AccountsDb::new(&databases.accounts);
         let signing_key = SigningKey::load_or_create(&db).await?;
         let accounts = Arc::new(Accounts::new(db, server_name, config, clock.clone()));
-        let transitory = crate::service::transitory::Transitory::new(databases, clock.clone(), Default::default());
+        let transitory = crate::service::transitory::Transitory::new(
+            databases,
+            clock.clone(),
+            Default::default(),
+        );
         let e2ee = crate::service::e2ee::E2ee::new(databases, accounts.clone());
         let rooms = crate::service::rooms::Rooms::open(databases, accounts.clone(), clock).await?;
         Ok(AppState {

@@ -387,7 +387,13 @@ pub const SIGNATURE: SubspaceSpec = SubspaceSpec {
 pub const E2EE: DirectorySpec = DirectorySpec {
     path: &["e2ee"],
     doc: "End-to-end encryption keys of users and devices.",
-    subspaces: &[DEVICE_KEYS, ONE_TIME_KEY, FALLBACK_KEY, CROSS_SIGNING, SIGNATURE],
+    subspaces: &[
+        DEVICE_KEYS,
+        ONE_TIME_KEY,
+        FALLBACK_KEY,
+        CROSS_SIGNING,
+        SIGNATURE,
+    ],
 };
 
 /// `key_backup/version`: `(0, user_id, version) -> msgpack BackupVersionRecord`.
