@@ -37,6 +37,7 @@
 //! | `receipts` | 1 | `latest` | `(1, room_id: str, user_id: str, type: str, thread: str)` | 12 bytes: the position of that receipt's `log` entry |
 //! | `relations` | 0 | `child` | `(0, room_id: str, parent: str, rel_type: str, event_type: str, position: versionstamp)` | utf-8 ID of the relating event |
 //! | `relations` | 1 | `thread` | `(1, room_id: str, root: str)` | empty: a thread root of the room |
+//! | `timeline` | 2 | `changed` | `(2, position: versionstamp, room_id: str)` | empty: the room changed at this position (sync's changed-rooms feed) |
 //!
 //! A stream position is a tuple versionstamp: the commit's 10-byte
 //! versionstamp and a 2-byte order of the event within its transaction
@@ -223,7 +224,18 @@ pub const TOPOLOGICAL: SubspaceSpec = SubspaceSpec {
 pub const TIMELINE: DirectorySpec = DirectorySpec {
     path: &["timeline"],
     doc: "Room timelines in stream and topological order.",
-    subspaces: &[STREAM, TOPOLOGICAL],
+    subspaces: &[STREAM, TOPOLOGICAL, CHANGED],
+};
+
+/// `timeline/changed`: `(2, position, room_id) -> ()`. Written (for sync)
+/// by every event send and every receipt, in the same transaction: "which
+/// rooms changed after P" is one range read (`docs/sync.md`).
+pub const CHANGED: SubspaceSpec = SubspaceSpec {
+    name: "changed",
+    tag: 2,
+    key: &[POSITION, ROOM_ID],
+    value: ValueEncoding::Empty,
+    doc: "Every change of every room (event or receipt) by stream position: the rooms changed since a sync token in one range read.",
 };
 
 /// `state_log/change`: `(0, room_id, position) -> msgpack StateChange`.

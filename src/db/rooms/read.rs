@@ -415,3 +415,51 @@ impl RoomsDb {
             .collect()
     }
 }
+
+// ---- for sync (added by the sync work; docs/sync.md) ----------------------
+
+impl RoomsDb {
+    /// **For sync.** The rooms changed (an event or a receipt) at positions
+    /// `after < p <= up_to`, each with the latest such position, from one
+    /// range read of `timeline/changed` of at most `limit` entries. Returns
+    /// `None` if more than `limit` entries lie in the range (the caller
+    /// then falls back to the user's room list).
+    pub async fn changed_rooms(
+        &self,
+        after: StreamPosition,
+        up_to: StreamPosition,
+        limit: usize,
+    ) -> Result<Option<BTreeMap<OwnedRoomId, StreamPosition>>> {
+        let space = &self.layout.timeline;
+        // Keys are (position, room): start after every key of `after`,
+        // end after every key of `up_to`.
+        let (_, begin) = space.range(&keys::CHANGED, &(after.to_tuple(),));
+        let (_, end) = space.range(&keys::CHANGED, &(up_to.to_tuple(),));
+        if begin >= end {
+            return Ok(Some(BTreeMap::new()));
+        }
+        let kvs = self
+            .db
+            .run(|tx, _| {
+                let range = RangeOption::new(begin.clone(), end.clone()).limit(limit + 1);
+                async move { tx.get_range_all(range, true).await }
+            })
+            .await?;
+        if kvs.len() > limit {
+            return Ok(None);
+        }
+        let mut out = BTreeMap::new();
+        for kv in &kvs {
+            let (_, stamp, room): (i64, foundationdb_tuple::Versionstamp, String) =
+                unpack("changed", space, &kv.key)?;
+            let room = OwnedRoomId::try_from(room).map_err(|e| Error::corrupt("changed", e))?;
+            let bytes: [u8; 12] = stamp
+                .as_bytes()
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::corrupt("changed", "short versionstamp"))?;
+            out.insert(room, StreamPosition(bytes));
+        }
+        Ok(Some(out))
+    }
+}

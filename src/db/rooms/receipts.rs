@@ -89,6 +89,15 @@ impl RoomsDb {
                     let mut position = vec![0u8; 12];
                     position.extend_from_slice(&0u32.to_le_bytes());
                     tx.atomic_op(&latest, &position, MutationType::SetVersionstampedValue);
+                    // Sync's changed-rooms feed (docs/sync.md).
+                    tx.atomic_op(
+                        &self.layout.timeline.versionstamped_key(
+                            &keys::CHANGED,
+                            &(&Versionstamp::incomplete(0), room),
+                        ),
+                        b"",
+                        MutationType::SetVersionstampedKey,
+                    );
                     crate::db::notify::bump(&tx, &self.layout.notify);
                     Ok::<_, Error>(())
                 }

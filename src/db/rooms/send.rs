@@ -453,6 +453,12 @@ impl Layout {
                 .versionstamped_key(&keys::STREAM, &(room, &stamp)),
             id.as_bytes(),
         );
+        // Sync's changed-rooms feed (docs/sync.md).
+        vs_set(
+            self.timeline
+                .versionstamped_key(&keys::CHANGED, &(&stamp, room)),
+            b"",
+        );
         let depth = i64::try_from(pdu.depth()).unwrap_or(i64::MAX);
         vs_set(
             self.timeline

@@ -19,6 +19,7 @@
 //! | `to_device` | 2 | `txn_expiry` | `(2, sent_ms: int, user_id: str, device_id: str, txn_id: str)` | empty |
 //! | `typing` | 0 | `current` | `(0, room_id: str, user_id: str)` | u64 little-endian: expires at (ms) |
 //! | `typing` | 1 | `log` | `(1, room_id: str, position: versionstamp)` | empty: the room's typing set changed |
+//! | `typing` | 2 | `changed` | `(2, position: versionstamp, room_id: str)` | empty: the room's latest typing change, by position (sync's feed) |
 //! | `presence` | 0 | `current` | `(0, user_id: str)` | msgpack `PresenceRecord` |
 //! | `presence` | 1 | `log` | `(1, user_id: str, position: versionstamp)` | empty: the user's presence changed |
 //! | `device_lists` | 0 | `log` | `(0, user_id: str, position: versionstamp)` | empty: the user's devices or keys changed |
@@ -162,7 +163,20 @@ pub const TYPING_LOG: SubspaceSpec = SubspaceSpec {
 pub const TYPING: DirectorySpec = DirectorySpec {
     path: &["typing"],
     doc: "Typing notifications per room and their change positions.",
-    subspaces: &[TYPING_CURRENT, TYPING_LOG],
+    subspaces: &[TYPING_CURRENT, TYPING_LOG, TYPING_CHANGED],
+};
+
+/// `typing/changed`: `(2, versionstamp, room_id) -> empty`: the same latest
+/// change per room as `typing/log`, ordered by position across rooms, so
+/// sync finds the rooms whose typing changed since a token in one range
+/// read (`docs/sync.md`). Written with `typing/log`, which says which entry
+/// to clear.
+pub const TYPING_CHANGED: SubspaceSpec = SubspaceSpec {
+    name: "changed",
+    tag: 2,
+    key: &[POSITION, ROOM_ID],
+    value: ValueEncoding::Empty,
+    doc: "Each room's latest typing change, ordered by versionstamp across rooms: rooms whose typing changed since a sync token in one range read.",
 };
 
 /// `presence/current`: `(0, user_id) -> msgpack PresenceRecord`.

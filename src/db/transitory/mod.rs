@@ -76,6 +76,7 @@ pub(crate) struct Layout {
     pub txn_expiry: Subspace,
     pub typing: Subspace,
     pub typing_log: Subspace,
+    pub typing_changed: Subspace,
     pub presence: Subspace,
     pub presence_log: Subspace,
     pub device_list_log: Subspace,
@@ -94,6 +95,7 @@ impl Layout {
             txn_expiry: sub(&TO_DEVICE, &TO_DEVICE_TXN_EXPIRY),
             typing: sub(&TYPING, &TYPING_CURRENT),
             typing_log: sub(&TYPING, &TYPING_LOG),
+            typing_changed: sub(&TYPING, &TYPING_CHANGED),
             presence: sub(&PRESENCE, &PRESENCE_CURRENT),
             presence_log: sub(&PRESENCE, &PRESENCE_LOG),
             device_list_log: sub(&DEVICE_LISTS, &DEVICE_LIST_LOG),
@@ -195,4 +197,29 @@ fn replace_log_entry(tx: &kv::Transaction, space: &Subspace) {
     tx.clear_range(&begin, &end);
     let key = space.pack_with_versionstamp(&Versionstamp::incomplete(0));
     tx.atomic_op(&key, &[], kv::MutationType::SetVersionstampedKey);
+}
+
+/// [`replace_log_entry`] for a room's `typing/log`, also moving the room's
+/// entry in `typing/changed` (sync's cross-room feed): reads the log (with
+/// conflict, so two concurrent changes of one room serialize and the feed
+/// keeps exactly one entry per room), clears the feed entry it names and
+/// appends the new one at the commit's versionstamp.
+async fn replace_typing_log(
+    tx: &kv::Transaction,
+    log: &Subspace,
+    changed: &Subspace,
+    room: &str,
+) -> Result<()> {
+    let (begin, end) = log.range();
+    let old = tx
+        .get_range_all(RangeOption::new(begin, end).limit(1), false)
+        .await?;
+    if let Some(entry) = old.first() {
+        let stamp: Versionstamp = unpack("typing_log", log, &entry.key)?;
+        tx.clear(&changed.pack(&(stamp, room)));
+    }
+    replace_log_entry(tx, log);
+    let key = changed.pack_with_versionstamp(&(Versionstamp::incomplete(0), room));
+    tx.atomic_op(&key, &[], kv::MutationType::SetVersionstampedKey);
+    Ok(())
 }

@@ -6,7 +6,7 @@ use foundationdb_tuple::Versionstamp;
 use serde::{Deserialize, Serialize};
 
 use super::{Error, Position, Result, TransitoryDb};
-use super::{after, decode, encode, position_of, replace_log_entry, unpack};
+use super::{after, decode, encode, position_of, replace_log_entry, replace_typing_log, unpack};
 use crate::db::notify;
 use crate::kv::{MutationType, RangeOption};
 
@@ -240,7 +240,7 @@ impl TransitoryDb {
                             tx.clear(&key);
                         }
                     }
-                    replace_log_entry(&tx, &log);
+                    replace_typing_log(&tx, &log, &l.typing_changed, room).await?;
                     notify::bump(&tx, &l.notify);
                     Ok::<_, Error>(())
                 }
@@ -322,7 +322,8 @@ impl TransitoryDb {
                         }
                     }
                     for room in &rooms {
-                        replace_log_entry(&tx, &l.typing_log.subspace(&room.as_str()));
+                        let log = l.typing_log.subspace(&room.as_str());
+                        replace_typing_log(&tx, &log, &l.typing_changed, room).await?;
                     }
                     if removed > 0 {
                         notify::bump(&tx, &l.notify);
@@ -511,4 +512,45 @@ fn u64_value(subspace: &'static str, bytes: &[u8]) -> Result<u64> {
         source: format!("{} bytes, expected 8", bytes.len()).into(),
     })?;
     Ok(u64::from_le_bytes(arr))
+}
+
+// ---- for sync (added by the sync work; docs/sync.md) ----------------------
+
+impl TransitoryDb {
+    /// **For sync.** The rooms whose typing set changed after `since` and at
+    /// or before `up_to`, each with its latest change: one range read of
+    /// `typing/changed` of at most `limit` entries; `None` if more lie in
+    /// the range (the caller then asks each room).
+    pub async fn typing_changed_rooms(
+        &self,
+        since: Position,
+        up_to: Position,
+        limit: usize,
+    ) -> Result<Option<Vec<(String, Position)>>> {
+        let l = self.layout.clone();
+        let after_all_of = |p: Position| {
+            l.typing_changed
+                .subspace(&Versionstamp::complete(p, 0xffff))
+                .range()
+        };
+        let (begin, end) = (after_all_of(since), after_all_of(up_to));
+        let kvs = self
+            .db
+            .run(|tx, _| {
+                let range = RangeOption::new(begin.1.clone(), end.1.clone()).limit(limit + 1);
+                async move { Ok::<_, Error>(tx.get_range_all(range, true).await?) }
+            })
+            .await?;
+        if kvs.len() > limit {
+            return Ok(None);
+        }
+        kvs.iter()
+            .map(|kv| {
+                let (stamp, room): (Versionstamp, String) =
+                    unpack("typing_changed", &l.typing_changed, &kv.key)?;
+                Ok((room, position_of(&stamp)))
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
 }

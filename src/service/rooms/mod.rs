@@ -25,6 +25,7 @@ mod membership;
 mod messages;
 mod receipts;
 mod relations;
+mod sync_reads;
 mod visibility;
 
 use std::sync::Arc;
