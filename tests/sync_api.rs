@@ -17,7 +17,7 @@ use myelin::api::{AppState, serve};
 use myelin::db::Databases;
 use myelin::db::accounts::AccountsDb;
 use myelin::service::ManualClock;
-use myelin::sync::{DatabaseId, Notifier, SyncRequest, SyncToken};
+use myelin::sync::{DatabaseId, Notifier, Services, SyncRequest, SyncToken};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -335,8 +335,14 @@ async fn commits_between_read_and_wait_are_never_missed() {
             })
         })));
     }
+    let services = Services {
+        rooms: server.state.rooms.clone(),
+        transitory: server.state.transitory.clone(),
+        e2ee: server.state.e2ee.clone(),
+    };
+    let user_id = ruma::UserId::parse(user.as_str()).expect("user id");
     let mut since = sync
-        .sync(&user, &SyncRequest::default())
+        .sync(&services, &user_id, &SyncRequest::default())
         .await
         .unwrap()
         .next_batch
@@ -347,12 +353,15 @@ async fn commits_between_read_and_wait_are_never_missed() {
         let req = SyncRequest {
             since: Some(since.clone()),
             timeout: Duration::from_millis(LONG_POLL_MS),
-            full_state: false,
+            ..SyncRequest::default()
         };
-        let got = tokio::time::timeout(Duration::from_secs(30), sync.sync(&user, &req))
-            .await
-            .expect("sync returns")
-            .unwrap();
+        let got = tokio::time::timeout(
+            Duration::from_secs(30),
+            sync.sync(&services, &user_id, &req),
+        )
+        .await
+        .expect("sync returns")
+        .unwrap();
         assert!(!armed.load(Ordering::SeqCst), "round {i}: the hook ran");
         let contents: Vec<String> = got
             .account_data

@@ -4,7 +4,9 @@
 //! - [`token`]: `next_batch` strings, one versionstamp per database;
 //! - [`notifier`]: one KV watch per database per process, fanned out to
 //!   every waiting long-poll through in-process channels, losslessly;
-//! - [`service`]: what one `/sync` call returns, and its long-poll.
+//! - [`service`]: what one `/sync` call returns, and its long-poll;
+//! - `rooms`: the `rooms` section (join, invite, leave);
+//! - [`filter`]: the parts of a filter sync applies.
 //!
 //! Writers do not import this module: they bump their database's
 //! notification key with `db::notify::bump` inside their own transaction.
@@ -15,14 +17,17 @@
 //!
 //! Who may import this: `api`, the CLI and tests.
 
+pub mod filter;
 pub mod notifier;
+mod rooms;
 pub mod service;
 pub mod token;
 
 use std::time::Duration;
 
+pub use filter::SyncFilter;
 pub use notifier::{DatabaseId, Notifier, Subscription};
-pub use service::{AfterReadHook, SyncRequest, SyncResult, SyncService};
+pub use service::{AfterReadHook, RoomsSection, Services, SyncRequest, SyncResult, SyncService};
 pub use token::{Position, SyncToken, TokenError};
 
 /// Settings of sync.
@@ -58,4 +63,22 @@ pub enum Error {
     /// The storage failed.
     #[error(transparent)]
     Storage(#[from] crate::db::accounts::Error),
+    /// A rooms read failed.
+    #[error(transparent)]
+    Rooms(#[from] crate::service::rooms::Error),
+    /// A transitory or key read failed.
+    #[error(transparent)]
+    Service(#[from] crate::service::Error),
+}
+
+impl From<crate::db::rooms::Error> for Error {
+    fn from(e: crate::db::rooms::Error) -> Self {
+        Error::Rooms(e.into())
+    }
+}
+
+impl From<crate::db::transitory::Error> for Error {
+    fn from(e: crate::db::transitory::Error) -> Self {
+        Error::Service(e.into())
+    }
 }

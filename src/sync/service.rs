@@ -1,47 +1,88 @@
 //! Sync assembly: what `GET /sync` returns for one user since a token, and
-//! the long-poll around it.
+//! the long-poll around it (design and cost model: `docs/sync.md`).
 //!
 //! One call ([`SyncService::sync`]) loops:
 //! 1. take the read version `R` of each database (the notifier subscription
 //!    was taken before the first iteration);
-//! 2. read what changed since the token: global account data (one range
-//!    read of the user's change log);
-//! 3. compute `next_batch`: per database the latest of the `since` part, the
-//!    position of `R` and the position of every change returned;
+//! 2. read what changed since the token, every read bounded above by `R`
+//!    (so the response holds exactly the changes in `(since, R]`):
+//!    - accounts: global and room account data (one range read of the
+//!      user's change log);
+//!    - rooms: the rooms changed since the token (one range read of
+//!      `timeline/changed`, O(changes), with the user's membership checked
+//!      per changed room), then per room timeline, state, receipts
+//!      (`sync::rooms`); on an initial or `full_state` sync, every room of
+//!      the user;
+//!    - transitory: rooms whose typing changed (one range read of
+//!      `typing/changed`), to-device messages of the device (acknowledging
+//!      those up to `since`), presence and device-list changes of the users
+//!      who share a room with the user (per peer one range read; the peer
+//!      set is cached per user and recomputed only when a membership in
+//!      one of the user's rooms changed), one-time-key counts and unused
+//!      fallback key types;
+//! 3. compute `next_batch`: per database the latest of the `since` part and
+//!    the position of `R` (accounts: also every change returned; transitory:
+//!    not past the last to-device message returned if more are pending);
 //! 4. return if this is an initial or `full_state` sync, if something was
 //!    found, or if the deadline passed; else wait until the notifier
 //!    publishes a version past `R` (then go to 1), the deadline, or shutdown.
 //!
-//! Why `next_batch` is exact: the read in step 2 runs at a version `R' >= R`
-//! and returns every change of the user in `(since, R']`; so no change of
-//! the user lies in `(next, R']` and none at or before `next` is left out.
-//! A change in `(R, R']` may be returned now and also wake the wait, which
-//! then re-reads once and finds nothing: a spurious wakeup, never a repeat.
-//!
-//! Not yet assembled (left to the rooms and transitory work): room account
-//! data (it needs the user's memberships), `rooms.*`, `to_device`,
-//! `presence`, `device_lists`.
+//! Why `next_batch` is exact: every read returns the changes of the user in
+//! `(since, R]` and nothing later, so no change is skipped or repeated. A
+//! change committed after `R` wakes the wait and is read by the next
+//! iteration (or the next sync).
 //!
 //! Who may import this: `sync` and, through it, `api`.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ruma::presence::PresenceState;
+use ruma::{OwnedRoomId, OwnedUserId, UserId};
+use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::filter::SyncFilter;
 use super::notifier::{DatabaseId, Notifier, ReadVersions};
+use super::rooms::{self as room_sync, Candidate, Ctx, Window};
 use super::token::{Position, SyncToken};
 use super::{Error, SyncConfig};
 use crate::db::Databases;
 use crate::db::accounts::{AccountDataChange, AccountsDb};
+use crate::db::rooms::StreamPosition;
 use crate::kv;
+use crate::service::e2ee::E2ee;
+use crate::service::rooms::Rooms;
+use crate::service::transitory::Transitory;
+
+pub use ruma::api::client::sync::sync_events::v3::{InvitedRoom, JoinedRoom, LeftRoom};
+
+/// Past this many entries in a changed-rooms feed since the token, sync
+/// reads every room of the user instead (cheaper for a long-absent
+/// client).
+const FEED_LIMIT: usize = 10_000;
+
+/// The peer cache forgets everything past this many users.
+const PEER_CACHE_USERS: usize = 100_000;
 
 /// A test seam: runs after a long-poll's read and before its wait, so tests
 /// can commit exactly in the window the lossless rule protects.
 pub type AfterReadHook = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// The services sync reads through (the server's, shared).
+#[derive(Clone)]
+pub struct Services {
+    /// Rooms: timelines, state, receipts, memberships.
+    pub rooms: Arc<Rooms>,
+    /// Typing, to-device, presence, device-list records.
+    pub transitory: Arc<Transitory>,
+    /// One-time-key counts and fallback keys.
+    pub e2ee: Arc<E2ee>,
+}
 
 /// The parameters of one `/sync` call that this layer uses.
 #[derive(Clone, Debug, Default)]
@@ -52,6 +93,26 @@ pub struct SyncRequest {
     pub timeout: Duration,
     /// Whether the client asked for full state (returns at once).
     pub full_state: bool,
+    /// The requesting device (to-device messages and key counts are per
+    /// device); `None` leaves those sections out.
+    pub device_id: Option<String>,
+    /// The resolved filter.
+    pub filter: SyncFilter,
+    /// The presence to record for the user (`set_presence`); `None` for
+    /// `offline`, which records nothing.
+    pub set_presence: Option<PresenceState>,
+}
+
+/// The `rooms` section.
+#[derive(Debug, Default)]
+pub struct RoomsSection {
+    /// Joined rooms with news (every joined room on an initial sync).
+    pub join: BTreeMap<OwnedRoomId, JoinedRoom>,
+    /// New invites.
+    pub invite: BTreeMap<OwnedRoomId, InvitedRoom>,
+    /// Rooms left since the token (on an initial sync with `include_leave`,
+    /// every room left and not forgotten).
+    pub leave: BTreeMap<OwnedRoomId, LeftRoom>,
 }
 
 /// What one `/sync` call found.
@@ -62,7 +123,40 @@ pub struct SyncResult {
     /// Global account data changed since the token (latest value per type),
     /// oldest first.
     pub account_data: Vec<AccountDataChange>,
+    /// The rooms section.
+    pub rooms: RoomsSection,
+    /// To-device events (`{type, sender, content}`), in send order.
+    pub to_device: Vec<Value>,
+    /// `m.presence` events of users sharing a room with the user.
+    pub presence: Vec<Value>,
+    /// Users whose devices or keys changed, or who newly share a room.
+    pub device_lists_changed: Vec<OwnedUserId>,
+    /// Users who no longer share any room with the user.
+    pub device_lists_left: Vec<OwnedUserId>,
+    /// The device's unclaimed one-time keys per algorithm.
+    pub one_time_key_counts: BTreeMap<String, u64>,
+    /// The algorithms of the device's unused fallback keys (`None` without
+    /// a device).
+    pub unused_fallback_key_types: Option<Vec<String>>,
 }
+
+impl SyncResult {
+    /// Whether the result carries news for the client (key counts alone
+    /// are not news).
+    pub fn has_news(&self) -> bool {
+        !self.account_data.is_empty()
+            || !self.rooms.join.is_empty()
+            || !self.rooms.invite.is_empty()
+            || !self.rooms.leave.is_empty()
+            || !self.to_device.is_empty()
+            || !self.presence.is_empty()
+            || !self.device_lists_changed.is_empty()
+            || !self.device_lists_left.is_empty()
+    }
+}
+
+/// The users sharing a room with one user, as of a rooms position.
+type PeerEntry = (StreamPosition, Arc<Vec<OwnedUserId>>);
 
 /// The sync service of one server process. Cheap to share (`Arc`).
 pub struct SyncService {
@@ -72,6 +166,7 @@ pub struct SyncService {
     config: SyncConfig,
     shutdown: watch::Sender<bool>,
     after_read: Mutex<Option<AfterReadHook>>,
+    peers: Mutex<HashMap<OwnedUserId, PeerEntry>>,
 }
 
 impl SyncService {
@@ -85,6 +180,7 @@ impl SyncService {
             config,
             shutdown: watch::channel(false).0,
             after_read: Mutex::new(None),
+            peers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -114,39 +210,28 @@ impl SyncService {
     ///
     /// Errors: [`Error::InvalidToken`] for a malformed `since`; storage
     /// failures.
-    pub async fn sync(&self, user_id: &str, req: &SyncRequest) -> Result<SyncResult, Error> {
+    pub async fn sync(
+        &self,
+        services: &Services,
+        user_id: &UserId,
+        req: &SyncRequest,
+    ) -> Result<SyncResult, Error> {
         let since: Option<SyncToken> = req.since.as_deref().map(str::parse).transpose()?;
         let timeout = req.timeout.min(self.config.max_timeout());
         let deadline = Instant::now() + timeout;
         let mut news = self.notifier.subscribe();
         let mut shutdown = self.shutdown.subscribe();
+        if let Some(presence) = &req.set_presence {
+            services
+                .transitory
+                .touch_presence(user_id, Some(presence))
+                .await?;
+        }
         loop {
             let rvs = self.read_versions().await?;
-            let changes = self
-                .accounts
-                .account_data_since(user_id, since.map(|t| t.accounts.0))
-                .await?;
-            let mut next = SyncToken {
-                accounts: Position::at_read_version(rvs[DatabaseId::Accounts as usize]),
-                rooms: Position::at_read_version(rvs[DatabaseId::Rooms as usize]),
-                transitory: Position::at_read_version(rvs[DatabaseId::Transitory as usize]),
-            };
-            if let Some(since) = since {
-                next = next.max(since);
-            }
-            if let Some(last) = changes.iter().map(|c| Position(c.position)).max() {
-                next.accounts = next.accounts.max(last);
-            }
-            let account_data: Vec<AccountDataChange> = changes
-                .into_iter()
-                .filter(|c| c.room_id.is_none())
-                .collect();
-            let result = SyncResult {
-                next_batch: next,
-                account_data,
-            };
-            let found = !result.account_data.is_empty();
-            if since.is_none() || req.full_state || found || Instant::now() >= deadline {
+            let result = self.read(services, user_id, req, since, rvs).await?;
+            if since.is_none() || req.full_state || result.has_news() || Instant::now() >= deadline
+            {
                 return Ok(result);
             }
             let hook = self.after_read.lock().expect("hook lock").clone();
@@ -159,6 +244,252 @@ impl SyncService {
                 _ = shutdown.wait_for(|stopping| *stopping) => return Ok(result),
             }
         }
+    }
+
+    /// One read of everything new in `(since, rvs]`.
+    async fn read(
+        &self,
+        services: &Services,
+        user: &UserId,
+        req: &SyncRequest,
+        since: Option<SyncToken>,
+        rvs: ReadVersions,
+    ) -> Result<SyncResult, Error> {
+        let filter = &req.filter;
+        let mut next = SyncToken {
+            accounts: Position::at_read_version(rvs[DatabaseId::Accounts as usize]),
+            rooms: Position::at_read_version(rvs[DatabaseId::Rooms as usize]),
+            transitory: Position::at_read_version(rvs[DatabaseId::Transitory as usize]),
+        };
+        if let Some(since) = since {
+            next = next.max(since);
+        }
+        let window = Window {
+            since: since.map(|t| StreamPosition::end_of_commit(t.rooms.0)),
+            upto: StreamPosition::end_of_commit(next.rooms.0),
+            transitory_since: since.map(|t| t.transitory.0),
+            transitory_upto: next.transitory.0,
+            full_state: req.full_state,
+        };
+        let whole = since.is_none() || req.full_state;
+
+        // Accounts: global and room account data.
+        let changes = self
+            .accounts
+            .account_data_since(user.as_str(), since.map(|t| t.accounts.0))
+            .await?;
+        if let Some(last) = changes.iter().map(|c| Position(c.position)).max() {
+            next.accounts = next.accounts.max(last);
+        }
+        let mut candidates: BTreeMap<OwnedRoomId, Candidate> = BTreeMap::new();
+        let mut account_data = Vec::new();
+        for change in changes {
+            match &change.room_id {
+                None => {
+                    if SyncFilter::allows_type(&filter.account_data, &change.event_type) {
+                        account_data.push(change);
+                    }
+                }
+                Some(room) => {
+                    let Ok(room) = OwnedRoomId::try_from(room.as_str()) else {
+                        continue;
+                    };
+                    let content: Value =
+                        serde_json::from_str(change.content.get()).unwrap_or(Value::Null);
+                    candidates
+                        .entry(room)
+                        .or_default()
+                        .account_data
+                        .push(json!({ "type": change.event_type, "content": content }));
+                }
+            }
+        }
+
+        // Rooms: which rooms to look at.
+        let rooms_db = services.rooms.db();
+        let mut all_rooms = whole;
+        if let Some(s) = window.since.filter(|_| !whole) {
+            match rooms_db.changed_rooms(s, window.upto, FEED_LIMIT).await? {
+                Some(changed) => {
+                    for room in changed.into_keys() {
+                        candidates.entry(room).or_default();
+                    }
+                }
+                None => all_rooms = true,
+            }
+            let t_since = window.transitory_since.unwrap_or_default();
+            match services
+                .transitory
+                .db()
+                .typing_changed_rooms(t_since, window.transitory_upto, FEED_LIMIT)
+                .await?
+            {
+                Some(rooms) => {
+                    for (room, _) in rooms {
+                        if let Ok(room) = OwnedRoomId::try_from(room) {
+                            candidates.entry(room).or_default().typing = true;
+                        }
+                    }
+                }
+                None => all_rooms = true,
+            }
+        }
+        if all_rooms {
+            for (room, _) in services.rooms.rooms_of_user(user).await? {
+                candidates.entry(room).or_default().typing = true;
+            }
+        }
+        let ctx = Ctx {
+            rooms: &services.rooms,
+            transitory: &services.transitory,
+            user,
+            device: req.device_id.as_deref(),
+            filter,
+            window,
+        };
+        let outcome = room_sync::assemble(&ctx, candidates).await?;
+
+        // Transitory: to-device, presence, device lists, keys.
+        let mut to_device = Vec::new();
+        let mut otk = BTreeMap::new();
+        let mut fallback = None;
+        if let Some(device) = req.device_id.as_deref() {
+            let batch = services
+                .transitory
+                .to_device_since(user, device, window.transitory_since)
+                .await?;
+            let mut last = None;
+            let mut cut = false;
+            for m in &batch.messages {
+                if m.position > window.transitory_upto {
+                    cut = true;
+                    break;
+                }
+                let content: Value = serde_json::from_str(&m.content).unwrap_or(Value::Null);
+                to_device.push(json!({
+                    "type": m.event_type,
+                    "sender": m.sender,
+                    "content": content,
+                }));
+                last = Some(m.position);
+            }
+            if batch.more
+                && !cut
+                && let Some(last) = last
+            {
+                next.transitory = Position(last);
+            }
+            otk = services.e2ee.one_time_key_counts(user, device).await?;
+            fallback = Some(
+                services
+                    .e2ee
+                    .unused_fallback_key_types(user, device)
+                    .await?,
+            );
+        }
+        let peers = self
+            .peers(services, user, &window, filter, &outcome.membership_changed)
+            .await?;
+        let mut presence = Vec::new();
+        for (peer, position, view) in services
+            .transitory
+            .presence_since(&peers, window.transitory_since)
+            .await?
+        {
+            if position > window.transitory_upto {
+                continue;
+            }
+            let mut content = json!({
+                "presence": view.presence.as_str(),
+                "last_active_ago": view.last_active_ago_ms,
+                "currently_active": view.currently_active,
+            });
+            if let Some(msg) = view.status_msg {
+                content["status_msg"] = msg.into();
+            }
+            let event = json!({ "type": "m.presence", "sender": peer, "content": content });
+            if SyncFilter::allows_event(&filter.presence, &event) {
+                presence.push(event);
+            }
+        }
+        let (mut changed, mut left) = (BTreeSet::new(), BTreeSet::new());
+        if window.transitory_since.is_some() {
+            let names: Vec<String> = peers.iter().map(|u| u.to_string()).collect();
+            for (u, _) in services
+                .transitory
+                .db()
+                .device_lists_changed(
+                    &names,
+                    window.transitory_since,
+                    Some(window.transitory_upto),
+                )
+                .await?
+            {
+                if let Ok(u) = OwnedUserId::try_from(u) {
+                    changed.insert(u);
+                }
+            }
+            for u in &outcome.membership_changed {
+                if u == user {
+                    continue;
+                }
+                if peers.binary_search(u).is_ok() {
+                    changed.insert(u.clone());
+                } else {
+                    left.insert(u.clone());
+                }
+            }
+        }
+        Ok(SyncResult {
+            next_batch: next,
+            account_data,
+            rooms: RoomsSection {
+                join: outcome.join,
+                invite: outcome.invite,
+                leave: outcome.leave,
+            },
+            to_device,
+            presence,
+            device_lists_changed: changed.into_iter().collect(),
+            device_lists_left: left.into_iter().collect(),
+            one_time_key_counts: otk,
+            unused_fallback_key_types: fallback,
+        })
+    }
+
+    /// The users sharing a joined room with `user` (and `user`), sorted.
+    /// Cached per user: the cache entry computed at rooms position `at` is
+    /// still right at `window.upto` if `at` is at or after `window.since`
+    /// and no membership in the user's rooms changed in the window (the
+    /// room assembly saw every such change).
+    async fn peers(
+        &self,
+        services: &Services,
+        user: &UserId,
+        window: &Window,
+        filter: &SyncFilter,
+        membership_changed: &BTreeSet<OwnedUserId>,
+    ) -> Result<Arc<Vec<OwnedUserId>>, Error> {
+        let unfiltered = filter.rooms.is_none() && filter.not_rooms.is_empty();
+        if let Some(since) = window.since
+            && unfiltered
+            && membership_changed.is_empty()
+        {
+            let mut cache = self.peers.lock().expect("peer cache");
+            if let Some((at, peers)) = cache.get_mut(user)
+                && *at >= since
+            {
+                *at = (*at).max(window.upto);
+                return Ok(peers.clone());
+            }
+        }
+        let peers = Arc::new(services.transitory.room_peers(user).await?);
+        let mut cache = self.peers.lock().expect("peer cache");
+        if cache.len() >= PEER_CACHE_USERS {
+            cache.clear();
+        }
+        cache.insert(user.to_owned(), (window.upto, peers.clone()));
+        Ok(peers)
     }
 
     /// The read version of each database, in [`DatabaseId`] order.
