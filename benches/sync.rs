@@ -1,0 +1,123 @@
+//! Benchmark of incremental `/sync` cost against the number of rooms a user
+//! is in (issue 5: "O(changes since the token), not O(rooms joined)").
+//!
+//! Group `sync/incremental_one_new_event`: a user joined to `N` rooms
+//! (`N` = 1 and 1,000, each room created by the user in the embedded
+//! store); each iteration sends one message into one of the user's rooms
+//! (not measured), then measures one incremental sync (the service call
+//! `SyncService::sync`, no HTTP) from the token taken before the send. The
+//! sync must return exactly that one room.
+//!
+//! Run: `cargo bench --bench sync`. Results: `docs/performance.md` ("Sync").
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use myelin::api::AppState;
+use myelin::service::rooms::CreateRoom;
+use myelin::service::{ManualClock, ServerConfig};
+use myelin::sync::{Services, SyncRequest};
+use ruma::{OwnedRoomId, OwnedUserId};
+use tokio::runtime::Runtime;
+
+struct Setup {
+    state: AppState,
+    services: Services,
+    user: OwnedUserId,
+    rooms: Vec<OwnedRoomId>,
+    _tmp: tempfile::TempDir,
+}
+
+async fn setup(rooms: usize) -> Setup {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let databases = myelin::db::open_embedded_at(tmp.path())
+        .await
+        .expect("open store");
+    let state = AppState::new(
+        &databases,
+        "bench.local".try_into().expect("server name"),
+        ServerConfig::default(),
+        Arc::new(ManualClock::new(1_700_000_000_000)),
+    )
+    .await
+    .expect("state");
+    let user: OwnedUserId = "@bench:bench.local".try_into().expect("user id");
+    let mut ids = Vec::with_capacity(rooms);
+    for _ in 0..rooms {
+        let (room, _) = state
+            .rooms
+            .create_room(&user, CreateRoom::default())
+            .await
+            .expect("create room");
+        ids.push(room);
+    }
+    let services = Services {
+        rooms: state.rooms.clone(),
+        transitory: state.transitory.clone(),
+        e2ee: state.e2ee.clone(),
+    };
+    Setup {
+        state,
+        services,
+        user,
+        rooms: ids,
+        _tmp: tmp,
+    }
+}
+
+fn incremental(c: &mut Criterion) {
+    let rt = Runtime::new().expect("runtime");
+    let mut group = c.benchmark_group("sync/incremental_one_new_event");
+    group.sample_size(50);
+    group.measurement_time(Duration::from_secs(10));
+    for rooms in [1usize, 1_000] {
+        let s = rt.block_on(setup(rooms));
+        // Warm the per-user peer cache the way a client's first sync does.
+        let first = rt
+            .block_on(
+                s.state
+                    .sync
+                    .sync(&s.services, &s.user, &SyncRequest::default()),
+            )
+            .expect("initial sync");
+        let mut since = first.next_batch.to_string();
+        let mut n = 0u64;
+        group.bench_function(format!("{rooms}_rooms"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    n += 1;
+                    let room = &s.rooms[(n as usize * 7919) % s.rooms.len()];
+                    rt.block_on(s.state.rooms.send_message(
+                        &s.user,
+                        "DEV",
+                        room,
+                        "m.room.message",
+                        &format!("t{n}"),
+                        serde_json::json!({"msgtype": "m.text", "body": "hi"}),
+                    ))
+                    .expect("send");
+                    let req = SyncRequest {
+                        since: Some(since.clone()),
+                        device_id: Some("DEV".into()),
+                        set_presence: None,
+                        ..SyncRequest::default()
+                    };
+                    let start = Instant::now();
+                    let got = rt
+                        .block_on(s.state.sync.sync(&s.services, &s.user, &req))
+                        .expect("sync");
+                    total += start.elapsed();
+                    assert_eq!(got.rooms.join.len(), 1, "exactly the room with the event");
+                    since = got.next_batch.to_string();
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, incremental);
+criterion_main!(benches);
