@@ -1,5 +1,5 @@
 //! The `myelin` binary: initialises logging (`RUST_LOG`-style filter, default
-//! `info`, to standard error), parses the command line and runs it on a
+//! `info,ruma_state_res=warn`, to standard error), parses the command line and runs it on a
 //! multi-threaded tokio runtime. Everything else lives in [`myelin::cli`].
 
 use std::process::ExitCode;
@@ -8,7 +8,9 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // ruma's authorization logs two INFO lines per event checked: not by default.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,ruma_state_res=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
