@@ -125,6 +125,10 @@ pub struct DatabaseConfig {
     pub path: Option<PathBuf>,
     /// `fdb` only, required: the FoundationDB cluster file.
     pub cluster_file: Option<PathBuf>,
+    /// `embedded` only: the store's page cache, in bytes. Default: the
+    /// backend's (`EmbeddedOptions::default`, 64 MiB). Databases sharing a
+    /// store use the first one's setting.
+    pub cache_size_bytes: Option<usize>,
     /// Directory path the database's directories are created under, followed
     /// by the database's name: `root ++ [name] ++ directory`. Default
     /// `["myelin"]`.
@@ -137,6 +141,7 @@ impl Default for DatabaseConfig {
             backend: Backend::Embedded,
             path: None,
             cluster_file: None,
+            cache_size_bytes: None,
             root: vec![DEFAULT_ROOT.to_string()],
         }
     }

@@ -415,7 +415,7 @@ impl Stores {
             return Ok(db.clone());
         }
         let db: kv::Database = match config.backend {
-            Backend::Embedded => kv::embedded::Database::open(&location, Default::default())
+            Backend::Embedded => kv::embedded::Database::open(&location, embedded_options(config))
                 .map_err(DbError::kv(name))?
                 .into(),
             Backend::Fdb => open_fdb(name, &location)?,
@@ -423,6 +423,15 @@ impl Stores {
         self.open.push((config.backend, location, db.clone()));
         Ok(db)
     }
+}
+
+/// The embedded store's options: the defaults, with the configured cache.
+fn embedded_options(config: &DatabaseConfig) -> kv::embedded::EmbeddedOptions {
+    let mut options = kv::embedded::EmbeddedOptions::default();
+    if let Some(bytes) = config.cache_size_bytes {
+        options.cache_size_bytes = bytes;
+    }
+    options
 }
 
 #[cfg(feature = "fdb")]

@@ -195,6 +195,7 @@ async fn fdb_without_the_feature_is_a_clear_error() {
         backend: Backend::Fdb,
         path: None,
         cluster_file: Some("/etc/foundationdb/fdb.cluster".into()),
+        cache_size_bytes: None,
         root: vec!["myelin".into()],
     };
     let err = open(&config).await.err().unwrap();

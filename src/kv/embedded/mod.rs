@@ -70,7 +70,9 @@ pub struct EmbeddedOptions {
     pub max_transaction_age: Duration,
     /// Most watches outstanding at once (FoundationDB's default: 10,000).
     pub max_watches: usize,
-    /// Page cache of the storage engine, in bytes.
+    /// Page cache of the storage engine, in bytes (an upper bound: it fills
+    /// as pages are read and written). Default 64 MiB; configurable per
+    /// database (`databases.<name>.cache_size_bytes`).
     pub cache_size_bytes: usize,
     /// Most transactions committed in one batch.
     pub max_batch: usize,
@@ -81,7 +83,7 @@ impl Default for EmbeddedOptions {
         EmbeddedOptions {
             max_transaction_age: limits::TRANSACTION_AGE,
             max_watches: 10_000,
-            cache_size_bytes: 256 << 20,
+            cache_size_bytes: 64 << 20,
             max_batch: 4096,
         }
     }
