@@ -107,6 +107,9 @@ impl TestServer {
                 .expect("server task")
                 .expect("server io");
         }
+        // The notifier's watchers hold store handles; stop them so the store
+        // closes and can be reopened.
+        self.state.sync.notifier().stop().await;
         self._tmp.take()
     }
 
