@@ -77,12 +77,7 @@ from nio import (
 # A step blocked only because a step it needs is pending is reported as
 # pending too (with that reason), never as PASS.
 # ---------------------------------------------------------------------------
-PENDING: dict[str, str] = {
-    "B joins with matrix-nio's join (POST /join, no body)": (
-        "the server answers M_NOT_JSON to a POST with an empty body; matrix-nio sends none "
-        "for /join (Synapse accepts it): the request extractor should read an empty body as {}"
-    ),
-}
+PENDING: dict[str, str] = {}
 
 WAIT_S = 10.0  # longest wait for something to show up through sync
 PENDING_WAIT_S = 3.0  # the same for a step listed in PENDING (expected to fail)
@@ -215,33 +210,15 @@ async def raw_get(client: AsyncClient, path: str) -> tuple[int, Any]:
     return resp.status, body
 
 
-async def raw_post(client: AsyncClient, path: str, body: dict) -> tuple[int, Any]:
-    """POST a JSON `body` with the client's token, bypassing nio."""
-    resp = await client.send(
-        "POST",
-        path,
-        json.dumps(body),
-        headers={"Authorization": f"Bearer {client.access_token}", "Content-Type": "application/json"},
-        timeout=REQUEST_S,
-    )
-    try:
-        answer = await resp.json(content_type=None)
-    except (ValueError, json.JSONDecodeError):
-        answer = await resp.text()
-    return resp.status, answer
-
-
 async def joined_members(observer: User, room_id: str) -> tuple[int, set[str]]:
     status, answer = await raw_get(observer.client, f"/_matrix/client/v3/rooms/{room_id}/joined_members")
     return status, set(answer.get("joined", {})) if isinstance(answer, dict) else set()
 
 
 async def ensure_membership(user: User, observer: User, room_id: str, action: str) -> None:
-    """Makes `user` join or leave `room_id` unless `observer`'s
-    /joined_members shows it done already: matrix-nio's own call first (it
-    sends no request body), and if the server refused that, the same endpoint
-    with a `{}` body, so that the steps after it can still run. The bodiless
-    call is checked on its own by the join and leave steps."""
+    """Makes `user` join or leave `room_id` with matrix-nio's own call (it
+    sends no request body) unless `observer`'s /joined_members shows it done
+    already, and checks the result there."""
     c, want = user.client, action == "join"
     _, members = await joined_members(observer, room_id)
     if (user.user_id in members) == want:
@@ -253,9 +230,7 @@ async def ensure_membership(user: User, observer: User, room_id: str, action: st
         r = await c.room_leave(room_id)
         ok, path = isinstance(r, RoomLeaveResponse), f"/_matrix/client/v3/rooms/{room_id}/leave"
     if not ok:
-        status, answer = await raw_post(c, path, {})
-        if status != 200:
-            raise Failed(f"{action} with a {{}} body too: HTTP {status} {answer}")
+        raise Failed(f"{action} ({path}) refused: {r}")
     status, members = await joined_members(observer, room_id)
     if (user.user_id in members) != want:
         raise Failed(f"after {action}, /joined_members (HTTP {status}) lists {sorted(members)}")

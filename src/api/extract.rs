@@ -44,7 +44,10 @@ impl<T: IncomingRequest + Send> FromRequest<AppState> for Ruma<T> {
             .await
             .map_err(|_| ApiError::TooLarge { limit_bytes })?;
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let request = axum::http::Request::from_parts(parts, bytes.as_ref());
+        // An empty body reads as `{}`, as Synapse does: clients such as
+        // matrix-nio send bodiless `POST /join/{room}` and `/leave`.
+        let body: &[u8] = if bytes.is_empty() { b"{}" } else { bytes.as_ref() };
+        let request = axum::http::Request::from_parts(parts, body);
         T::try_from_http_request(request, &args)
             .map(Ruma)
             .map_err(ApiError::from_request_error)
