@@ -46,7 +46,11 @@ impl<T: IncomingRequest + Send> FromRequest<AppState> for Ruma<T> {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         // An empty body reads as `{}`, as Synapse does: clients such as
         // matrix-nio send bodiless `POST /join/{room}` and `/leave`.
-        let body: &[u8] = if bytes.is_empty() { b"{}" } else { bytes.as_ref() };
+        let body: &[u8] = if bytes.is_empty() {
+            b"{}"
+        } else {
+            bytes.as_ref()
+        };
         let request = axum::http::Request::from_parts(parts, body);
         T::try_from_http_request(request, &args)
             .map(Ruma)
