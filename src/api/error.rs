@@ -114,7 +114,9 @@ impl ApiError {
                     )
                 }
                 S::AuthRequired(_) => (StatusCode::UNAUTHORIZED, ErrorKind::Unauthorized),
-                S::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown),
+                S::Storage(_) | S::TransitoryStorage(_) | S::RoomsStorage(_) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown)
+                }
             },
             ApiError::Rooms(e) => rooms_status_and_kind(e),
             ApiError::UnrecognizedPath => (StatusCode::NOT_FOUND, ErrorKind::Unrecognized),

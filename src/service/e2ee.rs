@@ -20,7 +20,6 @@ use ruma::api::client::uiaa::AuthData;
 use ruma::{OwnedDeviceId, OwnedUserId, UserId};
 use serde_json::Value;
 
-use super::transitory::rooms_storage;
 use super::uia::Purpose;
 use super::{Accounts, Authed, Error, Result};
 use crate::db::accounts::e2ee::{
@@ -243,16 +242,11 @@ impl E2ee {
     async fn room_peers(&self, user: &UserId) -> Result<Vec<OwnedUserId>> {
         let mut peers = std::collections::BTreeSet::new();
         peers.insert(user.to_owned());
-        for (room, m) in self
-            .rooms
-            .rooms_of_user(user)
-            .await
-            .map_err(rooms_storage)?
-        {
+        for (room, m) in self.rooms.rooms_of_user(user).await? {
             if m.membership != "join" {
                 continue;
             }
-            for (member, rec) in self.rooms.members(&room).await.map_err(rooms_storage)? {
+            for (member, rec) in self.rooms.members(&room).await? {
                 if rec.membership == "join" {
                     peers.insert(member);
                 }

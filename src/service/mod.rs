@@ -79,9 +79,15 @@ pub enum Error {
     /// User-interactive authentication must be (re)done: 401 with this body.
     #[error("user-interactive authentication required")]
     AuthRequired(Box<UiaaInfo>),
-    /// The storage failed.
+    /// The accounts database failed.
     #[error(transparent)]
     Storage(#[from] crate::db::accounts::Error),
+    /// The transitory database failed.
+    #[error(transparent)]
+    TransitoryStorage(#[from] crate::db::transitory::Error),
+    /// A read of the rooms database made outside the rooms service failed.
+    #[error(transparent)]
+    RoomsStorage(#[from] crate::db::rooms::Error),
 }
 
 /// Result of a service call.

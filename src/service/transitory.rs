@@ -87,30 +87,6 @@ pub struct Transitory {
     config: TransitoryConfig,
 }
 
-impl From<crate::db::transitory::Error> for Error {
-    fn from(e: crate::db::transitory::Error) -> Self {
-        use crate::db::{accounts, transitory};
-        Error::Storage(match e {
-            transitory::Error::Kv(e) => accounts::Error::Kv(e),
-            transitory::Error::Corrupt { subspace, source } => {
-                accounts::Error::Corrupt { subspace, source }
-            }
-        })
-    }
-}
-
-/// Maps a rooms storage failure to a service storage failure.
-pub(super) fn rooms_storage(e: crate::db::rooms::Error) -> Error {
-    use crate::db::{accounts, rooms};
-    Error::Storage(match e {
-        rooms::Error::Kv(e) => accounts::Error::Kv(e),
-        other => accounts::Error::Corrupt {
-            subspace: "rooms",
-            source: Box::new(other),
-        },
-    })
-}
-
 /// The state a stored presence has at `now_ms` after inactivity timeouts.
 fn effective(config: &TransitoryConfig, record: &PresenceRecord, now_ms: u64) -> String {
     let idle = now_ms.saturating_sub(record.last_active_ms);
@@ -173,11 +149,7 @@ impl Transitory {
         if user_id != authed.user_id {
             return Err(Error::Forbidden("cannot set another user's typing".into()));
         }
-        let member = self
-            .rooms
-            .membership(room_id, user_id)
-            .await
-            .map_err(rooms_storage)?;
+        let member = self.rooms.membership(room_id, user_id).await?;
         if member.is_none_or(|m| m.membership != "join") {
             return Err(Error::Forbidden("you are not joined to this room".into()));
         }
@@ -412,16 +384,12 @@ impl Transitory {
     pub async fn room_peers(&self, user: &UserId) -> Result<Vec<OwnedUserId>> {
         let mut peers = std::collections::BTreeSet::new();
         peers.insert(user.to_owned());
-        let rooms = self
-            .rooms
-            .rooms_of_user(user)
-            .await
-            .map_err(rooms_storage)?;
+        let rooms = self.rooms.rooms_of_user(user).await?;
         for (room, m) in rooms {
             if m.membership != "join" {
                 continue;
             }
-            for (member, rec) in self.rooms.members(&room).await.map_err(rooms_storage)? {
+            for (member, rec) in self.rooms.members(&room).await? {
                 if rec.membership == "join" {
                     peers.insert(member);
                 }
@@ -431,14 +399,13 @@ impl Transitory {
     }
 
     async fn share_a_room(&self, a: &UserId, b: &UserId) -> Result<bool> {
-        let rooms = self.rooms.rooms_of_user(a).await.map_err(rooms_storage)?;
+        let rooms = self.rooms.rooms_of_user(a).await?;
         for (room, m) in rooms {
             if m.membership == "join"
                 && self
                     .rooms
                     .membership(&room, b)
-                    .await
-                    .map_err(rooms_storage)?
+                    .await?
                     .is_some_and(|m| m.membership == "join")
             {
                 return Ok(true);
