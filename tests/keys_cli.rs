@@ -290,7 +290,6 @@ async fn bad_input_is_a_clear_error_with_a_nonzero_exit() {
             &[("MYELIN_DATABASES__ROOMS__BACKEND", "fdb")],
             "databases.rooms.cluster_file: required",
         ),
-        (&["serve"], &[], "not yet available"),
     ];
     for (args, env, want) in cases {
         let out = myelin(args, env);

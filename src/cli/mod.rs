@@ -126,9 +126,6 @@ pub enum CliError {
     /// parse, an unknown directory or subspace).
     #[error("{0}")]
     BadInput(String),
-    /// The command exists but is not implemented in this build.
-    #[error("`myelin {0}` is not yet available in this build")]
-    NotAvailable(&'static str),
     /// The server or an account operation failed at run time.
     #[error("{0}")]
     Runtime(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -141,7 +138,7 @@ impl CliError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::BadInput(_) | CliError::NotAvailable(_) | CliError::Config(_) => 2,
+            CliError::BadInput(_) | CliError::Config(_) => 2,
             CliError::Db(_) | CliError::Output(_) | CliError::Runtime(_) => 1,
         }
     }
