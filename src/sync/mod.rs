@@ -22,6 +22,7 @@ pub mod notifier;
 mod rooms;
 pub mod service;
 pub mod token;
+mod unread;
 
 use std::time::Duration;
 

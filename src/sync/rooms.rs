@@ -18,8 +18,9 @@
 //! - `invite`: stripped state, once (when the invite is after `since`);
 //! - `leave`: once, the timeline up to the leave and the state before it.
 //!
-//! `unread_notifications` is not computed (there are no push rules
-//! evaluated yet): the field is left out, which clients read as zero.
+//! Every joined room in the response carries `unread_notifications`
+//! (`sync::unread`: the user's push rules over the events after their
+//! read receipt, at most `unread::MAX_COUNTED` per room).
 //!
 //! Who may import this: `sync::service`.
 
@@ -30,6 +31,7 @@ use ruma::api::client::sync::sync_events::v3::{
     Ephemeral, InviteState, InvitedRoom, JoinedRoom, LeftRoom, RoomAccountData, RoomSummary, State,
     StateEvents, Timeline,
 };
+use ruma::push::Ruleset;
 use ruma::serde::Raw;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId};
 use serde_json::{Value, json};
@@ -69,6 +71,8 @@ pub(super) struct Ctx<'a> {
     pub device: Option<&'a str>,
     pub filter: &'a SyncFilter,
     pub window: Window,
+    /// The user's push rules (for `unread_notifications`).
+    pub push_rules: &'a Ruleset,
 }
 
 /// A room the service found something for, and why.
@@ -165,7 +169,8 @@ async fn one_room(
                 && changed_since(member_pos)
                 && previous_membership(ctx, &member.event_id).await?.as_deref() != Some("join");
             let full = initial || w.full_state || new_join;
-            let (joined, changed) = joined_room(ctx, room, candidate, full).await?;
+            let (joined, changed) =
+                joined_room(ctx, room, candidate, full, (&member.event_id, member_pos)).await?;
             let mut changed = changed;
             if new_join {
                 changed.extend(db.members(room).await?.into_iter().map(|(u, _)| u));
@@ -390,6 +395,7 @@ async fn joined_room(
     room: &RoomId,
     candidate: &Candidate,
     full: bool,
+    (member_event, member_pos): (&OwnedEventId, StreamPosition),
 ) -> Result<(Option<JoinedRoom>, BTreeSet<OwnedUserId>), Error> {
     let w = ctx.window;
     let after = if full { None } else { w.since };
@@ -432,7 +438,12 @@ async fn joined_room(
         || !joined.ephemeral.events.is_empty()
         || !changed.is_empty();
     joined.timeline = read.timeline;
-    Ok(((full || has_news).then_some(joined), changed))
+    if !(full || has_news) {
+        return Ok((None, changed));
+    }
+    joined.unread_notifications =
+        super::unread::unread_notifications(ctx, room, member_event, member_pos).await?;
+    Ok((Some(joined), changed))
 }
 
 async fn summary(ctx: &Ctx<'_>, room: &RoomId) -> Result<RoomSummary, Error> {

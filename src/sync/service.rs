@@ -306,6 +306,10 @@ impl SyncService {
         }
 
         // Rooms: which rooms to look at.
+        let push_rules = super::unread::parse_ruleset(
+            user,
+            self.accounts.push_rules(user.as_str()).await?.as_deref(),
+        )?;
         let rooms_db = services.rooms.db();
         let mut all_rooms = whole;
         if let Some(s) = window.since.filter(|_| !whole) {
@@ -346,6 +350,7 @@ impl SyncService {
             device: req.device_id.as_deref(),
             filter,
             window,
+            push_rules: &push_rules,
         };
         let outcome = room_sync::assemble(&ctx, candidates).await?;
 

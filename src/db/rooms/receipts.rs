@@ -16,7 +16,7 @@
 //! Source: <https://spec.matrix.org/v1.16/client-server-api/#receipts>.
 
 use foundationdb_tuple::Versionstamp;
-use ruma::{OwnedEventId, OwnedUserId, RoomId};
+use ruma::{OwnedEventId, OwnedUserId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
 
 use super::{Error, Result, RoomsDb, StreamPosition, decode, encode, keys, trailing_position};
@@ -160,6 +160,49 @@ impl RoomsDb {
                     decode("log", &kv.value)?,
                 ))
             })
+            .collect()
+    }
+
+    // --- The user's own receipts (unread counts in /sync, docs/sync.md) ---
+
+    /// `user`'s own current receipts in `room_id` (every type and thread),
+    /// each with the stream position of the commit that set it: one range
+    /// read of `receipts/latest (room, user)` and one log read per entry,
+    /// in one transaction (snapshot reads, no conflicts). Sync uses it to
+    /// find where the user's unread notifications start.
+    ///
+    /// Errors: the store's; a malformed entry is `Corrupt`.
+    pub async fn own_receipts(
+        &self,
+        room_id: &RoomId,
+        user: &UserId,
+    ) -> Result<Vec<(StreamPosition, ReceiptRecord)>> {
+        let space = &self.layout.receipts;
+        let room = room_id.as_str();
+        let (begin, end) = space.range(&keys::RECEIPT_LATEST, &(room, user.as_str()));
+        let logs = self
+            .db
+            .run(|tx, _| {
+                let range = RangeOption::new(begin.clone(), end.clone());
+                async move {
+                    let latest = tx.get_range_all(range, true).await?;
+                    let mut out = Vec::with_capacity(latest.len());
+                    for kv in latest {
+                        let Ok(position) = <[u8; 12]>::try_from(kv.value.as_slice()) else {
+                            continue;
+                        };
+                        let position = StreamPosition(position);
+                        let log = space.key(&keys::RECEIPT_LOG, &(room, position.to_tuple()));
+                        if let Some(value) = tx.get(&log, true).await? {
+                            out.push((position, value));
+                        }
+                    }
+                    Ok::<_, Error>(out)
+                }
+            })
+            .await?;
+        logs.into_iter()
+            .map(|(p, v)| Ok((p, decode("log", &v)?)))
             .collect()
     }
 }

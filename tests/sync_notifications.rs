@@ -1,0 +1,252 @@
+//! `unread_notifications` in `GET /sync` over the real server: counts from
+//! the user's push rules over the events after their read receipt
+//! (`docs/sync.md`): plain messages notify, mentions highlight, receipts
+//! (public and private) reset the count, the user's own events never
+//! count, user rules change the outcome, and the count is capped.
+
+mod common_api;
+
+use serde_json::{Value, json};
+
+use common_api::{Client, TestServer};
+
+/// The per-room cap (`sync::unread::MAX_COUNTED`).
+const MAX_COUNTED: u64 = 100;
+
+async fn sync(c: &Client, since: Option<&str>) -> Value {
+    let mut path = "/_matrix/client/v3/sync?timeout=0".to_owned();
+    if let Some(s) = since {
+        path.push_str(&format!("&since={s}"));
+    }
+    let (status, body) = c.get(&path).await;
+    assert_eq!(status, 200, "sync: {body}");
+    body
+}
+
+fn next(body: &Value) -> String {
+    body["next_batch"].as_str().expect("next_batch").to_owned()
+}
+
+/// `(notification_count, highlight_count)` of `room` in a sync response.
+fn counts(body: &Value, room: &str) -> (u64, u64) {
+    let unread = &body["rooms"]["join"][room]["unread_notifications"];
+    (
+        unread["notification_count"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("notification_count of {room}: {body}")),
+        unread["highlight_count"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("highlight_count of {room}: {body}")),
+    )
+}
+
+async fn send(c: &Client, room: &str, txn: &str, content: Value) -> String {
+    let (status, got) = c
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"),
+            content,
+        )
+        .await;
+    assert_eq!(status, 200, "send: {got}");
+    got["event_id"].as_str().unwrap().to_owned()
+}
+
+async fn say(c: &Client, room: &str, txn: &str, body: &str) -> String {
+    send(c, room, txn, json!({"msgtype": "m.text", "body": body})).await
+}
+
+async fn receipt(c: &Client, room: &str, kind: &str, event: &str) {
+    let (status, body) = c
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/receipt/{kind}/{event}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "receipt: {body}");
+}
+
+/// Alice creates a public room that bob and carol join, then takes the
+/// display name "Alice Liddell": three members, so plain messages match `.m.rule.message`
+/// (two would match `.m.rule.room_one_to_one`).
+async fn three_member_room(server: &TestServer) -> (Client, String, Client, Client, String) {
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let carol = server.register("carol", "pw").await;
+    let (alice_id, _) = alice.whoami().await;
+    let (status, got) = alice
+        .post(
+            "/_matrix/client/v3/createRoom",
+            json!({"preset": "public_chat"}),
+        )
+        .await;
+    assert_eq!(status, 200, "createRoom: {got}");
+    let room = got["room_id"].as_str().unwrap().to_owned();
+    for c in [&bob, &carol] {
+        let (status, got) = c
+            .post(&format!("/_matrix/client/v3/rooms/{room}/join"), json!({}))
+            .await;
+        assert_eq!(status, 200, "join: {got}");
+    }
+    // Set once in the room: the profile change writes a new member event
+    // of hers carrying the name (which is what push rules read).
+    let (status, body) = alice
+        .put(
+            &format!("/_matrix/client/v3/profile/{alice_id}/displayname"),
+            json!({"displayname": "Alice Liddell"}),
+        )
+        .await;
+    assert_eq!(status, 200, "displayname: {body}");
+    (alice, alice_id, bob, carol, room)
+}
+
+#[tokio::test]
+async fn messages_count_until_read_and_mentions_highlight() {
+    let server = TestServer::start().await;
+    let (alice, alice_id, bob, _carol, room) = three_member_room(&server).await;
+
+    // Member events and alice's own room setup do not notify.
+    let first = sync(&alice, None).await;
+    assert_eq!(counts(&first, &room), (0, 0), "{first}");
+    let t = next(&first);
+
+    say(&bob, &room, "b1", "one").await;
+    let second = say(&bob, &room, "b2", "two").await;
+    say(&bob, &room, "b3", "three").await;
+    let got = sync(&alice, Some(&t)).await;
+    assert_eq!(counts(&got, &room), (3, 0), "incremental: {got}");
+    assert_eq!(counts(&sync(&alice, None).await, &room), (3, 0), "initial");
+    let t = next(&got);
+
+    // A receipt on the second: only the third is unread. The receipt alone
+    // brings the room into the incremental response.
+    receipt(&alice, &room, "m.read", &second).await;
+    let got = sync(&alice, Some(&t)).await;
+    assert_eq!(counts(&got, &room), (1, 0), "after receipt: {got}");
+    let t = next(&got);
+
+    // Alice's own messages never count.
+    say(&alice, &room, "a1", "my own words").await;
+    let got = sync(&alice, Some(&t)).await;
+    assert_eq!(counts(&got, &room), (1, 0), "own message: {got}");
+    let t = next(&got);
+
+    // A mention (the body names her, `m.mentions` lists her, as clients
+    // send pills) notifies and highlights.
+    let mention = send(
+        &bob,
+        &room,
+        "b4",
+        json!({
+            "msgtype": "m.text",
+            "body": "Alice Liddell: look",
+            "m.mentions": {"user_ids": [alice_id]},
+        }),
+    )
+    .await;
+    let got = sync(&alice, Some(&t)).await;
+    assert_eq!(counts(&got, &room), (2, 1), "mention: {got}");
+    let t = next(&got);
+
+    // A private receipt on the mention reads everything.
+    receipt(&alice, &room, "m.read.private", &mention).await;
+    let got = sync(&alice, Some(&t)).await;
+    assert_eq!(counts(&got, &room), (0, 0), "private receipt: {got}");
+
+    // Bob's view is his own: alice's message and nothing else of his.
+    let bobs = sync(&bob, None).await;
+    assert_eq!(counts(&bobs, &room), (1, 0), "bob: {bobs}");
+}
+
+#[tokio::test]
+async fn user_rules_decide_what_counts() {
+    let server = TestServer::start().await;
+    let (alice, _alice_id, bob, _carol, room) = three_member_room(&server).await;
+
+    // Disable the default rule for plain messages.
+    let (status, body) = alice
+        .put(
+            "/_matrix/client/v3/pushrules/global/underride/.m.rule.message/enabled",
+            json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(status, 200, "disable .m.rule.message: {body}");
+    // A rule of her own: her display name in a body highlights (exercises
+    // the display name taken from her member event).
+    let (status, body) = alice
+        .put(
+            "/_matrix/client/v3/pushrules/global/override/my_name",
+            json!({
+                "conditions": [{"kind": "contains_display_name"}],
+                "actions": ["notify", {"set_tweak": "highlight"}],
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "override rule: {body}");
+
+    say(&bob, &room, "b1", "plain one").await;
+    say(&bob, &room, "b2", "plain two").await;
+    let got = sync(&alice, None).await;
+    assert_eq!(counts(&got, &room), (0, 0), "plain messages: {got}");
+
+    say(&bob, &room, "b3", "hello Alice Liddell").await;
+    say(&bob, &room, "b4", "hello Alice Smith").await;
+    let got = sync(&alice, None).await;
+    assert_eq!(counts(&got, &room), (1, 1), "display name: {got}");
+
+    // Re-enabled, the plain messages count again.
+    let (status, body) = alice
+        .put(
+            "/_matrix/client/v3/pushrules/global/underride/.m.rule.message/enabled",
+            json!({"enabled": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "enable .m.rule.message: {body}");
+    let got = sync(&alice, None).await;
+    assert_eq!(counts(&got, &room), (4, 1), "re-enabled: {got}");
+}
+
+#[tokio::test]
+async fn counts_are_capped_per_room() {
+    let server = TestServer::start().await;
+    let (alice, _alice_id, bob, _carol, room) = three_member_room(&server).await;
+    for i in 0..MAX_COUNTED + 5 {
+        say(&bob, &room, &format!("b{i}"), &format!("message {i}")).await;
+    }
+    let got = sync(&alice, None).await;
+    assert_eq!(counts(&got, &room), (MAX_COUNTED, 0), "capped: {got}");
+}
+
+#[tokio::test]
+async fn room_mentions_highlight_only_from_senders_with_the_power() {
+    let server = TestServer::start().await;
+    let (alice, alice_id, bob, carol, room) = three_member_room(&server).await;
+    let (bob_id, _) = bob.whoami().await;
+    let (status, body) = alice
+        .get(&format!(
+            "/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/"
+        ))
+        .await;
+    assert_eq!(status, 200, "power levels: {body}");
+    let mut levels = body;
+    levels["users"] = json!({ alice_id: 100, bob_id: 50 });
+    let (status, body) = alice
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/"),
+            levels,
+        )
+        .await;
+    assert_eq!(status, 200, "set power levels: {body}");
+    let t = next(&sync(&alice, None).await);
+
+    let everyone = json!({
+        "msgtype": "m.text",
+        "body": "@room listen",
+        "m.mentions": {"room": true},
+    });
+    send(&carol, &room, "c1", everyone.clone()).await;
+    let got = sync(&alice, Some(&t)).await;
+    assert_eq!(counts(&got, &room), (1, 0), "carol (level 0): {got}");
+    send(&bob, &room, "b1", everyone).await;
+    let got = sync(&alice, Some(&t)).await;
+    assert_eq!(counts(&got, &room), (2, 1), "bob (level 50): {got}");
+}
