@@ -646,3 +646,30 @@ async fn context_returns_events_around_and_state() {
         .await;
     assert_error(&got, 404, "M_NOT_FOUND");
 }
+
+#[tokio::test]
+async fn member_events_carry_the_profile_from_room_creation_on() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    for (client, user, name) in [(&alice, "alice", "Alice L."), (&bob, "bob", "Bob B.")] {
+        let (status, body) = client
+            .put(
+                &format!("/_matrix/client/v3/profile/@{user}:test.local/displayname"),
+                json!({"displayname": name}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let room = create_room(&alice, json!({"invite": ["@bob:test.local"]})).await;
+    for (user, name) in [("alice", "Alice L."), ("bob", "Bob B.")] {
+        let (status, content) = alice
+            .get(&format!(
+                "/_matrix/client/v3/rooms/{}/state/m.room.member/@{user}:test.local",
+                enc(&room)
+            ))
+            .await;
+        assert_eq!(status, 200, "{content}");
+        assert_eq!(content["displayname"], name, "{user}: {content}");
+    }
+}

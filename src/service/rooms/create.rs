@@ -91,11 +91,11 @@ impl Rooms {
             create_content["additional_creators"] = json!(req.invite);
         }
 
-        let mut events = vec![state(
-            "m.room.member",
-            creator.as_str(),
-            json!({"membership": "join"}),
-        )];
+        let mut creator_member = json!({"membership": "join"});
+        for (k, v) in self.member_profile(creator).await? {
+            creator_member[k] = v;
+        }
+        let mut events = vec![state("m.room.member", creator.as_str(), creator_member)];
 
         let mut users = serde_json::Map::new();
         if !v12 {
@@ -191,6 +191,9 @@ impl Rooms {
         }
         for user in &req.invite {
             let mut content = json!({"membership": "invite"});
+            for (k, v) in self.member_profile(user).await? {
+                content[k] = v;
+            }
             if req.is_direct {
                 content["is_direct"] = true.into();
             }

@@ -18,7 +18,10 @@ impl Rooms {
     /// The profile fields member events carry (`displayname`,
     /// `avatar_url`) of a local user; empty without an accounts service or
     /// for unknown users.
-    async fn member_profile(&self, user: &UserId) -> Result<serde_json::Map<String, Value>> {
+    pub(super) async fn member_profile(
+        &self,
+        user: &UserId,
+    ) -> Result<serde_json::Map<String, Value>> {
         let Some(accounts) = &self.accounts else {
             return Ok(Default::default());
         };
