@@ -92,7 +92,14 @@ impl AppState {
     ) -> Result<Self, crate::service::signing::SigningKeyError> {
         let db = crate::db::accounts::AccountsDb::new(&databases.accounts);
         let signing_key = SigningKey::load_or_create(&db).await?;
-        let accounts = Arc::new(Accounts::new(db, server_name, config, clock.clone()));
+        let lifecycle = crate::service::e2ee::DeviceLifecycle::new(databases);
+        let accounts = Arc::new(Accounts::new(
+            db,
+            lifecycle,
+            server_name,
+            config,
+            clock.clone(),
+        ));
         let transitory = crate::service::transitory::Transitory::new(
             databases,
             clock.clone(),

@@ -132,6 +132,7 @@ async fn open(args: &ConfigArgs) -> Result<Accounts, CliError> {
     let db = crate::db::accounts::AccountsDb::new(&databases.accounts);
     Ok(Accounts::new(
         db,
+        crate::service::e2ee::DeviceLifecycle::new(&databases),
         server_name,
         settings,
         Arc::new(SystemClock),

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::clock::Clock;
 use super::config::ServerConfig;
+use super::e2ee::DeviceLifecycle;
 use super::ratelimit::{Action, RateLimiter};
 use super::uia::Purpose;
 use super::{Error, Result, password};
@@ -26,6 +27,9 @@ pub const MAX_USER_ID_BYTES: usize = 255;
 /// from the rate limiter's buckets.
 pub struct Accounts {
     pub(super) db: AccountsDb,
+    /// Inbox deletion and device-list changes after a device comes or goes
+    /// (a second transaction, on the `transitory` database).
+    pub(super) lifecycle: DeviceLifecycle,
     server_name: OwnedServerName,
     pub(super) config: ServerConfig,
     pub(super) clock: Arc<dyn Clock>,
@@ -92,15 +96,18 @@ pub struct LoginParams {
 }
 
 impl Accounts {
-    /// The service over the `accounts` database `db`.
+    /// The service over the `accounts` database `db`; `lifecycle` carries a
+    /// device's creation and deletion over to the `transitory` database.
     pub fn new(
         db: AccountsDb,
+        lifecycle: DeviceLifecycle,
         server_name: OwnedServerName,
         config: ServerConfig,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Accounts {
             db,
+            lifecycle,
             server_name,
             limiter: RateLimiter::new(clock.clone()),
             config,
@@ -199,6 +206,9 @@ impl Accounts {
         if created == CreateUser::InUse {
             return Err(Error::UserInUse);
         }
+        if session.is_some() {
+            self.lifecycle.device_added(&user_id).await?;
+        }
         tracing::info!(%user_id, "registered");
         Ok(Registered {
             user_id,
@@ -236,21 +246,28 @@ impl Accounts {
         {
             return Err(Error::Forbidden("invalid username or password".into()));
         }
+        self.lifecycle.device_added(&user_id).await?;
         Ok(logged_in)
     }
 
-    /// `POST /logout`: deletes the caller's device and token.
+    /// `POST /logout`: deletes the caller's device, token and E2EE keys (one
+    /// `accounts` transaction), then its to-device inbox and records a
+    /// device-list change (a second, `transitory` transaction).
     pub async fn logout(&self, authed: &Authed) -> Result<()> {
+        let ids = [authed.device_id.to_string()];
         self.db
-            .delete_devices(authed.user_id.as_str(), &[authed.device_id.to_string()])
+            .delete_devices(authed.user_id.as_str(), &ids)
             .await?;
-        Ok(())
+        self.lifecycle.devices_deleted(&authed.user_id, &ids).await
     }
 
-    /// `POST /logout/all`: deletes every device and token of the caller.
+    /// `POST /logout/all`: deletes every device of the caller as
+    /// [`Accounts::logout`] does one.
     pub async fn logout_all(&self, authed: &Authed) -> Result<()> {
-        self.db.delete_all_devices(authed.user_id.as_str()).await?;
-        Ok(())
+        let deleted = self.db.delete_all_devices(authed.user_id.as_str()).await?;
+        self.lifecycle
+            .devices_deleted(&authed.user_id, &deleted)
+            .await
     }
 
     /// `POST /account/password`: UIA with the current password, then sets the
@@ -268,23 +285,25 @@ impl Accounts {
             .await?;
         let hash = password::hash(new_password, self.config.password_hashing).await;
         let keep = authed.device_id.as_str();
-        if !self
+        let deleted = self
             .db
             .set_password(authed.user_id.as_str(), &hash, logout_devices, Some(keep))
             .await?
-        {
-            return Err(Error::UserDeactivated);
-        }
-        Ok(())
+            .ok_or(Error::UserDeactivated)?;
+        self.lifecycle
+            .devices_deleted(&authed.user_id, &deleted)
+            .await
     }
 
     /// `POST /account/deactivate`: UIA with the password, then deactivates.
     pub async fn deactivate(&self, authed: &Authed, auth: Option<&AuthData>) -> Result<()> {
         self.user_interactive_auth(auth, Purpose::User(&authed.user_id))
             .await?;
-        self.db.deactivate(authed.user_id.as_str()).await?;
+        let deleted = self.db.deactivate(authed.user_id.as_str()).await?;
         tracing::info!(user_id = %authed.user_id, "deactivated");
-        Ok(())
+        self.lifecycle
+            .devices_deleted(&authed.user_id, &deleted.unwrap_or_default())
+            .await
     }
 
     /// Operator: creates an account without UIA or rate limits (registration
@@ -321,9 +340,10 @@ impl Accounts {
         let user_id = self
             .resolve_login_user(user)
             .ok_or_else(|| Error::NotFound(format!("no user {user}")))?;
-        if !self.db.deactivate(user_id.as_str()).await? {
+        let Some(deleted) = self.db.deactivate(user_id.as_str()).await? else {
             return Err(Error::NotFound(format!("no user {user_id}")));
-        }
+        };
+        self.lifecycle.devices_deleted(&user_id, &deleted).await?;
         Ok(user_id)
     }
 
@@ -334,13 +354,14 @@ impl Accounts {
             .ok_or_else(|| Error::NotFound(format!("no user {user}")))?;
         check_password_length(Some(&new_password))?;
         let hash = password::hash(new_password, self.config.password_hashing).await;
-        if !self
+        let Some(deleted) = self
             .db
             .set_password(user_id.as_str(), &hash, true, None)
             .await?
-        {
+        else {
             return Err(Error::NotFound(format!("no active user {user_id}")));
-        }
+        };
+        self.lifecycle.devices_deleted(&user_id, &deleted).await?;
         Ok(user_id)
     }
 

@@ -11,7 +11,18 @@
 //! the key write commits first, so a crash in between loses only the
 //! change record, never keys; the client's next upload records it again.
 //!
-//! Who may import this: `api`, `sync` and tests.
+//! Device lifecycle ([`DeviceLifecycle`]): the accounts service deletes a
+//! device together with its E2EE keys in one `accounts` transaction; then, in
+//! a second transaction on the `transitory` database, it deletes the device's
+//! to-device inbox and records a device-list change for its owner. A new
+//! device (login, registration) records a change the same way. The second
+//! step is idempotent (clearing an empty inbox and recording a change again
+//! are harmless), so a failed step can simply be retried. `DeviceLifecycle`
+//! holds only the `transitory` handle, so [`Accounts`] can own it without a
+//! construction cycle (this service holds [`Accounts`]).
+//!
+//! Who may import this: `api`, `sync`, `service::accounts` (for
+//! [`DeviceLifecycle`]), the CLI and tests.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -86,6 +97,56 @@ impl From<crate::db::accounts::Error> for BackupError {
 fn parse_version(v: &str) -> Result<u64> {
     v.parse()
         .map_err(|_| Error::NotFound(format!("unknown backup version {v:?}")))
+}
+
+/// What follows a device's creation or deletion outside the `accounts`
+/// database: its to-device inbox and its owner's device-list change record
+/// (spec: "Tracking the device list for a user", "Send-to-Device
+/// messaging"). Owned by [`Accounts`]; cheap to clone.
+#[derive(Clone)]
+pub struct DeviceLifecycle {
+    transitory: TransitoryDb,
+}
+
+impl DeviceLifecycle {
+    /// The follow-ups over the `transitory` database of opened databases.
+    pub fn new(databases: &crate::db::Databases) -> Self {
+        DeviceLifecycle {
+            transitory: TransitoryDb::new(&databases.transitory),
+        }
+    }
+
+    /// After `devices` of `user` were deleted (their keys went with them, in
+    /// the `accounts` transaction that already committed): deletes each
+    /// device's to-device inbox and records one device-list change for
+    /// `user`, which every user sharing a room with them (and they
+    /// themselves) then sees in `device_lists.changed`. Nothing for an empty
+    /// list. Idempotent: safe to repeat after a failure.
+    ///
+    /// Errors: the `transitory` storage's.
+    pub async fn devices_deleted(&self, user: &UserId, devices: &[String]) -> Result<()> {
+        if devices.is_empty() {
+            return Ok(());
+        }
+        for device in devices {
+            self.transitory.delete_inbox(user.as_str(), device).await?;
+        }
+        self.transitory
+            .mark_device_lists_changed(&[user.as_str()])
+            .await?;
+        Ok(())
+    }
+
+    /// After a device of `user` was created (login, registration): records a
+    /// device-list change for `user`. Idempotent.
+    ///
+    /// Errors: the `transitory` storage's.
+    pub async fn device_added(&self, user: &UserId) -> Result<()> {
+        self.transitory
+            .mark_device_lists_changed(&[user.as_str()])
+            .await?;
+        Ok(())
+    }
 }
 
 impl E2ee {

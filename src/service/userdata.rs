@@ -76,8 +76,11 @@ impl Accounts {
     }
 
     /// `DELETE /devices/{deviceId}` and `POST /delete_devices`: UIA with the
-    /// password, then deletes the devices (unknown IDs are ignored) and their
-    /// access tokens.
+    /// password, then deletes the devices (unknown IDs are ignored) with their
+    /// access tokens and E2EE keys in one `accounts` transaction, then, in a
+    /// second (`transitory`) transaction, their to-device inboxes, recording a
+    /// device-list change. The second step runs for every requested ID, so a
+    /// client retrying after a failure between the two completes it.
     pub async fn delete_devices(
         &self,
         authed: &Authed,
@@ -90,7 +93,7 @@ impl Accounts {
         self.db
             .delete_devices(authed.user_id.as_str(), &ids)
             .await?;
-        Ok(())
+        self.lifecycle.devices_deleted(&authed.user_id, &ids).await
     }
 
     /// `GET /profile/{userId}`: every profile field of a local user.

@@ -95,8 +95,51 @@ pub struct E2eeDb {
     l: std::sync::Arc<Layout>,
 }
 
+/// The E2EE subspaces keyed by `(user_id, device_id, ...)`: what one
+/// device's keys occupy. [`super::AccountsDb`]'s device deletion clears them
+/// in the same transaction that deletes the device, so a deleted device never
+/// leaves keys behind (spec: "Tracking the device list for a user").
+#[derive(Clone, Debug)]
+pub struct DeviceKeySpaces {
+    device_keys: Subspace,
+    otk: Subspace,
+    fallback: Subspace,
+    signature: Subspace,
+}
+
+impl DeviceKeySpaces {
+    /// The subspaces in the `accounts` directories `dirs`.
+    pub(super) fn from_dirs(dirs: &crate::keys::Directories) -> Self {
+        let sub = |spec: &SubspaceSpec| {
+            Subspace::from_bytes(dirs.space(&keys::E2EE).subspace_prefix(spec))
+        };
+        DeviceKeySpaces {
+            device_keys: sub(&keys::DEVICE_KEYS),
+            otk: sub(&keys::ONE_TIME_KEY),
+            fallback: sub(&keys::FALLBACK_KEY),
+            signature: sub(&keys::SIGNATURE),
+        }
+    }
+
+    /// Clears, in `tx`, the device's identity keys, one-time keys, fallback
+    /// keys and the signatures others uploaded on its keys. Blind writes
+    /// only (no reads), so it adds no conflicts and is safe to repeat.
+    pub(super) fn clear(&self, tx: &kv::Transaction, user: &str, device: &str) {
+        tx.clear(&self.device_keys.pack(&(user, device)));
+        for space in [
+            self.otk.subspace(&(user, device)),
+            self.fallback.subspace(&(user, device)),
+            self.signature.subspace(&(user, device)),
+        ] {
+            let (b, e) = space.range();
+            tx.clear_range(&b, &e);
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Layout {
+    device_spaces: DeviceKeySpaces,
     device_keys: Subspace,
     otk: Subspace,
     fallback: Subspace,
@@ -117,6 +160,7 @@ impl E2eeDb {
         E2eeDb {
             db: handle.db.clone(),
             l: std::sync::Arc::new(Layout {
+                device_spaces: DeviceKeySpaces::from_dirs(&handle.dirs),
                 device_keys: sub(&keys::E2EE, &keys::DEVICE_KEYS),
                 otk: sub(&keys::E2EE, &keys::ONE_TIME_KEY),
                 fallback: sub(&keys::E2EE, &keys::FALLBACK_KEY),
@@ -323,20 +367,14 @@ impl E2eeDb {
     }
 
     /// Removes a device's keys (device keys, one-time and fallback keys and
-    /// signatures on it), e.g. when the device is deleted.
+    /// signatures on it) in a transaction of its own. Device deletion in
+    /// [`super::AccountsDb`] already does this inside its own transaction
+    /// (through [`DeviceKeySpaces`]); this is for repairs and tests.
     pub async fn delete_device(&self, user: &str, device: &str) -> Result<()> {
-        let l = self.l.clone();
+        let spaces = self.l.device_spaces.clone();
         self.db
             .run(|tx, _| {
-                tx.clear(&l.device_keys.pack(&(user, device)));
-                for space in [
-                    l.otk.subspace(&(user, device)),
-                    l.fallback.subspace(&(user, device)),
-                    l.signature.subspace(&(user, device)),
-                ] {
-                    let (b, e) = space.range();
-                    tx.clear_range(&b, &e);
-                }
+                spaces.clear(&tx, user, device);
                 async { Ok::<_, Error>(()) }
             })
             .await

@@ -36,6 +36,8 @@ pub struct Layout {
     pub signing_key: Subspace,
     /// The `meta/notify` key, bumped by writes that sync delivers.
     pub notify: Vec<u8>,
+    /// One device's E2EE key subspaces, cleared with the device.
+    pub device_e2ee: super::e2ee::DeviceKeySpaces,
 }
 
 impl Layout {
@@ -58,6 +60,7 @@ impl Layout {
             push_rules: sub(&keys::PUSH_RULES, &keys::RULESET),
             signing_key: sub(&keys::SERVER, &keys::SIGNING_KEY),
             notify: dirs.space(&keys::META).key(&crate::db::notify::NOTIFY, &()),
+            device_e2ee: super::e2ee::DeviceKeySpaces::from_dirs(dirs),
         }
     }
 }

@@ -12,7 +12,8 @@
 //! - an access token entry exists exactly as long as its device does, and the
 //!   device records the token's hash, so deleting a device (logout, device
 //!   deletion, password change, deactivation) deletes its token in the same
-//!   transaction;
+//!   transaction, and so are the device's E2EE keys (`e2ee` subspaces keyed
+//!   by the device, cleared through [`e2ee::DeviceKeySpaces`]);
 //! - a deactivated user has no password hash, devices, tokens or profile;
 //! - every account-data write sets the current value and appends to the
 //!   per-user change log in the same transaction, both stamped with the

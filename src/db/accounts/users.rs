@@ -102,36 +102,41 @@ impl AccountsDb {
     }
 
     /// Replaces `user_id`'s password hash; when `logout_devices`, also deletes
-    /// every device (and its token) except `keep_device`. Returns `false`,
-    /// writing nothing, if the user does not exist or is deactivated.
+    /// every device (with its token and E2EE keys) except `keep_device`.
+    /// Returns the deleted device IDs, or `None`, writing nothing, if the
+    /// user does not exist or is deactivated.
     pub async fn set_password(
         &self,
         user_id: &str,
         hash: &str,
         logout_devices: bool,
         keep_device: Option<&str>,
-    ) -> Result<bool> {
+    ) -> Result<Option<Vec<String>>> {
         let k = self.keys().clone();
         self.db
             .run(|tx, _| {
                 let k = k.clone();
                 async move {
                     if !is_active(&tx, &k, user_id).await? {
-                        return Ok(false);
+                        return Ok(None);
                     }
                     tx.set(&k.password.pack(&user_id), hash.as_bytes());
+                    let mut deleted = Vec::new();
                     if logout_devices {
-                        delete_devices_where(&tx, &k, user_id, |d| Some(d) != keep_device).await?;
+                        deleted =
+                            delete_devices_where(&tx, &k, user_id, |d| Some(d) != keep_device)
+                                .await?;
                     }
-                    Ok::<_, Error>(true)
+                    Ok::<_, Error>(Some(deleted))
                 }
             })
             .await
     }
 
     /// Deactivates `user_id`: marks the record, and removes its password,
-    /// devices, tokens and profile. Returns `false` if there is no such user.
-    pub async fn deactivate(&self, user_id: &str) -> Result<bool> {
+    /// devices (with their E2EE keys), tokens and profile. Returns the
+    /// deleted device IDs, or `None` if there is no such user.
+    pub async fn deactivate(&self, user_id: &str) -> Result<Option<Vec<String>>> {
         let k = self.keys().clone();
         self.db
             .run(|tx, _| {
@@ -139,16 +144,16 @@ impl AccountsDb {
                 async move {
                     let user_key = k.user.pack(&user_id);
                     let Some(raw) = tx.get(&user_key, false).await? else {
-                        return Ok(false);
+                        return Ok(None);
                     };
                     let mut record: UserRecord = decode("user", &raw)?;
                     record.deactivated = true;
                     tx.set(&user_key, &encode(&record));
                     tx.clear(&k.password.pack(&user_id));
-                    delete_devices_where(&tx, &k, user_id, |_| true).await?;
+                    let deleted = delete_devices_where(&tx, &k, user_id, |_| true).await?;
                     let (begin, end) = k.profile.subspace(&user_id).range();
                     tx.clear_range(&begin, &end);
-                    Ok::<_, Error>(true)
+                    Ok::<_, Error>(Some(deleted))
                 }
             })
             .await
@@ -246,22 +251,28 @@ impl AccountsDb {
             .await
     }
 
-    /// Deletes the listed devices of `user_id` and their tokens (absent ones
-    /// are skipped). Returns how many existed.
-    pub async fn delete_devices(&self, user_id: &str, device_ids: &[String]) -> Result<usize> {
+    /// Deletes the listed devices of `user_id` with their tokens and E2EE
+    /// keys, in one transaction (absent ones are skipped, but any keys stored
+    /// under their IDs are still cleared). Returns the IDs that existed.
+    pub async fn delete_devices(
+        &self,
+        user_id: &str,
+        device_ids: &[String],
+    ) -> Result<Vec<String>> {
         let k = self.keys().clone();
         self.db
             .run(|tx, _| {
                 let k = k.clone();
                 async move {
-                    let mut deleted = 0;
+                    let mut deleted = Vec::new();
                     for device_id in device_ids {
                         let key = k.device.pack(&(user_id, device_id.as_str()));
+                        k.device_e2ee.clear(&tx, user_id, device_id);
                         if let Some(raw) = tx.get(&key, false).await? {
                             let record: DeviceRecord = decode("device", &raw)?;
                             tx.clear(&k.token.pack(&record.token_hash.as_slice()));
                             tx.clear(&key);
-                            deleted += 1;
+                            deleted.push(device_id.clone());
                         }
                     }
                     Ok::<_, Error>(deleted)
@@ -270,8 +281,9 @@ impl AccountsDb {
             .await
     }
 
-    /// Deletes every device of `user_id` and their tokens.
-    pub async fn delete_all_devices(&self, user_id: &str) -> Result<()> {
+    /// Deletes every device of `user_id` with its token and E2EE keys.
+    /// Returns the deleted device IDs.
+    pub async fn delete_all_devices(&self, user_id: &str) -> Result<Vec<String>> {
         let k = self.keys().clone();
         self.db
             .run(|tx, _| {
@@ -364,22 +376,26 @@ fn put_device(
     );
 }
 
-/// Deletes the devices of `user_id` whose ID passes `pred`, with their tokens.
+/// Deletes the devices of `user_id` whose ID passes `pred`, with their
+/// tokens and E2EE keys. Returns the deleted IDs.
 async fn delete_devices_where(
     tx: &Transaction,
     k: &super::Layout,
     user_id: &str,
     pred: impl Fn(&str) -> bool,
-) -> Result<()> {
+) -> Result<Vec<String>> {
     let space: Subspace = k.device.subspace(&user_id);
     let kvs = tx.get_range_all(range_of(&space), false).await?;
+    let mut deleted = Vec::new();
     for kv in kvs {
         let (_, device_id): (String, String) = unpack("device", &k.device, &kv.key)?;
         if pred(&device_id) {
             let record: DeviceRecord = decode("device", &kv.value)?;
             tx.clear(&k.token.pack(&record.token_hash.as_slice()));
             tx.clear(&kv.key);
+            k.device_e2ee.clear(tx, user_id, &device_id);
+            deleted.push(device_id);
         }
     }
-    Ok(())
+    Ok(deleted)
 }
