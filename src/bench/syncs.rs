@@ -3,7 +3,9 @@
 //! - `initial-sync`: after setup (U users, R rooms of M members), a probe
 //!   user joins all R rooms, E events are sent (as in `throughput`, no
 //!   syncers), then the probe's initial sync (filter: timeline limit 20,
-//!   lazy-loaded members) is timed `--repeats` times, one at a time.
+//!   lazy-loaded members) is timed `--repeats` times, one at a time, each
+//!   with its own `timeout` (`initial_timeout_ms`) so that a server's
+//!   response cache cannot answer a repeat with the previous response.
 //! - `incremental-sync`: probe 1 joins room 0, probe K joins all R rooms;
 //!   each round, room 0's creator sends one event, then both probes sync
 //!   from their last position with `timeout=0` (alternating which goes
@@ -47,6 +49,18 @@ async fn sample(sampler: Option<Sampler>) -> Option<super::server_stats::ServerU
     }
 }
 
+/// The `timeout` of initial sync number `repeat`, in ms: `repeat mod 1000`.
+///
+/// Distinct for up to 1,000 repeats, because a server may cache `/sync`
+/// responses by request (Synapse keeps each for 2 minutes by default, keyed
+/// by user, `since`, `timeout` and filter), and the scenario measures
+/// building the response, not a cache hit. A server answers an initial sync
+/// with rooms at once whatever the timeout (client-server API, `GET
+/// /sync`: it waits only while there is nothing to return).
+fn initial_timeout_ms(repeat: usize) -> u64 {
+    (repeat % 1000) as u64
+}
+
 /// `initial-sync`.
 pub async fn initial(
     ctx: &Ctx<'_>,
@@ -64,11 +78,11 @@ pub async fn initial(
     let mut last = Value::Null;
     let measured = ctx
         .capped("initial syncs", async {
-            for _ in 0..a.repeats {
+            for repeat in 0..a.repeats {
                 let begun = Instant::now();
                 last = ctx
                     .client
-                    .sync(&probe, None, 0, MEASURED_FILTER)
+                    .sync(&probe, None, initial_timeout_ms(repeat), MEASURED_FILTER)
                     .await
                     .map_err(BenchError::request("initial syncs"))?;
                 latency.record(begun.elapsed());
@@ -277,4 +291,21 @@ pub async fn idle(ctx: &Ctx<'_>, setup: &mut SetupReport) -> Result<IdleReport, 
         hold_secs: a.hold_secs,
         server,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::initial_timeout_ms;
+
+    /// The first 1,000 repeats send pairwise distinct timeouts, all under 1 s.
+    #[test]
+    fn initial_sync_repeats_differ_in_timeout() {
+        let mut seen = std::collections::HashSet::new();
+        for repeat in 0..1000 {
+            let t = initial_timeout_ms(repeat);
+            assert!(t < 1000, "repeat {repeat}: {t} ms");
+            assert!(seen.insert(t), "repeat {repeat} repeats timeout {t}");
+        }
+        assert_eq!(initial_timeout_ms(1000), 0);
+    }
 }
