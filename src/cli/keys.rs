@@ -184,10 +184,7 @@ async fn scan(args: ScanArgs) -> Result<(), CliError> {
     }
     let range = RangeOption::prefix(&begin).limit(args.limit);
     let entries = store
-        .run(|tx, _| {
-            let range = range.clone();
-            async move { tx.get_range_all(range, true).await }
-        })
+        .read_range(range)
         .await
         .map_err(|source: kv::Error| db::DbError::Kv {
             database: spec.name,

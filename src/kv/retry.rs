@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-use super::{CommitInfo, Database, Error, Transaction};
+use super::{CommitInfo, Database, Error, KeyValue, RangeOption, Transaction};
 
 /// Bounds of the retry runner.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,6 +117,25 @@ impl Database {
             tracing::trace!(retries, error = %kv, "retrying transaction");
             tokio::time::sleep(delay).await;
         }
+    }
+}
+
+impl Database {
+    /// The value of `key` in a one-shot, read-only transaction with a
+    /// snapshot read: no conflicts, retried like any transaction.
+    pub async fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        self.run(|tx, _| async move { tx.get(key, true).await })
+            .await
+    }
+
+    /// The range (up to its limit) in a one-shot, read-only transaction with
+    /// snapshot reads: no conflicts, retried like any transaction.
+    pub async fn read_range(&self, range: RangeOption) -> Result<Vec<KeyValue>, Error> {
+        self.run(|tx, _| {
+            let range = range.clone();
+            async move { tx.get_range_all(range, true).await }
+        })
+        .await
     }
 }
 

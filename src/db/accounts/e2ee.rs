@@ -257,13 +257,7 @@ impl E2eeDb {
     /// range read).
     pub async fn unused_fallback_key_types(&self, user: &str, device: &str) -> Result<Vec<String>> {
         let space = self.l.fallback.subspace(&(user, device));
-        let kvs = self
-            .db
-            .run(|tx, _| {
-                let range = range_of(&space);
-                async move { tx.get_range_all(range, true).await }
-            })
-            .await?;
+        let kvs = self.db.read_range(range_of(&space)).await?;
         let mut out = Vec::new();
         for kv in &kvs {
             let alg: String = unpack("fallback_key", &space, &kv.key)?;

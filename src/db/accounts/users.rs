@@ -73,13 +73,7 @@ impl AccountsDb {
     /// Every account, in user-ID order.
     pub async fn users(&self) -> Result<Vec<(String, UserRecord)>> {
         let space = self.keys().user.clone();
-        let kvs = self
-            .db
-            .run(|tx, _| {
-                let range = range_of(&space);
-                async move { tx.get_range_all(range, true).await }
-            })
-            .await?;
+        let kvs = self.db.read_range(range_of(&space)).await?;
         kvs.iter()
             .map(|kv| {
                 let (user_id,): (String,) = unpack("user", &space, &kv.key)?;

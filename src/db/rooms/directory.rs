@@ -46,13 +46,7 @@ impl RoomsDb {
     /// The record of `alias`, if it exists.
     pub async fn alias(&self, alias: &RoomAliasId) -> Result<Option<AliasRecord>> {
         let key = self.layout.aliases.key(&keys::ALIAS, &(alias.as_str(),));
-        let value = self
-            .db
-            .run(|tx, _| {
-                let key = key.clone();
-                async move { tx.get(&key, true).await }
-            })
-            .await?;
+        let value = self.db.read(&key).await?;
         value.map(|v| decode("alias", &v)).transpose()
     }
 
@@ -84,13 +78,7 @@ impl RoomsDb {
     pub async fn room_aliases(&self, room_id: &RoomId) -> Result<Vec<OwnedRoomAliasId>> {
         let space = &self.layout.aliases;
         let (begin, end) = space.range(&keys::ROOM_ALIAS, &(room_id.as_str(),));
-        let kvs = self
-            .db
-            .run(|tx, _| {
-                let range = RangeOption::new(begin.clone(), end.clone());
-                async move { tx.get_range_all(range, true).await }
-            })
-            .await?;
+        let kvs = self.db.read_range(RangeOption::new(begin, end)).await?;
         kvs.iter()
             .map(|kv| {
                 let (_, _, alias): (i64, String, String) = unpack("room_alias", space, &kv.key)?;
@@ -126,13 +114,7 @@ impl RoomsDb {
             .layout
             .public_rooms
             .key(&keys::LISTED, &(room_id.as_str(),));
-        let value = self
-            .db
-            .run(|tx, _| {
-                let key = key.clone();
-                async move { tx.get(&key, true).await }
-            })
-            .await?;
+        let value = self.db.read(&key).await?;
         Ok(value.is_some())
     }
 
@@ -154,10 +136,7 @@ impl RoomsDb {
         }
         let kvs = self
             .db
-            .run(|tx, _| {
-                let range = RangeOption::new(begin.clone(), end.clone()).limit(limit);
-                async move { tx.get_range_all(range, true).await }
-            })
+            .read_range(RangeOption::new(begin, end).limit(limit))
             .await?;
         kvs.iter()
             .map(|kv| {
@@ -189,13 +168,7 @@ impl RoomsDb {
     pub async fn forgotten_rooms(&self, user: &UserId) -> Result<Vec<OwnedRoomId>> {
         let space = &self.layout.memberships;
         let (begin, end) = space.range(&keys::FORGOTTEN, &(user.as_str(),));
-        let kvs = self
-            .db
-            .run(|tx, _| {
-                let range = RangeOption::new(begin.clone(), end.clone());
-                async move { tx.get_range_all(range, true).await }
-            })
-            .await?;
+        let kvs = self.db.read_range(RangeOption::new(begin, end)).await?;
         kvs.iter()
             .map(|kv| {
                 let (_, _, room): (i64, String, String) = unpack("forgotten", space, &kv.key)?;

@@ -133,10 +133,7 @@ impl RoomsDb {
             .layout
             .events
             .key(&keys::EVENT_POSITION, &(event_id.as_str(),));
-        let value = self.db.run(|tx, _| {
-            let key = key.clone();
-            async move { tx.get(&key, true).await }
-        });
+        let value = self.db.read(&key);
         Ok(value
             .await?
             .and_then(|p| <[u8; 12]>::try_from(p.as_slice()).ok())
@@ -150,13 +147,7 @@ impl RoomsDb {
         room_id: &RoomId,
     ) -> Result<BTreeMap<StateKey, OwnedEventId>> {
         let (begin, end) = self.layout.rooms.range(&keys::STATE, &(room_id.as_str(),));
-        let kvs = self
-            .db
-            .run(|tx, _| {
-                let range = RangeOption::new(begin.clone(), end.clone());
-                async move { tx.get_range_all(range, true).await }
-            })
-            .await?;
+        let kvs = self.db.read_range(RangeOption::new(begin, end)).await?;
         kvs.iter()
             .map(|kv| {
                 let (_, _, kind, state_key): (i64, String, String, String) =
@@ -203,13 +194,7 @@ impl RoomsDb {
             .layout
             .state_log
             .range(&keys::STATE_HISTORY, &(room_id.as_str(), kind, state_key));
-        let kvs = self
-            .db
-            .run(|tx, _| {
-                let range = RangeOption::new(begin.clone(), end.clone());
-                async move { tx.get_range_all(range, true).await }
-            })
-            .await?;
+        let kvs = self.db.read_range(RangeOption::new(begin, end)).await?;
         kvs.iter()
             .map(|kv| {
                 Ok((
@@ -235,13 +220,7 @@ impl RoomsDb {
         begin.push(0);
         let mut end = space.key(&keys::STATE_CHANGE, &(room_id.as_str(), up_to.to_tuple()));
         end.push(0);
-        let kvs = self
-            .db
-            .run(|tx, _| {
-                let range = RangeOption::new(begin.clone(), end.clone());
-                async move { tx.get_range_all(range, true).await }
-            })
-            .await?;
+        let kvs = self.db.read_range(RangeOption::new(begin, end)).await?;
         kvs.iter()
             .map(|kv| {
                 Ok((
@@ -299,12 +278,11 @@ impl RoomsDb {
         }
         let kvs = self
             .db
-            .run(|tx, _| {
-                let range = RangeOption::new(begin.clone(), end.clone())
+            .read_range(
+                RangeOption::new(begin.clone(), end.clone())
                     .limit(limit)
-                    .reverse(dir == Direction::Backward);
-                async move { tx.get_range_all(range, true).await }
-            })
+                    .reverse(dir == Direction::Backward),
+            )
             .await?;
         kvs.iter()
             .map(|kv| {
@@ -328,13 +306,7 @@ impl RoomsDb {
     /// Current memberships of a room, by user. One range read.
     pub async fn members(&self, room_id: &RoomId) -> Result<Vec<(OwnedUserId, MemberRecord)>> {
         let (begin, end) = self.layout.rooms.range(&keys::MEMBER, &(room_id.as_str(),));
-        let kvs = self
-            .db
-            .run(|tx, _| {
-                let range = RangeOption::new(begin.clone(), end.clone());
-                async move { tx.get_range_all(range, true).await }
-            })
-            .await?;
+        let kvs = self.db.read_range(RangeOption::new(begin, end)).await?;
         kvs.iter()
             .map(|kv| {
                 let (_, _, user): (i64, String, String) =
@@ -355,13 +327,7 @@ impl RoomsDb {
             .layout
             .rooms
             .key(&keys::MEMBER, &(room_id.as_str(), user.as_str()));
-        let value = self
-            .db
-            .run(|tx, _| {
-                let key = key.clone();
-                async move { tx.get(&key, true).await }
-            })
-            .await?;
+        let value = self.db.read(&key).await?;
         value.map(|v| decode("member", &v)).transpose()
     }
 
@@ -371,13 +337,7 @@ impl RoomsDb {
             .layout
             .memberships
             .range(&keys::USER_ROOM, &(user.as_str(),));
-        let kvs = self
-            .db
-            .run(|tx, _| {
-                let range = RangeOption::new(begin.clone(), end.clone());
-                async move { tx.get_range_all(range, true).await }
-            })
-            .await?;
+        let kvs = self.db.read_range(RangeOption::new(begin, end)).await?;
         kvs.iter()
             .map(|kv| {
                 let (_, _, room): (i64, String, String) =
@@ -395,13 +355,7 @@ impl RoomsDb {
             .layout
             .rooms
             .range(&keys::EXTREMITY, &(room_id.as_str(),));
-        let kvs = self
-            .db
-            .run(|tx, _| {
-                let range = RangeOption::new(begin.clone(), end.clone());
-                async move { tx.get_range_all(range, true).await }
-            })
-            .await?;
+        let kvs = self.db.read_range(RangeOption::new(begin, end)).await?;
         kvs.iter()
             .map(|kv| {
                 let (_, _, id): (i64, String, String) =
@@ -440,10 +394,7 @@ impl RoomsDb {
         }
         let kvs = self
             .db
-            .run(|tx, _| {
-                let range = RangeOption::new(begin.clone(), end.clone()).limit(limit + 1);
-                async move { tx.get_range_all(range, true).await }
-            })
+            .read_range(RangeOption::new(begin, end).limit(limit + 1))
             .await?;
         if kvs.len() > limit {
             return Ok(None);

@@ -146,13 +146,7 @@ impl RoomsDb {
         if begin >= end {
             return Ok(Vec::new());
         }
-        let kvs = self
-            .db
-            .run(|tx, _| {
-                let range = RangeOption::new(begin.clone(), end.clone());
-                async move { tx.get_range_all(range, true).await }
-            })
-            .await?;
+        let kvs = self.db.read_range(RangeOption::new(begin, end)).await?;
         kvs.iter()
             .map(|kv| {
                 Ok((

@@ -99,13 +99,7 @@ impl RoomsDb {
             (Some(r), None) => space.range(&keys::RELATION, &(room, parent_s, r)),
             _ => space.range(&keys::RELATION, &(room, parent_s)),
         };
-        let kvs = self
-            .db
-            .run(|tx, _| {
-                let range = RangeOption::new(begin.clone(), end.clone());
-                async move { tx.get_range_all(range, true).await }
-            })
-            .await?;
+        let kvs = self.db.read_range(RangeOption::new(begin, end)).await?;
         let mut out = Vec::with_capacity(kvs.len());
         for kv in &kvs {
             let position = trailing_position("child", &kv.key)?;
@@ -139,13 +133,7 @@ impl RoomsDb {
     pub async fn thread_roots(&self, room_id: &RoomId) -> Result<Vec<OwnedEventId>> {
         let space = &self.layout.relations;
         let (begin, end) = space.range(&keys::THREAD, &(room_id.as_str(),));
-        let kvs = self
-            .db
-            .run(|tx, _| {
-                let range = RangeOption::new(begin.clone(), end.clone());
-                async move { tx.get_range_all(range, true).await }
-            })
-            .await?;
+        let kvs = self.db.read_range(RangeOption::new(begin, end)).await?;
         kvs.iter()
             .map(|kv| {
                 let (_, _, root): (i64, String, String) = unpack("thread", space, &kv.key)?;
