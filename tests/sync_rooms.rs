@@ -9,6 +9,9 @@
 
 mod common_api;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use serde_json::{Value, json};
 
 use common_api::{Client, TestServer};
@@ -561,9 +564,20 @@ async fn a_long_poll_wakes_for_its_room_and_not_for_others() {
     );
     let t = next(&got);
 
-    // A message in a room bob is not in wakes the poll's process, but the
-    // poll finds nothing for bob and keeps waiting until its timeout: the
-    // answer is empty.
+    // A message in a room bob is not in does not wake bob's poll at all
+    // (the wake feed names carol's room only): the poll reads once, waits
+    // until its timeout and answers empty.
+    let reads = Arc::new(AtomicUsize::new(0));
+    {
+        let reads = reads.clone();
+        server
+            .state
+            .sync
+            .set_after_read_hook(Some(Arc::new(move || {
+                reads.fetch_add(1, Ordering::SeqCst);
+                Box::pin(async {})
+            })));
+    }
     let poll = {
         let bob = bob.clone();
         let t = t.clone();
@@ -578,6 +592,12 @@ async fn a_long_poll_wakes_for_its_room_and_not_for_others() {
     send(&carol, &elsewhere, "c1", "not for bob").await;
     let (status, got) = poll.await.unwrap();
     assert_eq!(status, 200);
+    assert_eq!(
+        reads.load(Ordering::SeqCst),
+        1,
+        "carol's message did not make bob's poll read again"
+    );
+    server.state.sync.set_after_read_hook(None);
     assert!(
         got["rooms"]["join"]
             .as_object()

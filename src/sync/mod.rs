@@ -2,14 +2,16 @@
 //! (design: `docs/sync.md`).
 //!
 //! - [`token`]: `next_batch` strings, one versionstamp per database;
-//! - [`notifier`]: one KV watch per database per process, fanned out to
-//!   every waiting long-poll through in-process channels, losslessly;
+//! - [`notifier`]: one KV watch per database per process; each wake reads
+//!   the database's wake feed once and wakes only the long-polls whose
+//!   topics (user, rooms, peers) it names, losslessly;
 //! - [`service`]: what one `/sync` call returns, and its long-poll;
 //! - `rooms`: the `rooms` section (join, invite, leave);
 //! - [`filter`]: the parts of a filter sync applies.
 //!
 //! Writers do not import this module: they bump their database's
-//! notification key with `db::notify::bump` inside their own transaction.
+//! notification key and name the change's topics with `db::notify::bump`
+//! inside their own transaction.
 //!
 //! This layer spans the three databases, so it sits above `db`; it also uses
 //! `kv` directly for the two things no database module offers: read versions
@@ -27,7 +29,7 @@ mod unread;
 use std::time::Duration;
 
 pub use filter::SyncFilter;
-pub use notifier::{DatabaseId, Notifier, Subscription};
+pub use notifier::{DatabaseId, Listener, Notifier};
 pub use service::{AfterReadHook, RoomsSection, Services, SyncRequest, SyncResult, SyncService};
 pub use token::{Position, SyncToken, TokenError};
 

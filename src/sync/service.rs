@@ -47,12 +47,13 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::filter::SyncFilter;
-use super::notifier::{DatabaseId, Notifier, ReadVersions};
+use super::notifier::{DatabaseId, Notifier, ReadVersions, TopicKey};
 use super::rooms::{self as room_sync, Candidate, Ctx, Window};
 use super::token::{Position, SyncToken};
 use super::{Error, SyncConfig};
 use crate::db::Databases;
 use crate::db::accounts::{AccountDataChange, AccountsDb};
+use crate::db::notify::Topic;
 use crate::db::rooms::StreamPosition;
 use crate::kv;
 use crate::service::e2ee::E2ee;
@@ -66,8 +67,8 @@ pub use ruma::api::client::sync::sync_events::v3::{InvitedRoom, JoinedRoom, Left
 /// client).
 const FEED_LIMIT: usize = 10_000;
 
-/// The peer cache forgets everything past this many users.
-const PEER_CACHE_USERS: usize = 100_000;
+/// The circle cache forgets everything past this many users.
+const CIRCLE_CACHE_USERS: usize = 100_000;
 
 /// A test seam: runs after a long-poll's read and before its wait, so tests
 /// can commit exactly in the window the lossless rule protects.
@@ -155,8 +156,49 @@ impl SyncResult {
     }
 }
 
-/// The users sharing a room with one user, as of a rooms position.
-type PeerEntry = (StreamPosition, Arc<Vec<OwnedUserId>>);
+/// Whose changes concern one user: the users sharing a joined room with
+/// them (presence, device lists) and the topics their long-polls wait on.
+struct Circle {
+    /// The users sharing a joined room with the user, and the user; sorted.
+    peers: Vec<OwnedUserId>,
+    /// `User(user)`, `Room(r)` for each joined room, `Peers(p)` for each
+    /// peer; sorted (`Notifier::listen`).
+    topics: Vec<TopicKey>,
+}
+
+impl Circle {
+    /// Reads the user's joined rooms and their members.
+    async fn read(notifier: &Notifier, services: &Services, user: &UserId) -> Result<Self, Error> {
+        let mut peers = BTreeSet::new();
+        peers.insert(user.to_owned());
+        let mut topics = vec![notifier.topic_key(Topic::User(user.as_str()))];
+        for (room, m) in services.rooms.rooms_of_user(user).await? {
+            if m.membership != "join" {
+                continue;
+            }
+            topics.push(notifier.topic_key(Topic::Room(room.as_str())));
+            for (member, rec) in services.rooms.db().members(&room).await? {
+                if rec.membership == "join" {
+                    peers.insert(member);
+                }
+            }
+        }
+        topics.extend(
+            peers
+                .iter()
+                .map(|p| notifier.topic_key(Topic::Peers(p.as_str()))),
+        );
+        topics.sort_unstable();
+        topics.dedup();
+        Ok(Circle {
+            peers: peers.into_iter().collect(),
+            topics,
+        })
+    }
+}
+
+/// A user's circle, as of a rooms position.
+type CircleEntry = (StreamPosition, Arc<Circle>);
 
 /// The sync service of one server process. Cheap to share (`Arc`).
 pub struct SyncService {
@@ -166,7 +208,7 @@ pub struct SyncService {
     config: SyncConfig,
     shutdown: watch::Sender<bool>,
     after_read: Mutex<Option<AfterReadHook>>,
-    peers: Mutex<HashMap<OwnedUserId, PeerEntry>>,
+    circles: Mutex<HashMap<OwnedUserId, CircleEntry>>,
 }
 
 impl SyncService {
@@ -180,7 +222,7 @@ impl SyncService {
             config,
             shutdown: watch::channel(false).0,
             after_read: Mutex::new(None),
-            peers: Mutex::new(HashMap::new()),
+            circles: Mutex::new(HashMap::new()),
         }
     }
 
@@ -219,7 +261,6 @@ impl SyncService {
         let since: Option<SyncToken> = req.since.as_deref().map(str::parse).transpose()?;
         let timeout = req.timeout.min(self.config.max_timeout());
         let deadline = Instant::now() + timeout;
-        let mut news = self.notifier.subscribe();
         let mut shutdown = self.shutdown.subscribe();
         if let Some(presence) = &req.set_presence {
             services
@@ -229,7 +270,7 @@ impl SyncService {
         }
         loop {
             let rvs = self.read_versions().await?;
-            let result = self.read(services, user_id, req, since, rvs).await?;
+            let (result, circle) = self.read(services, user_id, req, since, rvs).await?;
             if since.is_none() || req.full_state || result.has_news() || Instant::now() >= deadline
             {
                 return Ok(result);
@@ -238,15 +279,17 @@ impl SyncService {
             if let Some(hook) = hook {
                 hook().await;
             }
+            let news = self.notifier.listen(&circle.topics, rvs);
             tokio::select! {
-                () = news.wait_past(rvs) => {}
+                () = news.fired() => {}
                 () = tokio::time::sleep_until(deadline) => return Ok(result),
                 _ = shutdown.wait_for(|stopping| *stopping) => return Ok(result),
             }
         }
     }
 
-    /// One read of everything new in `(since, rvs]`.
+    /// One read of everything new in `(since, rvs]`, and the user's circle
+    /// (whose changes concern them) as of it.
     async fn read(
         &self,
         services: &Services,
@@ -254,7 +297,7 @@ impl SyncService {
         req: &SyncRequest,
         since: Option<SyncToken>,
         rvs: ReadVersions,
-    ) -> Result<SyncResult, Error> {
+    ) -> Result<(SyncResult, Arc<Circle>), Error> {
         let filter = &req.filter;
         let mut next = SyncToken {
             accounts: Position::at_read_version(rvs[DatabaseId::Accounts as usize]),
@@ -392,13 +435,14 @@ impl SyncService {
                     .await?,
             );
         }
-        let peers = self
-            .peers(services, user, &window, filter, &outcome.membership_changed)
+        let circle = self
+            .circle(services, user, &window, filter, &outcome.membership_changed)
             .await?;
+        let peers = &circle.peers;
         let mut presence = Vec::new();
         for (peer, position, view) in services
             .transitory
-            .presence_since(&peers, window.transitory_since)
+            .presence_since(peers, window.transitory_since)
             .await?
         {
             if position > window.transitory_upto {
@@ -445,7 +489,7 @@ impl SyncService {
                 }
             }
         }
-        Ok(SyncResult {
+        let result = SyncResult {
             next_batch: next,
             account_data,
             rooms: RoomsSection {
@@ -459,42 +503,42 @@ impl SyncService {
             device_lists_left: left.into_iter().collect(),
             one_time_key_counts: otk,
             unused_fallback_key_types: fallback,
-        })
+        };
+        Ok((result, circle))
     }
 
-    /// The users sharing a joined room with `user` (and `user`), sorted.
-    /// Cached per user: the cache entry computed at rooms position `at` is
-    /// still right at `window.upto` if `at` is at or after `window.since`
-    /// and no membership in the user's rooms changed in the window (the
-    /// room assembly saw every such change).
-    async fn peers(
+    /// The user's [`Circle`]. Cached per user: the entry computed at rooms
+    /// position `at` is still right at `window.upto` if `at` is at or after
+    /// `window.since` and no membership in the user's rooms changed in the
+    /// window (the room assembly saw every such change).
+    async fn circle(
         &self,
         services: &Services,
         user: &UserId,
         window: &Window,
         filter: &SyncFilter,
         membership_changed: &BTreeSet<OwnedUserId>,
-    ) -> Result<Arc<Vec<OwnedUserId>>, Error> {
+    ) -> Result<Arc<Circle>, Error> {
         let unfiltered = filter.rooms.is_none() && filter.not_rooms.is_empty();
         if let Some(since) = window.since
             && unfiltered
             && membership_changed.is_empty()
         {
-            let mut cache = self.peers.lock().expect("peer cache");
-            if let Some((at, peers)) = cache.get_mut(user)
+            let mut cache = self.circles.lock().expect("circle cache");
+            if let Some((at, circle)) = cache.get_mut(user)
                 && *at >= since
             {
                 *at = (*at).max(window.upto);
-                return Ok(peers.clone());
+                return Ok(circle.clone());
             }
         }
-        let peers = Arc::new(services.transitory.room_peers(user).await?);
-        let mut cache = self.peers.lock().expect("peer cache");
-        if cache.len() >= PEER_CACHE_USERS {
+        let circle = Arc::new(Circle::read(&self.notifier, services, user).await?);
+        let mut cache = self.circles.lock().expect("circle cache");
+        if cache.len() >= CIRCLE_CACHE_USERS {
             cache.clear();
         }
-        cache.insert(user.to_owned(), (window.upto, peers.clone()));
-        Ok(peers)
+        cache.insert(user.to_owned(), (window.upto, circle.clone()));
+        Ok(circle)
     }
 
     /// The read version of each database, in [`DatabaseId`] order.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{AccountsDb, Error, Result, SigningKeyRecord};
 use super::{decode, encode, range_of, unpack};
+use crate::db::notify::Topic;
 use crate::kv::{KeySelector, MutationType, RangeOption};
 
 /// A position in a user's account-data change log: the 10-byte commit
@@ -149,7 +150,7 @@ impl AccountsDb {
                     }
                     tx.atomic_op(&current_key, &current, MutationType::SetVersionstampedValue);
                     tx.atomic_op(&log_key, &log_value, MutationType::SetVersionstampedKey);
-                    crate::db::notify::bump(&tx, &k.notify);
+                    crate::db::notify::bump(&tx, &k.notify, &[Topic::User(user_id)]);
                     Ok::<_, Error>(())
                 }
             })

@@ -14,6 +14,8 @@
 //! |-----------|----:|----------|-----------|-------|
 //! | `meta` | 0 | `schema_version` | `(0)` | u64 little-endian: the schema version |
 //! | `meta` | 1 | `notify` | `(1)` | u64 little-endian change counter, bumped by every write sync delivers (`db::notify`) |
+//! | `meta` | 2 | `wake` | `(2, position: versionstamp, kind: int, id: str)` | empty: a commit concerns this user (0), room (1) or user's peers (2); the watchers' wake feed (`db::notify`) |
+//! | `meta` | 3 | `wake_floor` | `(3)` | u64 little-endian: `wake` entries at or below this commit version may be pruned |
 //! | `users` | 0 | `user` | `(0, user_id: str)` | msgpack `UserRecord` |
 //! | `users` | 1 | `password` | `(1, user_id: str)` | utf-8 argon2id PHC string |
 //! | `sessions` | 0 | `token` | `(0, token_sha256: bytes)` | msgpack `TokenRecord` (user, device) |
@@ -76,7 +78,12 @@ pub fn schema_version_key(dirs: &Directories) -> Vec<u8> {
 pub const META: DirectorySpec = DirectorySpec {
     path: &["meta"],
     doc: "Facts about the database itself.",
-    subspaces: &[META_SCHEMA_VERSION, crate::db::notify::NOTIFY],
+    subspaces: &[
+        META_SCHEMA_VERSION,
+        crate::db::notify::NOTIFY,
+        crate::db::notify::WAKE,
+        crate::db::notify::WAKE_FLOOR,
+    ],
 };
 
 /// The `accounts` database's key schema.

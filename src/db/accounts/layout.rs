@@ -34,8 +34,9 @@ pub struct Layout {
     pub push_rules: Subspace,
     /// `() -> SigningKeyRecord`.
     pub signing_key: Subspace,
-    /// The `meta/notify` key, bumped by writes that sync delivers.
-    pub notify: Vec<u8>,
+    /// The notification keys (`meta/notify`, `meta/wake`), bumped by
+    /// writes that sync delivers.
+    pub notify: crate::db::notify::Keys,
     /// One device's E2EE key subspaces, cleared with the device.
     pub device_e2ee: super::e2ee::DeviceKeySpaces,
 }
@@ -59,7 +60,8 @@ impl Layout {
             filter: sub(&keys::FILTERS, &keys::FILTER),
             push_rules: sub(&keys::PUSH_RULES, &keys::RULESET),
             signing_key: sub(&keys::SERVER, &keys::SIGNING_KEY),
-            notify: dirs.space(&keys::META).key(&crate::db::notify::NOTIFY, &()),
+            notify: crate::db::notify::Keys::of(dirs)
+                .expect("accounts declares the notification keys"),
             device_e2ee: super::e2ee::DeviceKeySpaces::from_dirs(dirs),
         }
     }

@@ -28,6 +28,8 @@
 //! | `memberships` | 0 | `user_room` | `(0, user_id: str, room_id: str)` | msgpack `MemberRecord` |
 //! | `txns` | 0 | `txn` | `(0, user_id: str, device_id: str, room_id: str, txn_id: str)` | utf-8 event ID |
 //! | `meta` | 1 | `notify` | `(1)` | u64 little-endian change counter, bumped by every write sync delivers (`db::notify`) |
+//! | `meta` | 2 | `wake` | `(2, position: versionstamp, kind: int, id: str)` | empty: a commit concerns this user (0), room (1) or user's peers (2); the watchers' wake feed (`db::notify`) |
+//! | `meta` | 3 | `wake_floor` | `(3)` | u64 little-endian: `wake` entries at or below this commit version may be pruned |
 //! | `events` | 3 | `meta` | `(3, event_id: str)` | msgpack `EventMeta` (sending device and txn ID, replaced state event) |
 //! | `memberships` | 1 | `forgotten` | `(1, user_id: str, room_id: str)` | empty: the user forgot the room |
 //! | `aliases` | 0 | `alias` | `(0, alias: str)` | msgpack `AliasRecord` (room, creator) |
@@ -81,7 +83,12 @@ pub fn schema_version_key(dirs: &Directories) -> Vec<u8> {
 pub const META: DirectorySpec = DirectorySpec {
     path: &["meta"],
     doc: "Facts about the database itself.",
-    subspaces: &[META_SCHEMA_VERSION, crate::db::notify::NOTIFY],
+    subspaces: &[
+        META_SCHEMA_VERSION,
+        crate::db::notify::NOTIFY,
+        crate::db::notify::WAKE,
+        crate::db::notify::WAKE_FLOOR,
+    ],
 };
 
 const ROOM_ID: Field = Field {

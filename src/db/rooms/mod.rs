@@ -258,8 +258,9 @@ struct Layout {
     public_rooms: Space,
     receipts: Space,
     relations: Space,
-    /// `meta/notify`, bumped by every write sync delivers.
-    notify: Vec<u8>,
+    /// The notification keys (`meta/notify`, `meta/wake`), bumped by
+    /// every write sync delivers.
+    notify: crate::db::notify::Keys,
 }
 
 /// A handle on the `rooms` database. Cheap to clone.
@@ -290,7 +291,8 @@ impl RoomsDb {
                 public_rooms: dirs.space(&keys::PUBLIC_ROOMS).clone(),
                 receipts: dirs.space(&keys::RECEIPTS).clone(),
                 relations: dirs.space(&keys::RELATIONS).clone(),
-                notify: dirs.space(&keys::META).key(&crate::db::notify::NOTIFY, &()),
+                notify: crate::db::notify::Keys::of(dirs)
+                    .expect("rooms declares the notification keys"),
             }),
         }
     }

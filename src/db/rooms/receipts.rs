@@ -20,6 +20,7 @@ use ruma::{OwnedEventId, OwnedUserId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
 
 use super::{Error, Result, RoomsDb, StreamPosition, decode, encode, keys, trailing_position};
+use crate::db::notify::Topic;
 use crate::kv::{MutationType, RangeOption};
 
 /// `receipts/log`: one user's latest receipt of one type in one thread.
@@ -98,7 +99,7 @@ impl RoomsDb {
                         b"",
                         MutationType::SetVersionstampedKey,
                     );
-                    crate::db::notify::bump(&tx, &self.layout.notify);
+                    crate::db::notify::bump(&tx, &self.layout.notify, &[Topic::Room(room)]);
                     Ok::<_, Error>(())
                 }
             })

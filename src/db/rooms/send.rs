@@ -24,6 +24,7 @@ use super::{
     Error, EventMeta, Layout, MemberRecord, Result, RoomRecord, RoomsDb, StateChange, StoredEvent,
     StreamPosition, decode, decode_event_id, encode, keys, unpack,
 };
+use crate::db::notify::{self, Topic};
 use crate::events::{self, Pdu, PduTemplate, Signer, build_pdu, check_auth};
 use crate::kv::{MutationType, RangeOption, Transaction};
 
@@ -414,7 +415,8 @@ impl Layout {
     /// Writes an accepted event: the PDU, its position, timeline entries,
     /// extremities, and for state events current state, the state log and
     /// memberships, the `unsigned` metadata and the relation index. Blind
-    /// writes only; bumps `meta/notify` so sync wakes.
+    /// writes only; bumps `meta/notify` and names the room (and a member
+    /// event's target) in `meta/wake` so sync wakes their long-polls.
     fn write_event(
         &self,
         tx: &Transaction,
@@ -424,13 +426,20 @@ impl Layout {
         order: u16,
         meta: &EventMeta,
     ) {
-        crate::db::notify::bump(tx, &self.notify);
+        let room = room_id.as_str();
+        match pdu.state_key() {
+            // A member event also concerns its target, who may not be in
+            // the room yet (an invite) or any more (a kick).
+            Some(target) if *pdu.kind() == TimelineEventType::RoomMember => {
+                notify::bump(tx, &self.notify, &[Topic::Room(room), Topic::User(target)]);
+            }
+            _ => notify::bump(tx, &self.notify, &[Topic::Room(room)]),
+        }
         let id = pdu.event_id().as_str();
         if *meta != EventMeta::default() {
             tx.set(&self.events.key(&keys::EVENT_META, &(id,)), &encode(meta));
         }
         self.index_relation(tx, room_id, pdu, order);
-        let room = room_id.as_str();
         let stamp = Versionstamp::incomplete(order);
         let stored = StoredEvent {
             room_id: room_id.to_owned(),

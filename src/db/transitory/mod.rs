@@ -80,7 +80,7 @@ pub(crate) struct Layout {
     pub presence: Subspace,
     pub presence_log: Subspace,
     pub device_list_log: Subspace,
-    pub notify: Vec<u8>,
+    pub notify: crate::db::notify::Keys,
 }
 
 impl Layout {
@@ -99,7 +99,8 @@ impl Layout {
             presence: sub(&PRESENCE, &PRESENCE_CURRENT),
             presence_log: sub(&PRESENCE, &PRESENCE_LOG),
             device_list_log: sub(&DEVICE_LISTS, &DEVICE_LIST_LOG),
-            notify: dirs.space(&META).key(&crate::db::notify::NOTIFY, &()),
+            notify: crate::db::notify::Keys::of(dirs)
+                .expect("transitory declares the notification keys"),
         }
     }
 }

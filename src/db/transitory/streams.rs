@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Error, Position, Result, TransitoryDb};
 use super::{after, decode, encode, position_of, replace_log_entry, replace_typing_log, unpack};
-use crate::db::notify;
+use crate::db::notify::{self, Topic};
 use crate::kv::{MutationType, RangeOption};
 
 /// The value of a `to_device/inbox` entry.
@@ -104,6 +104,10 @@ impl TransitoryDb {
                 (key, value)
             })
             .collect();
+        let mut users: Vec<&str> = messages.iter().map(|(user, _, _)| user.as_str()).collect();
+        users.sort_unstable();
+        users.dedup();
+        let recipients: &[Topic<'_>] = &users.into_iter().map(Topic::User).collect::<Vec<_>>();
         self.db
             .run(|tx, _| {
                 let (l, txn_key, expiry_key, entries) =
@@ -118,7 +122,7 @@ impl TransitoryDb {
                         tx.atomic_op(key, value, MutationType::SetVersionstampedKey);
                     }
                     if !entries.is_empty() {
-                        notify::bump(&tx, &l.notify);
+                        notify::bump(&tx, &l.notify, recipients);
                     }
                     Ok(true)
                 }
@@ -241,7 +245,7 @@ impl TransitoryDb {
                         }
                     }
                     replace_typing_log(&tx, &log, &l.typing_changed, room).await?;
-                    notify::bump(&tx, &l.notify);
+                    notify::bump(&tx, &l.notify, &[Topic::Room(room)]);
                     Ok::<_, Error>(())
                 }
             })
@@ -326,7 +330,9 @@ impl TransitoryDb {
                         replace_typing_log(&tx, &log, &l.typing_changed, room).await?;
                     }
                     if removed > 0 {
-                        notify::bump(&tx, &l.notify);
+                        let topics: Vec<Topic<'_>> =
+                            rooms.iter().map(|r| Topic::Room(r.as_str())).collect();
+                        notify::bump(&tx, &l.notify, &topics);
                     }
                     Ok::<_, Error>(removed)
                 }
@@ -378,7 +384,7 @@ impl TransitoryDb {
                     tx.set(&key, &encode(&new));
                     if visible(old.as_ref(), &new) {
                         replace_log_entry(&tx, &log);
-                        notify::bump(&tx, &l.notify);
+                        notify::bump(&tx, &l.notify, &[Topic::Peers(user)]);
                     }
                     Ok(Some(new))
                 }
@@ -464,7 +470,8 @@ impl TransitoryDb {
                     for user in users {
                         replace_log_entry(&tx, &l.device_list_log.subspace(user));
                     }
-                    notify::bump(&tx, &l.notify);
+                    let topics: Vec<Topic<'_>> = users.iter().map(|u| Topic::Peers(u)).collect();
+                    notify::bump(&tx, &l.notify, &topics);
                     Ok::<_, Error>(())
                 }
             })

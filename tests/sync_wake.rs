@@ -1,0 +1,345 @@
+//! Targeted wake-ups over the real server: every kind of change `/sync`
+//! delivers wakes the long-polls it concerns (each names the right topic in
+//! the wake feed, `db::notify`), and changes that concern a user do not
+//! wake another user's long-poll.
+//!
+//! A poll that is not woken answers at its timeout with what its last read
+//! found, which is nothing: so each test recognises a wake by the content
+//! the poll returns, never by time.
+
+mod common_api;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use common_api::{Client, TestServer};
+
+/// Long enough that a poll must be woken, not time out.
+const LONG_POLL_MS: u64 = 20_000;
+
+async fn create_room(c: &Client, body: Value) -> String {
+    let (status, got) = c.post("/_matrix/client/v3/createRoom", body).await;
+    assert_eq!(status, 200, "createRoom: {got}");
+    got["room_id"].as_str().unwrap().to_owned()
+}
+
+async fn join(c: &Client, room: &str) {
+    let (status, got) = c
+        .post(&format!("/_matrix/client/v3/rooms/{room}/join"), json!({}))
+        .await;
+    assert_eq!(status, 200, "join: {got}");
+}
+
+async fn send(c: &Client, room: &str, txn: &str, body: &str) -> String {
+    let (status, got) = c
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"),
+            json!({"msgtype": "m.text", "body": body}),
+        )
+        .await;
+    assert_eq!(status, 200, "send: {got}");
+    got["event_id"].as_str().unwrap().to_owned()
+}
+
+async fn ok(got: (u16, Value), what: &str) {
+    assert_eq!(got.0, 200, "{what}: {}", got.1);
+}
+
+/// `user`'s token now (presence left alone).
+async fn token(user: &Client) -> String {
+    let (status, body) = user
+        .get("/_matrix/client/v3/sync?timeout=0&set_presence=offline")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["next_batch"].as_str().unwrap().to_owned()
+}
+
+/// Two users sharing a public room, and `user`'s sync position after it.
+struct Setup {
+    server: TestServer,
+    alice: Client,
+    bob: Client,
+    room: String,
+    waits: mpsc::UnboundedReceiver<()>,
+}
+
+async fn setup() -> Setup {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let room = create_room(&alice, json!({"preset": "public_chat"})).await;
+    join(&bob, &room).await;
+    let (tx, waits) = mpsc::unbounded_channel();
+    server
+        .state
+        .sync
+        .set_after_read_hook(Some(Arc::new(move || {
+            let _ = tx.send(());
+            Box::pin(async {})
+        })));
+    Setup {
+        server,
+        alice,
+        bob,
+        room,
+        waits,
+    }
+}
+
+impl Setup {
+    /// Starts `who`'s long-poll from its current position, waits until it
+    /// is waiting, runs `change` and returns the poll's answer.
+    async fn woken_by<F>(&mut self, who: &Client, change: F) -> Value
+    where
+        F: Future<Output = ()>,
+    {
+        let since = token(who).await;
+        let poll = {
+            let who = who.clone();
+            tokio::spawn(async move {
+                who.get(&format!(
+                    "/_matrix/client/v3/sync?set_presence=offline&timeout={LONG_POLL_MS}&since={since}"
+                ))
+                .await
+            })
+        };
+        tokio::time::timeout(Duration::from_secs(30), self.waits.recv())
+            .await
+            .expect("the poll waits within 30 s")
+            .expect("hook installed");
+        change.await;
+        let (status, body) = poll.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+}
+
+fn ephemeral_types(body: &Value, room: &str) -> Vec<String> {
+    body["rooms"]["join"][room]["ephemeral"]["events"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| e["type"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn room_events_receipts_and_typing_wake_the_rooms_members() {
+    let mut s = setup().await;
+    let (alice, bob, room) = (s.alice.clone(), s.bob.clone(), s.room.clone());
+    let got = s
+        .woken_by(&bob, async {
+            send(&alice, &room, "m1", "hello").await;
+        })
+        .await;
+    let events = &got["rooms"]["join"][&room]["timeline"]["events"];
+    assert_eq!(events.as_array().map(Vec::len), Some(1), "{got}");
+
+    let event = send(&alice, &room, "m2", "read me").await;
+    let got = s
+        .woken_by(&bob, async {
+            let path = format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{event}");
+            ok(alice.post(&path, json!({})).await, "receipt").await;
+        })
+        .await;
+    assert_eq!(ephemeral_types(&got, &room), ["m.receipt"], "{got}");
+
+    let (alice_id, _) = alice.whoami().await;
+    let got = s
+        .woken_by(&bob, async {
+            let path = format!("/_matrix/client/v3/rooms/{room}/typing/{alice_id}");
+            let body = json!({"typing": true, "timeout": 30000});
+            ok(alice.put(&path, body).await, "typing").await;
+        })
+        .await;
+    assert_eq!(ephemeral_types(&got, &room), ["m.typing"], "{got}");
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn an_invite_wakes_the_invitee_who_is_in_no_shared_room_yet() {
+    let mut s = setup().await;
+    let alice = s.alice.clone();
+    let carol = s.server.register("carol", "pw").await;
+    let (carol_id, _) = carol.whoami().await;
+    let other = create_room(&alice, json!({})).await;
+    let got = s
+        .woken_by(&carol, async {
+            let path = format!("/_matrix/client/v3/rooms/{other}/invite");
+            ok(
+                alice.post(&path, json!({"user_id": carol_id})).await,
+                "invite",
+            )
+            .await;
+        })
+        .await;
+    assert!(got["rooms"]["invite"][&other].is_object(), "{got}");
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_kick_wakes_the_user_it_removes() {
+    let mut s = setup().await;
+    let (alice, bob, room) = (s.alice.clone(), s.bob.clone(), s.room.clone());
+    let (bob_id, _) = bob.whoami().await;
+    let got = s
+        .woken_by(&bob, async {
+            let path = format!("/_matrix/client/v3/rooms/{room}/kick");
+            ok(alice.post(&path, json!({"user_id": bob_id})).await, "kick").await;
+        })
+        .await;
+    assert!(got["rooms"]["leave"][&room].is_object(), "{got}");
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn account_data_and_to_device_wake_their_user() {
+    let mut s = setup().await;
+    let (alice, bob, room) = (s.alice.clone(), s.bob.clone(), s.room.clone());
+    let (bob_id, bob_dev) = bob.whoami().await;
+    // Bob's other session writes his account data.
+    let bob_elsewhere = s.server.client().with_token(&{
+        let (status, body) = s
+            .server
+            .client()
+            .post(
+                "/_matrix/client/v3/login",
+                json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "bob"}, "password": "pw"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    });
+    let got = s
+        .woken_by(&bob, async {
+            let path = format!("/_matrix/client/v3/user/{bob_id}/account_data/org.example.a");
+            ok(
+                bob_elsewhere.put(&path, json!({"a": 1})).await,
+                "account data",
+            )
+            .await;
+        })
+        .await;
+    assert_eq!(got["account_data"]["events"][0]["type"], "org.example.a");
+
+    let got = s
+        .woken_by(&bob, async {
+            let path =
+                format!("/_matrix/client/v3/user/{bob_id}/rooms/{room}/account_data/org.example.r");
+            ok(
+                bob_elsewhere.put(&path, json!({"r": 1})).await,
+                "room account data",
+            )
+            .await;
+        })
+        .await;
+    assert_eq!(
+        got["rooms"]["join"][&room]["account_data"]["events"][0]["type"], "org.example.r",
+        "{got}"
+    );
+
+    let got = s
+        .woken_by(&bob, async {
+            let body = json!({"messages": {&bob_id: {&bob_dev: {"n": 1}}}});
+            let path = "/_matrix/client/v3/sendToDevice/org.example.ping/t1";
+            ok(alice.put(path, body).await, "to-device").await;
+        })
+        .await;
+    assert_eq!(got["to_device"]["events"][0]["type"], "org.example.ping");
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn presence_and_device_keys_wake_the_users_sharing_a_room() {
+    let mut s = setup().await;
+    let alice = s.alice.clone();
+    let bob = s.bob.clone();
+    let (alice_id, alice_dev) = alice.whoami().await;
+    let got = s
+        .woken_by(&bob, async {
+            let path = format!("/_matrix/client/v3/presence/{alice_id}/status");
+            ok(
+                alice.put(&path, json!({"presence": "online"})).await,
+                "presence",
+            )
+            .await;
+        })
+        .await;
+    assert_eq!(got["presence"]["events"][0]["sender"], alice_id.as_str());
+
+    let got = s
+        .woken_by(&bob, async {
+            let keys = json!({"device_keys": {
+                "user_id": alice_id, "device_id": alice_dev,
+                "algorithms": ["m.olm.v1.curve25519-aes-sha2"],
+                "keys": {format!("curve25519:{alice_dev}"): "c", format!("ed25519:{alice_dev}"): "e"},
+                "signatures": {&alice_id: {format!("ed25519:{alice_dev}"): "s"}},
+            }});
+            ok(alice.post("/_matrix/client/v3/keys/upload", keys).await, "keys").await;
+        })
+        .await;
+    assert_eq!(got["device_lists"]["changed"], json!([alice_id]), "{got}");
+    s.server.stop().await;
+}
+
+#[tokio::test]
+async fn changes_for_someone_else_do_not_wake_a_poll() {
+    let mut s = setup().await;
+    let (alice, bob) = (s.alice.clone(), s.bob.clone());
+    // Carol shares no room with bob.
+    let carol = s.server.register("carol", "pw").await;
+    let (carol_id, carol_dev) = carol.whoami().await;
+    let apart = create_room(&carol, json!({})).await;
+    let since = token(&bob).await;
+    let poll = {
+        let bob = bob.clone();
+        tokio::spawn(async move {
+            bob.get(&format!(
+                "/_matrix/client/v3/sync?set_presence=offline&timeout=1500&since={since}"
+            ))
+            .await
+        })
+    };
+    s.waits.recv().await.expect("the poll waits");
+    send(&carol, &apart, "c1", "not for bob").await;
+    let path = format!("/_matrix/client/v3/presence/{carol_id}/status");
+    ok(
+        carol.put(&path, json!({"presence": "online"})).await,
+        "presence",
+    )
+    .await;
+    let body = json!({"messages": {&carol_id: {&carol_dev: {"n": 1}}}});
+    ok(
+        alice
+            .put("/_matrix/client/v3/sendToDevice/org.example.x/t1", body)
+            .await,
+        "to-device",
+    )
+    .await;
+    let path = format!("/_matrix/client/v3/user/{carol_id}/account_data/org.example.a");
+    ok(carol.put(&path, json!({"a": 1})).await, "account data").await;
+    let (status, got) = poll.await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        s.waits.try_recv().is_err(),
+        "none of carol's changes made bob's poll read again"
+    );
+    assert!(
+        got["rooms"]["join"]
+            .as_object()
+            .is_none_or(|m| m.is_empty()),
+        "{got}"
+    );
+    assert!(
+        got["presence"]["events"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "{got}"
+    );
+    s.server.stop().await;
+}
