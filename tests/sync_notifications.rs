@@ -250,3 +250,46 @@ async fn room_mentions_highlight_only_from_senders_with_the_power() {
     let got = sync(&alice, Some(&t)).await;
     assert_eq!(counts(&got, &room), (2, 1), "bob (level 50): {got}");
 }
+
+/// Counts carried from sync to sync (each event evaluated once, the newest
+/// `MAX_COUNTED` kept) equal a count made afresh by a new server process
+/// over the same store: older mentions shift out of the window as newer
+/// messages arrive.
+#[tokio::test]
+async fn counts_carried_across_syncs_equal_a_fresh_count() {
+    let server = TestServer::start().await;
+    let (alice, alice_id, bob, _carol, room) = three_member_room(&server).await;
+    let mention = json!({
+        "msgtype": "m.text",
+        "body": "look",
+        "m.mentions": {"user_ids": [alice_id]},
+    });
+    for i in 0..10 {
+        send(&bob, &room, &format!("m{i}"), mention.clone()).await;
+    }
+    let mut t = next(&sync(&alice, None).await);
+    let mut sent = 10;
+    let mut expected = Vec::new();
+    for round in 0..3 {
+        for i in 0..50 {
+            say(&bob, &room, &format!("r{round}-{i}"), "plain").await;
+        }
+        sent += 50;
+        let got = sync(&alice, Some(&t)).await;
+        // The newest 100 of: 10 mentions, then the plain messages.
+        let newest = sent.min(MAX_COUNTED);
+        let mentions = 10u64.saturating_sub(sent - newest);
+        assert_eq!(counts(&got, &room), (newest, mentions), "round {round}");
+        expected.push(counts(&got, &room));
+        t = next(&got);
+    }
+    assert_eq!(expected.last(), Some(&(MAX_COUNTED, 0)));
+
+    let (clock, dir) = (server.clock.clone(), server.data_dir.clone());
+    let _tmp = server.stop().await;
+    let server = TestServer::start_at(&dir, common_api::test_config(), clock).await;
+    let alice = server.client().with_token(alice.token.as_deref().unwrap());
+    let fresh = sync(&alice, None).await;
+    assert_eq!(counts(&fresh, &room), (MAX_COUNTED, 0), "fresh: {fresh}");
+    server.stop().await;
+}

@@ -31,13 +31,13 @@ use ruma::api::client::sync::sync_events::v3::{
     Ephemeral, InviteState, InvitedRoom, JoinedRoom, LeftRoom, RoomAccountData, RoomSummary, State,
     StateEvents, Timeline,
 };
-use ruma::push::Ruleset;
 use ruma::serde::Raw;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId};
 use serde_json::{Value, json};
 
 use super::Error;
 use super::filter::SyncFilter;
+use super::unread::{Known, Memos, Rules};
 use crate::db::rooms::{Direction, StreamPosition};
 use crate::service::rooms::{Rooms, Viewer};
 use crate::service::transitory::Transitory;
@@ -72,7 +72,9 @@ pub(super) struct Ctx<'a> {
     pub filter: &'a SyncFilter,
     pub window: Window,
     /// The user's push rules (for `unread_notifications`).
-    pub push_rules: &'a Ruleset,
+    pub push_rules: &'a Rules,
+    /// What this process has counted of unread events already.
+    pub memos: &'a Memos,
 }
 
 /// A room the service found something for, and why.
@@ -232,12 +234,16 @@ async fn previous_membership(
     }))
 }
 
-/// A timeline read: the section, the oldest returned event's position and
-/// the senders of the returned events.
+/// A timeline read: the section, the oldest returned event's position, the
+/// senders of the returned events, and every visible event read (before
+/// the filter) with the range they cover.
 struct TimelineRead {
     timeline: Timeline,
     oldest: Option<StreamPosition>,
     senders: BTreeSet<String>,
+    /// Oldest first: every visible event after `covers_after` (`None`: all).
+    events: Vec<(StreamPosition, Value)>,
+    covers_after: Option<StreamPosition>,
 }
 
 /// The newest `limit` visible events with `after < p < before`.
@@ -281,6 +287,8 @@ async fn read_timeline(
             timeline,
             oldest: None,
             senders: BTreeSet::new(),
+            events: Vec::new(),
+            covers_after: Some(before),
         });
     };
     timeline.limited = page.next.is_some();
@@ -297,10 +305,17 @@ async fn read_timeline(
         }
     }
     timeline.prev_batch = oldest.map(|p| p.to_string());
+    let covers_after = match (timeline.limited, oldest) {
+        (false, _) => after,
+        (true, Some(oldest)) => Some(oldest.predecessor()),
+        (true, None) => Some(before),
+    };
     Ok(TimelineRead {
         timeline,
         oldest,
         senders,
+        events,
+        covers_after,
     })
 }
 
@@ -441,8 +456,12 @@ async fn joined_room(
     if !(full || has_news) {
         return Ok((None, changed));
     }
+    let known = Known {
+        covers_after: read.covers_after,
+        events: &read.events,
+    };
     joined.unread_notifications =
-        super::unread::unread_notifications(ctx, room, member_event, member_pos).await?;
+        super::unread::unread_notifications(ctx, room, member_event, member_pos, known).await?;
     Ok((Some(joined), changed))
 }
 

@@ -50,6 +50,7 @@ use super::filter::SyncFilter;
 use super::notifier::{DatabaseId, Notifier, ReadVersions, TopicKey};
 use super::rooms::{self as room_sync, Candidate, Ctx, Window};
 use super::token::{Position, SyncToken};
+use super::unread::Memos;
 use super::{Error, SyncConfig};
 use crate::db::Databases;
 use crate::db::accounts::{AccountDataChange, AccountsDb};
@@ -209,6 +210,7 @@ pub struct SyncService {
     shutdown: watch::Sender<bool>,
     after_read: Mutex<Option<AfterReadHook>>,
     circles: Mutex<HashMap<OwnedUserId, CircleEntry>>,
+    memos: Memos,
 }
 
 impl SyncService {
@@ -223,6 +225,7 @@ impl SyncService {
             shutdown: watch::channel(false).0,
             after_read: Mutex::new(None),
             circles: Mutex::new(HashMap::new()),
+            memos: Memos::default(),
         }
     }
 
@@ -349,7 +352,7 @@ impl SyncService {
         }
 
         // Rooms: which rooms to look at.
-        let push_rules = super::unread::parse_ruleset(
+        let push_rules = super::unread::parse_rules(
             user,
             self.accounts.push_rules(user.as_str()).await?.as_deref(),
         )?;
@@ -394,6 +397,7 @@ impl SyncService {
             filter,
             window,
             push_rules: &push_rules,
+            memos: &self.memos,
         };
         let outcome = room_sync::assemble(&ctx, candidates).await?;
 

@@ -15,25 +15,45 @@
 //! the room's power levels (`@room` needs them).
 //!
 //! Invariant (cost bound): at most [`MAX_COUNTED`] events are read per
-//! room; when more are unread the counts are those of the newest
-//! [`MAX_COUNTED`], so both are at most [`MAX_COUNTED`]. Reads per room:
-//! the user's receipts (one range read and one read each), the receipt
-//! events' positions, the member list, the member and power-levels events,
-//! and one timeline page.
+//! room and sync; both counts are over at most the [`MAX_COUNTED`] newest
+//! unread events, so never above it.
+//!
+//! ## Memo: each event is evaluated once
+//! Evaluating push rules is most of a delivering sync's cost (flattening
+//! each event's JSON and matching every rule), and a long-polling client
+//! syncs once per message. So the results are kept per process in
+//! [`Memos`], per (user, room): where counting started (the receipt or
+//! join position), up to where it has counted, and one bit per counted
+//! event (notify, highlight) for the newest [`MAX_COUNTED`]. The next sync
+//! with the same start, the same push rules (a hash of the stored set) and
+//! a later position evaluates only the events after the memo's and shifts
+//! them in; anything else (a new receipt, another rule set, an older
+//! position, a process that has not seen the room) counts afresh from the
+//! start. Events the response's own timeline read already holds are not
+//! read again. As in Synapse, whose counts come from push actions computed
+//! when an event arrives, each event is evaluated once, against the room's
+//! state (member count, display name, power levels) at that time.
+//!
+//! Reads per room: the user's receipts (one range read and one read each),
+//! the receipted events' positions; only with events to evaluate, a
+//! timeline page (unless the response's covers them) and the member list,
+//! the member and power-levels events.
 //!
 //! Not computed: per-thread counts (`unread_thread_notifications`);
 //! threaded receipts other than `main` are ignored.
 //!
-//! Who may import this: `sync::rooms`.
+//! Who may import this: `sync::rooms` and `sync::service`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Mutex;
 
 use ruma::api::client::sync::sync_events::UnreadNotificationsCount;
 use ruma::power_levels::NotificationPowerLevels;
 use ruma::push::{PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset};
 use ruma::room_version_rules::RoomPowerLevelsRules;
 use ruma::serde::Raw;
-use ruma::{Int, OwnedEventId, OwnedUserId, RoomId, UInt, UserId};
+use ruma::{Int, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId};
 use serde_json::Value;
 
 use super::Error;
@@ -41,12 +61,83 @@ use super::rooms::Ctx;
 use crate::db::rooms::{Direction, StreamPosition};
 use crate::service::rooms::Viewer;
 
-/// At most this many unread events are evaluated per room (the counts are
-/// capped at it).
+/// At most this many unread events are evaluated per room and sync, and
+/// counted (the counts are capped at it).
 pub const MAX_COUNTED: usize = 100;
+
+/// The memo forgets everything past this many (user, room) entries.
+const MEMO_ENTRIES: usize = 200_000;
 
 /// The receipt types that mark the room read.
 const READ_TYPES: [&str; 2] = ["m.read", "m.read.private"];
+
+/// A user's push rules for one sync, and a tag that changes when they do.
+pub(super) struct Rules {
+    set: Ruleset,
+    tag: u64,
+}
+
+/// What one room's counting has reached (module docs).
+#[derive(Clone, Copy, Debug)]
+struct Memo {
+    rules: u64,
+    start: StreamPosition,
+    through: StreamPosition,
+    /// Bit 0 is the newest counted event; at most [`MAX_COUNTED`] bits.
+    notify: u128,
+    highlight: u128,
+}
+
+impl Memo {
+    const MASK: u128 = (1 << MAX_COUNTED) - 1;
+
+    fn push(&mut self, notify: bool, highlight: bool) {
+        self.notify = ((self.notify << 1) | u128::from(notify)) & Self::MASK;
+        self.highlight = ((self.highlight << 1) | u128::from(highlight)) & Self::MASK;
+    }
+
+    fn counts(&self) -> UnreadNotificationsCount {
+        let mut counts = UnreadNotificationsCount::new();
+        counts.notification_count = Some(UInt::from(self.notify.count_ones()));
+        counts.highlight_count = Some(UInt::from(self.highlight.count_ones()));
+        counts
+    }
+}
+
+/// The per-process memo of unread counting, per user and room.
+#[derive(Default)]
+pub(super) struct Memos {
+    entries: Mutex<HashMap<OwnedUserId, HashMap<OwnedRoomId, Memo>>>,
+    len: std::sync::atomic::AtomicUsize,
+}
+
+impl Memos {
+    fn get(&self, user: &UserId, room: &RoomId) -> Option<Memo> {
+        let entries = self.entries.lock().expect("unread memo");
+        entries.get(user)?.get(room).copied()
+    }
+
+    fn put(&self, user: &UserId, room: &RoomId, memo: Memo) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut entries = self.entries.lock().expect("unread memo");
+        if self.len.load(Relaxed) >= MEMO_ENTRIES {
+            entries.clear();
+            self.len.store(0, Relaxed);
+        }
+        let rooms = entries.entry(user.to_owned()).or_default();
+        if rooms.insert(room.to_owned(), memo).is_none() {
+            self.len.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// What the response already read of the room's timeline: every visible
+/// event with `covers_after < position < upto` (`None`: from the room's
+/// start), oldest first.
+pub(super) struct Known<'a> {
+    pub covers_after: Option<StreamPosition>,
+    pub events: &'a [(StreamPosition, Value)],
+}
 
 /// The counts of `room` for `ctx.user`, whose current member event
 /// `member_event` is at `joined_at`, as of `ctx.window.upto`.
@@ -55,6 +146,7 @@ pub(super) async fn unread_notifications(
     room: &RoomId,
     member_event: &OwnedEventId,
     joined_at: StreamPosition,
+    known: Known<'_>,
 ) -> Result<UnreadNotificationsCount, Error> {
     let db = ctx.rooms.db();
     let upto = ctx.window.upto;
@@ -71,49 +163,73 @@ pub(super) async fn unread_notifications(
             start = start.max(p);
         }
     }
-    let viewer = Viewer {
-        user: ctx.user,
-        device: ctx.device,
+    let rules = ctx.push_rules.tag;
+    let mut memo = ctx
+        .memos
+        .get(ctx.user, room)
+        .filter(|m| m.rules == rules && m.start == start && m.through <= upto)
+        .unwrap_or(Memo {
+            rules,
+            start,
+            through: start,
+            notify: 0,
+            highlight: 0,
+        });
+    let from = memo.through;
+    if from >= upto {
+        return Ok(memo.counts());
+    }
+    let page;
+    let events: Vec<&Value> = if known.covers_after.is_none_or(|c| c <= from) {
+        known
+            .events
+            .iter()
+            .filter(|(p, _)| *p > from)
+            .map(|(_, e)| e)
+            .collect()
+    } else {
+        let viewer = Viewer {
+            user: ctx.user,
+            device: ctx.device,
+        };
+        page = ctx
+            .rooms
+            .timeline(
+                viewer,
+                room,
+                Some(from),
+                Some(upto),
+                Direction::Backward,
+                MAX_COUNTED,
+            )
+            .await?;
+        if page.next.is_some() {
+            // More arrived than one pass reads: the newest replace the rest.
+            memo.notify = 0;
+            memo.highlight = 0;
+        }
+        page.events.iter().rev().map(|(_, e)| e).collect()
     };
-    let page = ctx
-        .rooms
-        .timeline(
-            viewer,
-            room,
-            Some(start),
-            Some(upto),
-            Direction::Backward,
-            MAX_COUNTED,
-        )
-        .await?;
-    let mut counts = UnreadNotificationsCount::new();
-    counts.notification_count = Some(UInt::MIN);
-    counts.highlight_count = Some(UInt::MIN);
-    let unread: Vec<&Value> = page
-        .events
-        .iter()
-        .map(|(_, e)| e)
+    let unread: Vec<&Value> = events
+        .into_iter()
         .filter(|e| e["sender"].as_str() != Some(ctx.user.as_str()))
         .collect();
-    if unread.is_empty() {
-        return Ok(counts);
-    }
-    let push_ctx = room_ctx(ctx, room, member_event).await?;
-    let (mut notify, mut highlight) = (0u64, 0u64);
-    for event in unread {
-        let raw: Raw<Value> =
-            Raw::from_json(serde_json::value::to_raw_value(event).expect("JSON values serialize"));
-        let actions = ctx.push_rules.get_actions(&raw, &push_ctx).await;
-        if actions.iter().any(|a| a.should_notify()) {
-            notify += 1;
-        }
-        if actions.iter().any(|a| a.is_highlight()) {
-            highlight += 1;
+    if !unread.is_empty() {
+        let push_ctx = room_ctx(ctx, room, member_event).await?;
+        for event in unread {
+            let raw: Raw<Value> = Raw::from_json(
+                serde_json::value::to_raw_value(event).expect("JSON values serialize"),
+            );
+            let actions = ctx.push_rules.set.get_actions(&raw, &push_ctx).await;
+            memo.push(
+                actions.iter().any(|a| a.should_notify()),
+                actions.iter().any(|a| a.is_highlight()),
+            );
         }
     }
-    counts.notification_count = Some(UInt::new_saturating(notify));
-    counts.highlight_count = Some(UInt::new_saturating(highlight));
-    Ok(counts)
+    memo.through = upto;
+    ctx.memos.put(ctx.user, room, memo);
+    Ok(memo.counts())
 }
 
 /// The push-rule context of `room` for `ctx.user` (current state).
@@ -176,17 +292,46 @@ async fn room_ctx(
     )))
 }
 
-/// The user's push rule set: the stored one, else the server defaults.
+/// The user's push rules: the stored set, else the server defaults.
 ///
 /// Errors: a stored set that is not a rule set is `Corrupt`.
-pub(super) fn parse_ruleset(user: &UserId, stored: Option<&[u8]>) -> Result<Ruleset, Error> {
-    match stored {
-        None => Ok(Ruleset::server_default(user)),
+pub(super) fn parse_rules(user: &UserId, stored: Option<&[u8]>) -> Result<Rules, Error> {
+    let mut hasher = DefaultHasher::new();
+    stored.hash(&mut hasher);
+    let set = match stored {
+        None => Ruleset::server_default(user),
         Some(json) => serde_json::from_slice(json).map_err(|e| {
             Error::Storage(crate::db::accounts::Error::Corrupt {
                 subspace: "push_rules",
                 source: Box::new(e),
             })
-        }),
+        })?,
+    };
+    Ok(Rules {
+        set,
+        tag: hasher.finish(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memo_counts_the_newest_events_it_was_given() {
+        let mut memo = Memo {
+            rules: 0,
+            start: StreamPosition::MIN,
+            through: StreamPosition::MIN,
+            notify: 0,
+            highlight: 0,
+        };
+        for i in 0..MAX_COUNTED + 30 {
+            // The oldest 30 notify and highlight; of the rest every other.
+            memo.push(i < 30 || i % 2 == 0, i < 30);
+        }
+        let counts = memo.counts();
+        assert_eq!(counts.notification_count, Some(UInt::from(50u32)));
+        assert_eq!(counts.highlight_count, Some(UInt::from(0u32)));
     }
 }
