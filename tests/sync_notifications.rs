@@ -293,3 +293,37 @@ async fn counts_carried_across_syncs_equal_a_fresh_count() {
     assert_eq!(counts(&fresh, &room), (MAX_COUNTED, 0), "fresh: {fresh}");
     server.stop().await;
 }
+
+/// Events a filter keeps out of the timeline still count, also when they
+/// arrived while the room had no other news (so it was in no response and
+/// the counting stopped before them).
+#[tokio::test]
+async fn events_the_filter_hides_still_count() {
+    let server = TestServer::start().await;
+    let (alice, _alice_id, bob, carol, room) = three_member_room(&server).await;
+    let (carol_id, _) = carol.whoami().await;
+    let filter = json!({"room": {"timeline": {"not_senders": [carol_id]}}}).to_string();
+    let filtered = |since: &str| {
+        let encoded: String = filter
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        format!("/_matrix/client/v3/sync?timeout=0&filter={encoded}&since={since}")
+    };
+    let t = next(&sync(&alice, None).await);
+    say(&bob, &room, "b1", "one").await;
+    let (_, got) = alice.get(&filtered(&t)).await;
+    assert_eq!(counts(&got, &room), (1, 0), "{got}");
+    let t = next(&got);
+    say(&carol, &room, "c1", "hidden one").await;
+    say(&carol, &room, "c2", "hidden two").await;
+    let (_, got) = alice.get(&filtered(&t)).await;
+    assert!(got["rooms"]["join"].get(&room).is_none(), "no news: {got}");
+    let t = next(&got);
+    say(&bob, &room, "b2", "two").await;
+    let (_, got) = alice.get(&filtered(&t)).await;
+    assert_eq!(counts(&got, &room), (4, 0), "carol's two count: {got}");
+}

@@ -30,14 +30,15 @@
 //! them in; anything else (a new receipt, another rule set, an older
 //! position, a process that has not seen the room) counts afresh from the
 //! start. Events the response's own timeline read already holds are not
-//! read again. As in Synapse, whose counts come from push actions computed
+//! read again (when it does not reach back to the memo, one key read says
+//! whether anything happened in between). As in Synapse, whose counts come from push actions computed
 //! when an event arrives, each event is evaluated once, against the room's
 //! state (member count, display name, power levels) at that time.
 //!
 //! Reads per room: the user's receipts (one range read and one read each),
 //! the receipted events' positions; only with events to evaluate, a
-//! timeline page (unless the response's covers them) and the member list,
-//! the member and power-levels events.
+//! timeline page (unless the response's covers them, see above) and the
+//! member list, the member and power-levels events.
 //!
 //! Not computed: per-thread counts (`unread_thread_notifications`);
 //! threaded receipts other than `main` are ignored.
@@ -179,8 +180,20 @@ pub(super) async fn unread_notifications(
     if from >= upto {
         return Ok(memo.counts());
     }
+    // The response's timeline read covers everything after `from` if it
+    // starts at or before it, or if nothing happened in the room between
+    // (the usual case: the memo stopped at the last response holding this
+    // room, and the room had no events since, or it would have been in one).
+    let covered = match known.covers_after {
+        None => true,
+        Some(c) if c <= from => true,
+        Some(c) => db
+            .timeline(room, Some(from), Some(c.successor()), Direction::Forward, 1)
+            .await?
+            .is_empty(),
+    };
     let page;
-    let events: Vec<&Value> = if known.covers_after.is_none_or(|c| c <= from) {
+    let events: Vec<&Value> = if covered {
         known
             .events
             .iter()
