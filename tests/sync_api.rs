@@ -459,3 +459,29 @@ async fn shutdown_ends_waiting_long_polls() {
         next_batch(&body);
     }
 }
+
+/// A sync that has nothing to acknowledge or record is read-only: it adds
+/// no commit to any database (a write per sync would put every long-poll
+/// through the committer and its fsync).
+#[tokio::test]
+async fn a_sync_with_nothing_new_commits_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let databases = open(tmp.path()).await;
+    let server = Instance::start(&databases).await;
+    let (alice, _) = server.register("alice").await;
+    let mut since = next_batch(&alice.sync(None, Some(0)).await);
+    let versions = || async {
+        let mut out = Vec::new();
+        for handle in databases.handles() {
+            let tx = handle.db.create_transaction().expect("transaction");
+            out.push(tx.get_read_version().await.expect("read version"));
+        }
+        out
+    };
+    let before = versions().await;
+    for _ in 0..5 {
+        since = next_batch(&alice.sync(Some(&since), Some(0)).await);
+    }
+    assert_eq!(versions().await, before, "no database committed");
+    server.stop().await;
+}

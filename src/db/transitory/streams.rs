@@ -134,10 +134,12 @@ impl TransitoryDb {
     /// `None`), oldest first, at most `limit`, with one range read of the
     /// device's inbox `(user, device, versionstamp)`. In the same
     /// transaction it deletes every message at or before `since`: the
-    /// device's sync acknowledged them by presenting `since`.
+    /// device's sync acknowledged them by presenting `since`. Whether there
+    /// is one is a one-key read first, so a sync with nothing to
+    /// acknowledge stays read-only (no commit).
     ///
-    /// The read is a snapshot read and the deletion a blind range clear, so
-    /// the transaction never conflicts with senders; a message committed
+    /// The reads are snapshot reads and the deletion a blind range clear,
+    /// so the transaction never conflicts with senders; a message committed
     /// after its read version is simply left for the next sync.
     pub async fn to_device_since(
         &self,
@@ -160,8 +162,13 @@ impl TransitoryDb {
             .run(|tx, _| {
                 let (range, ack) = (range.clone(), ack.clone());
                 async move {
+                    // Clear only if something is acknowledged: an empty
+                    // clear is still a write, and one commit per sync.
                     if let Some((begin, end)) = &ack {
-                        tx.clear_range(begin, end);
+                        let acked = RangeOption::new(begin.clone(), end.clone()).limit(1);
+                        if !tx.get_range_all(acked, true).await?.is_empty() {
+                            tx.clear_range(begin, end);
+                        }
                     }
                     Ok::<_, Error>(tx.get_range_all(range, true).await?)
                 }
