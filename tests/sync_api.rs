@@ -298,55 +298,69 @@ async fn long_poll_wakes_when_account_data_is_written() {
 /// Commits exactly between a long-poll's read and its wait, many times; on
 /// even rounds the notifier has also published the commit before the
 /// long-poll registers (the case a "wait for the next change event" design
-/// misses; here the recent log must catch it). Every round must return its own change.
+/// misses; here the recent log must catch it). Every round must return its
+/// own change. Rounds go two by two to one of two server processes sharing
+/// the store, so both kinds of wait are raced: a process that read the
+/// user's circle at the token waits before reading, and from round 2 on
+/// the first round of each pair is on a token the other process issued, so
+/// it reads first.
 #[tokio::test]
 async fn commits_between_read_and_wait_are_never_missed() {
     const ROUNDS: u64 = 60;
     let tmp = tempfile::tempdir().unwrap();
     let databases = open(tmp.path()).await;
-    let server = Instance::start(&databases).await;
-    let (_alice, user) = server.register("alice").await;
-    let sync = server.state.sync.clone();
+    let servers = [
+        Instance::start(&databases).await,
+        Instance::start(&databases).await,
+    ];
+    let (_alice, user) = servers[0].register("alice").await;
     let accounts = AccountsDb::new(&databases.accounts);
     let round = Arc::new(AtomicU64::new(0));
     let armed = Arc::new(AtomicBool::new(false));
-    {
+    for server in &servers {
         let (round, armed, user) = (round.clone(), armed.clone(), user.clone());
-        let notifier: Arc<Notifier> = sync.notifier().clone();
-        sync.set_after_read_hook(Some(Arc::new(move || {
-            let (round, armed, user) = (round.clone(), armed.clone(), user.clone());
-            let (accounts, notifier) = (accounts.clone(), notifier.clone());
-            Box::pin(async move {
-                if !armed.swap(false, Ordering::SeqCst) {
-                    return;
-                }
-                let i = round.load(Ordering::SeqCst);
-                let content = serde_json::value::to_raw_value(&json!({"round": i})).unwrap();
-                let stamp = accounts
-                    .set_account_data(&user, None, "org.example.race", &content)
-                    .await
-                    .expect("write");
-                if i % 2 == 0 {
-                    let version = u64::from_be_bytes(stamp[..8].try_into().unwrap());
-                    notifier.wait_published(DatabaseId::Accounts, version).await;
-                    assert!(notifier.published(DatabaseId::Accounts) >= version);
-                }
-            })
-        })));
+        let notifier: Arc<Notifier> = server.state.sync.notifier().clone();
+        let accounts = accounts.clone();
+        server
+            .state
+            .sync
+            .set_after_read_hook(Some(Arc::new(move || {
+                let (round, armed, user) = (round.clone(), armed.clone(), user.clone());
+                let (accounts, notifier) = (accounts.clone(), notifier.clone());
+                Box::pin(async move {
+                    if !armed.swap(false, Ordering::SeqCst) {
+                        return;
+                    }
+                    let i = round.load(Ordering::SeqCst);
+                    let content = serde_json::value::to_raw_value(&json!({"round": i})).unwrap();
+                    let stamp = accounts
+                        .set_account_data(&user, None, "org.example.race", &content)
+                        .await
+                        .expect("write");
+                    if i % 2 == 0 {
+                        let version = u64::from_be_bytes(stamp[..8].try_into().unwrap());
+                        notifier.wait_published(DatabaseId::Accounts, version).await;
+                        assert!(notifier.published(DatabaseId::Accounts) >= version);
+                    }
+                })
+            })));
     }
-    let services = Services {
+    let services = servers.each_ref().map(|server| Services {
         rooms: server.state.rooms.clone(),
         transitory: server.state.transitory.clone(),
         e2ee: server.state.e2ee.clone(),
-    };
+    });
     let user_id = ruma::UserId::parse(user.as_str()).expect("user id");
-    let mut since = sync
-        .sync(&services, &user_id, &SyncRequest::default())
+    let mut since = servers[0]
+        .state
+        .sync
+        .sync(&services[0], &user_id, &SyncRequest::default())
         .await
         .unwrap()
         .next_batch
         .to_string();
     for i in 0..ROUNDS {
+        let at = (i / 2 % 2) as usize;
         round.store(i, Ordering::SeqCst);
         armed.store(true, Ordering::SeqCst);
         let req = SyncRequest {
@@ -354,12 +368,14 @@ async fn commits_between_read_and_wait_are_never_missed() {
             timeout: Duration::from_millis(LONG_POLL_MS),
             ..SyncRequest::default()
         };
+        // A poll that missed its wake would still answer at its timeout
+        // with what it then reads: only a wake answers within half of it.
         let got = tokio::time::timeout(
-            Duration::from_secs(30),
-            sync.sync(&services, &user_id, &req),
+            Duration::from_millis(LONG_POLL_MS / 2),
+            servers[at].state.sync.sync(&services[at], &user_id, &req),
         )
         .await
-        .expect("sync returns")
+        .unwrap_or_else(|_| panic!("round {i}: the poll was not woken"))
         .unwrap();
         assert!(!armed.load(Ordering::SeqCst), "round {i}: the hook ran");
         let contents: Vec<String> = got
@@ -370,7 +386,9 @@ async fn commits_between_read_and_wait_are_never_missed() {
         assert_eq!(contents, vec![format!("{{\"round\":{i}}}")], "round {i}");
         since = got.next_batch.to_string();
     }
-    server.stop().await;
+    for server in servers {
+        server.stop().await;
+    }
 }
 
 #[tokio::test]

@@ -1,9 +1,12 @@
 //! Sync assembly: what `GET /sync` returns for one user since a token, and
 //! the long-poll around it (design and cost model: `docs/sync.md`).
 //!
-//! One call ([`SyncService::sync`]) loops:
-//! 1. take the read version `R` of each database (the notifier subscription
-//!    was taken before the first iteration);
+//! One call ([`SyncService::sync`]) first, for an incremental sync whose
+//! user's circle (joined rooms, peers) this process has cached as of the
+//! token, waits before reading at all if the notifier has seen no change
+//! naming the user's topics after the token (step 4's wait, with the
+//! token's positions as what was read); then loops:
+//! 1. take the read version `R` of each database;
 //! 2. read what changed since the token, every read bounded above by `R`
 //!    (so the response holds exactly the changes in `(since, R]`):
 //!    - accounts: global and room account data (one range read of the
@@ -24,8 +27,9 @@
 //!    the position of `R` (accounts: also every change returned; transitory:
 //!    not past the last to-device message returned if more are pending);
 //! 4. return if this is an initial or `full_state` sync, if something was
-//!    found, or if the deadline passed; else wait until the notifier
-//!    publishes a version past `R` (then go to 1), the deadline, or shutdown.
+//!    found, or if the deadline passed; else register the user's topics
+//!    with `R` and wait until the notifier publishes a change naming one of
+//!    them past `R` (then go to 1), the deadline, or shutdown.
 //!
 //! Why `next_batch` is exact: every read returns the changes of the user in
 //! `(since, R]` and nothing later, so no change is skipped or repeated. A
@@ -71,8 +75,9 @@ const FEED_LIMIT: usize = 10_000;
 /// The circle cache forgets everything past this many users.
 const CIRCLE_CACHE_USERS: usize = 100_000;
 
-/// A test seam: runs after a long-poll's read and before its wait, so tests
-/// can commit exactly in the window the lossless rule protects.
+/// A test seam: runs right before each wait of a long-poll (after its read,
+/// or before its first wait when it skipped the read), so tests can commit
+/// exactly in the window the lossless rule protects.
 pub type AfterReadHook = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// The services sync reads through (the server's, shared).
@@ -271,6 +276,17 @@ impl SyncService {
                 .touch_presence(user_id, Some(presence))
                 .await?;
         }
+        // A long-poll whose user had nothing since the token (the notifier
+        // has seen no change of theirs after it) waits before reading at
+        // all: most long-polls arrive right after their previous answer.
+        if let Some(since) = since.filter(|_| !req.full_state)
+            && let Some(circle) = self.cached_circle(user_id, since)
+        {
+            let delivered =
+                [since.accounts, since.rooms, since.transitory].map(|p| p.delivered_through());
+            self.wait(&circle.topics, delivered, deadline, &mut shutdown)
+                .await;
+        }
         loop {
             let rvs = self.read_versions().await?;
             let (result, circle) = self.read(services, user_id, req, since, rvs).await?;
@@ -278,17 +294,44 @@ impl SyncService {
             {
                 return Ok(result);
             }
-            let hook = self.after_read.lock().expect("hook lock").clone();
-            if let Some(hook) = hook {
-                hook().await;
-            }
-            let news = self.notifier.listen(&circle.topics, rvs);
-            tokio::select! {
-                () = news.fired() => {}
-                () = tokio::time::sleep_until(deadline) => return Ok(result),
-                _ = shutdown.wait_for(|stopping| *stopping) => return Ok(result),
+            if !self
+                .wait(&circle.topics, rvs, deadline, &mut shutdown)
+                .await
+            {
+                return Ok(result);
             }
         }
+    }
+
+    /// Waits until a change naming one of `topics` is published past
+    /// `read`: `true`, or `false` at the deadline or on shutdown. Runs the
+    /// test hook first.
+    async fn wait(
+        &self,
+        topics: &[TopicKey],
+        read: ReadVersions,
+        deadline: Instant,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let hook = self.after_read.lock().expect("hook lock").clone();
+        if let Some(hook) = hook {
+            hook().await;
+        }
+        let news = self.notifier.listen(topics, read);
+        tokio::select! {
+            () = news.fired() => true,
+            () = tokio::time::sleep_until(deadline) => false,
+            _ = shutdown.wait_for(|stopping| *stopping) => false,
+        }
+    }
+
+    /// The user's cached circle if it holds at `since` (its entry was
+    /// checked at or after the token's rooms position).
+    fn cached_circle(&self, user: &UserId, since: SyncToken) -> Option<Arc<Circle>> {
+        let since = StreamPosition::end_of_commit(since.rooms.0);
+        let cache = self.circles.lock().expect("circle cache");
+        let (at, circle) = cache.get(user)?;
+        (*at >= since).then(|| circle.clone())
     }
 
     /// One read of everything new in `(since, rvs]`, and the user's circle

@@ -59,6 +59,18 @@ impl Position {
     pub fn version(&self) -> u64 {
         u64::from_be_bytes(self.0[..8].try_into().expect("8 bytes"))
     }
+
+    /// The newest read version whose every change this position has
+    /// delivered: its version if it is the end of that commit
+    /// (`at_read_version`), else the version before (a position inside a
+    /// commit leaves the rest of that commit undelivered).
+    pub fn delivered_through(&self) -> u64 {
+        if self.0[8..] == [0xff, 0xff] {
+            self.version()
+        } else {
+            self.version().saturating_sub(1)
+        }
+    }
 }
 
 /// A complete sync position: one [`Position`] per database.
@@ -202,6 +214,15 @@ mod tests {
         assert!(stamp(rv - 1, 0xffff) < p);
         assert!(stamp(rv + 1, 0) > p);
         assert_eq!(p.version(), rv);
+    }
+
+    #[test]
+    fn a_position_inside_a_commit_has_not_delivered_that_commit() {
+        assert_eq!(Position::at_read_version(7).delivered_through(), 7);
+        let mut inside = Position::at_read_version(7);
+        inside.0[8..].copy_from_slice(&[0, 3]);
+        assert_eq!(inside.delivered_through(), 6);
+        assert_eq!(Position::ZERO.delivered_through(), 0);
     }
 
     #[test]
