@@ -587,16 +587,16 @@ async fn relations_threads_and_redactions() {
         403,
         "M_FORBIDDEN",
     );
+    // Read once before the redaction (so the server has it cached), then
+    // after: the redaction shows.
+    let event_path = format!("/_matrix/client/v3/rooms/{r}/event/{}", enc(&replies[0]));
+    let (_, before) = alice.get(&event_path).await;
+    assert_ne!(before["content"], json!({}), "{before}");
     let (status, first) = redact(alice.clone(), replies[0].clone(), "r1").await;
     assert_eq!(status, 200, "{first}");
     let (_, again) = redact(alice.clone(), replies[0].clone(), "r1").await;
     assert_eq!(again["event_id"], first["event_id"], "idempotent txn");
-    let (_, redacted) = alice
-        .get(&format!(
-            "/_matrix/client/v3/rooms/{r}/event/{}",
-            enc(&replies[0])
-        ))
-        .await;
+    let (_, redacted) = alice.get(&event_path).await;
     assert_eq!(redacted["content"], json!({}));
     assert_eq!(
         redacted["unsigned"]["redacted_because"]["event_id"],

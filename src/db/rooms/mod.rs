@@ -261,6 +261,8 @@ struct Layout {
     /// The notification keys (`meta/notify`, `meta/wake`), bumped by
     /// every write sync delivers.
     notify: crate::db::notify::Keys,
+    /// Committed events by ID (`read::EventCache`).
+    cache: read::EventCache,
 }
 
 /// A handle on the `rooms` database. Cheap to clone.
@@ -293,6 +295,7 @@ impl RoomsDb {
                 relations: dirs.space(&keys::RELATIONS).clone(),
                 notify: crate::db::notify::Keys::of(dirs)
                     .expect("rooms declares the notification keys"),
+                cache: read::EventCache::new(read::EVENT_CACHE_BYTES),
             }),
         }
     }

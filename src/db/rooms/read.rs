@@ -3,6 +3,7 @@
 //! transaction (read-only transactions never conflict).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use futures::future::try_join_all;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
@@ -50,14 +51,65 @@ pub struct TimelineEntry {
 /// One state key: `(type, state_key)`.
 pub type StateKey = (String, String);
 
+/// Default size of the event cache: the summed length of the cached
+/// events' JSON, in bytes.
+pub(super) const EVENT_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// What never changes about a committed event: everything of a
+/// [`StoredPdu`] but `redacted_by`.
+#[derive(Clone, Debug)]
+struct Committed {
+    pdu: Pdu,
+    room_id: OwnedRoomId,
+    position: StreamPosition,
+    meta: EventMeta,
+}
+
+/// Weighs a cached event by its JSON length (plus a fixed overhead).
+#[derive(Clone)]
+struct ByJsonLength;
+
+impl quick_cache::Weighter<OwnedEventId, Arc<Committed>> for ByJsonLength {
+    fn weight(&self, id: &OwnedEventId, event: &Arc<Committed>) -> u64 {
+        (id.as_str().len() + event.pdu.json().len() + 128) as u64
+    }
+}
+
+/// A bounded cache of committed events, per [`RoomsDb`] handle.
+///
+/// Invariant: it holds only events read at a committed version, so every
+/// entry is the stored event (the PDU, its room, position and `unsigned`
+/// metadata are written once, in the event's own transaction, and never
+/// change; only the redaction index does, and it is always read). Entries
+/// are added by the read-only reads of this module ([`RoomsDb::event`],
+/// [`RoomsDb::events`], [`RoomsDb::state_event`] and what they serve), never
+/// by a transaction that may have written the event itself.
+pub(super) struct EventCache(quick_cache::sync::Cache<OwnedEventId, Arc<Committed>, ByJsonLength>);
+
+impl EventCache {
+    /// A cache holding about `bytes` of event JSON.
+    pub(super) fn new(bytes: u64) -> Self {
+        let items = (bytes / 1024).max(16) as usize;
+        EventCache(quick_cache::sync::Cache::with_weighter(
+            items,
+            bytes,
+            ByJsonLength,
+        ))
+    }
+}
+
 impl Layout {
     /// The PDU stored under `id`, at snapshot isolation (events are
-    /// immutable).
+    /// immutable). Served from the event cache when it holds `id`; never
+    /// adds to it (the caller may be the transaction writing the event).
     pub(super) async fn load_pdu(
         &self,
         tx: &Transaction,
         id: &OwnedEventId,
     ) -> Result<Option<Pdu>> {
+        if let Some(cached) = self.cache.0.get(id) {
+            return Ok(Some(cached.pdu.clone()));
+        }
         let Some(bytes) = tx
             .get(&self.events.key(&keys::PDU, &(id.as_str(),)), true)
             .await?
@@ -68,10 +120,23 @@ impl Layout {
         Ok(Some(Pdu::from_stored(id.clone(), stored.json)?))
     }
 
+    /// The stored event `id` with its position, redaction and metadata.
+    /// Only for read-only transactions: it fills the event cache.
     async fn load_stored(&self, tx: &Transaction, id: &OwnedEventId) -> Result<Option<StoredPdu>> {
+        let red_key = self.events.key(&keys::REDACTION, &(id.as_str(),));
+        if let Some(cached) = self.cache.0.get(id) {
+            let red = tx.get(&red_key, true).await?;
+            let cached = Committed::clone(&cached);
+            return Ok(Some(StoredPdu {
+                pdu: cached.pdu,
+                room_id: cached.room_id,
+                position: cached.position,
+                redacted_by: red.map(|r| decode_event_id("redaction", &r)).transpose()?,
+                meta: cached.meta,
+            }));
+        }
         let key = self.events.key(&keys::PDU, &(id.as_str(),));
         let pos_key = self.events.key(&keys::EVENT_POSITION, &(id.as_str(),));
-        let red_key = self.events.key(&keys::REDACTION, &(id.as_str(),));
         let meta_key = self.events.key(&keys::EVENT_META, &(id.as_str(),));
         let (bytes, pos, red, meta) = futures::try_join!(
             tx.get(&key, true),
@@ -87,15 +152,22 @@ impl Layout {
             .and_then(|p| <[u8; 12]>::try_from(p.as_slice()).ok())
             .map(StreamPosition)
             .ok_or_else(|| Error::corrupt("position", format!("{id} has none")))?;
-        Ok(Some(StoredPdu {
+        let committed = Committed {
             pdu: Pdu::from_stored(id.clone(), stored.json)?,
             room_id: stored.room_id,
             position,
-            redacted_by: red.map(|r| decode_event_id("redaction", &r)).transpose()?,
             meta: meta
                 .map(|m| decode("meta", &m))
                 .transpose()?
                 .unwrap_or_default(),
+        };
+        self.cache.0.insert(id.clone(), Arc::new(committed.clone()));
+        Ok(Some(StoredPdu {
+            pdu: committed.pdu,
+            room_id: committed.room_id,
+            position: committed.position,
+            redacted_by: red.map(|r| decode_event_id("redaction", &r)).transpose()?,
+            meta: committed.meta,
         }))
     }
 }
