@@ -8,6 +8,11 @@
 //! `SyncService::sync`, no HTTP) from the token taken before the send. The
 //! sync must return exactly that one room.
 //!
+//! Group `sync/push_rules`: one evaluation of the server-default push
+//! rules (ruma's `Ruleset::get_actions`, what `unread_notifications` does
+//! once per unread event) on a plain message in a three-member room: the
+//! cost a first (cold) initial sync pays per unread event.
+//!
 //! Run: `cargo bench --bench sync`. Results: `docs/performance.md` ("Sync").
 
 use std::sync::Arc;
@@ -119,5 +124,32 @@ fn incremental(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, incremental);
+fn push_rules(c: &mut Criterion) {
+    use ruma::push::{PushConditionRoomCtx, Ruleset};
+    use ruma::serde::Raw;
+    let rt = Runtime::new().expect("runtime");
+    let user: OwnedUserId = "@alice:bench.local".try_into().expect("user id");
+    let rules = Ruleset::server_default(&user);
+    let room: OwnedRoomId = "!room:bench.local".try_into().expect("room id");
+    let ctx = PushConditionRoomCtx::new(room.clone(), 3u32.into(), user, "Alice".into());
+    let event = serde_json::json!({
+        "type": "m.room.message",
+        "room_id": room,
+        "sender": "@bob:bench.local",
+        "event_id": "$abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+        "origin_server_ts": 1_700_000_000_000u64,
+        "content": {"msgtype": "m.text", "body": "hello there, how are things?"},
+        "unsigned": {"age": 1234},
+    });
+    let raw: Raw<serde_json::Value> =
+        Raw::from_json(serde_json::value::to_raw_value(&event).expect("json"));
+    c.bench_function("sync/push_rules/server_default_message", |b| {
+        b.iter(|| {
+            let actions = rt.block_on(rules.get_actions(&raw, &ctx));
+            assert!(actions.iter().any(|a| a.should_notify()));
+        })
+    });
+}
+
+criterion_group!(benches, incremental, push_rules);
 criterion_main!(benches);

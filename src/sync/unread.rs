@@ -15,8 +15,9 @@
 //! the room's power levels (`@room` needs them).
 //!
 //! Invariant (cost bound): at most [`MAX_COUNTED`] events are read per
-//! room and sync; both counts are over at most the [`MAX_COUNTED`] newest
-//! unread events, so never above it.
+//! room and sync besides those the response's timeline holds; both counts
+//! are over at most the [`MAX_COUNTED`] newest unread events, so never
+//! above it.
 //!
 //! ## Memo: each event is evaluated once
 //! Evaluating push rules is most of a delivering sync's cost (flattening
@@ -30,8 +31,8 @@
 //! them in; anything else (a new receipt, another rule set, an older
 //! position, a process that has not seen the room) counts afresh from the
 //! start. Events the response's own timeline read already holds are not
-//! read again (when it does not reach back to the memo, one key read says
-//! whether anything happened in between). As in Synapse, whose counts come from push actions computed
+//! read again: only the gap between the memo (or the start) and that read
+//! is, after a one-key read says whether it holds anything. As in Synapse, whose counts come from push actions computed
 //! when an event arrives, each event is evaluated once, against the room's
 //! state (member count, display name, power levels) at that time.
 //!
@@ -180,27 +181,21 @@ pub(super) async fn unread_notifications(
     if from >= upto {
         return Ok(memo.counts());
     }
-    // The response's timeline read covers everything after `from` if it
-    // starts at or before it, or if nothing happened in the room between
-    // (the usual case: the memo stopped at the last response holding this
-    // room, and the room had no events since, or it would have been in one).
-    let covered = match known.covers_after {
-        None => true,
-        Some(c) if c <= from => true,
-        Some(c) => db
+    // The response's timeline read holds every event after `covers_after`;
+    // what lies between `from` and it (usually nothing: the memo stopped at
+    // the last response holding this room, and a room with events since
+    // would have been in one) is read here, after a one-key check.
+    let gap_end = known.covers_after.filter(|c| *c > from);
+    let gap = match gap_end {
+        Some(c) => !db
             .timeline(room, Some(from), Some(c.successor()), Direction::Forward, 1)
             .await?
             .is_empty(),
+        None => false,
     };
     let page;
-    let events: Vec<&Value> = if covered {
-        known
-            .events
-            .iter()
-            .filter(|(p, _)| *p > from)
-            .map(|(_, e)| e)
-            .collect()
-    } else {
+    let mut events: Vec<&Value> = Vec::new();
+    if let (true, Some(c)) = (gap, gap_end) {
         let viewer = Viewer {
             user: ctx.user,
             device: ctx.device,
@@ -211,7 +206,7 @@ pub(super) async fn unread_notifications(
                 viewer,
                 room,
                 Some(from),
-                Some(upto),
+                Some(c.successor()),
                 Direction::Backward,
                 MAX_COUNTED,
             )
@@ -221,8 +216,15 @@ pub(super) async fn unread_notifications(
             memo.notify = 0;
             memo.highlight = 0;
         }
-        page.events.iter().rev().map(|(_, e)| e).collect()
-    };
+        events.extend(page.events.iter().rev().map(|(_, e)| e));
+    }
+    events.extend(
+        known
+            .events
+            .iter()
+            .filter(|(p, _)| *p > from)
+            .map(|(_, e)| e),
+    );
     let unread: Vec<&Value> = events
         .into_iter()
         .filter(|e| e["sender"].as_str() != Some(ctx.user.as_str()))
