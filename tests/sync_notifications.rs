@@ -327,3 +327,43 @@ async fn events_the_filter_hides_still_count() {
     let (_, got) = alice.get(&filtered(&t)).await;
     assert_eq!(counts(&got, &room), (4, 0), "carol's two count: {got}");
 }
+
+/// A redacted event does not count (as in Synapse, which drops its push
+/// actions), whether the response's timeline holds it or not.
+#[tokio::test]
+async fn redacted_events_do_not_count() {
+    let server = TestServer::start().await;
+    let (alice, _alice_id, bob, _carol, room) = three_member_room(&server).await;
+    let first = say(&bob, &room, "b1", "oops").await;
+    say(&bob, &room, "b2", "two").await;
+    say(&bob, &room, "b3", "three").await;
+    let (status, body) = bob
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/redact/{first}/r1"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "redact: {body}");
+    // Counted afresh with a one-event timeline (the rest is read apart),
+    // then again with the default timeline (the memo answers).
+    let (status, got) = alice
+        .get("/_matrix/client/v3/sync?timeout=0&filter=%7B%22room%22%3A%7B%22timeline%22%3A%7B%22limit%22%3A1%7D%7D%7D")
+        .await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(counts(&got, &room), (2, 0), "read apart: {got}");
+    let got = sync(&alice, None).await;
+    assert_eq!(counts(&got, &room), (2, 0), "timeline holds them: {got}");
+
+    // A fresh process counts with the timeline holding them.
+    let (clock, dir) = (server.clock.clone(), server.data_dir.clone());
+    let _tmp = server.stop().await;
+    let server = TestServer::start_at(&dir, common_api::test_config(), clock).await;
+    let alice = server.client().with_token(alice.token.as_deref().unwrap());
+    let got = sync(&alice, None).await;
+    assert_eq!(
+        counts(&got, &room),
+        (2, 0),
+        "fresh, timeline holds them: {got}"
+    );
+    server.stop().await;
+}

@@ -6,7 +6,8 @@
 //! Synapse computes it): the events after the user's own latest
 //! unthreaded or main-timeline `m.read` / `m.read.private` receipt in the
 //! room (the later of the two; without one, after the user's current
-//! member event), not sent by the user, that the user may see; an event
+//! member event), not sent by the user and not redacted (when counted),
+//! that the user may see; an event
 //! counts in `notification_count` if the actions of the first push rule
 //! it matches contain `notify`, and in `highlight_count` if they contain
 //! the `highlight` tweak. Rules are evaluated with ruma
@@ -61,7 +62,6 @@ use serde_json::Value;
 use super::Error;
 use super::rooms::Ctx;
 use crate::db::rooms::{Direction, StreamPosition};
-use crate::service::rooms::Viewer;
 
 /// At most this many unread events are evaluated per room and sync, and
 /// counted (the counts are capped at it).
@@ -193,31 +193,39 @@ pub(super) async fn unread_notifications(
             .is_empty(),
         None => false,
     };
-    let page;
-    let mut events: Vec<&Value> = Vec::new();
-    if let (true, Some(c)) = (gap, gap_end) {
-        let viewer = Viewer {
-            user: ctx.user,
-            device: ctx.device,
-        };
-        page = ctx
-            .rooms
-            .timeline(
-                viewer,
-                room,
-                Some(from),
-                Some(c.successor()),
-                Direction::Backward,
-                MAX_COUNTED,
-            )
-            .await?;
-        if page.next.is_some() {
-            // More arrived than one pass reads: the newest replace the rest.
-            memo.notify = 0;
-            memo.highlight = 0;
+    // Every event after the user's current join is visible to them (all
+    // history visibilities show a member what happens while they are
+    // joined), so the gap needs no visibility check.
+    let gap_events = match (gap, gap_end) {
+        (true, Some(c)) => {
+            let entries = db
+                .timeline(
+                    room,
+                    Some(from),
+                    Some(c.successor()),
+                    Direction::Backward,
+                    MAX_COUNTED,
+                )
+                .await?;
+            if entries.len() == MAX_COUNTED {
+                // Perhaps more than one pass reads: the newest replace the
+                // rest.
+                memo.notify = 0;
+                memo.highlight = 0;
+            }
+            let ids: Vec<OwnedEventId> = entries.into_iter().rev().map(|e| e.event_id).collect();
+            // Only what push rules read: the client format without
+            // `unsigned`.
+            db.events(&ids)
+                .await?
+                .iter()
+                .filter(|e| e.redacted_by.is_none())
+                .map(|e| e.pdu.to_client_event(room))
+                .collect()
         }
-        events.extend(page.events.iter().rev().map(|(_, e)| e));
-    }
+        _ => Vec::new(),
+    };
+    let mut events: Vec<&Value> = gap_events.iter().collect();
     events.extend(
         known
             .events
@@ -227,7 +235,10 @@ pub(super) async fn unread_notifications(
     );
     let unread: Vec<&Value> = events
         .into_iter()
-        .filter(|e| e["sender"].as_str() != Some(ctx.user.as_str()))
+        .filter(|e| {
+            e["sender"].as_str() != Some(ctx.user.as_str())
+                && e["unsigned"].get("redacted_because").is_none()
+        })
         .collect();
     if !unread.is_empty() {
         let push_ctx = room_ctx(ctx, room, member_event).await?;
