@@ -46,30 +46,6 @@ fn filter_param(filter: Value) -> String {
     format!("&filter={encoded}")
 }
 
-async fn create_room(c: &Client, body: Value) -> String {
-    let (status, got) = c.post("/_matrix/client/v3/createRoom", body).await;
-    assert_eq!(status, 200, "createRoom: {got}");
-    got["room_id"].as_str().unwrap().to_owned()
-}
-
-async fn send(c: &Client, room: &str, txn: &str, body: &str) -> String {
-    let (status, got) = c
-        .put(
-            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"),
-            json!({"msgtype": "m.text", "body": body}),
-        )
-        .await;
-    assert_eq!(status, 200, "send: {got}");
-    got["event_id"].as_str().unwrap().to_owned()
-}
-
-async fn join(c: &Client, room: &str) {
-    let (status, got) = c
-        .post(&format!("/_matrix/client/v3/rooms/{room}/join"), json!({}))
-        .await;
-    assert_eq!(status, 200, "join: {got}");
-}
-
 async fn invite(c: &Client, room: &str, user: &str) {
     let (status, got) = c
         .post(
@@ -110,9 +86,9 @@ fn state_keys(events: &Value, kind: &str) -> Vec<String> {
 async fn initial_incremental_limited_and_prev_batch_round_trip() {
     let server = TestServer::start().await;
     let alice = server.register("alice", "pw").await;
-    let room = create_room(&alice, json!({"name": "Lobby"})).await;
+    let room = alice.create_room(json!({"name": "Lobby"})).await;
     for i in 0..15 {
-        send(&alice, &room, &format!("t{i}"), &format!("m{i}")).await;
+        alice.say(&room, &format!("t{i}"), &format!("m{i}")).await;
     }
     let limit5 = filter_param(json!({"room": {"timeline": {"limit": 5}}}));
     let initial = sync(&alice, None, &limit5).await;
@@ -144,7 +120,7 @@ async fn initial_incremental_limited_and_prev_batch_round_trip() {
     let t1 = next(&initial);
     let empty = sync(&alice, Some(&t1), "").await;
     assert!(empty["rooms"]["join"].get(&room).is_none(), "{empty}");
-    send(&alice, &room, "t15", "m15").await;
+    alice.say(&room, "t15", "m15").await;
     let inc = sync(&alice, Some(&t1), "").await;
     let joined = &inc["rooms"]["join"][&room];
     assert_eq!(bodies(&joined["timeline"]["events"]), ["m15"]);
@@ -173,7 +149,7 @@ async fn initial_incremental_limited_and_prev_batch_round_trip() {
         .await;
     assert_eq!(status, 200);
     for i in 16..20 {
-        send(&alice, &room, &format!("t{i}"), &format!("m{i}")).await;
+        alice.say(&room, &format!("t{i}"), &format!("m{i}")).await;
     }
     let limit2 = filter_param(json!({"room": {"timeline": {"limit": 2}}}));
     let gap = sync(&alice, Some(&t2), &limit2).await;
@@ -190,7 +166,9 @@ async fn invites_joins_and_leaves() {
     let bob = server.register("bob", "pw").await;
     let (bob_id, _) = bob.whoami().await;
     let (alice_id, _) = alice.whoami().await;
-    let room = create_room(&alice, json!({"name": "Club", "preset": "private_chat"})).await;
+    let room = alice
+        .create_room(json!({"name": "Club", "preset": "private_chat"}))
+        .await;
     let t0 = next(&sync(&bob, None, "").await);
     invite(&alice, &room, &bob_id).await;
 
@@ -213,7 +191,7 @@ async fn invites_joins_and_leaves() {
 
     // Joining: the room comes whole in join: state up to the timeline plus
     // the timeline hold the whole current state.
-    join(&bob, &room).await;
+    bob.join(&room).await;
     let got = sync(&bob, Some(&t1), "").await;
     let joined = &got["rooms"]["join"][&room];
     let mut whole: Vec<Value> = joined["state"]["events"]
@@ -236,7 +214,7 @@ async fn invites_joins_and_leaves() {
 
     // Kicked: the room shows up once in leave, its timeline ending with the
     // kick; later messages are not shown.
-    send(&alice, &room, "a1", "before kick").await;
+    alice.say(&room, "a1", "before kick").await;
     let (status, _) = alice
         .post(
             &format!("/_matrix/client/v3/rooms/{room}/kick"),
@@ -244,7 +222,7 @@ async fn invites_joins_and_leaves() {
         )
         .await;
     assert_eq!(status, 200);
-    send(&alice, &room, "a2", "after kick").await;
+    alice.say(&room, "a2", "after kick").await;
     let got = sync(&bob, Some(&t2), "").await;
     let left = &got["rooms"]["leave"][&room];
     let events = left["timeline"]["events"].as_array().expect("timeline");
@@ -277,10 +255,10 @@ async fn lazy_loading_sends_only_the_members_of_timeline_senders() {
     let (bob_id, _) = bob.whoami().await;
     let (carol_id, _) = carol.whoami().await;
     let (alice_id, _) = alice.whoami().await;
-    let room = create_room(&alice, json!({"preset": "public_chat"})).await;
-    join(&bob, &room).await;
-    join(&carol, &room).await;
-    send(&bob, &room, "b1", "hello from bob").await;
+    let room = alice.create_room(json!({"preset": "public_chat"})).await;
+    bob.join(&room).await;
+    carol.join(&room).await;
+    bob.say(&room, "b1", "hello from bob").await;
 
     let lazy = filter_param(json!({"room": {
         "timeline": {"limit": 1},
@@ -311,7 +289,7 @@ async fn lazy_loading_sends_only_the_members_of_timeline_senders() {
     // Incremental and limited: the sender's member event comes along.
     let t = next(&got);
     for i in 0..3 {
-        send(&alice, &room, &format!("a{i}"), "from alice").await;
+        alice.say(&room, &format!("a{i}"), "from alice").await;
     }
     let got = sync(&carol, Some(&t), &lazy).await;
     let joined = &got["rooms"]["join"][&room];
@@ -327,8 +305,8 @@ async fn typing_and_receipts_arrive_in_ephemeral() {
     let alice = server.register("alice", "pw").await;
     let bob = server.register("bob", "pw").await;
     let (alice_id, _) = alice.whoami().await;
-    let room = create_room(&alice, json!({"preset": "public_chat"})).await;
-    join(&bob, &room).await;
+    let room = alice.create_room(json!({"preset": "public_chat"})).await;
+    bob.join(&room).await;
     let t = next(&sync(&bob, None, "").await);
 
     let (status, body) = alice
@@ -350,7 +328,7 @@ async fn typing_and_receipts_arrive_in_ephemeral() {
     let again = sync(&bob, Some(&t), "").await;
     assert!(again["rooms"]["join"].get(&room).is_none(), "{again}");
 
-    let event = send(&bob, &room, "b1", "read me").await;
+    let event = bob.say(&room, "b1", "read me").await;
     let (status, body) = alice
         .post(
             &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{event}"),
@@ -414,8 +392,8 @@ async fn presence_device_lists_and_key_counts() {
     let alice = server.register("alice", "pw").await;
     let bob = server.register("bob", "pw").await;
     let (alice_id, alice_dev) = alice.whoami().await;
-    let room = create_room(&alice, json!({"preset": "public_chat"})).await;
-    join(&bob, &room).await;
+    let room = alice.create_room(json!({"preset": "public_chat"})).await;
+    bob.join(&room).await;
     let t = next(&sync(&bob, None, "&set_presence=offline").await);
 
     let (status, body) = alice
@@ -475,10 +453,10 @@ async fn filters_by_id_and_inline() {
     let server = TestServer::start().await;
     let alice = server.register("alice", "pw").await;
     let (alice_id, _) = alice.whoami().await;
-    let a = create_room(&alice, json!({"name": "A"})).await;
-    let b = create_room(&alice, json!({"name": "B"})).await;
-    send(&alice, &a, "1", "in a").await;
-    send(&alice, &b, "2", "in b").await;
+    let a = alice.create_room(json!({"name": "A"})).await;
+    let b = alice.create_room(json!({"name": "B"})).await;
+    alice.say(&a, "1", "in a").await;
+    alice.say(&b, "2", "in b").await;
     let (status, body) = alice
         .put(
             &format!("/_matrix/client/v3/user/{alice_id}/account_data/org.example.x"),
@@ -538,9 +516,9 @@ async fn a_long_poll_wakes_for_its_room_and_not_for_others() {
     let alice = server.register("alice", "pw").await;
     let bob = server.register("bob", "pw").await;
     let carol = server.register("carol", "pw").await;
-    let shared = create_room(&alice, json!({"preset": "public_chat"})).await;
-    join(&bob, &shared).await;
-    let elsewhere = create_room(&carol, json!({})).await;
+    let shared = alice.create_room(json!({"preset": "public_chat"})).await;
+    bob.join(&shared).await;
+    let elsewhere = carol.create_room(json!({})).await;
     let t = next(&sync(&bob, None, "").await);
 
     // Woken by a message in a joined room: returns with that message.
@@ -555,7 +533,7 @@ async fn a_long_poll_wakes_for_its_room_and_not_for_others() {
         })
     };
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    send(&alice, &shared, "w1", "wake up").await;
+    alice.say(&shared, "w1", "wake up").await;
     // Unwoken, the poll would answer only at its timeout.
     let (status, got) =
         tokio::time::timeout(std::time::Duration::from_millis(LONG_POLL_MS / 2), poll)
@@ -594,7 +572,7 @@ async fn a_long_poll_wakes_for_its_room_and_not_for_others() {
         })
     };
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    send(&carol, &elsewhere, "c1", "not for bob").await;
+    carol.say(&elsewhere, "c1", "not for bob").await;
     let (status, got) = poll.await.unwrap();
     assert_eq!(status, 200);
     assert_eq!(

@@ -19,30 +19,6 @@ use common_api::{Client, TestServer};
 /// Long enough that a poll must be woken, not time out.
 const LONG_POLL_MS: u64 = 20_000;
 
-async fn create_room(c: &Client, body: Value) -> String {
-    let (status, got) = c.post("/_matrix/client/v3/createRoom", body).await;
-    assert_eq!(status, 200, "createRoom: {got}");
-    got["room_id"].as_str().unwrap().to_owned()
-}
-
-async fn join(c: &Client, room: &str) {
-    let (status, got) = c
-        .post(&format!("/_matrix/client/v3/rooms/{room}/join"), json!({}))
-        .await;
-    assert_eq!(status, 200, "join: {got}");
-}
-
-async fn send(c: &Client, room: &str, txn: &str, body: &str) -> String {
-    let (status, got) = c
-        .put(
-            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"),
-            json!({"msgtype": "m.text", "body": body}),
-        )
-        .await;
-    assert_eq!(status, 200, "send: {got}");
-    got["event_id"].as_str().unwrap().to_owned()
-}
-
 async fn ok(got: (u16, Value), what: &str) {
     assert_eq!(got.0, 200, "{what}: {}", got.1);
 }
@@ -69,8 +45,8 @@ async fn setup() -> Setup {
     let server = TestServer::start().await;
     let alice = server.register("alice", "pw").await;
     let bob = server.register("bob", "pw").await;
-    let room = create_room(&alice, json!({"preset": "public_chat"})).await;
-    join(&bob, &room).await;
+    let room = alice.create_room(json!({"preset": "public_chat"})).await;
+    bob.join(&room).await;
     let (tx, waits) = mpsc::unbounded_channel();
     server
         .state
@@ -138,13 +114,13 @@ async fn room_events_receipts_and_typing_wake_the_rooms_members() {
     let (alice, bob, room) = (s.alice.clone(), s.bob.clone(), s.room.clone());
     let got = s
         .woken_by(&bob, async {
-            send(&alice, &room, "m1", "hello").await;
+            alice.say(&room, "m1", "hello").await;
         })
         .await;
     let events = &got["rooms"]["join"][&room]["timeline"]["events"];
     assert_eq!(events.as_array().map(Vec::len), Some(1), "{got}");
 
-    let event = send(&alice, &room, "m2", "read me").await;
+    let event = alice.say(&room, "m2", "read me").await;
     let got = s
         .woken_by(&bob, async {
             let path = format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{event}");
@@ -171,7 +147,7 @@ async fn an_invite_wakes_the_invitee_who_is_in_no_shared_room_yet() {
     let alice = s.alice.clone();
     let carol = s.server.register("carol", "pw").await;
     let (carol_id, _) = carol.whoami().await;
-    let other = create_room(&alice, json!({})).await;
+    let other = alice.create_room(json!({})).await;
     let got = s
         .woken_by(&carol, async {
             let path = format!("/_matrix/client/v3/rooms/{other}/invite");
@@ -298,7 +274,7 @@ async fn changes_for_someone_else_do_not_wake_a_poll() {
     // Carol shares no room with bob.
     let carol = s.server.register("carol", "pw").await;
     let (carol_id, carol_dev) = carol.whoami().await;
-    let apart = create_room(&carol, json!({})).await;
+    let apart = carol.create_room(json!({})).await;
     let since = token(&bob).await;
     let poll = {
         let bob = bob.clone();
@@ -310,7 +286,7 @@ async fn changes_for_someone_else_do_not_wake_a_poll() {
         })
     };
     s.waits.recv().await.expect("the poll waits");
-    send(&carol, &apart, "c1", "not for bob").await;
+    carol.say(&apart, "c1", "not for bob").await;
     let path = format!("/_matrix/client/v3/presence/{carol_id}/status");
     ok(
         carol.put(&path, json!({"presence": "online"})).await,

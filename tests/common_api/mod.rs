@@ -227,6 +227,30 @@ impl Client {
         )
     }
 
+    /// `POST /createRoom` with `body`; asserts 200 and returns the room ID.
+    pub async fn create_room(&self, body: Value) -> String {
+        let (status, got) = self.post("/_matrix/client/v3/createRoom", body).await;
+        assert_eq!(status, 200, "createRoom: {got}");
+        got["room_id"].as_str().expect("room_id").to_owned()
+    }
+
+    /// `POST /rooms/{room}/join`; asserts 200.
+    pub async fn join(&self, room: &str) {
+        let path = format!("/_matrix/client/v3/rooms/{room}/join");
+        let (status, got) = self.post(&path, json!({})).await;
+        assert_eq!(status, 200, "join: {got}");
+    }
+
+    /// Sends the text message `body` to `room` with transaction ID `txn`;
+    /// asserts 200 and returns the event ID.
+    pub async fn say(&self, room: &str, txn: &str, body: &str) -> String {
+        let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
+        let content = json!({"msgtype": "m.text", "body": body});
+        let (status, got) = self.put(&path, content).await;
+        assert_eq!(status, 200, "send: {got}");
+        got["event_id"].as_str().expect("event_id").to_owned()
+    }
+
     /// The user ID and device ID of this client's token (`whoami`).
     pub async fn whoami(&self) -> (String, String) {
         let (status, body) = self.get("/_matrix/client/v3/account/whoami").await;
