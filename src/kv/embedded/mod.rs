@@ -150,6 +150,40 @@ impl Drop for Shared {
     }
 }
 
+/// Creates an empty store at `path` so that a crash at any moment leaves
+/// either no store or a complete one: it is built under a temporary name
+/// in the same directory, synced, and linked into place (a hard link fails
+/// if another process got there first; then theirs is used), and the
+/// directory is synced. A crash part-way leaves only a temporary file,
+/// which the next creation replaces.
+fn create_store(dir: &Path, path: &Path, options: &EmbeddedOptions) -> Result<()> {
+    let tmp = dir.join(format!("store.redb.new-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    {
+        let db = redb::Database::builder()
+            .set_cache_size(options.cache_size_bytes)
+            .create(&tmp)
+            .map_err(Error::storage)?;
+        let wtx = db.begin_write().map_err(Error::storage)?;
+        wtx.open_table(DATA).map_err(Error::storage)?;
+        wtx.open_table(META).map_err(Error::storage)?;
+        wtx.commit().map_err(Error::storage)?;
+    }
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(Error::storage)?;
+    match std::fs::hard_link(&tmp, path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::storage(e)),
+    }
+    std::fs::remove_file(&tmp).map_err(Error::storage)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::storage)?;
+    Ok(())
+}
+
 impl Shared {
     fn stop(&self) {
         drop(self.commits.lock().expect("commit channel lock").take());
@@ -168,6 +202,9 @@ impl Database {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(Error::storage)?;
         let path = dir.join("store.redb");
+        if !path.exists() {
+            create_store(dir, &path, &options)?;
+        }
         let db = redb::Database::builder()
             .set_cache_size(options.cache_size_bytes)
             .create(&path)
@@ -273,5 +310,29 @@ impl Database {
             expected,
             fire,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_creation_cut_short_leaves_no_store_and_the_next_open_creates_one() {
+        let dir = tempfile::tempdir().unwrap();
+        // What a crash while creating leaves: a partial file under a
+        // temporary name (this process's, and another's), no store.
+        let ours = dir
+            .path()
+            .join(format!("store.redb.new-{}", std::process::id()));
+        std::fs::write(&ours, b"partial").unwrap();
+        std::fs::write(dir.path().join("store.redb.new-1"), b"partial").unwrap();
+        let store = Database::open(dir.path(), EmbeddedOptions::default()).expect("opens");
+        assert_eq!(store.last_version(), 0);
+        assert!(!ours.exists(), "the temporary file became the store");
+        store.shutdown();
+        // An existing store is opened, never replaced.
+        let again = Database::open(dir.path(), EmbeddedOptions::default()).expect("reopens");
+        again.shutdown();
     }
 }
