@@ -32,7 +32,11 @@
 //!   on its next read or at commit; the conflict history is pruned to that window.
 //!
 //! Keys live in one `redb` table of raw bytes, ordered bytewise like
-//! FoundationDB's keys; a second table holds the last commit version.
+//! FoundationDB's keys; a second table holds the last commit version. The
+//! store is `<dir>/store.redb`; a new one is built as
+//! `store.redb.new-<pid>` and linked into place once complete, so a crash
+//! while creating never leaves a half-written store (a leftover temporary
+//! file is harmless).
 //!
 //! Who may import this: `kv` and the CLI that opens stores. Layers above use
 //! [`crate::kv::Database`].
