@@ -25,6 +25,7 @@
 //! Who may import this: `sync::service`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use ruma::api::client::sync::sync_events::v3::{
@@ -32,7 +33,7 @@ use ruma::api::client::sync::sync_events::v3::{
     StateEvents, Timeline,
 };
 use ruma::serde::Raw;
-use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt};
 use serde_json::{Value, json};
 
 use super::Error;
@@ -63,18 +64,19 @@ pub(super) struct Window {
     pub full_state: bool,
 }
 
-/// What the room assembly needs.
-pub(super) struct Ctx<'a> {
-    pub rooms: &'a Rooms,
-    pub transitory: &'a Transitory,
-    pub user: &'a UserId,
-    pub device: Option<&'a str>,
-    pub filter: &'a SyncFilter,
+/// What the room assembly needs; cheap to clone (one per room task).
+#[derive(Clone)]
+pub(super) struct Ctx {
+    pub rooms: Arc<Rooms>,
+    pub transitory: Arc<Transitory>,
+    pub user: OwnedUserId,
+    pub device: Option<String>,
+    pub filter: Arc<SyncFilter>,
     pub window: Window,
     /// The user's push rules (for `unread_notifications`).
-    pub push_rules: &'a Rules,
+    pub push_rules: Arc<Rules>,
     /// What this process has counted of unread events already.
-    pub memos: &'a Memos,
+    pub memos: Arc<Memos>,
 }
 
 /// A room the service found something for, and why.
@@ -110,20 +112,45 @@ fn raw<T>(value: &Value) -> Raw<T> {
     Raw::from_json(serde_json::value::to_raw_value(value).expect("JSON values serialize"))
 }
 
-/// Assembles the candidate rooms (concurrently, [`CONCURRENCY`] at a time).
+/// Assembles the candidate rooms, [`CONCURRENCY`] at a time. With more
+/// than one, each room is its own tokio task, so a large response (an
+/// initial sync of many rooms) is built on every core; one room is built
+/// in place.
 pub(super) async fn assemble(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     candidates: BTreeMap<OwnedRoomId, Candidate>,
 ) -> Result<Outcome, Error> {
-    let parts: Vec<_> = futures::stream::iter(candidates)
-        .filter(|(room, _)| std::future::ready(ctx.filter.allows_room(room)))
-        .map(|(room, c)| async move {
-            let part = one_room(ctx, &room, &c).await?;
-            Ok::<_, Error>((room, part))
-        })
-        .buffer_unordered(CONCURRENCY)
-        .try_collect()
-        .await?;
+    let wanted: Vec<(OwnedRoomId, Candidate)> = candidates
+        .into_iter()
+        .filter(|(room, _)| ctx.filter.allows_room(room))
+        .collect();
+    let parts: Vec<_> = if wanted.len() == 1 {
+        let (room, c) = wanted.into_iter().next().expect("one");
+        let part = one_room(ctx, &room, &c).await?;
+        vec![(room, part)]
+    } else {
+        futures::stream::iter(wanted)
+            .map(|(room, c)| {
+                let ctx = ctx.clone();
+                let task = tokio::spawn(async move {
+                    let part = one_room(&ctx, &room, &c).await?;
+                    Ok::<_, Error>((room, part))
+                });
+                async move {
+                    match task.await {
+                        Ok(part) => part,
+                        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                        // Cancelled: only when the runtime shuts down.
+                        Err(e) => {
+                            Err(crate::db::rooms::Error::Kv(crate::kv::Error::storage(e)).into())
+                        }
+                    }
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?
+    };
     let mut out = Outcome::default();
     for (room, part) in parts {
         let Some((part, changed)) = part else {
@@ -147,13 +174,13 @@ pub(super) async fn assemble(
 
 /// One room: `None` if it has nothing for this response.
 async fn one_room(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     room: &RoomId,
     candidate: &Candidate,
 ) -> Result<Option<(Part, BTreeSet<OwnedUserId>)>, Error> {
     let db = ctx.rooms.db();
     let w = ctx.window;
-    let Some(member) = db.membership(room, ctx.user).await? else {
+    let Some(member) = db.membership(room, &ctx.user).await? else {
         return Ok(None);
     };
     let Some(member_pos) = db.position(&member.event_id).await? else {
@@ -180,7 +207,7 @@ async fn one_room(
             Ok(joined.map(|j| (Part::Join(Box::new(j)), changed)))
         }
         "invite" if changed_since(member_pos) => {
-            let events = ctx.rooms.stripped_invite_state(room, ctx.user).await?;
+            let events = ctx.rooms.stripped_invite_state(room, &ctx.user).await?;
             let state = InviteState::from(events.iter().map(raw).collect::<Vec<_>>());
             Ok(Some((
                 Part::Invite(InvitedRoom::from(state)),
@@ -192,7 +219,7 @@ async fn one_room(
                 ctx.filter.include_leave
                     && !ctx
                         .rooms
-                        .forgotten_rooms(ctx.user)
+                        .forgotten_rooms(&ctx.user)
                         .await?
                         .iter()
                         .any(|r| r == room)
@@ -216,10 +243,7 @@ async fn one_room(
 }
 
 /// The membership the user had before the member event `event_id`.
-async fn previous_membership(
-    ctx: &Ctx<'_>,
-    event_id: &OwnedEventId,
-) -> Result<Option<String>, Error> {
+async fn previous_membership(ctx: &Ctx, event_id: &OwnedEventId) -> Result<Option<String>, Error> {
     let db = ctx.rooms.db();
     let Some(event) = db.event(event_id).await? else {
         return Ok(None);
@@ -248,15 +272,15 @@ struct TimelineRead {
 
 /// The newest `limit` visible events with `after < p < before`.
 async fn read_timeline(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     room: &RoomId,
     after: Option<StreamPosition>,
     before: StreamPosition,
 ) -> Result<TimelineRead, Error> {
     let limit = ctx.filter.timeline_limit;
     let viewer = Viewer {
-        user: ctx.user,
-        device: ctx.device,
+        user: &ctx.user,
+        device: ctx.device.as_deref(),
     };
     let page = if limit == 0 {
         None
@@ -324,7 +348,7 @@ async fn read_timeline(
 /// since the window's start; plus every user whose membership changed in
 /// the window up to `upto`.
 async fn read_state(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     room: &RoomId,
     full: bool,
     oldest: Option<StreamPosition>,
@@ -370,8 +394,8 @@ async fn read_state(
     }
     let ids: Vec<OwnedEventId> = ids.into_values().collect();
     let viewer = Viewer {
-        user: ctx.user,
-        device: ctx.device,
+        user: &ctx.user,
+        device: ctx.device.as_deref(),
     };
     let events = ctx
         .rooms
@@ -389,7 +413,7 @@ fn state_section(events: &[Value]) -> State {
     ))
 }
 
-fn account_data_section(ctx: &Ctx<'_>, candidate: &Candidate) -> RoomAccountData {
+fn account_data_section(ctx: &Ctx, candidate: &Candidate) -> RoomAccountData {
     let mut out = RoomAccountData::new();
     out.events = candidate
         .account_data
@@ -406,7 +430,7 @@ fn account_data_section(ctx: &Ctx<'_>, candidate: &Candidate) -> RoomAccountData
 }
 
 async fn joined_room(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     room: &RoomId,
     candidate: &Candidate,
     full: bool,
@@ -423,7 +447,7 @@ async fn joined_room(
     let mut ephemeral = Vec::new();
     if let Some((event, _)) = ctx
         .rooms
-        .receipt_event(ctx.user, room, after, Some(w.upto))
+        .receipt_event(&ctx.user, room, after, Some(w.upto))
         .await?
     {
         ephemeral.push(event);
@@ -465,7 +489,7 @@ async fn joined_room(
     Ok((Some(joined), changed))
 }
 
-async fn summary(ctx: &Ctx<'_>, room: &RoomId) -> Result<RoomSummary, Error> {
+async fn summary(ctx: &Ctx, room: &RoomId) -> Result<RoomSummary, Error> {
     let members = ctx.rooms.db().members(room).await?;
     let count = |m: &str| members.iter().filter(|(_, r)| r.membership == m).count();
     let mut summary = RoomSummary::new();
@@ -473,7 +497,7 @@ async fn summary(ctx: &Ctx<'_>, room: &RoomId) -> Result<RoomSummary, Error> {
     summary.invited_member_count = Some(UInt::new_saturating(count("invite") as u64));
     summary.heroes = members
         .iter()
-        .filter(|(u, r)| u != ctx.user && (r.membership == "join" || r.membership == "invite"))
+        .filter(|(u, r)| *u != ctx.user && (r.membership == "join" || r.membership == "invite"))
         .map(|(u, _)| u.clone())
         .take(MAX_HEROES)
         .collect();
@@ -481,7 +505,7 @@ async fn summary(ctx: &Ctx<'_>, room: &RoomId) -> Result<RoomSummary, Error> {
 }
 
 async fn left_room(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     room: &RoomId,
     candidate: &Candidate,
     leave_pos: StreamPosition,

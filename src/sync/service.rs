@@ -215,7 +215,7 @@ pub struct SyncService {
     shutdown: watch::Sender<bool>,
     after_read: Mutex<Option<AfterReadHook>>,
     circles: Mutex<HashMap<OwnedUserId, CircleEntry>>,
-    memos: Memos,
+    memos: Arc<Memos>,
 }
 
 impl SyncService {
@@ -230,7 +230,7 @@ impl SyncService {
             shutdown: watch::channel(false).0,
             after_read: Mutex::new(None),
             circles: Mutex::new(HashMap::new()),
-            memos: Memos::default(),
+            memos: Arc::default(),
         }
     }
 
@@ -433,14 +433,14 @@ impl SyncService {
             }
         }
         let ctx = Ctx {
-            rooms: &services.rooms,
-            transitory: &services.transitory,
-            user,
-            device: req.device_id.as_deref(),
-            filter,
+            rooms: services.rooms.clone(),
+            transitory: services.transitory.clone(),
+            user: user.to_owned(),
+            device: req.device_id.clone(),
+            filter: Arc::new(filter.clone()),
             window,
-            push_rules: &push_rules,
-            memos: &self.memos,
+            push_rules: Arc::new(push_rules),
+            memos: self.memos.clone(),
         };
         let outcome = room_sync::assemble(&ctx, candidates).await?;
 

@@ -144,7 +144,7 @@ pub(super) struct Known<'a> {
 /// The counts of `room` for `ctx.user`, whose current member event
 /// `member_event` is at `joined_at`, as of `ctx.window.upto`.
 pub(super) async fn unread_notifications(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     room: &RoomId,
     member_event: &OwnedEventId,
     joined_at: StreamPosition,
@@ -154,7 +154,7 @@ pub(super) async fn unread_notifications(
     let upto = ctx.window.upto;
     // Where reading starts: the latest receipt's event, else the join.
     let mut start = joined_at;
-    for (set_at, receipt) in db.own_receipts(room, ctx.user).await? {
+    for (set_at, receipt) in db.own_receipts(room, &ctx.user).await? {
         if set_at > upto
             || !READ_TYPES.contains(&receipt.receipt_type.as_str())
             || !(receipt.thread.is_empty() || receipt.thread == "main")
@@ -168,7 +168,7 @@ pub(super) async fn unread_notifications(
     let rules = ctx.push_rules.tag;
     let mut memo = ctx
         .memos
-        .get(ctx.user, room)
+        .get(&ctx.user, room)
         .filter(|m| m.rules == rules && m.start == start && m.through <= upto)
         .unwrap_or(Memo {
             rules,
@@ -254,13 +254,13 @@ pub(super) async fn unread_notifications(
         }
     }
     memo.through = upto;
-    ctx.memos.put(ctx.user, room, memo);
+    ctx.memos.put(&ctx.user, room, memo);
     Ok(memo.counts())
 }
 
 /// The push-rule context of `room` for `ctx.user` (current state).
 async fn room_ctx(
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     room: &RoomId,
     member_event: &OwnedEventId,
 ) -> Result<PushConditionRoomCtx, Error> {
