@@ -112,22 +112,29 @@ fn raw<T>(value: &Value) -> Raw<T> {
     Raw::from_json(serde_json::value::to_raw_value(value).expect("JSON values serialize"))
 }
 
-/// Assembles the candidate rooms, [`CONCURRENCY`] at a time. With more
-/// than one, each room is its own tokio task, so a large response (an
-/// initial sync of many rooms) is built on every core; one room is built
-/// in place.
+/// Assembles the candidate rooms, [`CONCURRENCY`] at a time. With
+/// `spread` (an initial or `full_state` sync, whose candidates are the
+/// user's own rooms, each with a full section to build), each room is its
+/// own tokio task, so a large response is built on every core. An
+/// incremental sync's candidates are every room that changed, most of
+/// them dropped after one membership read: those stay on the caller's task.
 pub(super) async fn assemble(
     ctx: &Ctx,
     candidates: BTreeMap<OwnedRoomId, Candidate>,
+    spread: bool,
 ) -> Result<Outcome, Error> {
-    let wanted: Vec<(OwnedRoomId, Candidate)> = candidates
+    let wanted = candidates
         .into_iter()
-        .filter(|(room, _)| ctx.filter.allows_room(room))
-        .collect();
-    let parts: Vec<_> = if wanted.len() == 1 {
-        let (room, c) = wanted.into_iter().next().expect("one");
-        let part = one_room(ctx, &room, &c).await?;
-        vec![(room, part)]
+        .filter(|(room, _)| ctx.filter.allows_room(room));
+    let parts: Vec<_> = if !spread {
+        futures::stream::iter(wanted)
+            .map(|(room, c)| async move {
+                let part = one_room(ctx, &room, &c).await?;
+                Ok::<_, Error>((room, part))
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?
     } else {
         futures::stream::iter(wanted)
             .map(|(room, c)| {

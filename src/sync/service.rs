@@ -442,7 +442,7 @@ impl SyncService {
             push_rules: Arc::new(push_rules),
             memos: self.memos.clone(),
         };
-        let outcome = room_sync::assemble(&ctx, candidates).await?;
+        let outcome = room_sync::assemble(&ctx, candidates, whole).await?;
 
         // Transitory: to-device, presence, device lists, keys.
         let mut to_device = Vec::new();
