@@ -5,7 +5,8 @@
 //! ([`Window::upto`]), so what one response holds is exactly the changes in
 //! `(since, upto]` and the next response starts after them. Per room:
 //!
-//! - the user's membership (one key read) and its event's position (one
+//! - the user's membership (for an incremental sync, one transaction of
+//!   point reads for all candidate rooms) and its event's position (one
 //!   read); a membership set after `upto` waits for the next sync;
 //! - `join`: timeline (one range read newest first, `limit + 1` entries:
 //!   `limited` if the extra one exists; `prev_batch` is the oldest returned
@@ -40,6 +41,7 @@ use super::Error;
 use super::filter::SyncFilter;
 use super::unread::{Known, Memos, Rules};
 use crate::db::rooms::{Direction, StreamPosition};
+use crate::service::rooms::MemberRecord;
 use crate::service::rooms::{Rooms, Viewer};
 use crate::service::transitory::Transitory;
 
@@ -127,9 +129,18 @@ pub(super) async fn assemble(
         .into_iter()
         .filter(|(room, _)| ctx.filter.allows_room(room));
     let parts: Vec<_> = if !spread {
-        futures::stream::iter(wanted)
-            .map(|(room, c)| async move {
-                let part = one_room(ctx, &room, &c).await?;
+        // One transaction finds the user's membership in every candidate;
+        // the rooms they are not in stop here.
+        let wanted: Vec<(OwnedRoomId, Candidate)> = wanted.collect();
+        let ids: Vec<&RoomId> = wanted.iter().map(|(r, _)| r.as_ref()).collect();
+        let members = ctx.rooms.db().memberships(&ctx.user, &ids).await?;
+        let mine = wanted
+            .into_iter()
+            .zip(members)
+            .filter_map(|((room, c), m)| Some((room, c, m?)));
+        futures::stream::iter(mine)
+            .map(|(room, c, member)| async move {
+                let part = room_part(ctx, &room, &c, member).await?;
                 Ok::<_, Error>((room, part))
             })
             .buffer_unordered(CONCURRENCY)
@@ -185,11 +196,21 @@ async fn one_room(
     room: &RoomId,
     candidate: &Candidate,
 ) -> Result<Option<(Part, BTreeSet<OwnedUserId>)>, Error> {
+    match ctx.rooms.db().membership(room, &ctx.user).await? {
+        Some(member) => room_part(ctx, room, candidate, member).await,
+        None => Ok(None),
+    }
+}
+
+/// One room where the user's current membership is `member`.
+async fn room_part(
+    ctx: &Ctx,
+    room: &RoomId,
+    candidate: &Candidate,
+    member: MemberRecord,
+) -> Result<Option<(Part, BTreeSet<OwnedUserId>)>, Error> {
     let db = ctx.rooms.db();
     let w = ctx.window;
-    let Some(member) = db.membership(room, &ctx.user).await? else {
-        return Ok(None);
-    };
     let Some(member_pos) = db.position(&member.event_id).await? else {
         return Ok(None);
     };

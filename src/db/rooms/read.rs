@@ -403,6 +403,35 @@ impl RoomsDb {
         value.map(|v| decode("member", &v)).transpose()
     }
 
+    /// A user's current membership in each of `rooms` (`None` where they
+    /// have none), in order: one transaction of point reads, what sync uses
+    /// to drop the changed rooms a user is not in.
+    pub async fn memberships(
+        &self,
+        user: &UserId,
+        rooms: &[&RoomId],
+    ) -> Result<Vec<Option<MemberRecord>>> {
+        let keys: Vec<Vec<u8>> = rooms
+            .iter()
+            .map(|r| {
+                self.layout
+                    .rooms
+                    .key(&keys::MEMBER, &(r.as_str(), user.as_str()))
+            })
+            .collect();
+        let values = self
+            .db
+            .run(|tx, _| {
+                let keys = &keys;
+                async move { try_join_all(keys.iter().map(|k| tx.get(k, true))).await }
+            })
+            .await?;
+        values
+            .into_iter()
+            .map(|v| v.map(|v| decode("member", &v)).transpose())
+            .collect()
+    }
+
     /// Every room a user has a membership in, with it. One range read.
     pub async fn rooms_of_user(&self, user: &UserId) -> Result<Vec<(OwnedRoomId, MemberRecord)>> {
         let (begin, end) = self
