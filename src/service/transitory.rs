@@ -16,7 +16,7 @@ use std::time::Duration;
 use ruma::presence::PresenceState;
 use ruma::serde::Raw;
 use ruma::to_device::DeviceIdOrAllDevices;
-use ruma::{OwnedUserId, RoomId, UserId};
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 
 use super::clock::Clock;
 use super::{Authed, Error, Result};
@@ -382,10 +382,20 @@ impl Transitory {
 
     /// Every user who shares a joined room with `user` (including `user`).
     pub async fn room_peers(&self, user: &UserId) -> Result<Vec<OwnedUserId>> {
+        Ok(self.joined_rooms_and_peers(user).await?.1)
+    }
+
+    /// The rooms `user` has joined, and every user who shares one of them
+    /// with `user` (including `user`), both sorted: one range read of the
+    /// user's memberships and one of each joined room's members.
+    pub async fn joined_rooms_and_peers(
+        &self,
+        user: &UserId,
+    ) -> Result<(Vec<OwnedRoomId>, Vec<OwnedUserId>)> {
         let mut peers = std::collections::BTreeSet::new();
         peers.insert(user.to_owned());
-        let rooms = self.rooms.rooms_of_user(user).await?;
-        for (room, m) in rooms {
+        let mut joined = Vec::new();
+        for (room, m) in self.rooms.rooms_of_user(user).await? {
             if m.membership != "join" {
                 continue;
             }
@@ -394,8 +404,10 @@ impl Transitory {
                     peers.insert(member);
                 }
             }
+            joined.push(room);
         }
-        Ok(peers.into_iter().collect())
+        joined.sort();
+        Ok((joined, peers.into_iter().collect()))
     }
 
     async fn share_a_room(&self, a: &UserId, b: &UserId) -> Result<bool> {

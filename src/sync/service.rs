@@ -175,20 +175,13 @@ struct Circle {
 impl Circle {
     /// Reads the user's joined rooms and their members.
     async fn read(notifier: &Notifier, services: &Services, user: &UserId) -> Result<Self, Error> {
-        let mut peers = BTreeSet::new();
-        peers.insert(user.to_owned());
+        let (rooms, peers) = services.transitory.joined_rooms_and_peers(user).await?;
         let mut topics = vec![notifier.topic_key(Topic::User(user.as_str()))];
-        for (room, m) in services.rooms.rooms_of_user(user).await? {
-            if m.membership != "join" {
-                continue;
-            }
-            topics.push(notifier.topic_key(Topic::Room(room.as_str())));
-            for (member, rec) in services.rooms.db().members(&room).await? {
-                if rec.membership == "join" {
-                    peers.insert(member);
-                }
-            }
-        }
+        topics.extend(
+            rooms
+                .iter()
+                .map(|r| notifier.topic_key(Topic::Room(r.as_str()))),
+        );
         topics.extend(
             peers
                 .iter()
@@ -196,10 +189,7 @@ impl Circle {
         );
         topics.sort_unstable();
         topics.dedup();
-        Ok(Circle {
-            peers: peers.into_iter().collect(),
-            topics,
-        })
+        Ok(Circle { peers, topics })
     }
 }
 
