@@ -108,27 +108,29 @@ impl Memo {
 
 /// The per-process memo of unread counting, per user and room.
 #[derive(Default)]
-pub(super) struct Memos {
-    entries: Mutex<HashMap<OwnedUserId, HashMap<OwnedRoomId, Memo>>>,
-    len: std::sync::atomic::AtomicUsize,
+pub(super) struct Memos(Mutex<MemoMap>);
+
+/// The memo entries by user and room, and how many there are.
+#[derive(Default)]
+struct MemoMap {
+    by_user: HashMap<OwnedUserId, HashMap<OwnedRoomId, Memo>>,
+    len: usize,
 }
 
 impl Memos {
     fn get(&self, user: &UserId, room: &RoomId) -> Option<Memo> {
-        let entries = self.entries.lock().expect("unread memo");
-        entries.get(user)?.get(room).copied()
+        let map = self.0.lock().expect("unread memo");
+        map.by_user.get(user)?.get(room).copied()
     }
 
     fn put(&self, user: &UserId, room: &RoomId, memo: Memo) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let mut entries = self.entries.lock().expect("unread memo");
-        if self.len.load(Relaxed) >= MEMO_ENTRIES {
-            entries.clear();
-            self.len.store(0, Relaxed);
+        let mut map = self.0.lock().expect("unread memo");
+        if map.len >= MEMO_ENTRIES {
+            *map = MemoMap::default();
         }
-        let rooms = entries.entry(user.to_owned()).or_default();
+        let rooms = map.by_user.entry(user.to_owned()).or_default();
         if rooms.insert(room.to_owned(), memo).is_none() {
-            self.len.fetch_add(1, Relaxed);
+            map.len += 1;
         }
     }
 }
