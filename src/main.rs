@@ -1,12 +1,19 @@
 //! The `myelin` binary: initialises logging (`RUST_LOG`-style filter, default
 //! `info,ruma_common=warn,ruma_state_res=warn`, to standard error), parses the
 //! command line and runs it on a multi-threaded tokio runtime. Everything else
-//! lives in [`myelin::cli`].
+//! lives in [`myelin::cli`]. The global allocator is jemalloc.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
+
+/// jemalloc, not glibc's malloc: under load glibc's allocator took a quarter
+/// of the server's CPU (arena locking, chunk consolidation of redb's page
+/// buffers), and jemalloc keeps the idle long-poll RSS target that mimalloc
+/// missed (docs/performance.md, "Allocator").
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     // ruma's authorization logs two INFO lines per event checked, and its
