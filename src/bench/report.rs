@@ -73,6 +73,8 @@ pub struct Settings {
     pub duration_secs: u64,
     /// `--hold-secs`.
     pub hold_secs: u64,
+    /// `--settle-ms`.
+    pub settle_ms: u64,
 }
 
 /// What setup made and how long it took.
@@ -231,6 +233,7 @@ impl Report {
                 repeats: args.repeats,
                 duration_secs: args.duration_secs,
                 hold_secs: args.hold_secs,
+                settle_ms: args.settle_ms,
             },
             setup: SetupReport::default(),
             throughput: None,

@@ -16,7 +16,9 @@
 //! `--drain-secs` to receive the rest; completeness compares, per syncer,
 //! the acknowledged events of its user's rooms with what it received.
 //!
-//! Syncers start from an initial sync taken before any event is sent, and
+//! Syncers start from an initial sync taken before any event is sent, then
+//! `--settle-ms` (default 1 s) passes between starting their long-polls
+//! and the first send, so delivery is measured to waiting long-polls. They
 //! long-poll with a 10 s timeout and a timeline limit of 1,000 so a
 //! server's default limit does not truncate bursts (a truncated timeline is
 //! still counted, as `timeline_gaps`).
@@ -145,6 +147,7 @@ pub async fn run(
             ))
         })
         .collect();
+    tokio::time::sleep(Duration::from_millis(a.settle_ms)).await;
     let sent = send(ctx, &pop, &marker, rate, a.events).await;
     let sent = match sent {
         Ok(sent) => sent,
