@@ -323,3 +323,97 @@ async fn changes_for_someone_else_do_not_wake_a_poll() {
     );
     s.server.stop().await;
 }
+
+/// A long-poll that times out with nothing new answers without reading the
+/// rooms (`SyncService::quiet`): its answer must still be what a read would
+/// give (empty, with the device's key counts) and its token must lose
+/// nothing committed after it.
+#[tokio::test]
+async fn a_timed_out_long_poll_answers_empty_with_key_counts_and_loses_nothing() {
+    let s = setup().await;
+    let otks: serde_json::Map<String, Value> = (0..3)
+        .map(|i| {
+            (
+                format!("signed_curve25519:k{i}"),
+                json!({"key": format!("k{i}")}),
+            )
+        })
+        .collect();
+    ok(
+        s.alice
+            .post(
+                "/_matrix/client/v3/keys/upload",
+                json!({"one_time_keys": otks}),
+            )
+            .await,
+        "key upload",
+    )
+    .await;
+    let since = token(&s.alice).await;
+    let started = std::time::Instant::now();
+    let (status, quiet) = s
+        .alice
+        .get(&format!(
+            "/_matrix/client/v3/sync?set_presence=offline&timeout=300&since={since}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{quiet}");
+    assert!(started.elapsed() >= Duration::from_millis(250), "waited");
+    assert!(
+        quiet["rooms"]["join"]
+            .as_object()
+            .is_none_or(|m| m.is_empty()),
+        "{quiet}"
+    );
+    assert_eq!(
+        quiet["device_one_time_keys_count"]["signed_curve25519"], 3,
+        "{quiet}"
+    );
+    let next = quiet["next_batch"].as_str().unwrap();
+    let event = s
+        .bob
+        .say(&s.room, "after-quiet", "after the quiet answer")
+        .await;
+    let (status, got) = s
+        .alice
+        .get(&format!(
+            "/_matrix/client/v3/sync?set_presence=offline&timeout=0&since={next}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{got}");
+    let ids: Vec<&str> = got["rooms"]["join"][&s.room]["timeline"]["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["event_id"].as_str())
+        .collect();
+    assert!(ids.contains(&event.as_str()), "{got}");
+    s.server.stop().await;
+}
+
+/// A user's own message is in a sync made right after sending it, even
+/// with `timeout=0` from a token whose circle is cached (the quiet answer
+/// first waits until the notifier has published every commit so far).
+#[tokio::test]
+async fn a_sync_right_after_a_send_sees_it() {
+    let s = setup().await;
+    for round in 0..20 {
+        let since = token(&s.alice).await;
+        let event = s.alice.say(&s.room, &format!("own-{round}"), "mine").await;
+        let (status, got) = s
+            .alice
+            .get(&format!(
+                "/_matrix/client/v3/sync?set_presence=offline&timeout=0&since={since}"
+            ))
+            .await;
+        assert_eq!(status, 200, "{got}");
+        let ids: Vec<&str> = got["rooms"]["join"][&s.room]["timeline"]["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["event_id"].as_str())
+            .collect();
+        assert!(ids.contains(&event.as_str()), "round {round}: {got}");
+    }
+    s.server.stop().await;
+}

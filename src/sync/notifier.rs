@@ -110,6 +110,8 @@ pub struct Notifier {
     shared: Arc<Shared>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     watched: [bool; 3],
+    /// Each watched database and its notification keys.
+    feeds: [Option<(kv::Database, notify::Keys)>; 3],
 }
 
 /// What the watchers and the long-polls share.
@@ -172,6 +174,11 @@ impl Listener {
     pub async fn fired(&self) {
         self.waiter.notify.notified().await;
     }
+
+    /// Whether [`Listener::fired`] would resolve at once.
+    pub fn has_fired(&self) -> bool {
+        self.waiter.fired.load(Ordering::Acquire)
+    }
 }
 
 impl Drop for Listener {
@@ -197,6 +204,7 @@ impl Notifier {
         });
         let mut tasks = Vec::new();
         let mut watched = [false; 3];
+        let mut feeds = [None, None, None];
         for (id, handle) in DatabaseId::ALL.iter().zip(databases.handles()) {
             let Some(keys) = notify::Keys::of(&handle.dirs) else {
                 tracing::debug!(
@@ -206,6 +214,7 @@ impl Notifier {
                 continue;
             };
             watched[*id as usize] = true;
+            feeds[*id as usize] = Some((handle.db.clone(), keys.clone()));
             tasks.push(tokio::spawn(watch_loop(
                 shared.clone(),
                 *id,
@@ -218,6 +227,7 @@ impl Notifier {
             shared,
             tasks: Mutex::new(tasks),
             watched,
+            feeds,
         })
     }
 
@@ -231,6 +241,31 @@ impl Notifier {
     /// every change committed at or before it has been published.
     pub fn published(&self, db: DatabaseId) -> u64 {
         *self.shared.published[db as usize].borrow()
+    }
+
+    /// The commit version of the newest entry of `db`'s wake feed (0 if
+    /// none, or if `db` is not watched): once [`Notifier::published`]
+    /// reaches it, every commit so far that named a topic was published.
+    ///
+    /// Errors: the store's.
+    pub async fn newest_wake(&self, db: DatabaseId) -> kv::Result<u64> {
+        let Some((store, keys)) = &self.feeds[db as usize] else {
+            return Ok(0);
+        };
+        let (begin, end) = keys.wake_through(u64::MAX);
+        let newest = store
+            .run(|tx, _| {
+                let (begin, end) = (begin.clone(), end.clone());
+                async move {
+                    tx.get_range_all(RangeOption::new(begin, end).limit(1).reverse(true), true)
+                        .await
+                }
+            })
+            .await?;
+        Ok(newest
+            .first()
+            .and_then(|kv| keys.decode_wake(&kv.key))
+            .map_or(0, |e| e.version))
     }
 
     /// Waits until every change of `db` committed at or before `version`
@@ -537,11 +572,12 @@ mod tests {
             shared: Arc::new(shared()),
             tasks: Mutex::new(Vec::new()),
             watched: [true; 3],
+            feeds: [None, None, None],
         }
     }
 
     fn fired(listener: &Listener) -> bool {
-        listener.waiter.fired.load(Ordering::Acquire)
+        listener.has_fired()
     }
 
     const ROOMS: DatabaseId = DatabaseId::Rooms;

@@ -51,7 +51,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::filter::SyncFilter;
-use super::notifier::{DatabaseId, Notifier, ReadVersions, TopicKey};
+use super::notifier::{DatabaseId, Listener, Notifier, ReadVersions, TopicKey};
 use super::rooms::{self as room_sync, Candidate, Ctx, Window};
 use super::token::{Position, SyncToken};
 use super::unread::Memos;
@@ -161,6 +161,11 @@ impl SyncResult {
             || !self.device_lists_left.is_empty()
     }
 }
+
+/// Longest a timed-out long-poll waits for the notifier to publish
+/// through the current read versions before it reads instead (the watcher
+/// publishes within about a millisecond of a commit).
+const QUIET_CATCH_UP: Duration = Duration::from_millis(50);
 
 /// Whose changes concern one user: the users sharing a joined room with
 /// them (presence, device lists) and the topics their long-polls wait on.
@@ -274,8 +279,12 @@ impl SyncService {
         {
             let delivered =
                 [since.accounts, since.rooms, since.transitory].map(|p| p.delivered_through());
-            self.wait(&circle.topics, delivered, deadline, &mut shutdown)
-                .await;
+            let news = self.notifier.listen(&circle.topics, delivered);
+            if !self.wait_for(&news, deadline, &mut shutdown).await
+                && let Some(rvs) = self.quiet_through(&news).await?
+            {
+                return self.quiet(services, user_id, req, since, rvs).await;
+            }
         }
         loop {
             let rvs = self.read_versions().await?;
@@ -303,16 +312,87 @@ impl SyncService {
         deadline: Instant,
         shutdown: &mut watch::Receiver<bool>,
     ) -> bool {
+        let news = self.notifier.listen(topics, read);
+        self.wait_for(&news, deadline, &mut *shutdown).await
+    }
+
+    /// Runs the test hook, then waits until `news` fires (`true`) or the
+    /// deadline or shutdown comes (`false`).
+    async fn wait_for(
+        &self,
+        news: &Listener,
+        deadline: Instant,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
         let hook = self.after_read.lock().expect("hook lock").clone();
         if let Some(hook) = hook {
             hook().await;
         }
-        let news = self.notifier.listen(topics, read);
         tokio::select! {
             () = news.fired() => true,
             () = tokio::time::sleep_until(deadline) => false,
             _ = shutdown.wait_for(|stopping| *stopping) => false,
         }
+    }
+
+    /// After `news` (registered at the token's positions) waited in vain:
+    /// read versions at which a read would find nothing new for the user.
+    /// They are taken now, so every commit acknowledged before this call is
+    /// at or below them (a client still reads its own writes); then, once
+    /// the notifier has published each database's newest wake entry (every
+    /// commit naming a topic so far), `news`, still registered, has not
+    /// fired only if none of them concerned the user. `None` if the watcher
+    /// takes longer than [`QUIET_CATCH_UP`] or `news` fired: then the
+    /// caller reads.
+    async fn quiet_through(&self, news: &Listener) -> Result<Option<ReadVersions>, Error> {
+        let rvs = self.read_versions().await?;
+        for db in DatabaseId::ALL {
+            let newest = self
+                .notifier
+                .newest_wake(db)
+                .await
+                .map_err(|e| Error::Storage(e.into()))?;
+            let caught_up =
+                tokio::time::timeout(QUIET_CATCH_UP, self.notifier.wait_published(db, newest));
+            if caught_up.await.is_err() {
+                return Ok(None);
+            }
+        }
+        Ok((!news.has_fired()).then_some(rvs))
+    }
+
+    /// The answer of a long-poll that timed out with nothing new up to
+    /// `rvs` (see [`Self::quiet_through`]): what a read at `rvs` would
+    /// return, without reading the rooms: the token at `rvs` and the
+    /// device's key counts, which change without waking anyone.
+    async fn quiet(
+        &self,
+        services: &Services,
+        user: &UserId,
+        req: &SyncRequest,
+        since: SyncToken,
+        rvs: ReadVersions,
+    ) -> Result<SyncResult, Error> {
+        let next = SyncToken {
+            accounts: Position::at_read_version(rvs[DatabaseId::Accounts as usize]),
+            rooms: Position::at_read_version(rvs[DatabaseId::Rooms as usize]),
+            transitory: Position::at_read_version(rvs[DatabaseId::Transitory as usize]),
+        }
+        .max(since);
+        let mut result = SyncResult {
+            next_batch: next,
+            ..SyncResult::default()
+        };
+        if let Some(device) = req.device_id.as_deref() {
+            result.one_time_key_counts = services.e2ee.one_time_key_counts(user, device).await?;
+            result.unused_fallback_key_types = Some(
+                services
+                    .e2ee
+                    .unused_fallback_key_types(user, device)
+                    .await?,
+            );
+        }
+        Ok(result)
     }
 
     /// The user's cached circle if it holds at `since` (its entry was
