@@ -324,6 +324,16 @@ async fn changes_for_someone_else_do_not_wake_a_poll() {
     s.server.stop().await;
 }
 
+/// The event IDs of `room`'s timeline in a sync answer.
+fn timeline_ids(got: &Value, room: &str) -> Vec<String> {
+    got["rooms"]["join"][room]["timeline"]["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["event_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
 /// A long-poll that times out with nothing new answers without reading the
 /// rooms (`SyncService::quiet`): its answer must still be what a read would
 /// give (empty, with the device's key counts) and its token must lose
@@ -381,13 +391,7 @@ async fn a_timed_out_long_poll_answers_empty_with_key_counts_and_loses_nothing()
         ))
         .await;
     assert_eq!(status, 200, "{got}");
-    let ids: Vec<&str> = got["rooms"]["join"][&s.room]["timeline"]["events"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e["event_id"].as_str())
-        .collect();
-    assert!(ids.contains(&event.as_str()), "{got}");
+    assert!(timeline_ids(&got, &s.room).contains(&event), "{got}");
     s.server.stop().await;
 }
 
@@ -410,13 +414,10 @@ async fn a_sync_right_after_a_send_sees_it() {
             ))
             .await;
         assert_eq!(status, 200, "{got}");
-        let ids: Vec<&str> = got["rooms"]["join"][&s.room]["timeline"]["events"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e["event_id"].as_str())
-            .collect();
-        assert!(ids.contains(&event.as_str()), "round {round}: {got}");
+        assert!(
+            timeline_ids(&got, &s.room).contains(&event),
+            "round {round}: {got}"
+        );
     }
     s.server.stop().await;
 }

@@ -162,10 +162,20 @@ impl SyncResult {
     }
 }
 
-/// Longest a timed-out long-poll waits for the notifier to publish
-/// through the current read versions before it reads instead (the watcher
+/// Longest a timed-out long-poll waits for the notifier to publish each
+/// database's newest wake entry before it reads instead (the watcher
 /// publishes within about a millisecond of a commit).
 const QUIET_CATCH_UP: Duration = Duration::from_millis(50);
+
+/// The token of a read at `rvs`: their positions, never before `since`.
+fn token_at(rvs: ReadVersions, since: Option<SyncToken>) -> SyncToken {
+    let at = SyncToken {
+        accounts: Position::at_read_version(rvs[DatabaseId::Accounts as usize]),
+        rooms: Position::at_read_version(rvs[DatabaseId::Rooms as usize]),
+        transitory: Position::at_read_version(rvs[DatabaseId::Transitory as usize]),
+    };
+    since.map_or(at, |since| at.max(since))
+}
 
 /// Whose changes concern one user: the users sharing a joined room with
 /// them (presence, device lists) and the topics their long-polls wait on.
@@ -373,14 +383,8 @@ impl SyncService {
         since: SyncToken,
         rvs: ReadVersions,
     ) -> Result<SyncResult, Error> {
-        let next = SyncToken {
-            accounts: Position::at_read_version(rvs[DatabaseId::Accounts as usize]),
-            rooms: Position::at_read_version(rvs[DatabaseId::Rooms as usize]),
-            transitory: Position::at_read_version(rvs[DatabaseId::Transitory as usize]),
-        }
-        .max(since);
         let mut result = SyncResult {
-            next_batch: next,
+            next_batch: token_at(rvs, Some(since)),
             ..SyncResult::default()
         };
         if let Some(device) = req.device_id.as_deref() {
@@ -415,14 +419,7 @@ impl SyncService {
         rvs: ReadVersions,
     ) -> Result<(SyncResult, Arc<Circle>), Error> {
         let filter = &req.filter;
-        let mut next = SyncToken {
-            accounts: Position::at_read_version(rvs[DatabaseId::Accounts as usize]),
-            rooms: Position::at_read_version(rvs[DatabaseId::Rooms as usize]),
-            transitory: Position::at_read_version(rvs[DatabaseId::Transitory as usize]),
-        };
-        if let Some(since) = since {
-            next = next.max(since);
-        }
+        let mut next = token_at(rvs, since);
         let window = Window {
             since: since.map(|t| StreamPosition::end_of_commit(t.rooms.0)),
             upto: StreamPosition::end_of_commit(next.rooms.0),
