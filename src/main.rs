@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-/// jemalloc, not glibc's malloc: under load glibc's allocator took a quarter
-/// of the server's CPU (arena locking, chunk consolidation of redb's page
-/// buffers), and jemalloc keeps the idle long-poll RSS target that mimalloc
-/// missed (docs/performance.md, "Allocator").
+/// jemalloc, not glibc's malloc: under send load glibc's allocator took 27%
+/// of the server's CPU (`_int_malloc`, `_int_free`, `malloc_consolidate`),
+/// and jemalloc keeps the idle long-poll RSS target that mimalloc missed
+/// (docs/performance.md, "Landed: jemalloc as the global allocator").
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

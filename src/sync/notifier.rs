@@ -109,8 +109,8 @@ pub struct TopicKey(u64);
 pub struct Notifier {
     shared: Arc<Shared>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    watched: [bool; 3],
-    /// Each watched database and its notification keys.
+    /// Each watched database and its notification keys (`None`: its writes
+    /// wake nobody).
     feeds: [Option<(kv::Database, notify::Keys)>; 3],
 }
 
@@ -203,7 +203,6 @@ impl Notifier {
             published: [(); 3].map(|()| watch::channel(0u64).0),
         });
         let mut tasks = Vec::new();
-        let mut watched = [false; 3];
         let mut feeds = [None, None, None];
         for (id, handle) in DatabaseId::ALL.iter().zip(databases.handles()) {
             let Some(keys) = notify::Keys::of(&handle.dirs) else {
@@ -213,7 +212,6 @@ impl Notifier {
                 );
                 continue;
             };
-            watched[*id as usize] = true;
             feeds[*id as usize] = Some((handle.db.clone(), keys.clone()));
             tasks.push(tokio::spawn(watch_loop(
                 shared.clone(),
@@ -226,15 +224,8 @@ impl Notifier {
         Arc::new(Notifier {
             shared,
             tasks: Mutex::new(tasks),
-            watched,
             feeds,
         })
-    }
-
-    /// Whether writes of `db` wake long-polls (its schema declares the
-    /// notification keys).
-    pub fn is_watched(&self, db: DatabaseId) -> bool {
-        self.watched[db as usize]
     }
 
     /// The read version of `db`'s latest publish (0 before the first):
@@ -571,7 +562,6 @@ mod tests {
         Notifier {
             shared: Arc::new(shared()),
             tasks: Mutex::new(Vec::new()),
-            watched: [true; 3],
             feeds: [None, None, None],
         }
     }

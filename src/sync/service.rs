@@ -164,7 +164,8 @@ impl SyncResult {
 
 /// Longest a timed-out long-poll waits for the notifier to publish each
 /// database's newest wake entry before it reads instead (the watcher
-/// publishes within about a millisecond of a commit).
+/// publishes after one feed read per commit batch, so this is a bound for
+/// a watcher held up, not the usual wait).
 const QUIET_CATCH_UP: Duration = Duration::from_millis(50);
 
 /// The token of a read at `rvs`: their positions, never before `since`.
