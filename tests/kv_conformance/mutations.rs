@@ -175,6 +175,44 @@ async fn versionstamped_key_and_value_hold_the_commit_versionstamp() {
     .await;
 }
 
+/// A key written with a versionstamped value is unreadable to its own
+/// transaction, and so is a range that holds it; a range that only ends next
+/// to it (a subspace just before it) reads as usual, as in FoundationDB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_next_to_an_unreadable_key_reads_and_one_holding_it_fails() {
+    each_backend(|b| async move {
+        let tx = b.db.create_transaction().unwrap();
+        tx.set(&b.key("a/1"), b"one");
+        tx.commit().await.unwrap();
+
+        let tx = b.db.create_transaction().unwrap();
+        tx.atomic_op(
+            &b.key("b/1"),
+            &versionstamped_value(b""),
+            MutationType::SetVersionstampedValue,
+        );
+        for snapshot in [false, true] {
+            let before = tx
+                .get_range_all(RangeOption::prefix(&b.key("a/")), snapshot)
+                .await
+                .unwrap();
+            assert_eq!(before.len(), 1, "snapshot {snapshot}");
+            assert_eq!(before[0].value, b"one");
+            let reversed = tx
+                .get_range_all(RangeOption::prefix(&b.key("a/")).reverse(true), snapshot)
+                .await
+                .unwrap();
+            assert_eq!(reversed.len(), 1, "snapshot {snapshot}");
+        }
+        let holding = tx
+            .get_range_all(RangeOption::prefix(&b.key("b/")), false)
+            .await
+            .unwrap_err();
+        assert_eq!(holding.code(), Some(1036));
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn versionstamp_order_is_commit_order_across_concurrent_committers() {
     const TASKS: usize = 8;

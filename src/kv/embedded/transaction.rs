@@ -147,8 +147,8 @@ impl Transaction {
     pub async fn get_range(&self, range: &RangeOption, snapshot: bool) -> Result<RangeChunk> {
         let mut st = self.state();
         self.check_live(&st)?;
-        let begin = self.resolve(&st, &range.begin)?;
-        let end = self.resolve(&st, &range.end)?;
+        let begin = self.range_bound(&st, &range.begin)?;
+        let end = self.range_bound(&st, &range.end)?;
         if begin >= end {
             if !snapshot {
                 let lo = range.begin.key.clone().min(range.end.key.clone());
@@ -197,6 +197,28 @@ impl Transaction {
             st.read_conflicts.push((lo, hi));
         }
         Ok(RangeChunk { kvs, more: false })
+    }
+
+    /// Where a range read's selector puts the range's edge. A
+    /// `first_greater_or_equal(k)` or `first_greater_than(k)` edge is `k` or
+    /// the key just after it: the same keys as resolving it to a stored key,
+    /// without stepping onto a key outside the range. Resolving would fail a
+    /// read that ends just before a key this transaction wrote with a
+    /// versionstamped value (`accessed_unreadable`); FoundationDB fails a
+    /// range read only when the range itself holds an unreadable key (its
+    /// `Unreadable` workload, `fdbserver/workloads/Unreadable.actor.cpp`,
+    /// asserts exactly that). Other selectors are resolved.
+    fn range_bound(&self, st: &State, sel: &KeySelector) -> Result<Vec<u8>> {
+        if sel.offset != 1 {
+            return self.resolve(st, sel);
+        }
+        let anchor = sel.key.as_slice().min(KEYSPACE_END);
+        let edge = if sel.or_equal {
+            key_after(anchor)
+        } else {
+            anchor.to_vec()
+        };
+        Ok(edge.min(KEYSPACE_END.to_vec()))
     }
 
     /// Resolves a key selector against the snapshot plus this transaction's
