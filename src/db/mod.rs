@@ -92,6 +92,20 @@ pub enum DbError {
         /// The version this code writes.
         supported: u32,
     },
+    /// The store was written by an older Myelin with an older key schema,
+    /// which this build cannot read (there is no migration yet; see the
+    /// database's `keys.rs` for what changed).
+    #[error(
+        "{database}: store has schema version {found}, older than {supported}, the version this build reads and writes (no migration exists: export what you need and start from an empty store)"
+    )]
+    SchemaTooOld {
+        /// The database.
+        database: &'static str,
+        /// The version recorded in the store.
+        found: u64,
+        /// The version this code writes.
+        supported: u32,
+    },
     /// The recorded schema version is not an 8-byte integer.
     #[error("{database}: corrupt schema version value ({len_bytes} bytes, expected 8)")]
     CorruptSchemaVersion {
@@ -136,6 +150,7 @@ impl DbError {
 enum OpenTxError {
     Directory(DirectoryError),
     SchemaTooNew(u64),
+    SchemaTooOld(u64),
     CorruptSchemaVersion(usize),
 }
 
@@ -209,6 +224,8 @@ impl Databases {
 /// store, creates or opens every directory and records the schema version.
 ///
 /// Errors: [`DbError::SchemaTooNew`] for a store written by a newer Myelin,
+/// [`DbError::SchemaTooOld`] for one written by an older Myelin whose key
+/// schema differs,
 /// [`DbError::FdbNotCompiled`] for an `fdb` database in a build without the
 /// feature, and the store's and directory layer's failures.
 pub async fn open(config: &DatabasesConfig) -> Result<Databases, DbError> {
@@ -349,8 +366,11 @@ async fn open_database(
                     Some(found) if found > u64::from(spec.schema_version) => {
                         return Err(OpenTxError::SchemaTooNew(found));
                     }
-                    Some(found) if found == u64::from(spec.schema_version) => {}
-                    _ => tx.set(&key, &u64::from(spec.schema_version).to_le_bytes()),
+                    Some(found) if found < u64::from(spec.schema_version) => {
+                        return Err(OpenTxError::SchemaTooOld(found));
+                    }
+                    Some(_) => {}
+                    None => tx.set(&key, &u64::from(spec.schema_version).to_le_bytes()),
                 }
                 Ok(dirs)
             }
@@ -366,6 +386,11 @@ async fn open_database(
                 source,
             },
             OpenTxError::SchemaTooNew(found) => DbError::SchemaTooNew {
+                database: spec.name,
+                found,
+                supported: spec.schema_version,
+            },
+            OpenTxError::SchemaTooOld(found) => DbError::SchemaTooOld {
                 database: spec.name,
                 found,
                 supported: spec.schema_version,

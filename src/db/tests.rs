@@ -78,21 +78,43 @@ async fn open_creates_directories_and_records_the_schema_version() {
     assert_eq!(reopened, prefixes);
 }
 
-#[tokio::test]
-async fn a_newer_schema_version_is_refused() {
+/// A closed embedded store whose rooms database records schema `version`.
+async fn store_with_rooms_schema(version: u64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let dbs = open_embedded_at(dir.path()).await.unwrap();
     let key = meta_key(&dbs.rooms);
-    set(&dbs.rooms, &key, &99u64.to_le_bytes()).await;
+    set(&dbs.rooms, &key, &version.to_le_bytes()).await;
     drop(dbs);
+    dir
+}
+
+#[tokio::test]
+async fn a_newer_schema_version_is_refused() {
+    let dir = store_with_rooms_schema(99).await;
     match open_embedded_at(dir.path()).await {
         Err(DbError::SchemaTooNew {
             database: "rooms",
             found: 99,
-            supported: 1,
+            supported: rooms::keys::SCHEMA_VERSION,
         }) => {}
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("opened a store with a newer schema"),
+    }
+}
+
+#[tokio::test]
+async fn an_older_schema_version_is_refused_and_left_as_it_was() {
+    let dir = store_with_rooms_schema(1).await;
+    for _ in 0..2 {
+        match open_embedded_at(dir.path()).await {
+            Err(DbError::SchemaTooOld {
+                database: "rooms",
+                found: 1,
+                supported: rooms::keys::SCHEMA_VERSION,
+            }) => {}
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("opened a store with an older schema"),
+        }
     }
 }
 

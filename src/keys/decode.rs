@@ -227,5 +227,15 @@ pub fn decode_value(encoding: ValueEncoding, v: &[u8]) -> String {
             Ok(s) => serde_json::Value::from(s).to_string(),
             Err(_) => invalid("not utf-8"),
         },
+        ValueEncoding::PositionThenMsgPack(_) if v.len() < 12 => {
+            invalid("expected a 12-byte position first")
+        }
+        ValueEncoding::PositionThenMsgPack(_) => {
+            let (position, rest) = v.split_at(12);
+            match rmp_serde::from_slice::<serde_json::Value>(rest) {
+                Ok(json) => format!("vs:{} {json}", hex::encode(position)),
+                Err(e) => invalid(&format!("msgpack after the position: {e}")),
+            }
+        }
     }
 }

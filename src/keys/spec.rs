@@ -121,6 +121,10 @@ pub enum ValueEncoding {
     Versionstamp,
     /// UTF-8 text.
     Utf8,
+    /// A 12-byte stream position (10-byte commit versionstamp, 2-byte
+    /// big-endian order in the commit; the value is written with
+    /// `SetVersionstampedValue`), then MessagePack of the named Rust type.
+    PositionThenMsgPack(&'static str),
 }
 
 impl fmt::Display for ValueEncoding {
@@ -134,6 +138,9 @@ impl fmt::Display for ValueEncoding {
             ValueEncoding::Raw => f.write_str("raw bytes"),
             ValueEncoding::Versionstamp => f.write_str("versionstamp (10 bytes)"),
             ValueEncoding::Utf8 => f.write_str("utf-8 text"),
+            ValueEncoding::PositionThenMsgPack(ty) => {
+                write!(f, "12-byte stream position, then msgpack {ty}")
+            }
         }
     }
 }

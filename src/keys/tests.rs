@@ -345,3 +345,26 @@ fn layouts_list_every_subspace() {
         "{md}"
     );
 }
+
+#[test]
+fn position_then_msgpack_values_show_the_position_and_the_record() {
+    let enc = ValueEncoding::PositionThenMsgPack("Thing");
+    let mut value = [&VS[..], &[0, 3]].concat();
+    value.extend(rmp_serde::to_vec_named(&serde_json::json!({"room": "!r"})).unwrap());
+    assert_eq!(
+        decode::decode_value(enc, &value),
+        r#"vs:000000000000000900010003 {"room":"!r"}"#
+    );
+    // Shorter than a position: invalid, shown escaped.
+    assert_eq!(
+        decode::decode_value(enc, b"\x01\x02"),
+        "<expected a 12-byte position first> \\x01\\x02"
+    );
+    // A position followed by bytes that are not msgpack.
+    let bad = [&VS[..], &[0, 3], b"\xc1"].concat();
+    assert!(
+        decode::decode_value(enc, &bad).starts_with("<msgpack after the position:"),
+        "{}",
+        decode::decode_value(enc, &bad)
+    );
+}

@@ -8,8 +8,12 @@
 //! `docs/key-layout.md` are generated; keep the two in step. The design and
 //! its cost model are in `docs/rooms.md`.
 //!
-//! Schema version: 1 ([`SCHEMA_VERSION`], stored in `meta/schema_version`;
-//! Myelin refuses to open a store whose version is newer).
+//! Schema version: 2 ([`SCHEMA_VERSION`], stored in `meta/schema_version`;
+//! Myelin refuses to open a store whose version is newer or older: there is
+//! no migration yet). Version 2 folded `events/position` (tag 1) and
+//! `events/meta` (tag 3) into `events/pdu`, so that an event is one record
+//! (one B-tree leaf to write and one key to read instead of three); those two
+//! tags are retired, not reused.
 //!
 //! | Directory | Tag | Subspace | Key tuple | Value |
 //! |-----------|----:|----------|-----------|-------|
@@ -18,8 +22,7 @@
 //! | `rooms` | 1 | `state` | `(1, room_id: str, type: str, state_key: str)` | utf-8 event ID: current state |
 //! | `rooms` | 2 | `extremity` | `(2, room_id: str, event_id: str)` | u64 little-endian depth: forward extremities |
 //! | `rooms` | 3 | `member` | `(3, room_id: str, user_id: str)` | msgpack `MemberRecord` |
-//! | `events` | 0 | `pdu` | `(0, event_id: str)` | msgpack `StoredEvent` (room, canonical JSON) |
-//! | `events` | 1 | `position` | `(1, event_id: str)` | 12 bytes: versionstamp ++ order, the stream position |
+//! | `events` | 0 | `pdu` | `(0, event_id: str)` | 12-byte stream position (versionstamp ++ order), then msgpack `StoredEvent` (room, canonical JSON, `unsigned` metadata) |
 //! | `events` | 2 | `redaction` | `(2, event_id: str)` | utf-8 ID of the redaction event |
 //! | `timeline` | 0 | `stream` | `(0, room_id: str, position: versionstamp)` | utf-8 event ID |
 //! | `timeline` | 1 | `topological` | `(1, room_id: str, depth: int, position: versionstamp)` | utf-8 event ID |
@@ -30,7 +33,6 @@
 //! | `meta` | 1 | `notify` | `(1)` | u64 little-endian change counter, bumped by every write sync delivers (`db::notify`) |
 //! | `meta` | 2 | `wake` | `(2, position: versionstamp, kind: int, id: str)` | empty: a commit concerns this user (0), room (1) or user's peers (2); the watchers' wake feed (`db::notify`) |
 //! | `meta` | 3 | `wake_floor` | `(3)` | u64 little-endian: `wake` entries at or below this commit version may be pruned |
-//! | `events` | 3 | `meta` | `(3, event_id: str)` | msgpack `EventMeta` (sending device and txn ID, replaced state event) |
 //! | `memberships` | 1 | `forgotten` | `(1, user_id: str, room_id: str)` | empty: the user forgot the room |
 //! | `aliases` | 0 | `alias` | `(0, alias: str)` | msgpack `AliasRecord` (room, creator) |
 //! | `aliases` | 1 | `room_alias` | `(1, room_id: str, alias: str)` | empty: the aliases of a room |
@@ -44,8 +46,10 @@
 //! A stream position is a tuple versionstamp: the commit's 10-byte
 //! versionstamp and a 2-byte order of the event within its transaction
 //! (room creation writes several events in one commit). Every key holding a
-//! position is written with `SetVersionstampedKey`, and
-//! `events/position` with `SetVersionstampedValue`.
+//! position is written with `SetVersionstampedKey`, and `events/pdu` with
+//! `SetVersionstampedValue` (the position is the value's first 12 bytes), so
+//! the transaction writing an event cannot read its record back
+//! (`accessed_unreadable`): it keeps the PDUs it wrote itself.
 //!
 //! To add a subspace: declare a `SubspaceSpec` constant (next free tag in its
 //! directory), list it in its directory's `subspaces`, add a typed encoder
@@ -62,7 +66,7 @@ use crate::keys::{
 };
 
 /// The key-schema version this code writes and understands.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// `meta/schema_version`: `(0) -> u64 little-endian`, the schema version of
 /// the store, written at open.
@@ -159,22 +163,13 @@ pub const ROOMS: DirectorySpec = DirectorySpec {
     subspaces: &[ROOM, STATE, EXTREMITY, MEMBER],
 };
 
-/// `events/pdu`: `(0, event_id) -> msgpack StoredEvent`.
+/// `events/pdu`: `(0, event_id) -> position (12 bytes) ++ msgpack StoredEvent`.
 pub const PDU: SubspaceSpec = SubspaceSpec {
     name: "pdu",
     tag: 0,
     key: &[EVENT_ID],
-    value: ValueEncoding::MsgPack("StoredEvent"),
-    doc: "An accepted event: its room and its signed canonical JSON (without event_id and unsigned).",
-};
-
-/// `events/position`: `(1, event_id) -> versionstamp ++ order`.
-pub const EVENT_POSITION: SubspaceSpec = SubspaceSpec {
-    name: "position",
-    tag: 1,
-    key: &[EVENT_ID],
-    value: ValueEncoding::Raw,
-    doc: "The event's stream position: 10-byte commit versionstamp then 2-byte big-endian order in the commit.",
+    value: ValueEncoding::PositionThenMsgPack("StoredEvent"),
+    doc: "An accepted event: its stream position (10-byte commit versionstamp, 2-byte big-endian order in the commit), then its room, its signed canonical JSON (without event_id and unsigned) and what `unsigned` needs (sending device and txn ID, the state event replaced).",
 };
 
 /// `events/redaction`: `(2, event_id) -> redaction event ID`.
@@ -189,17 +184,8 @@ pub const REDACTION: SubspaceSpec = SubspaceSpec {
 /// `events`: events by ID.
 pub const EVENTS: DirectorySpec = DirectorySpec {
     path: &["events"],
-    doc: "Events by ID: the PDU, its stream position and its redaction.",
-    subspaces: &[PDU, EVENT_POSITION, REDACTION, EVENT_META],
-};
-
-/// `events/meta`: `(3, event_id) -> msgpack EventMeta`.
-pub const EVENT_META: SubspaceSpec = SubspaceSpec {
-    name: "meta",
-    tag: 3,
-    key: &[EVENT_ID],
-    value: ValueEncoding::MsgPack("EventMeta"),
-    doc: "What `unsigned` needs and the PDU does not hold: the sending device and txn ID, the state event replaced.",
+    doc: "Events by ID: the PDU with its stream position, and its redaction.",
+    subspaces: &[PDU, REDACTION],
 };
 
 /// `timeline/stream`: `(0, room_id, position) -> event ID`.

@@ -14,9 +14,9 @@
 //! - `rooms/state`, `rooms/member` and `memberships/user_room` always agree
 //!   with the fold of `state_log` (they are written in the same
 //!   transaction);
-//! - every stored event has exactly one `events/position`, one
-//!   `timeline/stream` and one `timeline/topological` entry, all holding the
-//!   same stream position;
+//! - every stored event has exactly one `events/pdu` record (whose first 12
+//!   bytes are its stream position), one `timeline/stream` and one
+//!   `timeline/topological` entry, all holding the same stream position;
 //! - concurrent message sends never conflict with each other: they share
 //!   no key in their read-conflict sets (extremities are read at snapshot
 //!   isolation, writes are blind).
@@ -128,6 +128,10 @@ pub struct StoredEvent {
     pub room_id: OwnedRoomId,
     /// The signed canonical JSON, without `event_id` and `unsigned`.
     pub json: String,
+    /// What `unsigned` needs that the PDU does not hold; left out of the
+    /// record when empty.
+    #[serde(default, skip_serializing_if = "EventMeta::is_empty")]
+    pub meta: EventMeta,
 }
 
 /// `state_log/change`: one state change.
@@ -142,9 +146,9 @@ pub struct StateChange {
     pub event_id: OwnedEventId,
 }
 
-/// `events/meta`: what the client format's `unsigned` needs that the PDU
-/// does not hold. Written in the event's send transaction, only when one of
-/// the fields is set.
+/// What the client format's `unsigned` needs that the PDU does not hold,
+/// part of the event's `events/pdu` record (written once, in the event's
+/// send transaction).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventMeta {
     /// The sending device and its transaction ID (shown as
@@ -155,6 +159,13 @@ pub struct EventMeta {
     /// and the source of `prev_content`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaces_state: Option<OwnedEventId>,
+}
+
+impl EventMeta {
+    /// Whether no field is set (the record then leaves it out).
+    pub fn is_empty(&self) -> bool {
+        self.txn.is_none() && self.replaces_state.is_none()
+    }
 }
 
 /// `aliases/alias`: a local room alias.

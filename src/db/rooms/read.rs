@@ -100,13 +100,19 @@ impl EventCache {
 
 impl Layout {
     /// The PDU stored under `id`, at snapshot isolation (events are
-    /// immutable). Served from the event cache when it holds `id`; never
-    /// adds to it (the caller may be the transaction writing the event).
+    /// immutable). Served from `written` (the events `tx` wrote itself,
+    /// whose versionstamped records it cannot read back) or the event cache
+    /// when they hold `id`; never adds to the cache (the caller may be the
+    /// transaction writing the event).
     pub(super) async fn load_pdu(
         &self,
         tx: &Transaction,
         id: &OwnedEventId,
+        written: &[Pdu],
     ) -> Result<Option<Pdu>> {
+        if let Some(pdu) = written.iter().find(|pdu| pdu.event_id() == id) {
+            return Ok(Some(pdu.clone()));
+        }
         if let Some(cached) = self.cache.0.get(id) {
             return Ok(Some(cached.pdu.clone()));
         }
@@ -116,12 +122,13 @@ impl Layout {
         else {
             return Ok(None);
         };
-        let stored: StoredEvent = decode("pdu", &bytes)?;
+        let (_, stored) = decode_record(id, &bytes)?;
         Ok(Some(Pdu::from_stored(id.clone(), stored.json)?))
     }
 
-    /// The stored event `id` with its position, redaction and metadata.
-    /// Only for read-only transactions: it fills the event cache.
+    /// The stored event `id` with its position, redaction and metadata: two
+    /// point reads (`events/pdu`, `events/redaction`), one when the event
+    /// is cached. Only for read-only transactions: it fills the event cache.
     async fn load_stored(&self, tx: &Transaction, id: &OwnedEventId) -> Result<Option<StoredPdu>> {
         let red_key = self.events.key(&keys::REDACTION, &(id.as_str(),));
         if let Some(cached) = self.cache.0.get(id) {
@@ -136,30 +143,16 @@ impl Layout {
             }));
         }
         let key = self.events.key(&keys::PDU, &(id.as_str(),));
-        let pos_key = self.events.key(&keys::EVENT_POSITION, &(id.as_str(),));
-        let meta_key = self.events.key(&keys::EVENT_META, &(id.as_str(),));
-        let (bytes, pos, red, meta) = futures::try_join!(
-            tx.get(&key, true),
-            tx.get(&pos_key, true),
-            tx.get(&red_key, true),
-            tx.get(&meta_key, true)
-        )?;
+        let (bytes, red) = futures::try_join!(tx.get(&key, true), tx.get(&red_key, true))?;
         let Some(bytes) = bytes else {
             return Ok(None);
         };
-        let stored: StoredEvent = decode("pdu", &bytes)?;
-        let position = pos
-            .and_then(|p| <[u8; 12]>::try_from(p.as_slice()).ok())
-            .map(StreamPosition)
-            .ok_or_else(|| Error::corrupt("position", format!("{id} has none")))?;
+        let (position, stored) = decode_record(id, &bytes)?;
         let committed = Committed {
             pdu: Pdu::from_stored(id.clone(), stored.json)?,
             room_id: stored.room_id,
             position,
-            meta: meta
-                .map(|m| decode("meta", &m))
-                .transpose()?
-                .unwrap_or_default(),
+            meta: stored.meta,
         };
         self.cache.0.insert(id.clone(), Arc::new(committed.clone()));
         Ok(Some(StoredPdu {
@@ -170,6 +163,18 @@ impl Layout {
             meta: committed.meta,
         }))
     }
+}
+
+/// Splits an `events/pdu` value: the 12-byte stream position, then the
+/// msgpack [`StoredEvent`].
+///
+/// Errors: [`Error::Corrupt`] if the value is shorter than a position or the
+/// record does not decode.
+fn decode_record(id: &OwnedEventId, bytes: &[u8]) -> Result<(StreamPosition, StoredEvent)> {
+    let Some((position, record)) = bytes.split_first_chunk::<12>() else {
+        return Err(Error::corrupt("pdu", format!("{id}: no stream position")));
+    };
+    Ok((StreamPosition(*position), decode("pdu", record)?))
 }
 
 impl RoomsDb {
@@ -199,17 +204,23 @@ impl RoomsDb {
             .await
     }
 
-    /// The stream position of an event.
+    /// The stream position of an event: the first 12 bytes of its
+    /// `events/pdu` record (from the event cache when it holds the event).
     pub async fn position(&self, event_id: &OwnedEventId) -> Result<Option<StreamPosition>> {
-        let key = self
-            .layout
-            .events
-            .key(&keys::EVENT_POSITION, &(event_id.as_str(),));
+        if let Some(cached) = self.layout.cache.0.get(event_id) {
+            return Ok(Some(cached.position));
+        }
+        let key = self.layout.events.key(&keys::PDU, &(event_id.as_str(),));
         let value = self.db.read(&key);
-        Ok(value
+        value
             .await?
-            .and_then(|p| <[u8; 12]>::try_from(p.as_slice()).ok())
-            .map(StreamPosition))
+            .map(|bytes| {
+                let position = bytes.first_chunk::<12>().ok_or_else(|| {
+                    Error::corrupt("pdu", format!("{event_id}: no stream position"))
+                })?;
+                Ok(StreamPosition(*position))
+            })
+            .transpose()
     }
 
     /// The current state of a room: `(type, state_key) -> event ID`. One

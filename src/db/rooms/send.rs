@@ -123,7 +123,7 @@ impl RoomsDb {
                     .ok_or_else(|| Error::RoomNotFound(room_id.to_owned()))?;
                 let pdu = self
                     .layout
-                    .append(&tx, signer, room_id, &room, sender, event, now, 0, txn)
+                    .append(&tx, signer, room_id, &room, sender, event, now, 0, txn, &[])
                     .await?;
                 if let Some(key) = &txn_key {
                     tx.set(key, pdu.event_id().as_bytes());
@@ -219,13 +219,16 @@ impl RoomsDb {
                 tx.set(&room_key, &encode(&room));
                 self.layout
                     .write_event(&tx, &room_id, &create, &[], 0, &EventMeta::default());
-                let mut ids = vec![create.event_id().clone()];
+                // The events this transaction wrote: their records are
+                // versionstamped, so unreadable until it commits.
+                let mut written = vec![create];
                 for (i, event) in initial.iter().enumerate() {
                     let order = u16::try_from(i + 1).expect("fewer than 65535 initial events");
                     let pdu = self
                         .layout
                         .append(
                             &tx, signer, &room_id, &room, creator, event, now, order, None,
+                            &written,
                         )
                         .await
                         .map_err(|e| match e {
@@ -235,9 +238,10 @@ impl RoomsDb {
                             )),
                             other => other,
                         })?;
-                    ids.push(pdu.event_id().clone());
+                    written.push(pdu);
                 }
-                Ok((room_id, ids))
+                let ids = written.into_iter().map(|pdu| pdu.event_id().clone());
+                Ok((room_id, ids.collect::<Vec<_>>()))
             })
             .await?;
         let sent = ids
@@ -277,7 +281,9 @@ fn committed_position(stamp: Option<[u8; 10]>, order: u16) -> Result<StreamPosit
 
 impl Layout {
     /// Builds, authorizes and writes one event after the room's current
-    /// forward extremities, as event `order` of the transaction.
+    /// forward extremities, as event `order` of the transaction. `written`
+    /// holds the events `tx` has already written (their records cannot be
+    /// read back before the commit).
     #[allow(clippy::too_many_arguments)]
     async fn append(
         &self,
@@ -290,6 +296,7 @@ impl Layout {
         now: MilliSecondsSinceUnixEpoch,
         order: u16,
         txn: Option<&TxnKey>,
+        written: &[Pdu],
     ) -> Result<Pdu> {
         let rules = events::rules(&room.version)?;
         // Forward extremities at snapshot isolation: a concurrent send that
@@ -366,7 +373,7 @@ impl Layout {
             };
             let id = decode_event_id("state", &id)?;
             let pdu = self
-                .load_pdu(tx, &id)
+                .load_pdu(tx, &id, written)
                 .await?
                 .ok_or_else(|| Error::corrupt("state", format!("{id} is not stored")))?;
             if is_auth {
@@ -436,22 +443,22 @@ impl Layout {
             _ => notify::bump(tx, &self.notify, &[Topic::Room(room)]),
         }
         let id = pdu.event_id().as_str();
-        if *meta != EventMeta::default() {
-            tx.set(&self.events.key(&keys::EVENT_META, &(id,)), &encode(meta));
-        }
         self.index_relation(tx, room_id, pdu, order);
         let stamp = Versionstamp::incomplete(order);
         let stored = StoredEvent {
             room_id: room_id.to_owned(),
             json: pdu.json().to_owned(),
+            meta: meta.clone(),
         };
-        tx.set(&self.events.key(&keys::PDU, &(id,)), &encode(&stored));
-        let mut position = vec![0u8; 10];
-        position.extend_from_slice(&order.to_be_bytes());
-        position.extend_from_slice(&0u32.to_le_bytes());
+        // `events/pdu`: the position (10 bytes the commit fills, then the
+        // order), the record, and the little-endian offset of the stamp.
+        let mut value = vec![0u8; 10];
+        value.extend_from_slice(&order.to_be_bytes());
+        value.extend_from_slice(&encode(&stored));
+        value.extend_from_slice(&0u32.to_le_bytes());
         tx.atomic_op(
-            &self.events.key(&keys::EVENT_POSITION, &(id,)),
-            &position,
+            &self.events.key(&keys::PDU, &(id,)),
+            &value,
             MutationType::SetVersionstampedValue,
         );
         let vs_set = |key: Vec<u8>, value: &[u8]| {
