@@ -2,31 +2,73 @@
 //! version, for the last [`EmbeddedOptions::max_transaction_age`] of commits.
 //! It plays the part of FoundationDB's resolver.
 //!
-//! Invariant: every write committed at a version above `floor` is recorded (as
-//! the newest version that wrote each point key, or as a range). A transaction
-//! whose read version is below `floor` can no longer be checked and is refused
-//! with `transaction_too_old`, which its age would have caused anyway.
+//! Layout: one entry per committed batch (its version, its commit time, the
+//! point keys and the ranges it wrote), oldest first, plus the open batch
+//! being committed. A check looks only at the batches newer than the
+//! transaction's read version, newest first; a read version is normally a
+//! few milliseconds old, so that is a handful of small sorted sets, however
+//! many writes the window holds. Forgetting is dropping whole batches from
+//! the front. (One map of every key written in the window, which this
+//! replaced, held about 300,000 keys at 4,000 events/s, and its inserts,
+//! lookups and sweeps were 5-6% of the server's CPU, all on the committer
+//! thread: docs/performance.md, 2026-12-03.)
+//!
+//! Invariant: every write committed at a version above `floor` is recorded,
+//! in the batch of its version. A transaction whose read version is below
+//! `floor` can no longer be checked and is refused with
+//! `transaction_too_old`, which its age would have caused anyway. Cost: a
+//! check is linear in the batches newer than its read version, so a
+//! transaction nearly `max_transaction_age` old checks every batch of the
+//! window (thousands of set lookups per read range, still well under the
+//! age it took to get there).
 //!
 //! [`EmbeddedOptions::max_transaction_age`]: super::EmbeddedOptions::max_transaction_age
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::ops::Bound;
 use std::time::{Duration, Instant};
 
-/// How often point entries older than the window are swept.
-const SWEEP_EVERY: Duration = Duration::from_millis(500);
+/// The writes of one commit version.
+#[derive(Default)]
+struct Batch {
+    version: u64,
+    /// When the batch committed (unset while open).
+    at: Option<Instant>,
+    /// Single keys written.
+    points: BTreeSet<Vec<u8>>,
+    /// Range writes (`clear_range`, explicit write-conflict ranges).
+    ranges: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.points.is_empty() && self.ranges.is_empty()
+    }
+
+    /// Whether any write of this batch overlaps `[begin, end)`.
+    fn overlaps(&self, begin: &[u8], end: &[u8]) -> bool {
+        self.points
+            .range::<[u8], _>((Bound::Included(begin), Bound::Excluded(end)))
+            .next()
+            .is_some()
+            || self
+                .ranges
+                .iter()
+                .any(|(rb, re)| rb.as_slice() < end && begin < re.as_slice())
+    }
+}
 
 #[derive(Default)]
 pub(super) struct History {
-    /// Newest commit version that wrote each single key.
-    points: BTreeMap<Vec<u8>, u64>,
-    /// Range writes (`clear_range`, explicit write-conflict ranges).
-    ranges: Vec<(Vec<u8>, Vec<u8>, u64)>,
-    /// Commit time of each batch version still in the window, oldest first.
-    batches: VecDeque<(Instant, u64)>,
+    /// Committed batches still in the window, oldest first, versions
+    /// increasing.
+    batches: VecDeque<Batch>,
+    /// The writes recorded since the last committed batch: the batch being
+    /// committed (a failed commit's writes stay here and are kept with the
+    /// next batch, which reuses its version).
+    open: Batch,
     /// Writes at or below this version are forgotten.
     floor: u64,
-    last_sweep: Option<Instant>,
 }
 
 /// What a conflict check found.
@@ -46,7 +88,9 @@ impl History {
     }
 
     /// Whether a transaction with `read_version` and these read-conflict
-    /// ranges may commit.
+    /// ranges may commit: no write at a version above `read_version` (the
+    /// open batch's included, so transactions accepted earlier in the same
+    /// batch count) overlaps any of them.
     pub(super) fn check(&self, read_version: u64, reads: &[(Vec<u8>, Vec<u8>)]) -> Verdict {
         if reads.is_empty() {
             return Verdict::Ok;
@@ -54,56 +98,49 @@ impl History {
         if read_version < self.floor {
             return Verdict::TooOld;
         }
-        let conflicts = reads.iter().any(|(b, e)| {
-            self.points
-                .range::<[u8], _>((Bound::Included(b.as_slice()), Bound::Excluded(e.as_slice())))
-                .any(|(_, &v)| v > read_version)
-                || self.ranges.iter().any(|(rb, re, v)| {
-                    *v > read_version
-                        && rb.as_slice() < e.as_slice()
-                        && b.as_slice() < re.as_slice()
-                })
-        });
-        if conflicts {
-            Verdict::Conflict
-        } else {
-            Verdict::Ok
+        // The open batch's version is set by its first write; empty, it
+        // holds nothing to check.
+        let open = (!self.open.is_empty()).then_some(&self.open);
+        let newer = open
+            .into_iter()
+            .chain(self.batches.iter().rev())
+            .take_while(|batch| batch.version > read_version);
+        for batch in newer {
+            if reads.iter().any(|(b, e)| batch.overlaps(b, e)) {
+                return Verdict::Conflict;
+            }
         }
+        Verdict::Ok
     }
 
-    /// Records a write of `[begin, end)` at `version`.
+    /// Records a write of `[begin, end)` at `version`, the version of the
+    /// batch being committed.
     pub(super) fn record(&mut self, begin: &[u8], end: &[u8], version: u64) {
+        debug_assert!(self.batches.back().is_none_or(|b| b.version < version));
+        self.open.version = version;
         if is_single_key(begin, end) {
-            match self.points.get_mut(begin) {
-                Some(v) => *v = version,
-                None => {
-                    self.points.insert(begin.to_vec(), version);
-                }
+            if !self.open.points.contains(begin) {
+                self.open.points.insert(begin.to_vec());
             }
         } else if begin < end {
-            self.ranges.push((begin.to_vec(), end.to_vec(), version));
+            self.open.ranges.push((begin.to_vec(), end.to_vec()));
         }
     }
 
-    /// Notes that batch `version` committed at `now`, and forgets writes that
-    /// fell out of the window.
+    /// Notes that batch `version` committed at `now`, and forgets the
+    /// batches that fell out of the window.
     pub(super) fn committed(&mut self, version: u64, now: Instant, window: Duration) {
-        self.batches.push_back((now, version));
-        while let Some(&(at, v)) = self.batches.front() {
+        let mut batch = std::mem::take(&mut self.open);
+        batch.version = version;
+        batch.at = Some(now);
+        self.batches.push_back(batch);
+        while let Some(front) = self.batches.front() {
+            let at = front.at.expect("committed batches have a time");
             if now.duration_since(at) <= window {
                 break;
             }
-            self.floor = v;
+            self.floor = front.version;
             self.batches.pop_front();
-        }
-        if self
-            .last_sweep
-            .is_none_or(|at| now.duration_since(at) >= SWEEP_EVERY)
-        {
-            let floor = self.floor;
-            self.points.retain(|_, v| *v > floor);
-            self.ranges.retain(|(_, _, v)| *v > floor);
-            self.last_sweep = Some(now);
         }
     }
 }
@@ -132,8 +169,11 @@ mod tests {
     #[test]
     fn reads_conflict_only_with_later_overlapping_writes() {
         let mut h = History::new(0);
+        let (now, window) = (Instant::now(), Duration::from_secs(5));
         h.record(b"k", &key_after(b"k"), 5);
+        h.committed(5, now, window);
         h.record(b"m", b"p", 7);
+        h.committed(7, now, window);
         assert_eq!(h.check(4, &[r(b"k", b"k\0")]), Verdict::Conflict);
         assert_eq!(h.check(5, &[r(b"k", b"k\0")]), Verdict::Ok);
         assert_eq!(h.check(4, &[r(b"a", b"k")]), Verdict::Ok);
@@ -154,6 +194,29 @@ mod tests {
         assert_eq!(h.check(0, &[r(b"a", b"z")]), Verdict::TooOld);
         assert_eq!(h.check(1, &[r(b"k", b"k\0")]), Verdict::Ok);
         assert_eq!(h.check(1, &[r(b"j", b"j\0")]), Verdict::Conflict);
-        assert!(!h.points.contains_key(b"k".as_slice()));
+        assert_eq!(h.batches.len(), 1, "batch 1 is forgotten");
+    }
+
+    #[test]
+    fn the_open_batch_counts_and_a_failed_commit_keeps_its_writes() {
+        let mut h = History::new(0);
+        let (now, window) = (Instant::now(), Duration::from_secs(5));
+        h.record(b"a", b"a\0", 1);
+        h.committed(1, now, window);
+        // Accepted earlier in batch 2: a later transaction of batch 2 that
+        // read `k` at version 1 conflicts before batch 2 commits.
+        h.record(b"k", b"k\0", 2);
+        assert_eq!(h.check(1, &[r(b"k", b"k\0")]), Verdict::Conflict);
+        assert_eq!(h.check(1, &[r(b"a", b"b")]), Verdict::Ok);
+        // Batch 2's commit failed (no `committed`); the retry reuses
+        // version 2 and its writes are still there.
+        h.record(b"q", b"r", 2);
+        h.committed(2, now, window);
+        assert_eq!(h.check(1, &[r(b"k", b"k\0")]), Verdict::Conflict);
+        assert_eq!(h.check(1, &[r(b"q\x05", b"z")]), Verdict::Conflict);
+        assert_eq!(h.check(2, &[r(b"a", b"z")]), Verdict::Ok);
+        // Older batches are looked at too, not only the newest.
+        h.committed(3, now, window);
+        assert_eq!(h.check(0, &[r(b"a", b"a\0")]), Verdict::Conflict);
     }
 }
