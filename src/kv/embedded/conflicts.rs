@@ -16,11 +16,14 @@
 //! Invariant: every write committed at a version above `floor` is recorded,
 //! in the batch of its version. A transaction whose read version is below
 //! `floor` can no longer be checked and is refused with
-//! `transaction_too_old`, which its age would have caused anyway. Cost: a
-//! check is linear in the batches newer than its read version, so a
+//! `transaction_too_old`, which its age would have caused anyway.
+//!
+//! Cost: a check is linear in the batches newer than its read version, so a
 //! transaction nearly `max_transaction_age` old checks every batch of the
-//! window (thousands of set lookups per read range, still well under the
-//! age it took to get there).
+//! window and holds up the committer meanwhile: 20 point reads against
+//! 5,000 batches of 15 keys took 8.8 ms (release build, 2026-12-03; 5 s at
+//! 1,000 commits/s). Myelin's own transactions commit milliseconds after
+//! taking their read version, and read-only ones are never checked.
 //!
 //! [`EmbeddedOptions::max_transaction_age`]: super::EmbeddedOptions::max_transaction_age
 
@@ -32,8 +35,6 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 struct Batch {
     version: u64,
-    /// When the batch committed (unset while open).
-    at: Option<Instant>,
     /// Single keys written.
     points: BTreeSet<Vec<u8>>,
     /// Range writes (`clear_range`, explicit write-conflict ranges).
@@ -60,9 +61,9 @@ impl Batch {
 
 #[derive(Default)]
 pub(super) struct History {
-    /// Committed batches still in the window, oldest first, versions
-    /// increasing.
-    batches: VecDeque<Batch>,
+    /// Committed batches still in the window with their commit times,
+    /// oldest first, versions increasing.
+    batches: VecDeque<(Instant, Batch)>,
     /// The writes recorded since the last committed batch: the batch being
     /// committed (a failed commit's writes stay here and are kept with the
     /// next batch, which reuses its version).
@@ -103,7 +104,7 @@ impl History {
         let open = (!self.open.is_empty()).then_some(&self.open);
         let newer = open
             .into_iter()
-            .chain(self.batches.iter().rev())
+            .chain(self.batches.iter().rev().map(|(_, batch)| batch))
             .take_while(|batch| batch.version > read_version);
         for batch in newer {
             if reads.iter().any(|(b, e)| batch.overlaps(b, e)) {
@@ -116,7 +117,7 @@ impl History {
     /// Records a write of `[begin, end)` at `version`, the version of the
     /// batch being committed.
     pub(super) fn record(&mut self, begin: &[u8], end: &[u8], version: u64) {
-        debug_assert!(self.batches.back().is_none_or(|b| b.version < version));
+        debug_assert!(self.batches.back().is_none_or(|(_, b)| b.version < version));
         self.open.version = version;
         if is_single_key(begin, end) {
             if !self.open.points.contains(begin) {
@@ -132,11 +133,9 @@ impl History {
     pub(super) fn committed(&mut self, version: u64, now: Instant, window: Duration) {
         let mut batch = std::mem::take(&mut self.open);
         batch.version = version;
-        batch.at = Some(now);
-        self.batches.push_back(batch);
-        while let Some(front) = self.batches.front() {
-            let at = front.at.expect("committed batches have a time");
-            if now.duration_since(at) <= window {
+        self.batches.push_back((now, batch));
+        while let Some((at, front)) = self.batches.front() {
+            if now.duration_since(*at) <= window {
                 break;
             }
             self.floor = front.version;
