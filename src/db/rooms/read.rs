@@ -171,10 +171,18 @@ impl Layout {
 /// Errors: [`Error::Corrupt`] if the value is shorter than a position or the
 /// record does not decode.
 fn decode_record(id: &OwnedEventId, bytes: &[u8]) -> Result<(StreamPosition, StoredEvent)> {
-    let Some((position, record)) = bytes.split_first_chunk::<12>() else {
-        return Err(Error::corrupt("pdu", format!("{id}: no stream position")));
-    };
-    Ok((StreamPosition(*position), decode("pdu", record)?))
+    let (position, record) = split_position(id, bytes)?;
+    Ok((position, decode("pdu", record)?))
+}
+
+/// The stream position at the head of an `events/pdu` value, and the rest.
+///
+/// Errors: [`Error::Corrupt`] if the value is shorter than a position.
+fn split_position<'a>(id: &OwnedEventId, bytes: &'a [u8]) -> Result<(StreamPosition, &'a [u8])> {
+    let (position, rest) = bytes
+        .split_first_chunk::<12>()
+        .ok_or_else(|| Error::corrupt("pdu", format!("{id}: no stream position")))?;
+    Ok((StreamPosition(*position), rest))
 }
 
 impl RoomsDb {
@@ -214,12 +222,7 @@ impl RoomsDb {
         let value = self.db.read(&key);
         value
             .await?
-            .map(|bytes| {
-                let position = bytes.first_chunk::<12>().ok_or_else(|| {
-                    Error::corrupt("pdu", format!("{event_id}: no stream position"))
-                })?;
-                Ok(StreamPosition(*position))
-            })
+            .map(|bytes| Ok(split_position(event_id, &bytes)?.0))
             .transpose()
     }
 
