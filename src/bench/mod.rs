@@ -145,6 +145,19 @@ pub struct BenchArgs {
     /// burst too. At most 60,000.
     #[arg(long, default_value_t = 1000)]
     pub settle_ms: u64,
+    /// `throughput` and `latency`: the syncers' long-poll timeout,
+    /// milliseconds (the `timeout` of `GET /sync`). The default is what
+    /// Element and matrix-js-sdk use. 1,000 to 120,000.
+    #[arg(long, default_value_t = 30_000)]
+    pub poll_timeout_ms: u64,
+    /// `throughput` and `latency`: every syncer's first long-poll waits the
+    /// full `--poll-timeout-ms`, so all idle syncers time out and poll again
+    /// at the same moment (a reconnect storm). Without it, syncer `j` of `L`
+    /// first waits `(j + 1) / L` of it, which spreads their timeouts evenly
+    /// over one period, as among clients that did not connect at the same
+    /// instant.
+    #[arg(long)]
+    pub aligned_polls: bool,
     /// Idle long-polls to open.
     #[arg(long, default_value_t = 100)]
     pub idle: usize,
@@ -272,6 +285,9 @@ impl BenchArgs {
         }
         if self.settle_ms > 60_000 {
             return bad("--settle-ms must be at most 60000");
+        }
+        if !(1_000..=120_000).contains(&self.poll_timeout_ms) {
+            return bad("--poll-timeout-ms must be 1000..=120000");
         }
         if let Some(rate) = self.rate
             && !(rate.is_finite() && rate >= 0.0)

@@ -75,6 +75,10 @@ pub struct Settings {
     pub hold_secs: u64,
     /// `--settle-ms`.
     pub settle_ms: u64,
+    /// `--poll-timeout-ms`.
+    pub poll_timeout_ms: u64,
+    /// `--aligned-polls`.
+    pub aligned_polls: bool,
 }
 
 /// What setup made and how long it took.
@@ -234,6 +238,8 @@ impl Report {
                 duration_secs: args.duration_secs,
                 hold_secs: args.hold_secs,
                 settle_ms: args.settle_ms,
+                poll_timeout_ms: args.poll_timeout_ms,
+                aligned_polls: args.aligned_polls,
             },
             setup: SetupReport::default(),
             throughput: None,

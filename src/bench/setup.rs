@@ -66,10 +66,12 @@ impl Population {
 }
 
 impl<'a> Ctx<'a> {
-    /// The context of a run: the client (request timeout: the idle hold
-    /// plus a minute, above any long-poll the tool makes).
+    /// The context of a run: the client (request timeout: the idle hold or
+    /// the long-poll timeout, whichever is longer, plus a minute, above any
+    /// long-poll the tool makes).
     pub fn new(args: &'a BenchArgs) -> Result<Self, BenchError> {
-        let timeout = std::time::Duration::from_secs(args.hold_secs + 60);
+        let longest = args.hold_secs.max(args.poll_timeout_ms.div_ceil(1000));
+        let timeout = std::time::Duration::from_secs(longest + 60);
         Ok(Ctx {
             args,
             client: Client::new(&args.url, timeout).map_err(BenchError::Http)?,

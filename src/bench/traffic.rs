@@ -43,8 +43,16 @@ pub const MARKER: &str = "org.myelin.bench";
 pub const POSITION_FILTER: &str = r#"{"room":{"timeline":{"limit":1},"state":{"lazy_load_members":true}},"presence":{"types":[]}}"#;
 /// Filter of the syncers' long-polls.
 pub const LIVE_FILTER: &str = r#"{"room":{"timeline":{"limit":1000},"state":{"lazy_load_members":true}},"presence":{"types":[]}}"#;
-/// Long-poll timeout of the syncers.
-const LONG_POLL_MS: u64 = 10_000;
+/// The timeout of syncer `j`'s (of `syncers`) first long-poll, of
+/// `timeout_ms` each later one: `(j + 1) / syncers` of it, at least 1 ms,
+/// unless `aligned` (module docs).
+pub fn first_poll_timeout(j: usize, syncers: usize, timeout_ms: u64, aligned: bool) -> u64 {
+    if aligned || syncers == 0 {
+        return timeout_ms;
+    }
+    let share = timeout_ms as u128 * (j as u128 + 1) / syncers as u128;
+    (share as u64).clamp(1, timeout_ms)
+}
 
 /// Unix time in microseconds.
 pub fn now_unix_us() -> u64 {
@@ -138,10 +146,15 @@ pub async fn run(
         .into_iter()
         .enumerate()
         .map(|(j, (since, _))| {
+            let timeouts = (
+                first_poll_timeout(j, a.syncers, a.poll_timeout_ms, a.aligned_polls),
+                a.poll_timeout_ms,
+            );
             tokio::spawn(sync_loop(
                 ctx.client.clone(),
                 pop.accounts[syncer_user[j]].clone(),
                 since,
+                timeouts,
                 marker.clone(),
                 syncers[j].clone(),
             ))
@@ -261,21 +274,25 @@ fn tally(
     Ok(r)
 }
 
-/// One syncer: long-polls from `since` until aborted, recording this run's
-/// events. Transient failures are counted and retried after 100 ms; a
-/// missing endpoint ends the loop.
+/// One syncer: long-polls from `since` until aborted, the first time with
+/// timeout `first_ms`, then `then_ms`, recording this run's events.
+/// Transient failures are counted and retried after 100 ms; a missing
+/// endpoint ends the loop.
 async fn sync_loop(
     client: Client,
     account: Account,
     mut since: String,
+    (first_ms, then_ms): (u64, u64),
     marker: String,
     syncer: Arc<Syncer>,
 ) {
+    let mut timeout_ms = first_ms;
     loop {
-        match client
-            .sync(&account, Some(&since), LONG_POLL_MS, LIVE_FILTER)
-            .await
-        {
+        let polled = client
+            .sync(&account, Some(&since), timeout_ms, LIVE_FILTER)
+            .await;
+        timeout_ms = then_ms;
+        match polled {
             Ok(v) => {
                 let now = Instant::now();
                 let now_us = now_unix_us();
@@ -431,4 +448,32 @@ pub async fn send(
     }
     sent.window = last.saturating_duration_since(started);
     Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_poll_timeout;
+
+    #[test]
+    fn first_long_polls_time_out_spread_over_one_period_unless_aligned() {
+        let (syncers, period) = (1_000, 30_000);
+        let firsts: Vec<u64> = (0..syncers)
+            .map(|j| first_poll_timeout(j, syncers, period, false))
+            .collect();
+        assert_eq!(firsts[0], 30);
+        assert_eq!(firsts[syncers - 1], period);
+        assert!(firsts.windows(2).all(|w| w[0] < w[1]));
+        // Each tenth of the period holds a tenth of the timeouts.
+        for tenth in 0..10 {
+            let (lo, hi) = (tenth * period / 10, (tenth + 1) * period / 10);
+            let n = firsts.iter().filter(|&&t| lo < t && t <= hi).count();
+            assert_eq!(n, syncers / 10, "tenth {tenth}");
+        }
+        assert!(
+            (0..syncers).all(|j| first_poll_timeout(j, syncers, period, true) == period),
+            "aligned: every first long-poll waits the full timeout"
+        );
+        // More syncers than milliseconds: never a zero timeout.
+        assert_eq!(first_poll_timeout(0, 5_000, 1_000, false), 1);
+    }
 }
