@@ -395,6 +395,81 @@ async fn a_timed_out_long_poll_answers_empty_with_key_counts_and_loses_nothing()
     s.server.stop().await;
 }
 
+/// Long-polls that time out one after the other, each from the token of
+/// the one before, answer without reading the rooms: the quiet answer
+/// keeps the user's cached circle valid at its new token (nothing naming
+/// its topics came in between), so the next long-poll waits at once. A
+/// reconnect storm or an idle client costs no reads that way. And the
+/// shortcut loses nothing: a room the user joins afterwards wakes the next
+/// long-poll, and that room's messages wake the one after it.
+#[tokio::test]
+async fn quiet_long_polls_in_a_row_read_nothing_and_a_later_join_still_wakes() {
+    let mut s = setup().await;
+    let quiet_poll = |since: String| {
+        let alice = s.alice.clone();
+        async move {
+            let (status, body) = alice
+                .get(&format!(
+                    "/_matrix/client/v3/sync?set_presence=offline&timeout=200&since={since}"
+                ))
+                .await;
+            assert_eq!(status, 200, "{body}");
+            assert!(
+                body["rooms"]["join"]
+                    .as_object()
+                    .is_none_or(|m| m.is_empty()),
+                "{body}"
+            );
+            body["next_batch"].as_str().unwrap().to_owned()
+        }
+    };
+    // Commits that concern someone else move every token on.
+    let carol = s.server.register("carol", "pw").await;
+    let elsewhere = carol.create_room(json!({"preset": "private_chat"})).await;
+    let mut since = token(&s.alice).await;
+    let reads = s.server.state.sync.reads();
+    for round in 0..3 {
+        carol
+            .say(&elsewhere, &format!("c{round}"), "not for alice")
+            .await;
+        let next = quiet_poll(since.clone()).await;
+        assert_ne!(next, since, "round {round}: the token moved on");
+        since = next;
+    }
+    assert_eq!(s.server.state.sync.reads(), reads, "quiet answers only");
+
+    let room2 = s.bob.create_room(json!({"preset": "public_chat"})).await;
+    let poll = |since: String| {
+        let alice = s.alice.clone();
+        tokio::spawn(async move {
+            alice
+                .get(&format!(
+                    "/_matrix/client/v3/sync?set_presence=offline&timeout={LONG_POLL_MS}&since={since}"
+                ))
+                .await
+        })
+    };
+    let joined = poll(since);
+    s.waits.recv().await.expect("hook installed");
+    s.alice.join(&room2).await;
+    let (status, got) = tokio::time::timeout(Duration::from_millis(LONG_POLL_MS / 2), joined)
+        .await
+        .expect("the join woke the poll")
+        .unwrap();
+    assert_eq!(status, 200, "{got}");
+    assert!(got["rooms"]["join"][&room2].is_object(), "{got}");
+    let said = poll(got["next_batch"].as_str().unwrap().to_owned());
+    s.waits.recv().await.expect("hook installed");
+    let event = s.bob.say(&room2, "in-room2", "hello").await;
+    let (status, got) = tokio::time::timeout(Duration::from_millis(LONG_POLL_MS / 2), said)
+        .await
+        .expect("the message in the new room woke the poll")
+        .unwrap();
+    assert_eq!(status, 200, "{got}");
+    assert!(timeline_ids(&got, &room2).contains(&event), "{got}");
+    s.server.stop().await;
+}
+
 /// A user's own message is in a sync made right after sending it, even
 /// with `timeout=0` from a token whose circle is cached (the quiet answer
 /// first waits until the notifier has published every commit so far).

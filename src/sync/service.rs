@@ -41,6 +41,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -222,6 +223,8 @@ pub struct SyncService {
     after_read: Mutex<Option<AfterReadHook>>,
     circles: Mutex<HashMap<OwnedUserId, CircleEntry>>,
     memos: Arc<Memos>,
+    /// Reads made ([`SyncService::reads`]).
+    reads: AtomicU64,
 }
 
 impl SyncService {
@@ -237,7 +240,16 @@ impl SyncService {
             after_read: Mutex::new(None),
             circles: Mutex::new(HashMap::new()),
             memos: Arc::default(),
+            reads: AtomicU64::new(0),
         }
+    }
+
+    /// How many reads of a user's changes (step 2 of the module docs) this
+    /// process has made, counting neither a long-poll that waited without
+    /// reading nor its quiet answer: what a reconnecting or idle client
+    /// costs is visible in it.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
     }
 
     /// This process's notifier.
@@ -294,7 +306,9 @@ impl SyncService {
             if !self.wait_for(&news, deadline, &mut shutdown).await
                 && let Some(rvs) = self.quiet_through(&news).await?
             {
-                return self.quiet(services, user_id, req, since, rvs).await;
+                return self
+                    .quiet(services, user_id, req, since, rvs, &circle)
+                    .await;
             }
         }
         loop {
@@ -376,6 +390,13 @@ impl SyncService {
     /// `rvs` (see [`Self::quiet_through`]): what a read at `rvs` would
     /// return, without reading the rooms: the token at `rvs` and the
     /// device's key counts, which change without waking anyone.
+    ///
+    /// `circle`, the cached circle the wait listened with, still holds at
+    /// the new token: no commit naming its topics (among them every
+    /// membership change in the user's rooms, and the user's own) came
+    /// after `since`. So its entry is extended to the token, as a read
+    /// would have (`Self::circle`), and the client's next long-poll, from
+    /// that token, can wait without reading too.
     async fn quiet(
         &self,
         services: &Services,
@@ -383,11 +404,21 @@ impl SyncService {
         req: &SyncRequest,
         since: SyncToken,
         rvs: ReadVersions,
+        circle: &Arc<Circle>,
     ) -> Result<SyncResult, Error> {
         let mut result = SyncResult {
             next_batch: token_at(rvs, Some(since)),
             ..SyncResult::default()
         };
+        {
+            let upto = StreamPosition::end_of_commit(result.next_batch.rooms.0);
+            let mut cache = self.circles.lock().expect("circle cache");
+            if let Some((at, cached)) = cache.get_mut(user)
+                && Arc::ptr_eq(cached, circle)
+            {
+                *at = (*at).max(upto);
+            }
+        }
         if let Some(device) = req.device_id.as_deref() {
             result.one_time_key_counts = services.e2ee.one_time_key_counts(user, device).await?;
             result.unused_fallback_key_types = Some(
@@ -419,6 +450,7 @@ impl SyncService {
         since: Option<SyncToken>,
         rvs: ReadVersions,
     ) -> Result<(SyncResult, Arc<Circle>), Error> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let filter = &req.filter;
         let mut next = token_at(rvs, since);
         let window = Window {
