@@ -43,9 +43,9 @@ pub const MARKER: &str = "org.myelin.bench";
 pub const POSITION_FILTER: &str = r#"{"room":{"timeline":{"limit":1},"state":{"lazy_load_members":true}},"presence":{"types":[]}}"#;
 /// Filter of the syncers' long-polls.
 pub const LIVE_FILTER: &str = r#"{"room":{"timeline":{"limit":1000},"state":{"lazy_load_members":true}},"presence":{"types":[]}}"#;
-/// The timeout of syncer `j`'s (of `syncers`) first long-poll, of
-/// `timeout_ms` each later one: `(j + 1) / syncers` of it, at least 1 ms,
-/// unless `aligned` (module docs).
+/// The timeout, in milliseconds, of the first long-poll of syncer `j` of
+/// `syncers` whose later long-polls wait `timeout_ms`: `(j + 1) /
+/// syncers` of it, at least 1 ms; all of it if `aligned` (module docs).
 pub fn first_poll_timeout(j: usize, syncers: usize, timeout_ms: u64, aligned: bool) -> u64 {
     if aligned || syncers == 0 {
         return timeout_ms;
