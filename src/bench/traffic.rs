@@ -19,9 +19,20 @@
 //! Syncers start from an initial sync taken before any event is sent, then
 //! `--settle-ms` (default 1 s) passes between starting their long-polls
 //! and the first send, so delivery is measured to waiting long-polls. They
-//! long-poll with a 10 s timeout and a timeline limit of 1,000 so a
-//! server's default limit does not truncate bursts (a truncated timeline is
-//! still counted, as `timeline_gaps`).
+//! long-poll with `--poll-timeout-ms` (30 s by default, as matrix-js-sdk)
+//! and a timeline limit of 1,000 so a server's default limit does not
+//! truncate bursts (a truncated timeline is still counted, as
+//! `timeline_gaps`).
+//!
+//! Idle syncers (whose rooms get no events) time out and poll again. Had
+//! every one started its first long-poll with the full timeout, they would
+//! all time out together, one period after the start: a reconnect storm of
+//! up to L requests within the spread of their starts, which clients that
+//! connected at different moments never make. So syncer `j` of `L` first
+//! waits `(j + 1) / L` of the timeout ([`first_poll_timeout`]) and the full
+//! timeout afterwards, which spreads their timeouts evenly over each
+//! period. `--aligned-polls` gives every first long-poll the full timeout,
+//! to measure the storm.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
