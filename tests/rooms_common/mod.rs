@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use myelin::db::Databases;
 use myelin::db::rooms::RoomsDb;
 use myelin::service::ManualClock;
 use myelin::service::rooms::Rooms;
@@ -25,6 +26,11 @@ pub fn key() -> Ed25519KeyPair {
 /// The rooms service over the store in `dir`, on a manual clock.
 pub async fn open(dir: &Path) -> (Rooms, ManualClock) {
     let dbs = myelin::db::open_embedded_at(dir).await.unwrap();
+    service(&dbs)
+}
+
+/// The rooms service over opened databases, on a manual clock.
+pub fn service(dbs: &Databases) -> (Rooms, ManualClock) {
     let clock = ManualClock::new(1_700_000_000_000);
     let rooms = Rooms::new(
         RoomsDb::new(&dbs.rooms),

@@ -65,6 +65,22 @@ struct Committed {
     meta: EventMeta,
 }
 
+impl Committed {
+    /// The event `id` from its `events/pdu` value.
+    ///
+    /// Errors: [`Error::Corrupt`] if the value does not decode, and the
+    /// event's if its JSON is not a PDU.
+    fn decode(id: &OwnedEventId, bytes: &[u8]) -> Result<Committed> {
+        let (position, stored) = decode_record(id, bytes)?;
+        Ok(Committed {
+            pdu: Pdu::from_stored(id.clone(), stored.json)?,
+            room_id: stored.room_id,
+            position,
+            meta: stored.meta,
+        })
+    }
+}
+
 /// Weighs a cached event by its JSON length (plus a fixed overhead).
 #[derive(Clone)]
 struct ByJsonLength;
@@ -81,9 +97,12 @@ impl quick_cache::Weighter<OwnedEventId, Arc<Committed>> for ByJsonLength {
 /// entry is the stored event (the PDU, its room, position and `unsigned`
 /// metadata are written once, in the event's own transaction, and never
 /// change; only the redaction index does, and it is always read). Entries
-/// are added by the read-only reads of this module ([`RoomsDb::event`],
-/// [`RoomsDb::events`], [`RoomsDb::state_event`] and what they serve), never
-/// by a transaction that may have written the event itself.
+/// are added by the reads of this module ([`RoomsDb::event`],
+/// [`RoomsDb::events`], [`RoomsDb::state_event`] and what they serve) and by
+/// the auth-event reads of a send ([`Layout::load_pdu`]), always from a
+/// record read back from the store: a transaction cannot read the
+/// versionstamped records it wrote itself (`accessed_unreadable`), so such
+/// a record is already committed, whatever becomes of the transaction.
 pub(super) struct EventCache(quick_cache::sync::Cache<OwnedEventId, Arc<Committed>, ByJsonLength>);
 
 impl EventCache {
@@ -102,8 +121,10 @@ impl Layout {
     /// The PDU stored under `id`, at snapshot isolation (events are
     /// immutable). Served from `written` (the events `tx` wrote itself,
     /// whose versionstamped records it cannot read back) or the event cache
-    /// when they hold `id`; never adds to the cache (the caller may be the
-    /// transaction writing the event).
+    /// when they hold `id`. A record read from the store is committed (the
+    /// only uncommitted records `tx` could see are its own, and those are
+    /// unreadable), so it fills the cache: a send authorizes against the
+    /// same create, power-levels and member events every time.
     pub(super) async fn load_pdu(
         &self,
         tx: &Transaction,
@@ -122,8 +143,10 @@ impl Layout {
         else {
             return Ok(None);
         };
-        let (_, stored) = decode_record(id, &bytes)?;
-        Ok(Some(Pdu::from_stored(id.clone(), stored.json)?))
+        let committed = Committed::decode(id, &bytes)?;
+        let pdu = committed.pdu.clone();
+        self.cache.0.insert(id.clone(), Arc::new(committed));
+        Ok(Some(pdu))
     }
 
     /// The stored event `id` with its position, redaction and metadata: two
@@ -147,13 +170,7 @@ impl Layout {
         let Some(bytes) = bytes else {
             return Ok(None);
         };
-        let (position, stored) = decode_record(id, &bytes)?;
-        let committed = Committed {
-            pdu: Pdu::from_stored(id.clone(), stored.json)?,
-            room_id: stored.room_id,
-            position,
-            meta: stored.meta,
-        };
+        let committed = Committed::decode(id, &bytes)?;
         self.cache.0.insert(id.clone(), Arc::new(committed.clone()));
         Ok(Some(StoredPdu {
             pdu: committed.pdu,
