@@ -16,6 +16,7 @@
 //!
 //! Who may import this: everything. It imports nothing of Myelin's.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -53,6 +54,9 @@ pub struct Config {
     /// limits, ...), kept as a raw table here because their types live in
     /// those layers. Read them with [`Config::server_settings`].
     pub server: Dict,
+    /// `[sync]`: settings of `/sync` (`sync::SyncConfig`), a raw table for
+    /// the same reason. Read them with [`Config::sync_settings`].
+    pub sync: Dict,
 }
 
 impl Default for Config {
@@ -63,53 +67,58 @@ impl Default for Config {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             databases: DatabasesConfig::default(),
             server: Dict::new(),
+            sync: Dict::new(),
         }
     }
 }
 
-/// `[databases]`: where each of the three logical databases lives.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// `[databases]`: where each logical database lives, one
+/// `[databases.<name>]` table per database ([`DatabaseConfig`]). A database
+/// without a table has the defaults, embedded in `<data_dir>/<name>`.
+///
+/// The names are the databases' (`db::SPECS`, which this module does not
+/// import): `db::validate_config` refuses a table of a database that does
+/// not exist, and `myelin` runs it when it loads the configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct DatabasesConfig {
-    /// `[databases.accounts]`: users, devices, tokens, account data.
-    pub accounts: DatabaseConfig,
-    /// `[databases.rooms]`: events, state, timelines.
-    pub rooms: DatabaseConfig,
-    /// `[databases.transitory]`: typing, receipts, presence, to-device.
-    pub transitory: DatabaseConfig,
+    /// The tables given, by database name.
+    tables: BTreeMap<String, DatabaseConfig>,
+    /// Where an embedded database without a `path` lives: `<data_dir>/<name>`
+    /// (set from [`Config::data_dir`] by [`Config::fill_defaults`]).
+    #[serde(skip)]
+    data_dir: PathBuf,
+}
+
+impl Default for DatabasesConfig {
+    fn default() -> Self {
+        DatabasesConfig {
+            tables: BTreeMap::new(),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+        }
+    }
 }
 
 impl DatabasesConfig {
-    /// All three databases embedded in one store at `dir` (they share it),
-    /// under the default root. For tests and tools.
-    pub fn embedded_in(dir: &Path) -> Self {
-        let one = DatabaseConfig {
-            path: Some(dir.to_path_buf()),
-            ..DatabaseConfig::default()
-        };
-        DatabasesConfig {
-            accounts: one.clone(),
-            rooms: one.clone(),
-            transitory: one,
+    /// Database `name`'s configuration: its table, or the defaults if it
+    /// has none, with an embedded database's `path` defaulting to
+    /// `<data_dir>/<name>`.
+    pub fn get(&self, name: &str) -> DatabaseConfig {
+        let mut config = self.tables.get(name).cloned().unwrap_or_default();
+        if config.backend == Backend::Embedded && config.path.is_none() {
+            config.path = Some(self.data_dir.join(name));
         }
+        config
     }
 
-    /// `(name, config)` of each database, in the order accounts, rooms,
-    /// transitory.
-    pub fn iter(&self) -> [(&'static str, &DatabaseConfig); 3] {
-        [
-            ("accounts", &self.accounts),
-            ("rooms", &self.rooms),
-            ("transitory", &self.transitory),
-        ]
+    /// Sets database `name`'s table.
+    pub fn set(&mut self, name: &str, config: DatabaseConfig) {
+        self.tables.insert(name.to_string(), config);
     }
 
-    fn iter_mut(&mut self) -> [(&'static str, &mut DatabaseConfig); 3] {
-        [
-            ("accounts", &mut self.accounts),
-            ("rooms", &mut self.rooms),
-            ("transitory", &mut self.transitory),
-        ]
+    /// The names of the databases that have a table, in name order.
+    pub fn configured(&self) -> impl Iterator<Item = &str> {
+        self.tables.keys().map(String::as_str)
     }
 }
 
@@ -120,7 +129,7 @@ pub struct DatabaseConfig {
     /// Which backend holds the database. Default `embedded`.
     pub backend: Backend,
     /// `embedded` only: the store's directory. Default `<data_dir>/<name>`
-    /// (filled in by [`Config::load`]). Databases given the same path share
+    /// (filled in by [`DatabasesConfig::get`]). Databases given the same path share
     /// one store.
     pub path: Option<PathBuf>,
     /// `fdb` only, required: the FoundationDB cluster file.
@@ -226,38 +235,22 @@ impl Config {
         Ok(config)
     }
 
-    /// Sets the path of every embedded database without one to
-    /// `<data_dir>/<name>`.
+    /// Makes `<data_dir>/<name>` the path of every embedded database
+    /// without one ([`DatabasesConfig::get`]).
     pub fn fill_defaults(&mut self) {
-        let data_dir = self.data_dir.clone();
-        for (name, db) in self.databases.iter_mut() {
-            if db.backend == Backend::Embedded && db.path.is_none() {
-                db.path = Some(data_dir.join(name));
-            }
-        }
+        self.databases.data_dir = self.data_dir.clone();
     }
 
     /// The `[server]` table as `T`, with `T`'s defaults for missing keys if
     /// `T` is `#[serde(default)]`. Errors name the key (`server.<key>`).
     pub fn server_settings<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
-        #[derive(Serialize)]
-        struct Raw<'a> {
-            server: &'a Dict,
-        }
-        #[derive(Deserialize)]
-        struct Section<T> {
-            server: T,
-        }
-        let raw = Raw {
-            server: &self.server,
-        };
-        Figment::from(Serialized::defaults(raw))
-            .extract::<Section<T>>()
-            .map(|section| section.server)
-            .map_err(|e| ConfigError::Invalid {
-                key: e.path.join("."),
-                reason: e.kind.to_string(),
-            })
+        table_settings("server", &self.server)
+    }
+
+    /// The `[sync]` table as `T`, with `T`'s defaults for missing keys if
+    /// `T` is `#[serde(default)]`. Errors name the key (`sync.<key>`).
+    pub fn sync_settings<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        table_settings("sync", &self.sync)
     }
 
     /// Checks values that deserialize but are not acceptable.
@@ -275,7 +268,7 @@ impl Config {
                 ),
             ));
         }
-        for (name, db) in self.databases.iter() {
+        for (name, db) in &self.databases.tables {
             let key = |field: &str| format!("databases.{name}.{field}");
             match db.backend {
                 Backend::Embedded if db.cluster_file.is_some() => {
@@ -309,9 +302,34 @@ impl Config {
     }
 }
 
+/// A raw table of the configuration, `[name]`, as `T`. Errors name the key
+/// (`name.<key>`).
+fn table_settings<T: DeserializeOwned>(name: &str, table: &Dict) -> Result<T, ConfigError> {
+    let mut root = Dict::new();
+    root.insert(name.to_string(), table.clone().into());
+    Figment::from(Serialized::defaults(root))
+        .extract::<BTreeMap<String, T>>()
+        .map_err(|e| ConfigError::Invalid {
+            key: e.path.join("."),
+            reason: e.kind.to_string(),
+        })?
+        .remove(name)
+        .ok_or_else(|| ConfigError::Invalid {
+            key: name.to_string(),
+            reason: "missing table".into(),
+        })
+}
+
 /// `MYELIN_*` variables whose first key is a key of [`Config`].
 fn env_provider() -> Env {
-    const TOP_LEVEL: [&str; 5] = ["server_name", "bind", "data_dir", "databases", "server"];
+    const TOP_LEVEL: [&str; 6] = [
+        "server_name",
+        "bind",
+        "data_dir",
+        "databases",
+        "server",
+        "sync",
+    ];
     Env::prefixed(ENV_PREFIX).split("__").filter(|key| {
         let first = key.as_str().split('.').next().unwrap_or_default();
         TOP_LEVEL.iter().any(|k| first.eq_ignore_ascii_case(k))
@@ -333,7 +351,9 @@ mod tests {
         let config = load_toml("").unwrap();
         assert_eq!(config.server_name, "localhost");
         assert_eq!(config.bind.to_string(), "127.0.0.1:8008");
-        for (name, db) in config.databases.iter() {
+        assert_eq!(config.databases.configured().count(), 0);
+        for name in ["accounts", "rooms", "transitory", "any"] {
+            let db = config.databases.get(name);
             assert_eq!(db.backend, Backend::Embedded);
             assert_eq!(db.path, Some(Path::new("./data").join(name)));
             assert_eq!(db.root, vec!["myelin".to_string()]);
@@ -356,16 +376,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.server_name, "example.org");
-        let rooms = &config.databases.rooms;
+        let rooms = config.databases.get("rooms");
         assert_eq!(rooms.backend, Backend::Fdb);
         assert_eq!(rooms.path, None);
         assert_eq!(rooms.root, vec!["prod".to_string(), "myelin".into()]);
         assert_eq!(
-            config.databases.accounts.path,
+            config.databases.get("accounts").path,
             Some(PathBuf::from("/var/lib/myelin/accounts"))
         );
         assert_eq!(
-            config.databases.transitory.path,
+            config.databases.get("transitory").path,
             Some(PathBuf::from("/fast/transitory"))
         );
     }
@@ -445,11 +465,34 @@ mod tests {
         let example = &doc[start..start + doc[start..].find("```").unwrap()];
         let config = load_toml(example).unwrap();
         assert_eq!(config.server_name, "example.org");
-        assert_eq!(config.databases.rooms.backend, Backend::Fdb);
+        assert_eq!(config.databases.get("rooms").backend, Backend::Fdb);
         assert_eq!(
-            config.databases.accounts.path,
+            config.databases.get("accounts").path,
             Some(PathBuf::from("/var/lib/myelin/accounts"))
         );
+    }
+
+    #[test]
+    fn sync_table_is_read_like_the_server_table() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        #[serde(default)]
+        struct Settings {
+            max_timeout_ms: u64,
+        }
+        impl Default for Settings {
+            fn default() -> Self {
+                Settings { max_timeout_ms: 7 }
+            }
+        }
+        let config = load_toml("").unwrap();
+        let settings: Settings = config.sync_settings().unwrap();
+        assert_eq!(settings, Settings { max_timeout_ms: 7 });
+        let config = load_toml("[sync]\nmax_timeout_ms = 1234").unwrap();
+        let settings: Settings = config.sync_settings().unwrap();
+        assert_eq!(settings.max_timeout_ms, 1234);
+        let config = load_toml("[sync]\nmax_timeout_ms = \"long\"").unwrap();
+        let err = config.sync_settings::<Settings>().unwrap_err();
+        assert!(err.to_string().contains("sync.max_timeout_ms"), "{err}");
     }
 
     #[test]

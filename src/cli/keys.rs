@@ -19,7 +19,8 @@
 
 use std::fmt::Write;
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Subcommand};
 use foundationdb_tuple::{Element, Uuid, Versionstamp};
 
 use super::{CliError, ConfigArgs, print};
@@ -62,7 +63,7 @@ pub struct DecodeArgs {
     #[arg(long, value_name = "VALUE")]
     pub value: Option<String>,
     /// Only try this database's directories.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = db_name())]
     pub db: Option<DbName>,
 }
 
@@ -73,7 +74,7 @@ pub struct ScanArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
     /// The database.
-    #[arg(value_enum)]
+    #[arg(value_parser = db_name())]
     pub db: DbName,
     /// The directory, relative to the database (e.g. `meta`).
     #[arg(required = true, num_args = 1..)]
@@ -86,25 +87,26 @@ pub struct ScanArgs {
     pub prefix: Vec<String>,
 }
 
-/// A logical database, by name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum DbName {
-    /// `accounts`.
-    Accounts,
-    /// `rooms`.
-    Rooms,
-    /// `transitory`.
-    Transitory,
-}
+/// A logical database, by name: one of [`db::SPECS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DbName(pub &'static DatabaseSpec);
 
 impl DbName {
     fn spec(self) -> &'static DatabaseSpec {
-        match self {
-            DbName::Accounts => SPECS[0],
-            DbName::Rooms => SPECS[1],
-            DbName::Transitory => SPECS[2],
-        }
+        self.0
     }
+}
+
+/// Parses a database name; the possible values are the names in
+/// [`db::SPECS`], as clap lists them in help and errors.
+fn db_name() -> impl TypedValueParser<Value = DbName> {
+    PossibleValuesParser::new(SPECS.map(|spec| spec.name)).try_map(|name: String| {
+        SPECS
+            .iter()
+            .find(|spec| spec.name == name)
+            .map(|&spec| DbName(spec))
+            .ok_or_else(|| format!("no database {name}"))
+    })
 }
 
 /// Runs one `myelin keys` subcommand.
@@ -123,8 +125,13 @@ async fn layout(args: LayoutArgs) -> Result<(), CliError> {
     let config = args.config.load()?;
     let dbs = db::open(&config.databases).await?;
     let mut out = String::new();
-    for (name, db) in config.databases.iter() {
-        let _ = writeln!(out, "# {name}: {}", describe_store(db));
+    for spec in SPECS {
+        let _ = writeln!(
+            out,
+            "# {}: {}",
+            spec.name,
+            describe_store(&config.databases.get(spec.name))
+        );
     }
     let dirs: Vec<&keys::Directories> = dbs.handles().iter().map(|h| &*h.dirs).collect();
     out.push_str(&keys::layout::text(&SPECS, &dirs));
@@ -167,12 +174,10 @@ async fn decode(args: DecodeArgs) -> Result<(), CliError> {
 async fn scan(args: ScanArgs) -> Result<(), CliError> {
     let config = load_existing(&args.config)?;
     let spec = args.db.spec();
-    let [accounts, rooms, transitory] = db::connect(&config.databases)?;
-    let store = match args.db {
-        DbName::Accounts => accounts,
-        DbName::Rooms => rooms,
-        DbName::Transitory => transitory,
-    };
+    let store = db::connect(&config.databases)?
+        .into_iter()
+        .find(|store| store.spec == spec)
+        .expect("connect opens every database of SPECS");
     let root = store.root;
     let store = store.db;
     let catalog = db::read_catalog(spec, &store, &root).await?;
@@ -217,7 +222,8 @@ async fn scan(args: ScanArgs) -> Result<(), CliError> {
 /// inspection never creates an empty store by mistake.
 fn load_existing(args: &ConfigArgs) -> Result<Config, CliError> {
     let config = args.load()?;
-    for (name, db) in config.databases.iter() {
+    for name in SPECS.map(|spec| spec.name) {
+        let db = config.databases.get(name);
         if db.backend == Backend::Embedded
             && let Some(path) = &db.path
             && !path.exists()

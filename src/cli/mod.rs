@@ -74,12 +74,15 @@ impl ConfigArgs {
     }
 
     /// Loads the configuration with `--data` applied and any further
-    /// `overrides`.
+    /// `overrides`, and checks that every `[databases.<name>]` table names a
+    /// database that exists ([`crate::db::validate_config`]).
     pub fn load_with(&self, mut overrides: Overrides) -> Result<Config, ConfigError> {
         if self.data.is_some() {
             overrides.data_dir = self.data.clone();
         }
-        Config::load(self.config.as_deref(), &overrides)
+        let config = Config::load(self.config.as_deref(), &overrides)?;
+        crate::db::validate_config(&config.databases)?;
+        Ok(config)
     }
 
     /// Loads the configuration with `--data` applied.

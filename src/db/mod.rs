@@ -1,27 +1,36 @@
-//! The three logical databases and how they are opened.
+//! The logical databases, what they share, and how they are opened.
 //!
-//! Myelin keeps its data in three databases, each of which may live on its own
-//! store (an embedded directory or a FoundationDB cluster):
+//! Myelin keeps its data in several databases, each of which may live on its
+//! own store (an embedded directory or a FoundationDB cluster):
 //! - [`accounts`]: users, devices, tokens, account data;
 //! - [`rooms`]: events, state, timelines;
 //! - [`transitory`]: typing, receipts, presence, to-device messages.
 //!
-//! Each declares its key schema in its `keys.rs` (a [`DatabaseSpec`]); [`open`]
-//! turns a [`DatabasesConfig`] into a [`Databases`]: for each database it
-//! opens the store, creates or opens every declared directory under
-//! `root ++ [name]` in one transaction, and checks and records the schema
-//! version in that same transaction. Databases configured on the same
-//! embedded path or the same cluster file share one store handle.
+//! Each declares its key schema in its `keys.rs` (a [`DatabaseSpec`]), and
+//! [`SPECS`] lists them all: everything that handles "every database"
+//! (opening, connecting, configuration checks, `myelin keys`, the generated
+//! key-layout doc) iterates that one list. What every database shares lives
+//! here once: the `meta` directory and its schema-version check ([`meta`]),
+//! the record and key codec with its `Corrupt` error ([`codec`]) and the
+//! notification keys ([`notify`]).
+//!
+//! [`open`] turns a [`DatabasesConfig`] into a [`Databases`]: for each
+//! database it opens the store, creates or opens every declared directory
+//! under `root ++ [name]` in one transaction, and checks and records the
+//! schema version in that same transaction. Databases configured on the
+//! same embedded path or the same cluster file share one store handle.
 //!
 //! Invariants:
-//! - a [`Handle`] exists only for a store whose schema version is not newer
-//!   than the code's, and its directories are resolved once, at open;
-//! - the three databases never import each other; what spans them lives above
+//! - a [`Handle`] exists only for a store whose schema version is the
+//!   code's, and its directories are resolved once, at open;
+//! - the databases never import each other; what spans them lives above
 //!   this module.
 //!
 //! Who may import this: `service`, `sync`, the CLI and tests.
 
 pub mod accounts;
+pub mod codec;
+pub mod meta;
 pub mod notify;
 pub mod rooms;
 pub mod transitory;
@@ -29,35 +38,22 @@ pub mod transitory;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::{Backend, DatabaseConfig, DatabasesConfig};
+use crate::config::{Backend, ConfigError, DatabaseConfig, DatabasesConfig};
 use crate::keys::{Catalog, DatabaseSpec, Directories, DirectorySpec, KnownDirectory, Space};
 use crate::kv::{self, TransactError, directory::DirectoryError, directory::DirectoryLayer};
+use meta::SchemaMismatch;
 
-/// The key schema of every database, in the order accounts, rooms, transitory.
+/// The databases, in the order accounts, rooms, transitory: the one list
+/// that opening ([`open`]), connecting ([`connect`]), configuration
+/// checks ([`validate_config`]), [`Databases::handles`], `myelin keys` and
+/// `docs/key-layout.md` iterate. Adding a database is one entry here (see
+/// `docs/architecture.md`, "Adding a database"); its position is its index
+/// in [`Databases::handles`].
 pub static SPECS: [&DatabaseSpec; 3] = [
     &accounts::keys::SPEC,
     &rooms::keys::SPEC,
     &transitory::keys::SPEC,
 ];
-
-/// One database's schema, with the encoder of its schema-version key.
-struct Schema {
-    spec: &'static DatabaseSpec,
-    schema_version_key: fn(&Directories) -> Vec<u8>,
-}
-
-const ACCOUNTS: Schema = Schema {
-    spec: &accounts::keys::SPEC,
-    schema_version_key: accounts::keys::schema_version_key,
-};
-const ROOMS: Schema = Schema {
-    spec: &rooms::keys::SPEC,
-    schema_version_key: rooms::keys::schema_version_key,
-};
-const TRANSITORY: Schema = Schema {
-    spec: &transitory::keys::SPEC,
-    schema_version_key: transitory::keys::schema_version_key,
-};
 
 /// Errors of opening and inspecting databases.
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +126,10 @@ pub enum DbError {
         /// The database.
         database: &'static str,
     },
+    /// The configuration names a database this build does not have
+    /// ([`validate_config`]).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 impl DbError {
@@ -149,9 +149,7 @@ impl DbError {
 #[derive(Debug)]
 enum OpenTxError {
     Directory(DirectoryError),
-    SchemaTooNew(u64),
-    SchemaTooOld(u64),
-    CorruptSchemaVersion(usize),
+    Schema(SchemaMismatch),
 }
 
 impl From<kv::Error> for OpenTxError {
@@ -170,7 +168,7 @@ impl TransactError for OpenTxError {
     fn as_kv(&self) -> Option<&kv::Error> {
         match self {
             OpenTxError::Directory(e) => e.as_kv(),
-            _ => None,
+            OpenTxError::Schema(_) => None,
         }
     }
 }
@@ -202,7 +200,8 @@ impl Handle {
     }
 }
 
-/// The three opened databases.
+/// The opened databases: one [`Handle`] per entry of [`SPECS`], with a
+/// named field for each for callers' convenience.
 #[derive(Clone)]
 pub struct Databases {
     /// Users, devices, tokens, account data.
@@ -211,39 +210,89 @@ pub struct Databases {
     pub rooms: Handle,
     /// Typing, receipts, presence, to-device messages.
     pub transitory: Handle,
+    /// Every handle, in [`SPECS`] order.
+    all: Vec<Handle>,
 }
 
 impl Databases {
-    /// The three handles, in the order accounts, rooms, transitory.
-    pub fn handles(&self) -> [&Handle; 3] {
-        [&self.accounts, &self.rooms, &self.transitory]
+    /// Names the handles of `all` (in [`SPECS`] order).
+    fn from_handles(all: Vec<Handle>) -> Self {
+        let named = |spec: &DatabaseSpec| {
+            all.iter()
+                .find(|h| h.spec() == spec)
+                .expect("every database in SPECS is opened")
+                .clone()
+        };
+        Databases {
+            accounts: named(&accounts::keys::SPEC),
+            rooms: named(&rooms::keys::SPEC),
+            transitory: named(&transitory::keys::SPEC),
+            all,
+        }
+    }
+
+    /// Every handle, in [`SPECS`] order (accounts, rooms, transitory).
+    pub fn handles(&self) -> &[Handle] {
+        &self.all
     }
 }
 
-/// Opens the three databases as configured: opens (or connects to) each
-/// store, creates or opens every directory and records the schema version.
+/// Opens every database of [`SPECS`] as configured: opens (or connects
+/// to) each store, creates or opens every directory and records the schema
+/// version.
 ///
-/// Errors: [`DbError::SchemaTooNew`] for a store written by a newer Myelin,
+/// Errors: [`DbError::Config`] for a configured database that does not
+/// exist, [`DbError::SchemaTooNew`] for a store written by a newer Myelin,
 /// [`DbError::SchemaTooOld`] for one written by an older Myelin whose key
 /// schema differs,
 /// [`DbError::FdbNotCompiled`] for an `fdb` database in a build without the
 /// feature, and the store's and directory layer's failures.
 pub async fn open(config: &DatabasesConfig) -> Result<Databases, DbError> {
-    let mut stores = Stores::default();
-    let accounts = stores.connect("accounts", &config.accounts)?;
-    let rooms = stores.connect("rooms", &config.rooms)?;
-    let transitory = stores.connect("transitory", &config.transitory)?;
-    Ok(Databases {
-        accounts: open_database(&ACCOUNTS, accounts, &config.accounts.root).await?,
-        rooms: open_database(&ROOMS, rooms, &config.rooms.root).await?,
-        transitory: open_database(&TRANSITORY, transitory, &config.transitory.root).await?,
-    })
+    let mut all = Vec::with_capacity(SPECS.len());
+    for store in connect(config)? {
+        all.push(open_database(store).await?);
+    }
+    Ok(Databases::from_handles(all))
 }
 
-/// Opens all three databases in one embedded store at `dir`, under the
-/// default root. For tests and tools.
+/// Opens every database in one embedded store at `dir`, under the default
+/// root. For tests and tools.
 pub async fn open_embedded_at(dir: &Path) -> Result<Databases, DbError> {
-    open(&DatabasesConfig::embedded_in(dir)).await
+    open(&embedded_config(dir)).await
+}
+
+/// Every database of [`SPECS`] embedded in one store at `dir` (they share
+/// it), under the default root. For tests and tools.
+pub fn embedded_config(dir: &Path) -> DatabasesConfig {
+    let mut config = DatabasesConfig::default();
+    for spec in SPECS {
+        config.set(
+            spec.name,
+            DatabaseConfig {
+                path: Some(dir.to_path_buf()),
+                ..DatabaseConfig::default()
+            },
+        );
+    }
+    config
+}
+
+/// Checks that every `[databases.<name>]` table names a database of
+/// [`SPECS`], so a misspelt name is an error instead of a table nobody
+/// reads.
+///
+/// Errors: [`ConfigError::Invalid`] naming the key and the known databases.
+pub fn validate_config(config: &DatabasesConfig) -> Result<(), ConfigError> {
+    for name in config.configured() {
+        if !SPECS.iter().any(|spec| spec.name == name) {
+            let known: Vec<&str> = SPECS.iter().map(|spec| spec.name).collect();
+            return Err(ConfigError::Invalid {
+                key: format!("databases.{name}"),
+                reason: format!("no such database (known: {})", known.join(", ")),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// One database's store, connected but not opened: what inspection tools
@@ -258,24 +307,28 @@ pub struct Store {
     pub root: Vec<String>,
 }
 
-/// Opens the store of each configured database without touching its
-/// directories, in the order accounts, rooms, transitory. Databases
-/// configured on the same store share the handle. For inspection tools, which
-/// read the directory tree ([`read_catalog`]) instead of creating it.
-pub fn connect(config: &DatabasesConfig) -> Result<[Store; 3], DbError> {
+/// Opens the store of every database of [`SPECS`] without touching its
+/// directories, in [`SPECS`] order. Databases configured on the same store
+/// share the handle (the first one's settings, such as the cache size,
+/// apply). For inspection tools, which read the directory tree
+/// ([`read_catalog`]) instead of creating it, and for [`open`].
+///
+/// Errors: [`DbError::Config`] for a configured database that does not
+/// exist, and the store's failures.
+pub fn connect(config: &DatabasesConfig) -> Result<Vec<Store>, DbError> {
+    validate_config(config)?;
     let mut stores = Stores::default();
-    let mut connect = |spec: &'static DatabaseSpec, name, db: &DatabaseConfig| {
-        Ok::<_, DbError>(Store {
-            spec,
-            db: stores.connect(name, db)?,
-            root: db.root.clone(),
+    SPECS
+        .iter()
+        .map(|&spec| {
+            let db = config.get(spec.name);
+            Ok(Store {
+                spec,
+                db: stores.connect(spec.name, &db)?,
+                root: db.root,
+            })
         })
-    };
-    Ok([
-        connect(SPECS[0], "accounts", &config.accounts)?,
-        connect(SPECS[1], "rooms", &config.rooms)?,
-        connect(SPECS[2], "transitory", &config.transitory)?,
-    ])
+        .collect()
 }
 
 /// The directories of database `spec` as they exist in `db` under
@@ -328,15 +381,14 @@ fn database_path(root: &[String], name: &str) -> Vec<String> {
     path
 }
 
-/// Creates or opens every directory of `schema` under `root ++ [name]` and
-/// checks and records the schema version, in one transaction.
-async fn open_database(
-    schema: &Schema,
-    db: kv::Database,
-    root: &[String],
-) -> Result<Handle, DbError> {
-    let spec = schema.spec;
-    let base = database_path(root, spec.name);
+/// Creates or opens every directory of `store`'s database under
+/// `root ++ [name]` and checks and records the schema version
+/// ([`meta::check_schema_version`]), in one transaction.
+async fn open_database(store: Store) -> Result<Handle, DbError> {
+    let Store { spec, db, root } = store;
+    let base = database_path(&root, spec.name);
+    // Safe to run twice: create_or_open finds what a first attempt created,
+    // and the schema version is written only where none is recorded.
     let dirs = db
         .run(|tx, _| {
             let base = base.clone();
@@ -353,25 +405,9 @@ async fn open_database(
                     spaces.push(Space::new(sub.prefix().to_vec(), sub.path().to_vec(), dir));
                 }
                 let dirs = Directories::new(spec, spaces);
-                let key = (schema.schema_version_key)(&dirs);
-                let stored = match tx.get(&key, false).await? {
-                    None => None,
-                    Some(v) => Some(u64::from_le_bytes(
-                        v.as_slice()
-                            .try_into()
-                            .map_err(|_| OpenTxError::CorruptSchemaVersion(v.len()))?,
-                    )),
-                };
-                match stored {
-                    Some(found) if found > u64::from(spec.schema_version) => {
-                        return Err(OpenTxError::SchemaTooNew(found));
-                    }
-                    Some(found) if found < u64::from(spec.schema_version) => {
-                        return Err(OpenTxError::SchemaTooOld(found));
-                    }
-                    Some(_) => {}
-                    None => tx.set(&key, &u64::from(spec.schema_version).to_le_bytes()),
-                }
+                meta::check_schema_version(&tx, &dirs, spec.schema_version)
+                    .await?
+                    .map_err(OpenTxError::Schema)?;
                 Ok(dirs)
             }
         })
@@ -385,20 +421,22 @@ async fn open_database(
                 database: spec.name,
                 source,
             },
-            OpenTxError::SchemaTooNew(found) => DbError::SchemaTooNew {
+            OpenTxError::Schema(SchemaMismatch::TooNew(found)) => DbError::SchemaTooNew {
                 database: spec.name,
                 found,
                 supported: spec.schema_version,
             },
-            OpenTxError::SchemaTooOld(found) => DbError::SchemaTooOld {
+            OpenTxError::Schema(SchemaMismatch::TooOld(found)) => DbError::SchemaTooOld {
                 database: spec.name,
                 found,
                 supported: spec.schema_version,
             },
-            OpenTxError::CorruptSchemaVersion(len_bytes) => DbError::CorruptSchemaVersion {
-                database: spec.name,
-                len_bytes,
-            },
+            OpenTxError::Schema(SchemaMismatch::Corrupt(len_bytes)) => {
+                DbError::CorruptSchemaVersion {
+                    database: spec.name,
+                    len_bytes,
+                }
+            }
         })?;
     tracing::debug!(database = spec.name, backend = db.backend_name(), path = ?base, "opened database");
     Ok(Handle {

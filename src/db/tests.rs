@@ -4,12 +4,7 @@
 use super::*;
 
 fn meta_key(handle: &Handle) -> Vec<u8> {
-    let schema = match handle.spec().name {
-        "accounts" => &ACCOUNTS,
-        "rooms" => &ROOMS,
-        _ => &TRANSITORY,
-    };
-    (schema.schema_version_key)(&handle.dirs)
+    meta::schema_version_key(&handle.dirs)
 }
 
 async fn get(handle: &Handle, key: &[u8]) -> Option<Vec<u8>> {
@@ -41,7 +36,7 @@ async fn open_creates_directories_and_records_the_schema_version() {
     let dir = tempfile::tempdir().unwrap();
     let dbs = open_embedded_at(dir.path()).await.unwrap();
     let mut prefixes = Vec::new();
-    for (handle, spec) in dbs.handles().into_iter().zip(SPECS) {
+    for (handle, spec) in dbs.handles().iter().zip(SPECS) {
         assert_eq!(handle.spec(), spec);
         assert_eq!(
             handle.path,
@@ -66,7 +61,7 @@ async fn open_creates_directories_and_records_the_schema_version() {
     let again = open_embedded_at(dir.path()).await.unwrap();
     let reopened: Vec<Vec<u8>> = again
         .handles()
-        .into_iter()
+        .iter()
         .flat_map(|h| {
             h.dirs
                 .spaces()
@@ -141,14 +136,16 @@ async fn a_corrupt_schema_version_is_refused() {
 #[tokio::test]
 async fn databases_on_separate_paths_get_separate_stores() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = DatabasesConfig::embedded_in(dir.path());
-    config.transitory.path = Some(dir.path().join("transitory"));
+    let mut config = embedded_config(dir.path());
+    let mut own = config.get("transitory");
+    own.path = Some(dir.path().join("transitory"));
+    config.set("transitory", own);
     let dbs = open(&config).await.unwrap();
     // The shared store holds accounts and rooms; the transitory store only its own.
     let shared = read_catalog(
         &transitory::keys::SPEC,
         &dbs.accounts.db,
-        &config.accounts.root,
+        &config.get("accounts").root,
     )
     .await
     .unwrap();
@@ -156,7 +153,7 @@ async fn databases_on_separate_paths_get_separate_stores() {
     let own = read_catalog(
         &transitory::keys::SPEC,
         &dbs.transitory.db,
-        &config.transitory.root,
+        &config.get("transitory").root,
     )
     .await
     .unwrap();
@@ -192,11 +189,8 @@ async fn read_catalog_lists_declared_and_unknown_directories() {
         .iter()
         .find(|d| d.path.last().map(String::as_str) == Some("meta"))
         .unwrap();
-    assert_eq!(meta.spec, Some(&accounts::keys::META));
-    assert_eq!(
-        meta.prefix,
-        dbs.accounts.space(&accounts::keys::META).prefix()
-    );
+    assert_eq!(meta.spec, Some(&meta::DIRECTORY));
+    assert_eq!(meta.prefix, dbs.accounts.space(&meta::DIRECTORY).prefix());
     let legacy = catalog
         .directories()
         .iter()
@@ -206,20 +200,34 @@ async fn read_catalog_lists_declared_and_unknown_directories() {
     assert_eq!(legacy.database, Some("accounts"));
 }
 
+#[tokio::test]
+async fn a_database_that_does_not_exist_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = embedded_config(dir.path());
+    config.set("room", DatabaseConfig::default());
+    let err = open(&config).await.err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        "invalid configuration: databases.room: no such database (known: accounts, rooms, transitory)"
+    );
+    assert!(validate_config(&embedded_config(dir.path())).is_ok());
+}
+
 #[cfg(not(feature = "fdb"))]
 #[tokio::test]
 async fn fdb_without_the_feature_is_a_clear_error() {
-    use crate::config::DatabaseConfig;
-
     let dir = tempfile::tempdir().unwrap();
-    let mut config = DatabasesConfig::embedded_in(dir.path());
-    config.rooms = DatabaseConfig {
-        backend: Backend::Fdb,
-        path: None,
-        cluster_file: Some("/etc/foundationdb/fdb.cluster".into()),
-        cache_size_bytes: None,
-        root: vec!["myelin".into()],
-    };
+    let mut config = embedded_config(dir.path());
+    config.set(
+        "rooms",
+        DatabaseConfig {
+            backend: Backend::Fdb,
+            path: None,
+            cluster_file: Some("/etc/foundationdb/fdb.cluster".into()),
+            cache_size_bytes: None,
+            root: vec!["myelin".into()],
+        },
+    );
     let err = open(&config).await.err().unwrap();
     assert!(
         matches!(err, DbError::FdbNotCompiled { database: "rooms" }),

@@ -287,7 +287,7 @@ impl AccountsDb {
             })
             .await?;
         match raw {
-            Some(raw) => decode("signing_key", &raw),
+            Some(raw) => Ok(decode("signing_key", &raw)?),
             None => Ok(candidate.clone()),
         }
     }

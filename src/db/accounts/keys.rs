@@ -8,7 +8,8 @@
 //! `docs/key-layout.md` are generated; keep the two in step.
 //!
 //! Schema version: 1 ([`SCHEMA_VERSION`], stored in `meta/schema_version`;
-//! Myelin refuses to open a store whose version is newer).
+//! the `meta` rows below are [`crate::db::meta`]'s, the same in every database;
+//! Myelin refuses to open a store whose version is newer or older).
 //!
 //! | Directory | Tag | Subspace | Key tuple | Value |
 //! |-----------|----:|----------|-----------|-------|
@@ -44,7 +45,7 @@
 //!
 //! To add a subspace: declare a `SubspaceSpec` constant (next free tag in its
 //! directory), list it in its directory's `subspaces`, add a typed encoder
-//! function next to it (as [`schema_version_key`] does), and add a row above.
+//! function next to it (as [`meta::schema_version_key`] does), and add a row above.
 //! A new directory is a `DirectorySpec` constant listed in [`SPEC`].
 //! Changing the meaning or encoding of existing keys requires a new schema
 //! version.
@@ -52,39 +53,11 @@
 //! Who may import this: `db::accounts` and `db` (to open the database), the
 //! CLI and tests. Pure byte work.
 
-use crate::keys::{
-    DatabaseSpec, Directories, DirectorySpec, Field, FieldType, SubspaceSpec, ValueEncoding,
-};
+use crate::db::meta;
+use crate::keys::{DatabaseSpec, DirectorySpec, Field, FieldType, SubspaceSpec, ValueEncoding};
 
 /// The key-schema version this code writes and understands.
 pub const SCHEMA_VERSION: u32 = 1;
-
-/// `meta/schema_version`: `(0) -> u64 little-endian`, the schema version of
-/// the store, written at open.
-pub const META_SCHEMA_VERSION: SubspaceSpec = SubspaceSpec {
-    name: "schema_version",
-    tag: 0,
-    key: &[],
-    value: ValueEncoding::U64Le,
-    doc: "The key-schema version of the data in this database.",
-};
-
-/// The key of [`META_SCHEMA_VERSION`].
-pub fn schema_version_key(dirs: &Directories) -> Vec<u8> {
-    dirs.space(&META).key(&META_SCHEMA_VERSION, &())
-}
-
-/// `meta`: facts about the database itself.
-pub const META: DirectorySpec = DirectorySpec {
-    path: &["meta"],
-    doc: "Facts about the database itself.",
-    subspaces: &[
-        META_SCHEMA_VERSION,
-        crate::db::notify::NOTIFY,
-        crate::db::notify::WAKE,
-        crate::db::notify::WAKE_FLOOR,
-    ],
-};
 
 /// The `accounts` database's key schema.
 pub static SPEC: DatabaseSpec = DatabaseSpec {
@@ -92,7 +65,7 @@ pub static SPEC: DatabaseSpec = DatabaseSpec {
     schema_version: SCHEMA_VERSION,
     doc: "Users, password hashes, access tokens, devices, profiles, account data, filters, push rules and the server's signing key.",
     directories: &[
-        META,
+        meta::DIRECTORY,
         USERS,
         SESSIONS,
         PROFILES,

@@ -67,7 +67,9 @@ impl AccountsDb {
     pub async fn user(&self, user_id: &str) -> Result<Option<UserRecord>> {
         let key = self.keys().user.pack(&user_id);
         let raw = self.db.run(|tx, _| tx_get(tx, key.clone())).await?;
-        raw.map(|v| decode("user", &v)).transpose()
+        raw.map(|v| decode("user", &v))
+            .transpose()
+            .map_err(Into::into)
     }
 
     /// Every account, in user-ID order.
@@ -157,7 +159,9 @@ impl AccountsDb {
     pub async fn resolve_token(&self, token_hash: &[u8]) -> Result<Option<TokenRecord>> {
         let key = self.keys().token.pack(&token_hash);
         let raw = self.db.run(|tx, _| tx_get(tx, key.clone())).await?;
-        raw.map(|v| decode("token", &v)).transpose()
+        raw.map(|v| decode("token", &v))
+            .transpose()
+            .map_err(Into::into)
     }
 
     /// Logs `user_id` in on `device`: creates the device, or, if it exists,
@@ -215,7 +219,9 @@ impl AccountsDb {
     pub async fn device(&self, user_id: &str, device_id: &str) -> Result<Option<DeviceRecord>> {
         let key = self.keys().device.pack(&(user_id, device_id));
         let raw = self.db.run(|tx, _| tx_get(tx, key.clone())).await?;
-        raw.map(|v| decode("device", &v)).transpose()
+        raw.map(|v| decode("device", &v))
+            .transpose()
+            .map_err(Into::into)
     }
 
     /// Sets a device's display name (`None` leaves it unchanged). Returns
@@ -303,7 +309,9 @@ impl AccountsDb {
     pub async fn uia_session(&self, session: &str) -> Result<Option<UiaSession>> {
         let key = self.keys().uia.pack(&session);
         let raw = self.db.run(|tx, _| tx_get(tx, key.clone())).await?;
-        raw.map(|v| decode("uia", &v)).transpose()
+        raw.map(|v| decode("uia", &v))
+            .transpose()
+            .map_err(Into::into)
     }
 
     /// Removes and returns a UIA session (each session completes once).
@@ -322,7 +330,9 @@ impl AccountsDb {
                 }
             })
             .await?;
-        raw.map(|v| decode("uia", &v)).transpose()
+        raw.map(|v| decode("uia", &v))
+            .transpose()
+            .map_err(Into::into)
     }
 }
 

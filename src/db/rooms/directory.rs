@@ -47,7 +47,10 @@ impl RoomsDb {
     pub async fn alias(&self, alias: &RoomAliasId) -> Result<Option<AliasRecord>> {
         let key = self.layout.aliases.key(&keys::ALIAS, &(alias.as_str(),));
         let value = self.db.read(&key).await?;
-        value.map(|v| decode("alias", &v)).transpose()
+        value
+            .map(|v| decode("alias", &v))
+            .transpose()
+            .map_err(Into::into)
     }
 
     /// Deletes `alias` (both directions). Returns the record it had, or

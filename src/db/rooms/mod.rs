@@ -38,6 +38,7 @@ use foundationdb_tuple::Versionstamp;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomVersionId};
 use serde::{Deserialize, Serialize};
 
+use crate::db::codec::{Corrupt, decode, encode, unpack};
 use crate::events::EventError;
 use crate::keys::{Directories, Space};
 use crate::kv::{self, TransactError};
@@ -65,12 +66,13 @@ pub enum Error {
     Event(#[from] EventError),
     /// A stored value did not decode: the store is corrupt or was written by
     /// an incompatible version.
-    #[error("corrupt value in rooms/{subspace}: {detail}")]
+    #[error("corrupt value in rooms/{subspace}")]
     Corrupt {
         /// The subspace's name in `keys.rs`.
         subspace: &'static str,
         /// What failed to decode.
-        detail: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -80,10 +82,19 @@ impl Error {
         matches!(self, Error::NotAuthorized(_))
     }
 
-    fn corrupt(subspace: &'static str, detail: impl fmt::Display) -> Error {
+    fn corrupt(
+        subspace: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Error {
+        Corrupt::new(subspace, source).into()
+    }
+}
+
+impl From<Corrupt> for Error {
+    fn from(c: Corrupt) -> Self {
         Error::Corrupt {
-            subspace,
-            detail: detail.to_string(),
+            subspace: c.subspace,
+            source: c.source,
         }
     }
 }
@@ -317,33 +328,11 @@ impl RoomsDb {
     }
 }
 
-/// Encodes a record as named-field MessagePack.
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    rmp_serde::to_vec_named(value).expect("records always serialize")
-}
-
-/// Decodes a MessagePack record of `subspace`.
-fn decode<T: serde::de::DeserializeOwned>(subspace: &'static str, bytes: &[u8]) -> Result<T> {
-    rmp_serde::from_slice(bytes).map_err(|e| Error::corrupt(subspace, e))
-}
-
 /// Decodes a UTF-8 event ID value of `subspace`.
 fn decode_event_id(subspace: &'static str, bytes: &[u8]) -> Result<OwnedEventId> {
     std::str::from_utf8(bytes)
         .map_err(|e| Error::corrupt(subspace, e))
         .and_then(|s| OwnedEventId::try_from(s).map_err(|e| Error::corrupt(subspace, e)))
-}
-
-/// Unpacks a key of `space` (tag first) into a tuple.
-fn unpack<'a, T: foundationdb_tuple::TupleUnpack<'a>>(
-    subspace: &'static str,
-    space: &Space,
-    key: &'a [u8],
-) -> Result<T> {
-    let rest = key
-        .strip_prefix(space.prefix())
-        .ok_or_else(|| Error::corrupt(subspace, "key outside its directory"))?;
-    foundationdb_tuple::unpack(rest).map_err(|e| Error::corrupt(subspace, e))
 }
 
 /// The last tuple element of a key, which must be a versionstamp.

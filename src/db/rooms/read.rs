@@ -431,7 +431,10 @@ impl RoomsDb {
             .rooms
             .key(&keys::MEMBER, &(room_id.as_str(), user.as_str()));
         let value = self.db.read(&key).await?;
-        value.map(|v| decode("member", &v)).transpose()
+        value
+            .map(|v| decode("member", &v))
+            .transpose()
+            .map_err(Into::into)
     }
 
     /// A user's current membership in each of `rooms` (`None` where they
@@ -460,7 +463,8 @@ impl RoomsDb {
         values
             .into_iter()
             .map(|v| v.map(|v| decode("member", &v)).transpose())
-            .collect()
+            .collect::<Result<_, _>>()
+            .map_err(Into::into)
     }
 
     /// Every room a user has a membership in, with it. One range read.

@@ -269,6 +269,7 @@ impl RoomsDb {
             .await?
             .map(|v| decode("room", &v))
             .transpose()
+            .map_err(Into::into)
     }
 }
 

@@ -30,6 +30,7 @@ mod streams;
 
 use foundationdb_tuple::{Subspace, Versionstamp};
 
+use crate::db::codec::{Corrupt, decode, encode, unpack};
 use crate::keys::{Directories, DirectorySpec, SubspaceSpec};
 use crate::kv::{self, KeySelector, RangeOption, TransactError};
 
@@ -54,6 +55,15 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+impl From<Corrupt> for Error {
+    fn from(c: Corrupt) -> Self {
+        Error::Corrupt {
+            subspace: c.subspace,
+            source: c.source,
+        }
+    }
 }
 
 impl TransactError for Error {
@@ -137,31 +147,6 @@ impl TransitoryDb {
         out[..8].copy_from_slice(&rv.to_be_bytes());
         Ok(out)
     }
-}
-
-/// Encodes a record as named-field MessagePack.
-fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    rmp_serde::to_vec_named(value).expect("records always serialize")
-}
-
-/// Decodes a MessagePack record of `subspace`.
-fn decode<T: serde::de::DeserializeOwned>(subspace: &'static str, bytes: &[u8]) -> Result<T> {
-    rmp_serde::from_slice(bytes).map_err(|e| Error::Corrupt {
-        subspace,
-        source: Box::new(e),
-    })
-}
-
-/// Decodes a tuple key of `subspace`.
-fn unpack<'de, T: foundationdb_tuple::TupleUnpack<'de>>(
-    subspace: &'static str,
-    space: &Subspace,
-    key: &'de [u8],
-) -> Result<T> {
-    space.unpack(key).map_err(|e| Error::Corrupt {
-        subspace,
-        source: Box::new(e),
-    })
 }
 
 /// The 10-byte commit versionstamp of a complete tuple versionstamp.

@@ -359,7 +359,9 @@ impl TransitoryDb {
                 async move { Ok::<_, Error>(tx.get(&key, false).await?) }
             })
             .await?;
-        raw.map(|v| decode("presence", &v)).transpose()
+        raw.map(|v| decode("presence", &v))
+            .transpose()
+            .map_err(Into::into)
     }
 
     /// Read-modify-write of a user's presence: `f` gets the stored record
