@@ -13,6 +13,8 @@
 //! | not found | 404 | `M_NOT_FOUND` |
 //! | rooms: alias taken / createRoom alias taken / canonical alias not ours | 409 `M_UNKNOWN` / 400 `M_ROOM_IN_USE` / 400 `M_BAD_ALIAS` |
 //! | rate limited | 429 | `M_LIMIT_EXCEEDED` with `retry_after_ms` |
+//! | malformed sync `since` token | 400 | `M_INVALID_PARAM` |
+//! | key backup: keys written to a version that is not the current one | 403 | `M_WRONG_ROOM_KEYS_VERSION` with `current_version` |
 //! | storage failure, panic | 500 | `M_UNKNOWN` |
 
 use std::time::Duration;
@@ -22,10 +24,12 @@ use axum::response::{IntoResponse, Response};
 use ruma::api::OutgoingResponseExt;
 use ruma::api::error::{
     DeserializationError, ErrorBody, ErrorKind, FromHttpRequestError, LimitExceededErrorData,
-    RetryAfter, StandardErrorBody, UnknownTokenErrorData,
+    RetryAfter, StandardErrorBody, UnknownTokenErrorData, WrongRoomKeysVersionErrorData,
 };
 
 use crate::service;
+use crate::service::e2ee::BackupError;
+use crate::sync;
 
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
@@ -63,9 +67,37 @@ pub enum ApiError {
     /// A login type or identifier this server does not offer.
     #[error("{0}")]
     UnknownLoginType(String),
+    /// Keys were written to a backup version that is not the current one.
+    #[error("backup version is not the current version")]
+    WrongRoomKeysVersion {
+        /// The current backup version.
+        current_version: String,
+    },
     /// A handler panicked or the body could not be read.
     #[error("internal error")]
     Internal,
+}
+
+impl From<BackupError> for ApiError {
+    fn from(e: BackupError) -> Self {
+        match e {
+            BackupError::Service(e) => ApiError::Service(e),
+            BackupError::WrongVersion { current_version } => {
+                ApiError::WrongRoomKeysVersion { current_version }
+            }
+        }
+    }
+}
+
+impl From<sync::Error> for ApiError {
+    fn from(e: sync::Error) -> Self {
+        match e {
+            sync::Error::InvalidToken(e) => ApiError::InvalidParam(format!("since: {e}")),
+            sync::Error::Storage(e) => ApiError::Service(e.into()),
+            sync::Error::Rooms(e) => ApiError::Rooms(e),
+            sync::Error::Service(e) => ApiError::Service(e),
+        }
+    }
 }
 
 impl ApiError {
@@ -129,6 +161,12 @@ impl ApiError {
             ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge),
             ApiError::MissingToken => (StatusCode::UNAUTHORIZED, ErrorKind::MissingToken),
             ApiError::UnknownLoginType(_) => (StatusCode::BAD_REQUEST, ErrorKind::Unknown),
+            ApiError::WrongRoomKeysVersion { current_version } => (
+                StatusCode::FORBIDDEN,
+                ErrorKind::WrongRoomKeysVersion(WrongRoomKeysVersionErrorData::new(
+                    current_version.clone(),
+                )),
+            ),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown),
         }
     }

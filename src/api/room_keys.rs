@@ -1,16 +1,14 @@
 //! Server-side key backup (spec: "Server-side key backups").
 //!
-//! Failures are the usual [`ApiError`]s, plus 403
+//! Failures are the usual [`ApiError`]s, among them 403
 //! `M_WRONG_ROOM_KEYS_VERSION` (with `current_version`) when keys are
-//! written to a version that is not the current one; that one response is
-//! built here since it belongs to these endpoints only.
+//! written to a version that is not the current one (mapped in
+//! `api/error.rs`, like every other).
 
 use std::collections::BTreeMap;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use ruma::api::client::backup::{
     RoomKeyBackup, add_backup_keys, add_backup_keys_for_room, add_backup_keys_for_session,
     create_backup_version, delete_backup_keys, delete_backup_keys_for_room,
@@ -24,7 +22,6 @@ use serde_json::{Value, json};
 
 use super::extract::{Auth, Ruma, RumaResponse};
 use super::{ApiError, AppState, route};
-use crate::service::e2ee::BackupError;
 
 pub(super) fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = route::<create_backup_version::v3::Request, _, _>(r, create);
@@ -43,40 +40,14 @@ pub(super) fn routes(r: Router<AppState>) -> Router<AppState> {
     route::<delete_backup_keys_for_session::v3::Request, _, _>(r, del_session)
 }
 
-/// A backup endpoint's failure.
-struct Failure(BackupError);
+type Res<T> = Result<RumaResponse<T>, ApiError>;
 
-impl<E: Into<BackupError>> From<E> for Failure {
-    fn from(e: E) -> Self {
-        Failure(e.into())
-    }
-}
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        match self.0 {
-            BackupError::Service(e) => ApiError::Service(e).into_response(),
-            BackupError::WrongVersion { current_version } => (
-                StatusCode::FORBIDDEN,
-                axum::Json(json!({
-                    "errcode": "M_WRONG_ROOM_KEYS_VERSION",
-                    "error": "backup version is not the current version",
-                    "current_version": current_version,
-                })),
-            )
-                .into_response(),
-        }
-    }
-}
-
-type Res<T> = Result<RumaResponse<T>, Failure>;
-
-fn bad(e: impl std::fmt::Display) -> Failure {
-    Failure(crate::service::Error::BadJson(e.to_string()).into())
+fn bad(e: impl std::fmt::Display) -> ApiError {
+    crate::service::Error::BadJson(e.to_string()).into()
 }
 
 /// `(algorithm, auth_data JSON)` of a `BackupAlgorithm` body.
-fn algorithm<T>(raw: &Raw<T>) -> Result<(String, String), Failure> {
+fn algorithm<T>(raw: &Raw<T>) -> Result<(String, String), ApiError> {
     let v: Value = serde_json::from_str(raw.json().get()).map_err(bad)?;
     let alg = v
         .get("algorithm")
@@ -89,18 +60,14 @@ fn algorithm<T>(raw: &Raw<T>) -> Result<(String, String), Failure> {
     Ok((alg.to_owned(), auth.to_string()))
 }
 
-fn raw_of<T>(v: Value) -> Result<Raw<T>, Failure> {
-    Raw::from_json_string(v.to_string()).map_err(|e| {
-        Failure(BackupError::Service(crate::service::Error::BadJson(
-            e.to_string(),
-        )))
-    })
+fn raw_of<T>(v: Value) -> Result<Raw<T>, ApiError> {
+    Raw::from_json_string(v.to_string()).map_err(bad)
 }
 
 fn keys_of<T>(
     room: &str,
     sessions: &BTreeMap<String, Raw<T>>,
-) -> Result<Vec<(String, String, Value)>, Failure> {
+) -> Result<Vec<(String, String, Value)>, ApiError> {
     sessions
         .iter()
         .map(|(s, k)| {
@@ -128,7 +95,7 @@ async fn version_info(
     s: &AppState,
     a: &crate::service::Authed,
     version: Option<&str>,
-) -> Result<(Value, UInt, String, String), Failure> {
+) -> Result<(Value, UInt, String, String), ApiError> {
     let (v, rec) = s.e2ee.backup(a, version).await?;
     let alg = json!({"algorithm": rec.algorithm, "auth_data": serde_json::from_str::<Value>(&rec.auth_data).unwrap_or(Value::Null)});
     Ok((alg, count(rec.count), rec.etag.to_string(), v))
@@ -277,7 +244,9 @@ async fn get_session(
         )
         .await?;
     let key = keys.into_iter().next().ok_or_else(|| {
-        Failure(crate::service::Error::NotFound("no such session in the backup".into()).into())
+        ApiError::from(crate::service::Error::NotFound(
+            "no such session in the backup".into(),
+        ))
     })?;
     Ok(RumaResponse(
         get_backup_keys_for_session::v3::Response::new(raw_of(key.data)?),

@@ -14,7 +14,7 @@ use ruma::serde::Raw;
 use serde_json::Value;
 
 use super::extract::{ApiResult, Auth, Ruma, ok};
-use super::{ApiError, AppState, route};
+use super::{AppState, route};
 use crate::sync;
 
 pub(super) fn routes(r: Router<AppState>) -> Router<AppState> {
@@ -66,13 +66,7 @@ async fn get_sync(
     let found = state
         .sync
         .sync(&services, &authed.user_id, &request)
-        .await
-        .map_err(|e| match e {
-            sync::Error::InvalidToken(e) => ApiError::InvalidParam(format!("since: {e}")),
-            sync::Error::Storage(e) => ApiError::Service(e.into()),
-            sync::Error::Rooms(e) => ApiError::Rooms(e),
-            sync::Error::Service(e) => ApiError::Service(e),
-        })?;
+        .await?;
     let mut response = v3::Response::new(found.next_batch.to_string());
     response.account_data.events = found
         .account_data
