@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use myelin::api::AppState;
+use myelin::app::{App, AppConfig};
 use myelin::service::rooms::CreateRoom;
 use myelin::service::{ManualClock, ServerConfig};
 use myelin::sync::{Services, SyncRequest};
@@ -39,10 +40,14 @@ async fn setup(rooms: usize) -> Setup {
     let databases = myelin::db::open_embedded_at(tmp.path())
         .await
         .expect("open store");
-    let state = AppState::new(
+    let config = AppConfig {
+        server_name: "bench.local".try_into().expect("server name"),
+        server: ServerConfig::default(),
+        sync: Default::default(),
+    };
+    let state = App::open(
         &databases,
-        "bench.local".try_into().expect("server name"),
-        ServerConfig::default(),
+        config,
         Arc::new(ManualClock::new(1_700_000_000_000)),
     )
     .await
@@ -57,11 +62,7 @@ async fn setup(rooms: usize) -> Setup {
             .expect("create room");
         ids.push(room);
     }
-    let services = Services {
-        rooms: state.rooms.clone(),
-        transitory: state.transitory.clone(),
-        e2ee: state.e2ee.clone(),
-    };
+    let services = state.sync_services();
     Setup {
         state,
         services,

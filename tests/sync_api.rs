@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use myelin::api::{AppState, serve};
+use myelin::app::App;
 use myelin::db::Databases;
 use myelin::db::accounts::AccountsDb;
 use myelin::service::ManualClock;
@@ -22,7 +23,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use common_api::{SERVER_NAME, assert_error, test_config};
+use common_api::{app_config, assert_error, test_config};
 
 /// Long-poll timeout used where the poll must be woken, not time out: far
 /// longer than any wakeup, shorter than the client's request timeout.
@@ -40,10 +41,9 @@ impl Instance {
     /// A server over `databases` (which other instances may share), with its
     /// own state and notifier, as a separate process would have.
     async fn start(databases: &Databases) -> Self {
-        let state = AppState::new(
+        let state = App::open(
             databases,
-            SERVER_NAME.try_into().expect("server name"),
-            test_config(),
+            app_config(test_config()),
             Arc::new(ManualClock::new(1_700_000_000_000)),
         )
         .await

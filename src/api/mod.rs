@@ -1,7 +1,7 @@
 //! The Matrix Client-Server HTTP API (spec v1.x), on axum.
 //!
 //! Shape after mini-redis: [`serve`] takes an already-bound listener, the
-//! shared [`AppState`] and a shutdown future, so tests bind `127.0.0.1:0` and
+//! shared [`AppState`] (the services, wired in `app`) and a shutdown future, so tests bind `127.0.0.1:0` and
 //! stop the server cleanly. On shutdown the server stops accepting, lets
 //! in-flight requests finish and closes idle connections.
 //!
@@ -45,7 +45,6 @@ mod typing;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::Router;
 use axum::handler::Handler;
@@ -60,63 +59,9 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 
-use crate::service::{Accounts, SigningKey};
-
-/// What every handler shares. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    /// The accounts service.
-    pub accounts: Arc<Accounts>,
-    /// The server's signing key.
-    pub signing_key: Arc<SigningKey>,
-    /// The sync service (and this process's notifier).
-    pub sync: Arc<crate::sync::SyncService>,
-    /// Typing, to-device messages and presence.
-    pub transitory: Arc<crate::service::transitory::Transitory>,
-    /// End-to-end encryption keys and key backup.
-    pub e2ee: Arc<crate::service::e2ee::E2ee>,
-    /// The rooms service.
-    pub rooms: Arc<crate::service::rooms::Rooms>,
-}
-
-impl AppState {
-    /// The state over opened databases: builds the accounts service and
-    /// loads (or, on the first start, creates and stores) the signing key.
-    ///
-    /// Errors: the storage's, or a stored signing key that does not parse.
-    pub async fn new(
-        databases: &crate::db::Databases,
-        server_name: ruma::OwnedServerName,
-        config: crate::service::ServerConfig,
-        clock: Arc<dyn crate::service::Clock>,
-    ) -> Result<Self, crate::service::signing::SigningKeyError> {
-        let db = crate::db::accounts::AccountsDb::new(&databases.accounts);
-        let signing_key = SigningKey::load_or_create(&db).await?;
-        let lifecycle = crate::service::e2ee::DeviceLifecycle::new(databases);
-        let accounts = Arc::new(Accounts::new(
-            db,
-            lifecycle,
-            server_name,
-            config,
-            clock.clone(),
-        ));
-        let transitory = crate::service::transitory::Transitory::new(
-            databases,
-            clock.clone(),
-            Default::default(),
-        );
-        let e2ee = crate::service::e2ee::E2ee::new(databases, accounts.clone());
-        let rooms = crate::service::rooms::Rooms::open(databases, accounts.clone(), clock).await?;
-        Ok(AppState {
-            transitory: Arc::new(transitory),
-            e2ee: Arc::new(e2ee),
-            rooms: Arc::new(rooms),
-            accounts,
-            signing_key: Arc::new(signing_key),
-            sync: Arc::new(crate::sync::SyncService::new(databases, Default::default())),
-        })
-    }
-}
+/// What every handler shares: the process's services, built once by
+/// [`crate::app::App::open`]. Cheap to clone.
+pub type AppState = crate::app::App;
 
 /// The application: every route, the fallbacks and the middleware.
 pub fn router(state: AppState) -> Router {

@@ -58,14 +58,9 @@ async fn get_sync(
         filter: sync::SyncFilter::from_definition(&definition),
         set_presence,
     };
-    let services = sync::Services {
-        rooms: state.rooms.clone(),
-        transitory: state.transitory.clone(),
-        e2ee: state.e2ee.clone(),
-    };
     let found = state
         .sync
-        .sync(&services, &authed.user_id, &request)
+        .sync(&state.sync_services(), &authed.user_id, &request)
         .await?;
     let mut response = v3::Response::new(found.next_batch.to_string());
     response.account_data.events = found

@@ -1,22 +1,21 @@
-//! `myelin serve`: loads the configuration, opens the databases, loads (or on
-//! the first start creates) the signing key, binds the listener and serves
-//! the client API until SIGINT or SIGTERM, then drains in-flight requests
-//! and exits.
+//! `myelin serve`: loads the configuration, opens the databases, builds the
+//! services ([`App::open`], which loads or on the first start creates the
+//! signing key), binds the listener and serves the client API until SIGINT
+//! or SIGTERM, then drains in-flight requests and exits.
 
 use std::sync::Arc;
 
 use super::{CliError, ServeArgs};
-use crate::api::{self, AppState};
-use crate::service::{ServerConfig, SystemClock};
+use crate::api;
+use crate::app::{App, AppConfig};
+use crate::service::SystemClock;
 
 /// Runs the server until a shutdown signal.
 pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let config = args.load_config()?;
-    let settings: ServerConfig = config.server_settings()?;
-    let server_name = ruma::OwnedServerName::try_from(config.server_name.as_str())
-        .map_err(|e| CliError::BadInput(format!("server_name: {e}")))?;
+    let app_config = AppConfig::from_config(&config)?;
     let databases = crate::db::open(&config.databases).await?;
-    let state = AppState::new(&databases, server_name, settings, Arc::new(SystemClock))
+    let state = App::open(&databases, app_config, Arc::new(SystemClock))
         .await
         .map_err(runtime)?;
     tracing::info!(

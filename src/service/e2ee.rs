@@ -21,7 +21,7 @@
 //! holds only the `transitory` handle, so [`Accounts`] can own it without a
 //! construction cycle (this service holds [`Accounts`]).
 //!
-//! Who may import this: `api`, `sync`, `service::accounts` (for
+//! Who may import this: `api`, `sync`, `app`, `service::accounts` (for
 //! [`DeviceLifecycle`]), the CLI and tests.
 
 use std::collections::BTreeMap;

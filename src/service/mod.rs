@@ -12,7 +12,7 @@
 //! SHA-256 is stored, and resolving one is a single key read with no cache, so
 //! logout and deactivation take effect at once on every server process.
 //!
-//! Who may import this: `api` and `cli`.
+//! Who may import this: `api`, `sync`, `app` and `cli`.
 
 pub mod accounts;
 pub mod clock;

@@ -1,6 +1,13 @@
 //! The server's ed25519 signing key: generated on the first start, stored in
 //! the `accounts` database, and loaded by every later start (and by every
 //! server process sharing the database), so the key survives restarts.
+//!
+//! A process loads it once (`app::App::open`) and shares the key pair with
+//! whatever signs ([`SigningKey::shared_pair`]: the rooms service).
+//!
+//! Who may import this: `service`, and the layers above it.
+
+use std::sync::Arc;
 
 use base64::Engine;
 use rand::Rng;
@@ -10,7 +17,7 @@ use crate::db::accounts::{AccountsDb, SigningKeyRecord};
 
 /// The loaded signing key.
 pub struct SigningKey {
-    pair: Ed25519KeyPair,
+    pair: Arc<Ed25519KeyPair>,
 }
 
 /// Why the signing key could not be loaded.
@@ -37,7 +44,9 @@ impl SigningKey {
         let record = db.signing_key_or_insert(&candidate).await?;
         let pair = Ed25519KeyPair::from_der(&record.pkcs8, record.version)
             .map_err(SigningKeyError::Invalid)?;
-        Ok(SigningKey { pair })
+        Ok(SigningKey {
+            pair: Arc::new(pair),
+        })
     }
 
     /// The key ID, `ed25519:<version>`.
@@ -54,5 +63,11 @@ impl SigningKey {
     /// The key pair, for signing.
     pub fn pair(&self) -> &Ed25519KeyPair {
         &self.pair
+    }
+
+    /// The key pair, shared (it cannot be cloned), for a signer that
+    /// outlives this borrow.
+    pub fn shared_pair(&self) -> Arc<Ed25519KeyPair> {
+        self.pair.clone()
     }
 }

@@ -7,7 +7,7 @@
 //! read from the injected [`Clock`], and calls [`crate::db::transitory`]
 //! for every read and write. Sync calls the `*_since` methods here.
 //!
-//! Who may import this: `api`, `sync`, `cli` and tests.
+//! Who may import this: `api`, `sync`, `app`, `cli` and tests.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

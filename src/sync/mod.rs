@@ -17,7 +17,7 @@
 //! `kv` directly for the two things no database module offers: read versions
 //! and watches.
 //!
-//! Who may import this: `api`, the CLI and tests.
+//! Who may import this: `api`, `app`, the CLI and tests.
 
 pub mod filter;
 pub mod notifier;
@@ -33,9 +33,12 @@ pub use notifier::{DatabaseId, Listener, Notifier};
 pub use service::{AfterReadHook, RoomsSection, Services, SyncRequest, SyncResult, SyncService};
 pub use token::{Position, SyncToken, TokenError};
 
-/// Settings of sync.
+/// Settings of sync: the configuration file's `[sync]` table (environment:
+/// `MYELIN_SYNC__<KEY>`), read by `app::AppConfig::from_config` and
+/// documented in `docs/configuration.md`. Missing keys take the defaults;
+/// unknown keys are errors.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SyncConfig {
     /// The longest a `/sync` long-poll waits, whatever `timeout` the client
     /// asks for, in milliseconds.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use myelin::api::{AppState, serve};
+use myelin::app::{App, AppConfig};
 use myelin::service::{ManualClock, PasswordHashing, RateLimit, ServerConfig};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -29,6 +30,15 @@ pub fn test_config() -> ServerConfig {
         register_per_ip: RateLimit::UNLIMITED,
         password_hashing: PasswordHashing::FAST_INSECURE,
         ..ServerConfig::default()
+    }
+}
+
+/// The services' settings: [`SERVER_NAME`], `server` and sync's defaults.
+pub fn app_config(server: ServerConfig) -> AppConfig {
+    AppConfig {
+        server_name: SERVER_NAME.try_into().expect("server name"),
+        server,
+        sync: Default::default(),
     }
 }
 
@@ -65,14 +75,9 @@ impl TestServer {
     /// A server over the store in `dir` (which outlives it).
     pub async fn start_at(dir: &Path, config: ServerConfig, clock: ManualClock) -> Self {
         let databases = myelin::db::open_embedded_at(dir).await.expect("open store");
-        let state = AppState::new(
-            &databases,
-            SERVER_NAME.try_into().expect("server name"),
-            config,
-            Arc::new(clock.clone()),
-        )
-        .await
-        .expect("state");
+        let state = App::open(&databases, app_config(config), Arc::new(clock.clone()))
+            .await
+            .expect("state");
         drop(databases);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

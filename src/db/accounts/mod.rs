@@ -21,7 +21,7 @@
 //!   log, so the log holds exactly one entry per changed (room, type) and a
 //!   reader gets every change since a position with one range read.
 //!
-//! Who may import this: `service` and the CLI. It never imports axum.
+//! Who may import this: `service`, `app` and the CLI. It never imports axum.
 
 mod data;
 pub mod e2ee;

@@ -10,14 +10,15 @@
 //! and stores it atomically. It knows nothing of HTTP: failures are
 //! [`Error`] values for `api::error` to map to Matrix error codes.
 //!
-//! The server's name and signing key come from the caller (the accounts
-//! side loads and persists the key; [`Rooms::open`] reads it). Profiles
+//! The server's name and signing key come from the caller (the key is
+//! loaded once per process, from the accounts database, and handed to
+//! [`Rooms::open`]). Profiles
 //! (display names in member events, the user directory) and the
 //! `m.fully_read` marker are read and written through the accounts service
 //! ([`Rooms::with_accounts`]): this is where the two databases meet; the
 //! storage layers never import each other.
 //!
-//! Who may import this: `api`, sync and `cli`.
+//! Who may import this: `api`, sync, `app` and `cli`.
 
 mod create;
 mod directory;
@@ -167,18 +168,19 @@ pub struct Rooms {
 }
 
 impl Rooms {
-    /// The service over `db`, signing as `server_name` with `key`.
+    /// The service over `db`, signing as `server_name` with `key` (owned,
+    /// or shared with other signers).
     pub fn new(
         db: RoomsDb,
         server_name: OwnedServerName,
-        key: Ed25519KeyPair,
+        key: impl Into<Arc<Ed25519KeyPair>>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Rooms {
             db,
             signer: Signer {
                 server_name,
-                key: Arc::new(key),
+                key: key.into(),
             },
             clock,
             default_version: events::DEFAULT_ROOM_VERSION,
@@ -186,34 +188,23 @@ impl Rooms {
         }
     }
 
-    /// The service over opened `databases`, signing with the server key
-    /// stored in the accounts database (created there on the first start),
-    /// with profiles and markers through `accounts`.
-    ///
-    /// Errors: the storage's, or a stored key that does not parse.
-    pub async fn open(
+    /// The service over opened `databases`, signing as the accounts
+    /// service's server with `signing_key` (loaded once per process, by the
+    /// caller), with profiles and markers through `accounts`.
+    pub fn open(
         databases: &crate::db::Databases,
         accounts: Arc<Accounts>,
+        signing_key: &crate::service::SigningKey,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, crate::service::signing::SigningKeyError> {
-        use crate::service::signing::SigningKeyError;
-        // Make sure the key exists, then read its record (the key pair is
-        // not clonable, so the rooms service holds its own copy).
-        crate::service::SigningKey::load_or_create(accounts.db()).await?;
-        let record = accounts
-            .db()
-            .signing_key_or_insert(&crate::db::accounts::SigningKeyRecord {
-                version: String::new(),
-                pkcs8: Vec::new(),
-            })
-            .await?;
-        let key = Ed25519KeyPair::from_der(&record.pkcs8, record.version)
-            .map_err(SigningKeyError::Invalid)?;
+    ) -> Self {
         let server_name = accounts.server_name().to_owned();
-        Ok(
-            Rooms::new(RoomsDb::new(&databases.rooms), server_name, key, clock)
-                .with_accounts(accounts),
+        Rooms::new(
+            RoomsDb::new(&databases.rooms),
+            server_name,
+            signing_key.shared_pair(),
+            clock,
         )
+        .with_accounts(accounts)
     }
 
     /// The same service reading profiles and writing `m.fully_read`
