@@ -26,7 +26,7 @@
 //! - the databases never import each other; what spans them lives above
 //!   this module.
 //!
-//! Who may import this: `service`, `sync`, the CLI and tests.
+//! Who may import this: `service`, `sync`, `app`, the CLI and tests.
 
 pub mod accounts;
 pub mod codec;
@@ -47,8 +47,9 @@ use meta::SchemaMismatch;
 /// that opening ([`open`]), connecting ([`connect`]), configuration
 /// checks ([`validate_config`]), [`Databases::handles`], `myelin keys` and
 /// `docs/key-layout.md` iterate. Adding a database is one entry here (see
-/// `docs/architecture.md`, "Adding a database"); its position is its index
-/// in [`Databases::handles`].
+/// `docs/architecture.md`, "Adding a database"), appended at the end: its
+/// position is its index in [`Databases::handles`], which `sync` pairs with
+/// its own database order (`sync::DatabaseId`).
 pub static SPECS: [&DatabaseSpec; 3] = [
     &accounts::keys::SPEC,
     &rooms::keys::SPEC,
