@@ -64,7 +64,7 @@ impl Default for Config {
         Config {
             server_name: "localhost".to_string(),
             bind: SocketAddr::from(([127, 0, 0, 1], 8008)),
-            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            data_dir: default_data_dir(),
             databases: DatabasesConfig::default(),
             server: Dict::new(),
             sync: Dict::new(),
@@ -86,7 +86,7 @@ pub struct DatabasesConfig {
     tables: BTreeMap<String, DatabaseConfig>,
     /// Where an embedded database without a `path` lives: `<data_dir>/<name>`
     /// (set from [`Config::data_dir`] by [`Config::fill_defaults`]).
-    #[serde(skip)]
+    #[serde(skip, default = "default_data_dir")]
     data_dir: PathBuf,
 }
 
@@ -94,9 +94,13 @@ impl Default for DatabasesConfig {
     fn default() -> Self {
         DatabasesConfig {
             tables: BTreeMap::new(),
-            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            data_dir: default_data_dir(),
         }
     }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_DATA_DIR)
 }
 
 impl DatabasesConfig {
@@ -129,8 +133,8 @@ pub struct DatabaseConfig {
     /// Which backend holds the database. Default `embedded`.
     pub backend: Backend,
     /// `embedded` only: the store's directory. Default `<data_dir>/<name>`
-    /// (filled in by [`DatabasesConfig::get`]). Databases given the same path share
-    /// one store.
+    /// (filled in by [`DatabasesConfig::get`]). Databases given the same
+    /// path share one store.
     pub path: Option<PathBuf>,
     /// `fdb` only, required: the FoundationDB cluster file.
     pub cluster_file: Option<PathBuf>,
