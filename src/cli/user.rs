@@ -9,7 +9,8 @@ use std::sync::Arc;
 use clap::{Args, Subcommand};
 
 use super::{CliError, ConfigArgs, print, serve::runtime};
-use crate::service::{Accounts, ServerConfig, SystemClock, accounts::validate_localpart};
+use crate::app::AppConfig;
+use crate::service::{Accounts, SystemClock, accounts::validate_localpart};
 
 /// Operator account commands.
 #[derive(Debug, Subcommand)]
@@ -125,16 +126,16 @@ pub async fn run(cmd: UserCommand) -> Result<(), CliError> {
 /// The accounts service over the configured databases.
 async fn open(args: &ConfigArgs) -> Result<Accounts, CliError> {
     let config = args.load()?;
-    let settings: ServerConfig = config.server_settings()?;
-    let server_name = ruma::OwnedServerName::try_from(config.server_name.as_str())
-        .map_err(|e| CliError::BadInput(format!("server_name: {e}")))?;
+    // The settings the server reads; only the accounts service is built (no
+    // notifier, no signing key: an account command needs neither).
+    let settings = AppConfig::from_config(&config)?;
     let databases = crate::db::open(&config.databases).await?;
     let db = crate::db::accounts::AccountsDb::new(&databases.accounts);
     Ok(Accounts::new(
         db,
         crate::service::e2ee::DeviceLifecycle::new(&databases),
-        server_name,
-        settings,
+        settings.server_name,
+        settings.server,
         Arc::new(SystemClock),
     ))
 }
