@@ -36,6 +36,7 @@ async fn open_creates_directories_and_records_the_schema_version() {
     let dir = tempfile::tempdir().unwrap();
     let dbs = open_embedded_at(dir.path()).await.unwrap();
     let mut prefixes = Vec::new();
+    assert_eq!(dbs.handles().len(), SPECS.len(), "one handle per database");
     for (handle, spec) in dbs.handles().iter().zip(SPECS) {
         assert_eq!(handle.spec(), spec);
         assert_eq!(
