@@ -33,6 +33,7 @@ pub mod codec;
 pub mod meta;
 pub mod notify;
 pub mod rooms;
+pub mod split;
 pub mod transitory;
 
 use std::path::{Path, PathBuf};

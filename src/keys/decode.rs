@@ -76,10 +76,18 @@ impl Catalog {
             .filter(|d| !d.prefix.is_empty() && key.starts_with(&d.prefix))
             .max_by_key(|d| d.prefix.len());
         let rest = dir.map_or(key, |d| &key[d.prefix.len()..]);
+        // A continuation chunk of a split value (`keys::split`): its head's
+        // fields, then the chunk's index.
+        let chunk = match foundationdb_tuple::unpack::<Vec<Element<'_>>>(rest) {
+            Ok(_) => None,
+            Err(_) => super::split::parse_continuation(rest)
+                .filter(|(head, _)| foundationdb_tuple::unpack::<Vec<Element<'_>>>(head).is_ok()),
+        };
+        let rest = chunk.map_or(rest, |(head, _)| head);
         let sub = dir
             .and_then(|d| d.spec)
             .and_then(|spec| match_subspace(spec, rest));
-        let fields = match (sub, foundationdb_tuple::unpack::<Vec<Element<'_>>>(rest)) {
+        let mut fields = match (sub, foundationdb_tuple::unpack::<Vec<Element<'_>>>(rest)) {
             (Some(sub), Ok(elements)) => elements
                 .iter()
                 .skip(1)
@@ -93,6 +101,9 @@ impl Catalog {
                 .collect(),
             (_, Err(e)) => vec![("raw".to_string(), format!("{} ({e})", printable(rest)))],
         };
+        if let Some((_, index)) = chunk {
+            fields.push(("split_chunk".to_string(), index.to_string()));
+        }
         Decoded {
             database: dir.and_then(|d| d.database),
             directory: dir.map(|d| d.path.clone()),
@@ -100,8 +111,8 @@ impl Catalog {
             subspace: sub.map(|s| (s.name, s.tag)),
             fields,
             value: value.map(|v| match sub {
-                Some(sub) => decode_value(sub.value, v),
-                None => printable(v),
+                Some(sub) if chunk.is_none() => decode_value(sub.value, v),
+                _ => printable(v),
             }),
         }
     }

@@ -24,6 +24,7 @@ pub mod decode;
 pub mod layout;
 mod space;
 mod spec;
+pub mod split;
 
 pub use bytes::{ParseBytesError, parse_bytes, printable};
 pub use decode::{Catalog, Decoded, KnownDirectory};

@@ -233,6 +233,19 @@ fn every_subspace_round_trips_through_the_decoder() {
 }
 
 #[test]
+fn a_split_value_chunk_decodes_as_its_head_and_index() {
+    let c = catalog();
+    let d = dirs();
+    let s = d.space(&TEST.directories[0]);
+    let head = s.key(sub("str"), &("ab",));
+    let chunk = crate::keys::split::continuation_key(&head, 3);
+    let got = c.decode(&chunk, Some(b"tail"));
+    assert_eq!(got.subspace, Some((sub("str").name, sub("str").tag)));
+    assert_eq!(got.fields_line(), r#"s="ab" split_chunk=3"#);
+    assert_eq!(got.value.as_deref(), Some("tail"));
+}
+
+#[test]
 fn decoder_renders_fields_and_values() {
     let c = catalog();
     let d = dirs();

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::{AccountsDb, Error, Result, SigningKeyRecord};
 use super::{decode, encode, range_of, unpack};
 use crate::db::notify::Topic;
-use crate::kv::{KeySelector, MutationType, RangeOption};
+use crate::db::split;
+use crate::kv::{KeySelector, RangeOption};
 
 /// A position in a user's account-data change log: the 10-byte commit
 /// versionstamp of a change. Positions of later commits compare greater.
@@ -100,7 +101,7 @@ impl AccountsDb {
             .db
             .run(|tx, _| {
                 let key = key.clone();
-                async move { Ok::<_, Error>(tx.get(&key, false).await?) }
+                async move { Ok::<_, Error>(split::get(&tx, &key, false).await?) }
             })
             .await?;
         raw.map(|v| raw_json("account_data", v.get(STAMP_LEN..).unwrap_or_default()))
@@ -122,10 +123,10 @@ impl AccountsDb {
         let current_key = k
             .account_data
             .pack(&(user_id, room_id.unwrap_or(""), event_type));
-        // Current value: versionstamp placeholder ++ content ++ offset 0.
+        // Current value: versionstamp placeholder ++ content, split over
+        // several keys past FoundationDB's value limit (`db::split`).
         let mut current = vec![0u8; STAMP_LEN];
         current.extend_from_slice(content.get().as_bytes());
-        current.extend_from_slice(&0u32.to_le_bytes());
         let log_key = k
             .account_data_log
             .pack_with_versionstamp(&(user_id, Versionstamp::incomplete(0)));
@@ -146,10 +147,14 @@ impl AccountsDb {
                     {
                         let stamp: Position = stamp.try_into().expect("10 bytes");
                         let old_log = Versionstamp::complete(stamp, 0);
-                        tx.clear(&k.account_data_log.pack(&(user_id, old_log)));
+                        split::clear(&tx, &k.account_data_log.pack(&(user_id, old_log)));
                     }
-                    tx.atomic_op(&current_key, &current, MutationType::SetVersionstampedValue);
-                    tx.atomic_op(&log_key, &log_value, MutationType::SetVersionstampedKey);
+                    // Safe to run twice: the writes are the same mutations,
+                    // and a second run clears the first's log entry (its
+                    // stamp is in the current value it reads) before
+                    // writing its own.
+                    split::set_versionstamped_value(&tx, &current_key, &current);
+                    split::set_versionstamped_key(&tx, &log_key, &log_value);
                     crate::db::notify::bump(&tx, &k.notify, &[Topic::User(user_id)]);
                     Ok::<_, Error>(())
                 }
@@ -172,7 +177,9 @@ impl AccountsDb {
         let space: Subspace = k.account_data_log.subspace(&user_id);
         let (begin, end) = space.range();
         let begin = match since {
-            Some(p) => KeySelector::first_greater_than(space.pack(&Versionstamp::complete(p, 0))),
+            Some(p) => KeySelector::first_greater_or_equal(split::after_record(
+                &space.pack(&Versionstamp::complete(p, 0)),
+            )),
             None => KeySelector::first_greater_or_equal(begin),
         };
         let range = RangeOption {
@@ -188,7 +195,8 @@ impl AccountsDb {
                 async move { tx.get_range_all(range, true).await }
             })
             .await?;
-        kvs.into_iter()
+        split::join(kvs)
+            .into_iter()
             .map(|kv| {
                 let (_, stamp): (String, Versionstamp) =
                     unpack("account_data_log", &k.account_data_log, &kv.key)?;
@@ -208,7 +216,7 @@ impl AccountsDb {
         let key = self.keys().filter.pack(&(user_id, filter_id));
         self.db
             .run(|tx, _| {
-                tx.set(&key, json);
+                split::set(&tx, &key, json);
                 async { Ok::<_, Error>(()) }
             })
             .await
@@ -220,7 +228,7 @@ impl AccountsDb {
         self.db
             .run(|tx, _| {
                 let key = key.clone();
-                async move { Ok::<_, Error>(tx.get(&key, false).await?) }
+                async move { Ok::<_, Error>(split::get(&tx, &key, false).await?) }
             })
             .await
     }
@@ -231,7 +239,7 @@ impl AccountsDb {
         self.db
             .run(|tx, _| {
                 let key = key.clone();
-                async move { Ok::<_, Error>(tx.get(&key, false).await?) }
+                async move { Ok::<_, Error>(split::get(&tx, &key, false).await?) }
             })
             .await
     }
@@ -250,10 +258,10 @@ impl AccountsDb {
             .run(|tx, _| {
                 let key = key.clone();
                 async move {
-                    let old = tx.get(&key, false).await?;
+                    let old = split::get(&tx, &key, false).await?;
                     Ok::<_, Error>(match f(old.as_deref()) {
                         Ok((new, out)) => {
-                            tx.set(&key, &new);
+                            split::set(&tx, &key, &new);
                             Ok(out)
                         }
                         Err(r) => Err(r),
