@@ -61,6 +61,10 @@ pub enum ApiError {
         /// The limit, in bytes.
         limit_bytes: usize,
     },
+    /// One field of the request (an event type or state key in the path)
+    /// is over its size limit (413 M_TOO_LARGE, as Synapse answers).
+    #[error("{0}")]
+    FieldTooLarge(String),
     /// The request needs an access token and has none.
     #[error("missing access token")]
     MissingToken,
@@ -146,6 +150,7 @@ impl ApiError {
                     )
                 }
                 S::AuthRequired(_) => (StatusCode::UNAUTHORIZED, ErrorKind::Unauthorized),
+                S::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge),
                 S::Storage(_) | S::TransitoryStorage(_) | S::RoomsStorage(_) => {
                     (StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown)
                 }
@@ -158,7 +163,9 @@ impl ApiError {
             ApiError::NotJson(_) => (StatusCode::BAD_REQUEST, ErrorKind::NotJson),
             ApiError::BadJson(_) => (StatusCode::BAD_REQUEST, ErrorKind::BadJson),
             ApiError::InvalidParam(_) => (StatusCode::BAD_REQUEST, ErrorKind::InvalidParam),
-            ApiError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge),
+            ApiError::TooLarge { .. } | ApiError::FieldTooLarge(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge)
+            }
             ApiError::MissingToken => (StatusCode::UNAUTHORIZED, ErrorKind::MissingToken),
             ApiError::UnknownLoginType(_) => (StatusCode::BAD_REQUEST, ErrorKind::Unknown),
             ApiError::WrongRoomKeysVersion { current_version } => (

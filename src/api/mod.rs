@@ -21,6 +21,7 @@
 //! Who may import this: the CLI (`serve`) and tests. It never touches `kv`.
 
 mod account_data;
+mod body;
 mod devices;
 mod directory;
 mod discovery;
@@ -147,7 +148,8 @@ fn cors() -> CorsLayer {
         ])
 }
 
-/// Registers `handler` for ruma endpoint `R`: its method on every stable path.
+/// Registers `handler` for ruma endpoint `R`: its method on every stable path,
+/// and records each in [`registered_routes`].
 fn route<R, H, T>(router: Router<AppState>, handler: H) -> Router<AppState>
 where
     R: IncomingRequest,
@@ -159,6 +161,32 @@ where
         .all_paths()
         .filter(|path| !path.contains("/unstable/"))
         .fold(router, |router, path| {
+            record_route(&R::METHOD, path);
             router.route(path, on(method, handler.clone()))
         })
+}
+
+/// Every (method, path template) registered through ruma metadata.
+static ROUTES: std::sync::Mutex<std::collections::BTreeSet<(String, String)>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+fn record_route(method: &Method, path: &str) {
+    ROUTES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert((method.to_string(), path.to_owned()));
+}
+
+/// The `(method, path template)` of every ruma endpoint [`router`] has
+/// registered in this process, sorted (path templates in axum's syntax,
+/// `/_matrix/client/v3/rooms/{room_id}/send/{event_type}/{txn_id}`). Empty
+/// until [`router`] has run once. For tests that must reach every route
+/// (the no-5xx fuzz test) without a hand-kept list.
+pub fn registered_routes() -> Vec<(String, String)> {
+    ROUTES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .cloned()
+        .collect()
 }

@@ -5,11 +5,11 @@
 //! key), and `GET /rooms/{roomId}/aliases`.
 
 use axum::Router;
-use axum::extract::{FromRequest, RawPathParams, Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::routing::get;
+use ruma::api::IncomingRequest;
 use ruma::api::client::room::aliases;
 use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_state_event};
-use ruma::api::{IncomingRequest, IncomingRequestExt};
 use serde_json::Value;
 
 use super::extract::{ApiResult, Auth, Ruma, ok};
@@ -33,28 +33,13 @@ pub(super) fn routes(r: Router<AppState>) -> Router<AppState> {
 /// state key `""`.
 struct EmptyKey<T>(T);
 
-impl<T: IncomingRequest + Send> FromRequest<AppState> for EmptyKey<T> {
+impl<T: IncomingRequest + Send + 'static> FromRequest<AppState> for EmptyKey<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let limit_bytes = state.accounts.config().max_request_bytes;
-        let (mut parts, body) = req.into_parts();
-        let params =
-            <RawPathParams as axum::extract::FromRequestParts<AppState>>::from_request_parts(
-                &mut parts, state,
-            )
+        super::extract::parse(req, state, Some(""))
             .await
-            .map_err(|e| ApiError::InvalidParam(e.body_text()))?;
-        let mut args: Vec<String> = params.iter().map(|(_, v)| v.to_owned()).collect();
-        args.push(String::new());
-        let bytes = axum::body::to_bytes(body, limit_bytes)
-            .await
-            .map_err(|_| ApiError::TooLarge { limit_bytes })?;
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let request = axum::http::Request::from_parts(parts, bytes.as_ref());
-        T::try_from_http_request(request, &args)
             .map(EmptyKey)
-            .map_err(ApiError::from_request_error)
     }
 }
 

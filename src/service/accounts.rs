@@ -7,7 +7,7 @@ use std::sync::Arc;
 use base64::Engine;
 use rand::Rng;
 use ruma::api::client::uiaa::{AuthData, UserIdentifier};
-use ruma::{OwnedDeviceId, OwnedServerName, OwnedUserId, ServerName, UserId};
+use ruma::{DeviceId, OwnedDeviceId, OwnedServerName, OwnedUserId, ServerName, UserId};
 use sha2::{Digest, Sha256};
 
 use super::clock::Clock;
@@ -180,6 +180,10 @@ impl Accounts {
             return Err(Error::UserInUse);
         }
         check_password_length(params.password.as_deref())?;
+        check_new_device(
+            params.device_id.as_deref(),
+            params.initial_device_display_name.as_deref(),
+        )?;
         self.user_interactive_auth(params.auth.as_ref(), Purpose::Register)
             .await?;
         let hash = match params.password {
@@ -223,6 +227,10 @@ impl Accounts {
     /// [`Error::LimitExceeded`] past the per-IP or per-user limit.
     pub async fn login(&self, params: LoginParams, ip: IpAddr) -> Result<LoggedIn> {
         self.rate_limit(Action::LoginByIp, &ip.to_string(), self.config.login_per_ip)?;
+        check_new_device(
+            params.device_id.as_deref(),
+            params.initial_device_display_name.as_deref(),
+        )?;
         let user_id = self
             .resolve_login_user(&params.user)
             .ok_or_else(|| Error::Forbidden("invalid username or password".into()))?;
@@ -451,6 +459,41 @@ impl Accounts {
             access_token,
         };
         (logged_in, device)
+    }
+}
+
+/// The longest device ID a client may choose, in bytes: the spec's bound on
+/// identifiers in keys (a device ID is part of several).
+pub const MAX_DEVICE_ID_BYTES: usize = 255;
+
+/// The longest device display name, in characters (Synapse's
+/// `MAX_DEVICE_DISPLAY_NAME_LEN`).
+pub const MAX_DEVICE_DISPLAY_NAME_CHARS: usize = 100;
+
+/// Checks a device a client names at login or registration: its ID within
+/// [`MAX_DEVICE_ID_BYTES`] (400 M_INVALID_PARAM) and its display name within
+/// [`check_device_display_name`]'s limit.
+pub fn check_new_device(device_id: Option<&DeviceId>, display_name: Option<&str>) -> Result<()> {
+    if let Some(id) = device_id
+        && id.as_str().len() > MAX_DEVICE_ID_BYTES
+    {
+        return Err(Error::InvalidParam(format!(
+            "device_id is longer than {MAX_DEVICE_ID_BYTES} bytes"
+        )));
+    }
+    check_device_display_name(display_name)
+}
+
+/// A device display name of at most [`MAX_DEVICE_DISPLAY_NAME_CHARS`], else
+/// 413 M_TOO_LARGE (Synapse answers M_TOO_LARGE with status 400).
+pub fn check_device_display_name(display_name: Option<&str>) -> Result<()> {
+    match display_name {
+        Some(name) if name.chars().count() > MAX_DEVICE_DISPLAY_NAME_CHARS => {
+            Err(Error::TooLarge(format!(
+                "device display name is longer than {MAX_DEVICE_DISPLAY_NAME_CHARS} characters"
+            )))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -60,6 +60,39 @@ pub struct QueryResult {
     pub user_signing_keys: BTreeMap<OwnedUserId, Value>,
 }
 
+/// The largest one key object may be, in bytes of JSON: a device's keys, a
+/// one-time or fallback key, a cross-signing key, a signed object in a
+/// signature upload, a backup's `auth_data` or one backed-up session. Real
+/// ones are under 2 KB; 65,536 is the size of a whole federation EDU, which
+/// device keys must fit on their way to other servers. Past it: 413
+/// M_TOO_LARGE, nothing stored.
+pub const MAX_KEY_OBJECT_BYTES: usize = 65_536;
+
+/// The longest key ID part (algorithm or key ID of `algorithm:key_id`, a
+/// backed-up room or session ID), in bytes: the spec's bound on identifiers
+/// in keys. Past it: 400 M_INVALID_PARAM.
+pub const MAX_KEY_ID_BYTES: usize = 255;
+
+/// Refuses a key object over [`MAX_KEY_OBJECT_BYTES`].
+fn check_key_object(what: &str, len_bytes: usize) -> Result<()> {
+    if len_bytes > MAX_KEY_OBJECT_BYTES {
+        return Err(Error::TooLarge(format!(
+            "{what} is {len_bytes} bytes, over the limit of {MAX_KEY_OBJECT_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses an identifier over [`MAX_KEY_ID_BYTES`].
+fn check_key_id(what: &str, id: &str) -> Result<()> {
+    if id.len() > MAX_KEY_ID_BYTES {
+        return Err(Error::InvalidParam(format!(
+            "{what} is longer than {MAX_KEY_ID_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
 /// Why a backup request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -185,6 +218,7 @@ impl E2ee {
         fallback_keys: &[(String, String, String)],
     ) -> Result<BTreeMap<String, u64>> {
         if let Some(dk) = device_keys {
+            check_key_object("device_keys", dk.len())?;
             let v: Value = serde_json::from_str(dk)
                 .map_err(|e| Error::BadJson(format!("device_keys: {e}")))?;
             if v.get("user_id").and_then(Value::as_str) != Some(authed.user_id.as_str())
@@ -203,6 +237,9 @@ impl E2ee {
             }
         }
         for (alg, id, json) in one_time_keys.iter().chain(fallback_keys) {
+            check_key_id("a key's algorithm", alg)?;
+            check_key_id("a key ID", id)?;
+            check_key_object(&format!("key {alg}:{id}"), json.len())?;
             let ok =
                 serde_json::from_str::<Value>(json).is_ok_and(|v| v.is_object() || v.is_string());
             if !ok || alg.is_empty() || id.is_empty() {
@@ -351,6 +388,7 @@ impl E2ee {
         keys: &[(String, String)],
     ) -> Result<()> {
         for (usage, json) in keys {
+            check_key_object(&format!("the {usage} key"), json.len())?;
             let v: Value = serde_json::from_str(json)
                 .map_err(|e| Error::BadJson(format!("{usage} key: {e}")))?;
             let usages = v.get("usage").and_then(Value::as_array);
@@ -403,6 +441,11 @@ impl E2ee {
         let mut failures: BTreeMap<OwnedUserId, BTreeMap<String, String>> = BTreeMap::new();
         let mut entries = Vec::new();
         let mut touched = Vec::new();
+        for (_, key_id, object) in signed {
+            check_key_id("a signed key ID", key_id)?;
+            let len = serde_json::to_vec(object).map_or(usize::MAX, |json| json.len());
+            check_key_object(&format!("the signed object {key_id}"), len)?;
+        }
         for (user, key_id, object) in signed {
             let exists = if self
                 .db
@@ -465,6 +508,7 @@ impl E2ee {
         algorithm: &str,
         auth_data: &str,
     ) -> Result<String> {
+        check_key_object("auth_data", auth_data.len())?;
         let v = self
             .db
             .create_backup(authed.user_id.as_str(), algorithm, auth_data)
@@ -497,6 +541,7 @@ impl E2ee {
         algorithm: &str,
         auth_data: &str,
     ) -> Result<(), BackupError> {
+        check_key_object("auth_data", auth_data.len())?;
         let v = parse_version(version)?;
         self.db
             .update_backup(authed.user_id.as_str(), v, algorithm, auth_data)
@@ -520,6 +565,12 @@ impl E2ee {
         version: &str,
         keys: &[(String, String, Value)],
     ) -> Result<(u64, String), BackupError> {
+        for (room, session, data) in keys {
+            check_key_id("a room ID", room)?;
+            check_key_id("a session ID", session)?;
+            let len = serde_json::to_vec(data).map_or(usize::MAX, |json| json.len());
+            check_key_object(&format!("session {session}"), len)?;
+        }
         let v = parse_version(version)?;
         let (count, etag) = self
             .db

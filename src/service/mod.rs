@@ -76,6 +76,10 @@ pub enum Error {
         /// How long to wait, in milliseconds.
         retry_after_ms: u64,
     },
+    /// The request, or a value it would store, is over a size limit
+    /// (413 M_TOO_LARGE); docs/limits.md lists each limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// User-interactive authentication must be (re)done: 401 with this body.
     #[error("user-interactive authentication required")]
     AuthRequired(Box<UiaaInfo>),

@@ -21,6 +21,18 @@ use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 use super::clock::Clock;
 use super::{Authed, Error, Result};
 use crate::db::accounts::AccountsDb;
+
+/// The largest content of one to-device message, in bytes of JSON: 65,536,
+/// the size of a whole federation EDU, so a message any device could be sent
+/// is never refused later on its way. Past it: 413 M_TOO_LARGE, nothing
+/// sent.
+pub const MAX_TO_DEVICE_CONTENT_BYTES: usize = 65_536;
+
+/// The most one `sendToDevice` may write, in bytes of content summed over
+/// every recipient device (a message to `*` counts once per device): the
+/// writes must fit one FoundationDB transaction (10 MB) with room to spare.
+/// Past it: 413 M_TOO_LARGE, nothing sent.
+pub const MAX_TO_DEVICE_BATCH_BYTES: usize = 4_000_000;
 use crate::db::rooms::RoomsDb;
 use crate::db::transitory::{Position, PresenceRecord, ToDeviceBatch, TransitoryDb, TypingUpdate};
 
@@ -200,6 +212,11 @@ impl Transitory {
                         "to-device content must be a JSON object".into(),
                     ));
                 }
+                if raw.json().get().len() > MAX_TO_DEVICE_CONTENT_BYTES {
+                    return Err(Error::TooLarge(format!(
+                        "a to-device message's content is over {MAX_TO_DEVICE_CONTENT_BYTES} bytes"
+                    )));
+                }
             }
             let devices: Vec<String> = self
                 .accounts
@@ -223,6 +240,12 @@ impl Transitory {
                     );
                 }
             }
+        }
+        let total: usize = out.values().map(String::len).sum();
+        if total > MAX_TO_DEVICE_BATCH_BYTES {
+            return Err(Error::TooLarge(format!(
+                "the messages come to {total} bytes over all recipient devices, over the limit of {MAX_TO_DEVICE_BATCH_BYTES}"
+            )));
         }
         let list: Vec<(String, String, String)> =
             out.into_iter().map(|((u, d), c)| (u, d, c)).collect();

@@ -20,8 +20,23 @@ use super::{Accounts, Authed, Error, Result};
 /// (spec: "Client Config", 405 M_BAD_JSON).
 pub const SERVER_MANAGED_ACCOUNT_DATA: &[&str] = &["m.fully_read", "m.push_rules"];
 
+/// The largest a user's whole push rule set may grow, in bytes of JSON: the
+/// longest value the store keeps in one transaction
+/// ([`crate::db::split::MAX_VALUE_BYTES`]). Synapse keeps one row per rule
+/// and sets no limit; Myelin keeps the set as one (split) value, so a rule
+/// that would take it past this is refused with 413 M_TOO_LARGE.
+pub const MAX_PUSH_RULES_BYTES: usize = crate::db::split::MAX_VALUE_BYTES;
+
 /// Longest display name, in characters (Synapse's bound).
 pub const MAX_DISPLAYNAME_CHARS: usize = 256;
+
+/// The longest `avatar_url`, in bytes (Synapse's `MAX_AVATAR_URL_LEN`).
+pub const MAX_AVATAR_URL_BYTES: usize = 1_000;
+
+/// The largest a whole profile may be, in bytes of JSON (spec v1.16,
+/// "Profiles": the profile must not exceed 64 KiB). A field that would take
+/// it past this is refused with 413 M_TOO_LARGE.
+pub const MAX_PROFILE_BYTES: usize = 65_536;
 
 /// Why a push-rule change was rejected.
 enum RuleReject {
@@ -65,6 +80,7 @@ impl Accounts {
         device_id: &OwnedDeviceId,
         display_name: Option<&str>,
     ) -> Result<()> {
+        super::accounts::check_device_display_name(display_name)?;
         if !self
             .db
             .update_device(authed.user_id.as_str(), device_id.as_str(), display_name)
@@ -137,6 +153,24 @@ impl Accounts {
             return Err(Error::InvalidParam(format!(
                 "displayname is longer than {MAX_DISPLAYNAME_CHARS} characters"
             )));
+        }
+        if let Some(serde_json::Value::String(url)) = &value
+            && field == "avatar_url"
+            && url.len() > MAX_AVATAR_URL_BYTES
+        {
+            return Err(Error::InvalidParam(format!(
+                "avatar_url is longer than {MAX_AVATAR_URL_BYTES} bytes"
+            )));
+        }
+        if let Some(value) = &value {
+            let mut profile = self.profile(user_id).await?;
+            profile.insert(field.to_owned(), value.clone());
+            let size = serde_json::to_vec(&profile).map_or(usize::MAX, |json| json.len());
+            if size > MAX_PROFILE_BYTES {
+                return Err(Error::TooLarge(format!(
+                    "the profile would be {size} bytes of JSON, over the limit of {MAX_PROFILE_BYTES}"
+                )));
+            }
         }
         self.db
             .set_profile_field(user_id.as_str(), field, value.as_ref())
@@ -350,7 +384,14 @@ impl Accounts {
             .update_push_rules(user_id.as_str(), |stored| {
                 let mut rules = self.parse_ruleset(user_id, stored).map_err(Err)?;
                 change(&mut rules).map_err(Ok)?;
-                Ok((serde_json::to_vec(&rules).expect("rule sets serialize"), ()))
+                let bytes = serde_json::to_vec(&rules).expect("rule sets serialize");
+                if bytes.len() > MAX_PUSH_RULES_BYTES {
+                    return Err(Err(Error::TooLarge(format!(
+                        "the push rule set would be {} bytes, over the limit of {MAX_PUSH_RULES_BYTES}",
+                        bytes.len()
+                    ))));
+                }
+                Ok((bytes, ()))
             })
             .await?;
         match outcome {

@@ -150,6 +150,24 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Logs `localpart` in with `password` on a new device; the client, or
+    /// the failed response.
+    pub async fn login(&self, localpart: &str, password: &str) -> Result<Client, (u16, Value)> {
+        let (status, body) = self
+            .client()
+            .post(
+                "/_matrix/client/v3/login",
+                json!({"type": "m.login.password", "user": localpart, "password": password}),
+            )
+            .await;
+        match body["access_token"].as_str() {
+            Some(token) if status == 200 => Ok(self.client().with_token(token)),
+            _ => Err((status, body)),
+        }
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -168,6 +186,19 @@ pub struct Client {
 }
 
 impl Client {
+    /// The same client opening a new connection per request: a server may
+    /// close a connection after refusing a request before reading its body,
+    /// which a pooled connection would report as a broken pipe on the next
+    /// request.
+    pub fn fresh_connections(mut self) -> Self {
+        self.http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("client");
+        self
+    }
+
     /// The same client with `token`.
     pub fn with_token(mut self, token: &str) -> Self {
         self.token = Some(token.to_owned());
@@ -215,11 +246,16 @@ impl Client {
 
     /// `POST path` with a raw body and content type.
     pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
-        let mut req = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .body(body);
+        self.send_raw(Method::POST, path, body).await
+    }
+
+    /// `method path` with a raw body (sent as `application/json` when not
+    /// empty); returns the status and the JSON body (`Null` if not JSON).
+    pub async fn send_raw(&self, method: Method, path: &str, body: Vec<u8>) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if !body.is_empty() {
+            req = req.header("content-type", "application/json").body(body);
+        }
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
         }

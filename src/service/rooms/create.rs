@@ -10,6 +10,14 @@ use super::{Error, Result, Rooms, Sent};
 use crate::db::rooms::NewEvent;
 use crate::events;
 
+/// The most `initial_state` events and invites one createRoom may ask for
+/// together: each becomes an event written, signed and authorized in the
+/// room-creation transaction, which must stay within FoundationDB's 10 MB
+/// and 5 s (docs/limits.md). Past it: [`Error::TooLarge`] (413
+/// M_TOO_LARGE), nothing written. Synapse sets no such limit, but a
+/// request near it takes Synapse minutes.
+pub const MAX_INITIAL_EVENTS: usize = 1_000;
+
 /// A createRoom preset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Preset {
@@ -63,12 +71,16 @@ impl Rooms {
     /// transaction; returns the room ID and the events sent (create first).
     ///
     /// Errors: [`Error::UnsupportedRoomVersion`], [`Error::Forbidden`] if an
-    /// initial event fails authorization (nothing stored), [`Error::BadJson`].
+    /// initial event fails authorization (nothing stored), [`Error::BadJson`],
+    /// [`Error::TooLarge`] past [`MAX_INITIAL_EVENTS`].
     pub async fn create_room(
         &self,
         creator: &UserId,
         req: CreateRoom,
     ) -> Result<(OwnedRoomId, Vec<Sent>)> {
+        if req.initial_state.len() + req.invite.len() > MAX_INITIAL_EVENTS {
+            return Err(Error::TooLarge);
+        }
         let version = req
             .room_version
             .clone()

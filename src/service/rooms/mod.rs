@@ -44,7 +44,7 @@ use crate::service::Accounts;
 use crate::service::clock::Clock;
 
 pub use crate::db::rooms::{Direction, MemberRecord, ReceiptRecord, Sent, StreamPosition};
-pub use create::{CreateRoom, Preset};
+pub use create::{CreateRoom, MAX_INITIAL_EVENTS, Preset};
 pub use directory::{PublicRoom, PublicRoomsPage, UserResult};
 pub use messages::{Context, EventFilter, MembersQuery, Messages};
 pub use relations::RelationsPage;
