@@ -364,17 +364,34 @@ async fn redaction_follows_the_room_version() {
             .unwrap();
         let event = rooms.event(&alice, &room, &msg).await.unwrap();
         assert_eq!(event["content"], json!({}), "{version}");
-        assert_eq!(
-            event["unsigned"]["redacted_because"]["event_id"],
-            redaction.event_id.as_str()
-        );
+        // `redacted_because` is the redaction in the client format, as
+        // clients parse it: no federation fields.
+        let because = &event["unsigned"]["redacted_because"];
+        assert_eq!(because["event_id"], redaction.event_id.as_str());
+        assert_eq!(because["type"], "m.room.redaction");
+        assert_eq!(because["sender"], bob.as_str());
+        assert_eq!(because["redacts"], msg.as_str(), "{version}");
+        for federation_only in [
+            "auth_events",
+            "prev_events",
+            "hashes",
+            "signatures",
+            "depth",
+        ] {
+            assert!(
+                because.get(federation_only).is_none(),
+                "{version}: redacted_because has {federation_only}: {because}"
+            );
+        }
         let r = rooms
             .event(&alice, &room, &redaction.event_id)
             .await
             .unwrap();
-        if version == RoomVersionId::V10 {
-            assert_eq!(r["redacts"], msg.as_str(), "v10 keeps redacts top-level");
-        } else {
+        // Every version serves `redacts` top-level: from v11 it lives in
+        // the content, and servers copy it out for older clients (spec:
+        // room version 11, "Client considerations").
+        assert_eq!(r["redacts"], msg.as_str(), "{version}: top-level redacts");
+        if version != RoomVersionId::V10 {
             assert_eq!(
                 r["content"]["redacts"],
                 msg.as_str(),

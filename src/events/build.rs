@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ruma::canonical_json::{RedactedBecause, to_canonical_value};
+use ruma::canonical_json::to_canonical_value;
 use ruma::events::StateEventType;
 use ruma::signatures::{Ed25519KeyPair, hash_and_sign_event, reference_hash};
 use ruma::state_res::{check_state_dependent_auth_rules, check_state_independent_auth_rules};
@@ -139,25 +139,16 @@ pub fn room_id_of_create(create_event_id: &EventId) -> Result<OwnedRoomId, Event
 /// The PDU redacted by the algorithm of `version`: content reduced to the
 /// keys that version keeps for its type, top-level keys outside the PDU
 /// format dropped. The event ID is unchanged (it covers the redacted form).
-/// `because`, if given, is the redaction event, recorded in
-/// `unsigned.redacted_because` of the returned object.
+/// The redaction event itself is the caller's to record (clients get it in
+/// their format as `unsigned.redacted_because`).
 ///
 /// Errors: [`EventError::UnsupportedRoomVersion`], [`EventError::Redaction`].
-pub fn redact(
-    pdu: &Pdu,
-    version: &RoomVersionId,
-    because: Option<&Pdu>,
-) -> Result<CanonicalJsonObject, EventError> {
+pub fn redact(pdu: &Pdu, version: &RoomVersionId) -> Result<CanonicalJsonObject, EventError> {
     let rules = rules(version)?;
-    let because = because.map(|b| {
-        let mut obj = b.to_object();
-        obj.insert("event_id".into(), b.event_id().as_str().into());
-        RedactedBecause::from_json(obj)
-    });
     Ok(ruma::canonical_json::redact(
         pdu.to_object(),
         &rules.redaction,
-        because,
+        None,
     )?)
 }
 

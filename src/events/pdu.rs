@@ -146,8 +146,12 @@ impl Pdu {
 
     /// The event in the client-server API's format (`ClientEvent`, without
     /// `unsigned`): `content`, `event_id`, `origin_server_ts`, `room_id`,
-    /// `sender`, `state_key` (state events), `type`, and `redacts` where the
-    /// room version keeps it top-level. `room_id` is the caller's, since a
+    /// `sender`, `state_key` (state events), `type`, and for a redaction
+    /// `redacts` top-level in every room version: from version 11 it lives
+    /// in the content, and servers copy it out for clients that read only
+    /// the top level (spec: room version 11, "Client considerations";
+    /// matrix-js-sdk applies a live redaction only with it, matrix-nio
+    /// refuses the event without it). `room_id` is the caller's, since a
     /// room version 12 create event has none.
     pub fn to_client_event(&self, room_id: &RoomId) -> serde_json::Value {
         let mut out = serde_json::json!({
@@ -161,7 +165,9 @@ impl Pdu {
         if let Some(key) = &self.fields.state_key {
             out["state_key"] = key.clone().into();
         }
-        if let Some(redacts) = &self.fields.redacts {
+        if self.fields.kind == TimelineEventType::RoomRedaction
+            && let Some(redacts) = self.redacts()
+        {
             out["redacts"] = redacts.as_str().into();
         }
         out

@@ -169,17 +169,19 @@ impl Rooms {
                     .await?
                     .ok_or_else(|| Error::NotFound(format!("room {room_id} not found")))?;
                 let because = self.db.event(redaction_id).await?.map(|r| r.pdu);
-                let redacted = events::redact(&stored.pdu, &room.version, because.as_ref())?;
-                let unsigned = redacted.get("unsigned").cloned();
                 let json = {
-                    let mut obj = redacted;
+                    // The redaction algorithm records the redaction in
+                    // `unsigned` in the federation format; clients get it
+                    // in theirs, below.
+                    let mut obj = events::redact(&stored.pdu, &room.version)?;
                     obj.remove("unsigned");
                     serde_json::to_string(&obj).map_err(|e| Error::BadJson(e.to_string()))?
                 };
                 let pdu = events::Pdu::from_stored(stored.pdu.event_id().clone(), json)?;
                 let mut out = pdu.to_client_event(room_id);
-                if let Some(unsigned) = unsigned {
-                    out["unsigned"] = serde_json::to_value(unsigned).unwrap_or_default();
+                if let Some(because) = &because {
+                    out["unsigned"] =
+                        serde_json::json!({"redacted_because": because.to_client_event(room_id)});
                 }
                 out
             }
