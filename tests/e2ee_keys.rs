@@ -322,18 +322,65 @@ async fn key_changes_cross_signing_signatures() {
         "USER1"
     );
 
-    // Signatures: Alice signs her device with her self-signing key; the
-    // signature appears in queries. An unknown key fails alone.
-    let mut signed = device_keys(&uid, &dev);
-    signed["signatures"] = json!({&uid: {"ed25519:SELF1": "crosssig"}});
+    // Signatures: Alice signs her device with a real self-signing key; the
+    // signature is verified against the stored device keys and appears in
+    // queries. A forged signature, a signature over other content and an
+    // unknown key each fail alone, and none is stored.
+    let (self_signing, self_public) = key_pair();
     let up = alice
-        .post("/_matrix/client/v3/keys/signatures/upload", json!({&uid: {&dev: signed, "NODEVICE": {"signatures": {&uid: {"ed25519:SELF1": "s"}}}}}))
+        .post(
+            "/_matrix/client/v3/keys/device_signing/upload",
+            json!({"self_signing_key": key("self_signing", &self_public)}),
+        )
+        .await;
+    assert_eq!(up.0, 200, "{}", up.1);
+    let signed = sign(&uid, &self_signing, device_keys(&uid, &dev));
+    let sig_key = format!("ed25519:{self_public}");
+    let signature = signed["signatures"][&uid][&sig_key].clone();
+    let mut forged = device_keys(&uid, &dev);
+    forged["signatures"] = json!({&uid: {&sig_key: "Zm9yZ2Vk"}});
+    let mut other = device_keys(&uid, &dev);
+    other["keys"]["curve25519:extra"] = json!("key");
+    let other = sign(&uid, &self_signing, other);
+    for (label, object) in [("forged", forged), ("other content", other)] {
+        let up = alice
+            .post(
+                "/_matrix/client/v3/keys/signatures/upload",
+                json!({&uid: {&dev: object}}),
+            )
+            .await;
+        assert_eq!(up.0, 200, "{}", up.1);
+        assert_eq!(
+            up.1["failures"][&uid][&dev]["errcode"], "M_INVALID_SIGNATURE",
+            "{label}: {}",
+            up.1
+        );
+    }
+    let q = bob
+        .post(
+            "/_matrix/client/v3/keys/query",
+            json!({"device_keys": {&uid: [&dev]}}),
+        )
+        .await;
+    assert!(
+        q.1["device_keys"][&uid][&dev]["signatures"][&uid]
+            .get(&sig_key)
+            .is_none(),
+        "no failed signature is stored: {}",
+        q.1
+    );
+    let up = alice
+        .post(
+            "/_matrix/client/v3/keys/signatures/upload",
+            json!({&uid: {&dev: signed, "NODEVICE": {"signatures": {&uid: {&sig_key: "s"}}}}}),
+        )
         .await;
     assert_eq!(up.0, 200, "{}", up.1);
     assert_eq!(
         up.1["failures"][&uid]["NODEVICE"]["errcode"],
         "M_INVALID_SIGNATURE"
     );
+    assert!(up.1["failures"][&uid].get(&dev).is_none(), "{}", up.1);
     let q = bob
         .post(
             "/_matrix/client/v3/keys/query",
@@ -341,8 +388,30 @@ async fn key_changes_cross_signing_signatures() {
         )
         .await;
     let sigs = &q.1["device_keys"][&uid][&dev]["signatures"][&uid];
-    assert_eq!(sigs["ed25519:SELF1"], "crosssig");
+    assert_eq!(sigs[&sig_key], signature);
     assert_eq!(sigs[format!("ed25519:{dev}")], "selfsig");
+}
+
+/// A new ed25519 key pair whose key ID is its public key (unpadded base64),
+/// as cross-signing keys are named.
+fn key_pair() -> (ruma::signatures::Ed25519KeyPair, String) {
+    use base64::Engine;
+    let der = ruma::signatures::Ed25519KeyPair::generate();
+    let probe = ruma::signatures::Ed25519KeyPair::from_der(&der, "probe".into()).unwrap();
+    let public = base64::engine::general_purpose::STANDARD_NO_PAD.encode(probe.public_key());
+    let pair = ruma::signatures::Ed25519KeyPair::from_der(&der, public.clone()).unwrap();
+    (pair, public)
+}
+
+/// `object` signed by `user` with `key` (spec appendix "Signing JSON").
+fn sign(user: &str, key: &ruma::signatures::Ed25519KeyPair, object: Value) -> Value {
+    let ruma::CanonicalJsonValue::Object(mut object) =
+        ruma::canonical_json::to_canonical_value(object).unwrap()
+    else {
+        panic!("an object")
+    };
+    ruma::signatures::sign_json(user, key, &mut object).unwrap();
+    serde_json::to_value(object).unwrap()
 }
 
 #[tokio::test]

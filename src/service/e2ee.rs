@@ -27,6 +27,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
 use ruma::api::client::uiaa::AuthData;
 use ruma::{OwnedDeviceId, OwnedUserId, UserId};
 use serde_json::Value;
@@ -91,6 +93,44 @@ fn check_key_id(what: &str, id: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Checks one uploaded signature `sig` by key `sig_key` (`ed25519:<id>`)
+/// over the stored key object `stored` (its canonical JSON without
+/// `signatures` and `unsigned`, spec appendix "Signing JSON"), with the
+/// signer's key from `signer_keys`. The reason it fails, as the `failures`
+/// entry says it.
+fn verify_signature(
+    stored: &Value,
+    signer_keys: &BTreeMap<String, Vec<u8>>,
+    sig_key: &str,
+    sig: &Value,
+) -> std::result::Result<(), &'static str> {
+    let public = signer_keys
+        .get(sig_key)
+        .ok_or("signed with a key the uploader does not have")?;
+    let signature = sig
+        .as_str()
+        .and_then(|s| STANDARD_NO_PAD.decode(s.trim_end_matches('=')).ok())
+        .ok_or("signature is not base64")?;
+    let object = match ruma::canonical_json::to_canonical_value(stored) {
+        Ok(ruma::CanonicalJsonValue::Object(object)) => object,
+        _ => return Err("the signed key is not canonical JSON"),
+    };
+    let canonical = ruma::signatures::to_canonical_json_string_for_signing(&object)
+        .map_err(|_| "the signed key is not canonical JSON")?;
+    ruma::signatures::verify_canonical_json_bytes(
+        &ruma::SigningKeyAlgorithm::Ed25519,
+        public,
+        &signature,
+        canonical.as_bytes(),
+    )
+    .map_err(|_| "invalid signature")
+}
+
+/// `token` escaped for a JSON pointer (RFC 6901: `~` as `~0`, `/` as `~1`).
+fn json_pointer(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
 }
 
 /// Why a backup request failed.
@@ -431,8 +471,11 @@ impl E2ee {
 
     /// `POST /keys/signatures/upload`: stores the caller's signatures on
     /// device keys (key ID = device ID) and cross-signing keys (key ID = the
-    /// public key). Returns failures per user and key ID; the others are
-    /// stored.
+    /// public key). Each new signature is verified first, over the stored
+    /// key object, with the caller's key it names (one of their devices'
+    /// or cross-signing keys; spec "Cross-signing"): an object with any
+    /// signature that does not verify fails whole. Returns failures per
+    /// user and key ID; the others are stored.
     pub async fn upload_signatures(
         &self,
         authed: &Authed,
@@ -446,28 +489,34 @@ impl E2ee {
             let len = serde_json::to_vec(object).map_or(usize::MAX, |json| json.len());
             check_key_object(&format!("the signed object {key_id}"), len)?;
         }
+        let signer_keys = self.signing_keys_of(&authed.user_id).await?;
         for (user, key_id, object) in signed {
-            let exists = if self
-                .db
-                .device_keys(user.as_str(), Some(std::slice::from_ref(key_id)))
-                .await?
-                .is_empty()
-            {
-                let cross = self.db.cross_signing_keys(user.as_str()).await?;
-                cross
-                    .values()
-                    .any(|k| crate::db::accounts::e2ee::public_keys(k).contains(key_id))
-            } else {
-                true
-            };
+            let stored = self.signed_target(user, key_id).await?;
+            let uploader = authed.user_id.as_str();
             let sigs = object
                 .get("signatures")
-                .and_then(|s| s.get(authed.user_id.as_str()))
+                .and_then(|s| s.get(uploader))
                 .and_then(Value::as_object);
-            let reason = match (exists, sigs) {
-                (false, _) => Some("unknown key"),
-                (true, None) => Some("no signature by the uploader"),
-                (true, Some(_)) => None,
+            // Only signatures the store does not hold yet are new; the
+            // object a client uploads carries the old ones too.
+            let is_new = |sig_key: &str, sig: &Value| {
+                stored.as_ref().is_none_or(|stored| {
+                    stored.pointer(&format!(
+                        "/signatures/{}/{}",
+                        json_pointer(uploader),
+                        json_pointer(sig_key)
+                    )) != Some(sig)
+                })
+            };
+            let reason = match (&stored, sigs) {
+                (None, _) => Some("unknown key"),
+                (Some(_), None) => Some("no signature by the uploader"),
+                (Some(stored), Some(sigs)) => sigs
+                    .iter()
+                    .filter(|(sig_key, sig)| is_new(sig_key, sig))
+                    .find_map(|(sig_key, sig)| {
+                        verify_signature(stored, &signer_keys, sig_key, sig).err()
+                    }),
             };
             if let Some(reason) = reason {
                 failures
@@ -477,7 +526,9 @@ impl E2ee {
                 continue;
             }
             for (sig_key, sig) in sigs.into_iter().flatten() {
-                if let Some(sig) = sig.as_str() {
+                if is_new(sig_key, sig)
+                    && let Some(sig) = sig.as_str()
+                {
                     entries.push((
                         user.to_string(),
                         key_id.clone(),
@@ -497,6 +548,49 @@ impl E2ee {
             self.mark_changed(&users).await?;
         }
         Ok(failures)
+    }
+
+    /// The ed25519 public keys `user` signs with, by key ID
+    /// (`ed25519:<device ID>` for each device, `ed25519:<public key>` for each
+    /// cross-signing key), decoded from unpadded base64.
+    async fn signing_keys_of(&self, user: &UserId) -> Result<BTreeMap<String, Vec<u8>>> {
+        let mut out = BTreeMap::new();
+        let devices = self.db.device_keys(user.as_str(), None).await?;
+        let cross = self.db.cross_signing_keys(user.as_str()).await?;
+        for keys in devices.iter().map(|(_, v)| v).chain(cross.values()) {
+            for (id, key) in keys
+                .get("keys")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                if let (Some(("ed25519", _)), Some(key)) = (id.split_once(':'), key.as_str())
+                    && let Ok(bytes) = STANDARD_NO_PAD.decode(key.trim_end_matches('='))
+                {
+                    out.insert(id.clone(), bytes);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The stored key object a signature upload names: `user`'s device
+    /// keys for device `key_id`, or the cross-signing key whose public key
+    /// is `key_id`.
+    async fn signed_target(&self, user: &UserId, key_id: &str) -> Result<Option<Value>> {
+        let device = self
+            .db
+            .device_keys(user.as_str(), Some(&[key_id.to_owned()]))
+            .await?;
+        if let Some((_, keys)) = device.into_iter().next() {
+            return Ok(Some(keys));
+        }
+        let cross = self.db.cross_signing_keys(user.as_str()).await?;
+        Ok(cross.into_values().find(|k| {
+            crate::db::accounts::e2ee::public_keys(k)
+                .iter()
+                .any(|p| p == key_id)
+        }))
     }
 
     // ---- key backup ------------------------------------------------------
