@@ -7,8 +7,8 @@
 
 use ruma::{OwnedRoomAliasId, OwnedRoomId, RoomAliasId, RoomId, UserId};
 
-use super::{AliasRecord, Error, Result, RoomsDb, decode, encode, keys, unpack};
-use crate::kv::RangeOption;
+use super::{AliasRecord, Error, Layout, Result, RoomsDb, decode, encode, keys, unpack};
+use crate::kv::{RangeOption, Transaction};
 
 impl RoomsDb {
     /// Creates `alias` for `room_id`. Returns `false` (and writes nothing)
@@ -21,24 +21,19 @@ impl RoomsDb {
         room_id: &RoomId,
         creator: &UserId,
     ) -> Result<bool> {
-        let space = &self.layout.aliases;
-        let key = space.key(&keys::ALIAS, &(alias.as_str(),));
-        let back = space.key(&keys::ROOM_ALIAS, &(room_id.as_str(), alias.as_str()));
-        let value = encode(&AliasRecord {
-            room_id: room_id.to_owned(),
-            creator: creator.to_owned(),
-        });
+        // Safe to run twice: a retry after `commit_unknown_result` that
+        // finds the alias as this call would have written it reports
+        // success (the earlier attempt committed, or someone made the same
+        // mapping; either way the caller's request holds).
         self.db
-            .run(|tx, _| {
-                let (key, back, value) = (key.clone(), back.clone(), value.clone());
-                async move {
-                    if tx.get(&key, false).await?.is_some() {
-                        return Ok::<_, Error>(false);
-                    }
-                    tx.set(&key, &value);
-                    tx.set(&back, b"");
-                    Ok(true)
+            .run(|tx, maybe_committed| async move {
+                if let Some(record) = self.layout.alias_in(&tx, alias).await? {
+                    return Ok::<_, Error>(
+                        maybe_committed.0 && record.room_id == room_id && record.creator == creator,
+                    );
                 }
+                self.layout.put_alias(&tx, alias, room_id, creator);
+                Ok(true)
             })
             .await
     }
@@ -92,21 +87,11 @@ impl RoomsDb {
 
     /// Lists (`true`) or unlists a room in the public directory.
     pub async fn set_listed(&self, room_id: &RoomId, listed: bool) -> Result<()> {
-        let key = self
-            .layout
-            .public_rooms
-            .key(&keys::LISTED, &(room_id.as_str(),));
+        // Safe to run twice: a blind set or clear of one key.
         self.db
-            .run(|tx, _| {
-                let key = key.clone();
-                async move {
-                    if listed {
-                        tx.set(&key, b"");
-                    } else {
-                        tx.clear(&key);
-                    }
-                    Ok::<_, Error>(())
-                }
+            .run(|tx, _| async move {
+                self.layout.set_listed(&tx, room_id, listed);
+                Ok::<_, Error>(())
             })
             .await
     }
@@ -178,5 +163,58 @@ impl RoomsDb {
                 OwnedRoomId::try_from(room).map_err(|e| Error::corrupt("forgotten", e))
             })
             .collect()
+    }
+}
+
+impl Layout {
+    /// The record of `alias`, with a conflicting read: two transactions
+    /// that both find it free and create it cannot both commit.
+    pub(super) async fn alias_in(
+        &self,
+        tx: &Transaction,
+        alias: &RoomAliasId,
+    ) -> Result<Option<AliasRecord>> {
+        let key = self.aliases.key(&keys::ALIAS, &(alias.as_str(),));
+        tx.get(&key, false)
+            .await?
+            .map(|v| decode("alias", &v))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    /// Writes `alias` for `room_id` in both directions (blind writes; the
+    /// caller checked [`Layout::alias_in`] in the same transaction).
+    pub(super) fn put_alias(
+        &self,
+        tx: &Transaction,
+        alias: &RoomAliasId,
+        room_id: &RoomId,
+        creator: &UserId,
+    ) {
+        let record = AliasRecord {
+            room_id: room_id.to_owned(),
+            creator: creator.to_owned(),
+        };
+        tx.set(
+            &self.aliases.key(&keys::ALIAS, &(alias.as_str(),)),
+            &encode(&record),
+        );
+        tx.set(
+            &self
+                .aliases
+                .key(&keys::ROOM_ALIAS, &(room_id.as_str(), alias.as_str())),
+            b"",
+        );
+    }
+
+    /// Lists (`true`) or unlists `room_id` in the public directory (a
+    /// blind write).
+    pub(super) fn set_listed(&self, tx: &Transaction, room_id: &RoomId, listed: bool) {
+        let key = self.public_rooms.key(&keys::LISTED, &(room_id.as_str(),));
+        if listed {
+            tx.set(&key, b"");
+        } else {
+            tx.clear(&key);
+        }
     }
 }

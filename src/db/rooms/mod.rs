@@ -4,7 +4,8 @@
 //! and cost model in `docs/rooms.md`.
 //!
 //! Every event is appended by one transaction ([`RoomsDb::send`]; room
-//! creation appends its initial events in one transaction too) that reads
+//! creation appends its initial events, and writes the room's alias and
+//! directory listing, in one transaction too) that reads
 //! the forward extremities with snapshot reads, reads the state its
 //! authorization depends on with ordinary (conflicting) reads, builds,
 //! signs and authorizes the PDU ([`crate::events`]), and writes the event,
@@ -35,7 +36,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use foundationdb_tuple::Versionstamp;
-use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomVersionId};
+use ruma::{OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomVersionId};
 use serde::{Deserialize, Serialize};
 
 use crate::db::codec::{Corrupt, decode, encode, unpack};
@@ -46,7 +47,7 @@ use crate::kv::{self, TransactError};
 pub use read::{Direction, StoredPdu, TimelineEntry};
 pub use receipts::{ReceiptRecord, ReceiptUpdate};
 pub use relations::Relation;
-pub use send::{NewEvent, Sent, TxnKey};
+pub use send::{NewEvent, NewRoom, Sent, TxnKey};
 
 /// Errors of the `rooms` storage boundary.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,10 @@ pub enum Error {
     /// The room does not exist here.
     #[error("room {0} not found")]
     RoomNotFound(OwnedRoomId),
+    /// Room creation was asked to create an alias that exists already;
+    /// nothing was stored.
+    #[error("room alias {0} is taken")]
+    AliasTaken(OwnedRoomAliasId),
     /// The event failed the authorization rules of its room version; nothing
     /// was stored. The text names the failed rule. Maps to M_FORBIDDEN.
     #[error("event not authorized: {0}")]

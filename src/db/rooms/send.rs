@@ -1,5 +1,6 @@
 //! The send path: appending an event to a room in one transaction, and
-//! creating a room with its initial events in one transaction.
+//! creating a room with its initial events, alias and directory listing in
+//! one transaction.
 //!
 //! Conflict design (see `docs/rooms.md`): forward extremities and the room
 //! record are snapshot reads; the state keys authorization depends on
@@ -16,8 +17,8 @@ use foundationdb_tuple::Versionstamp;
 use ruma::events::{StateEventType, TimelineEventType};
 use ruma::state_res::auth_types_for_event;
 use ruma::{
-    EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId,
-    RoomVersionId, UserId,
+    EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomAliasId,
+    RoomId, RoomVersionId, UserId,
 };
 
 use super::{
@@ -45,6 +46,31 @@ pub struct NewEvent {
     /// `redacts` (room versions 11 and later read it there; for 10 the
     /// top-level field is set from it too).
     pub content: serde_json::Value,
+}
+
+/// A room for [`RoomsDb::create_room`] to create: everything its one
+/// transaction writes.
+#[derive(Clone, Copy, Debug)]
+pub struct NewRoom<'a> {
+    /// The room version.
+    pub version: &'a RoomVersionId,
+    /// The room's ID for versions 10 and 11 (the caller makes it unique);
+    /// version 12 derives it from the create event and ignores this.
+    pub room_id: &'a RoomId,
+    /// The creator: the sender of every initial event.
+    pub creator: &'a UserId,
+    /// The `m.room.create` content; `room_version` (and for version 10
+    /// `creator`) are added to it.
+    pub create_content: &'a serde_json::Value,
+    /// The events after the create event, in order.
+    pub initial: &'a [NewEvent],
+    /// A local alias to create for the room (createRoom's
+    /// `room_alias_name`); the creation fails if it exists.
+    pub alias: Option<&'a RoomAliasId>,
+    /// Whether to publish the room in the public room directory.
+    pub listed: bool,
+    /// The events' `origin_server_ts`.
+    pub now: MilliSecondsSinceUnixEpoch,
 }
 
 /// A client transaction ID, scoped to the sending device and the room.
@@ -150,43 +176,45 @@ impl RoomsDb {
         }
     }
 
-    /// Creates a room: its `m.room.create` event (with `create_content`,
-    /// to which `room_version` and, for version 10, `creator` are added)
-    /// and then `initial` events in order, all by `creator`, each
-    /// authorized against the state the previous ones made, in one
-    /// transaction. `room_id` is the ID for versions 10 and 11 (the caller
-    /// makes it unique); version 12 derives it from the create event.
+    /// Creates a room in one transaction: its `m.room.create` event (with
+    /// `create_content`, to which `room_version` and, for version 10,
+    /// `creator` are added), then the `initial` events in order, all by the
+    /// creator, each authorized against the state the previous ones made;
+    /// and, if asked, the room's alias and its public directory listing. A
+    /// room therefore never exists without the alias or listing it was
+    /// created with, and a refused creation leaves nothing.
     ///
-    /// Errors: [`Error::NotAuthorized`] naming the first rejected event
-    /// (nothing stored), [`Error::Event`], and the store's.
-    #[allow(clippy::too_many_arguments)]
+    /// Errors: [`Error::AliasTaken`], [`Error::NotAuthorized`] naming the
+    /// first rejected event, [`Error::Event`] (nothing stored in each
+    /// case), and the store's.
     pub async fn create_room(
         &self,
         signer: &Signer,
-        version: &RoomVersionId,
-        room_id: &RoomId,
-        creator: &UserId,
-        create_content: &serde_json::Value,
-        initial: &[NewEvent],
-        now: MilliSecondsSinceUnixEpoch,
+        room: &NewRoom<'_>,
     ) -> Result<(OwnedRoomId, Vec<Sent>)> {
-        let v12 = events::rules(version)?
+        let v12 = events::rules(room.version)?
             .authorization
             .room_create_event_id_as_room_id;
-        let mut content = create_content.clone();
-        content["room_version"] = version.as_str().into();
-        if *version == RoomVersionId::V10 {
-            content["creator"] = creator.as_str().into();
+        let mut content = room.create_content.clone();
+        content["room_version"] = room.version.as_str().into();
+        if *room.version == RoomVersionId::V10 {
+            content["creator"] = room.creator.as_str().into();
         }
         let content = &content;
-        let ((room_id, ids), info) = self
+        // Safe to run twice: every attempt builds the same create event (the
+        // room ID, content and timestamp are fixed outside the closure and
+        // ed25519 signatures are deterministic), so after
+        // `commit_unknown_result` a retry that finds the room record naming
+        // that event knows the earlier attempt committed, and with it the
+        // whole creation (one transaction), and reports it as done.
+        let (created, info) = self
             .db
-            .run_committed(|tx, _| async move {
+            .run_committed(|tx, maybe_committed| async move {
                 let create = build_pdu(
                     &PduTemplate {
-                        room_version: version,
-                        room_id: (!v12).then_some(room_id),
-                        sender: creator,
+                        room_version: room.version,
+                        room_id: (!v12).then_some(room.room_id),
+                        sender: room.creator,
                         event_type: "m.room.create",
                         state_key: Some(""),
                         content,
@@ -194,68 +222,89 @@ impl RoomsDb {
                         prev_events: &[],
                         auth_events: &[],
                         depth: 1,
-                        origin_server_ts: now,
+                        origin_server_ts: room.now,
                     },
                     signer,
                 )?;
-                check_auth(&create, version, &HashMap::new(), &HashMap::new())
+                check_auth(&create, room.version, &HashMap::new(), &HashMap::new())
                     .map_err(|e| Error::NotAuthorized(format!("m.room.create: {e}")))?;
                 let room_id = if v12 {
                     events::room_id_of_create(create.event_id())?
                 } else {
-                    room_id.to_owned()
+                    room.room_id.to_owned()
                 };
                 let room_key = self.layout.rooms.key(&keys::ROOM, &(room_id.as_str(),));
-                if tx.get(&room_key, false).await?.is_some() {
+                if let Some(existing) = tx.get(&room_key, false).await? {
+                    let existing: RoomRecord = decode("room", &existing)?;
+                    if maybe_committed.0 && existing.create_event_id == *create.event_id() {
+                        return Ok(Created::Earlier(room_id));
+                    }
                     return Err(Error::NotAuthorized(format!(
                         "room {room_id} already exists"
                     )));
                 }
-                let room = RoomRecord {
-                    version: version.clone(),
-                    creator: creator.to_owned(),
+                if let Some(alias) = room.alias
+                    && self.layout.alias_in(&tx, alias).await?.is_some()
+                {
+                    return Err(Error::AliasTaken(alias.to_owned()));
+                }
+                let record = RoomRecord {
+                    version: room.version.clone(),
+                    creator: room.creator.to_owned(),
                     create_event_id: create.event_id().clone(),
                 };
-                tx.set(&room_key, &encode(&room));
-                self.layout
-                    .write_event(&tx, &room_id, &create, &[], 0, &EventMeta::default());
-                // The events this transaction wrote: their records are
-                // versionstamped, so unreadable until it commits.
-                let mut written = vec![create];
-                for (i, event) in initial.iter().enumerate() {
-                    let order = u16::try_from(i + 1).expect("fewer than 65535 initial events");
-                    let pdu = self
-                        .layout
-                        .append(
-                            &tx, signer, &room_id, &room, creator, event, now, order, None,
-                            &written,
-                        )
-                        .await
-                        .map_err(|e| match e {
-                            Error::NotAuthorized(why) => Error::NotAuthorized(format!(
-                                "{} {:?}: {why}",
-                                event.event_type, event.state_key
-                            )),
-                            other => other,
-                        })?;
-                    written.push(pdu);
+                tx.set(&room_key, &encode(&record));
+                let ids = self
+                    .layout
+                    .write_initial_events(&tx, signer, &room_id, &record, create, room)
+                    .await?;
+                if let Some(alias) = room.alias {
+                    self.layout.put_alias(&tx, alias, &room_id, room.creator);
                 }
-                let ids = written.into_iter().map(|pdu| pdu.event_id().clone());
-                Ok((room_id, ids.collect::<Vec<_>>()))
+                if room.listed {
+                    self.layout.set_listed(&tx, &room_id, true);
+                }
+                Ok(Created::Now(room_id, ids))
             })
             .await?;
-        let sent = ids
-            .into_iter()
-            .enumerate()
-            .map(|(i, event_id)| {
-                Ok(Sent {
-                    event_id,
-                    position: committed_position(info.versionstamp, i as u16)?,
-                    deduplicated: false,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok((room_id, sent))
+        match created {
+            Created::Now(room_id, ids) => {
+                let sent = ids
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, event_id)| {
+                        Ok(Sent {
+                            event_id,
+                            position: committed_position(info.versionstamp, i as u16)?,
+                            deduplicated: false,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((room_id, sent))
+            }
+            Created::Earlier(room_id) => {
+                // The creation commit wrote the room's first events.
+                let count = room.initial.len() + 1;
+                let entries = self
+                    .timeline(&room_id, None, None, super::Direction::Forward, count)
+                    .await?;
+                if entries.len() != count {
+                    return Err(Error::corrupt(
+                        "stream",
+                        format!("{room_id} lacks its initial events"),
+                    ));
+                }
+                let sent = entries
+                    .into_iter()
+                    .map(|e| Sent {
+                        event_id: e.event_id,
+                        position: e.position,
+                        deduplicated: false,
+                    })
+                    .collect();
+                Ok((room_id, sent))
+            }
+        }
     }
 
     /// The room record, read at snapshot isolation (it never changes).
@@ -273,6 +322,14 @@ impl RoomsDb {
     }
 }
 
+/// What a room creation's transaction did.
+enum Created {
+    /// Created the room, writing these events (create first).
+    Now(OwnedRoomId, Vec<OwnedEventId>),
+    /// Found that an earlier attempt (`commit_unknown_result`) created it.
+    Earlier(OwnedRoomId),
+}
+
 /// The stream position of event `order` of a commit.
 fn committed_position(stamp: Option<[u8; 10]>, order: u16) -> Result<StreamPosition> {
     let stamp =
@@ -281,6 +338,50 @@ fn committed_position(stamp: Option<[u8; 10]>, order: u16) -> Result<StreamPosit
 }
 
 impl Layout {
+    /// Writes a new room's create event and then appends its initial
+    /// events, each authorized against the state the ones before made.
+    /// Returns the IDs of all of them, create first.
+    async fn write_initial_events(
+        &self,
+        tx: &Transaction,
+        signer: &Signer,
+        room_id: &RoomId,
+        record: &RoomRecord,
+        create: Pdu,
+        room: &NewRoom<'_>,
+    ) -> Result<Vec<OwnedEventId>> {
+        self.write_event(tx, room_id, &create, &[], 0, &EventMeta::default());
+        // The events this transaction wrote: their records are
+        // versionstamped, so unreadable until it commits.
+        let mut written = vec![create];
+        for (i, event) in room.initial.iter().enumerate() {
+            let order = u16::try_from(i + 1).expect("fewer than 65535 initial events");
+            let pdu = self
+                .append(
+                    tx,
+                    signer,
+                    room_id,
+                    record,
+                    room.creator,
+                    event,
+                    room.now,
+                    order,
+                    None,
+                    &written,
+                )
+                .await
+                .map_err(|e| match e {
+                    Error::NotAuthorized(why) => Error::NotAuthorized(format!(
+                        "{} {:?}: {why}",
+                        event.event_type, event.state_key
+                    )),
+                    other => other,
+                })?;
+            written.push(pdu);
+        }
+        Ok(written.iter().map(|pdu| pdu.event_id().clone()).collect())
+    }
+
     /// Builds, authorizes and writes one event after the room's current
     /// forward extremities, as event `order` of the transaction. `written`
     /// holds the events `tx` has already written (their records cannot be

@@ -263,6 +263,10 @@ impl Committer {
             {
                 let mut table = wtx.open_table(DATA).map_err(Error::storage)?;
                 for req in batch {
+                    if self.injected_failure() {
+                        let _ = req.reply.send(Err(Error::Storage("injected fault".into())));
+                        continue;
+                    }
                     match self.history.check(req.read_version, &req.read_conflicts) {
                         Verdict::Conflict => {
                             let _ = req.reply.send(Err(Error::Conflict));
@@ -370,6 +374,14 @@ impl Committer {
                 Ok(a.info)
             });
         }
+    }
+
+    /// Whether [`Faults::fail_commit_countdown`] fails this request.
+    fn injected_failure(&self) -> bool {
+        self.faults
+            .fail_commit_countdown
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            == Ok(1)
     }
 
     fn apply(

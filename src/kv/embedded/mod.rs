@@ -130,6 +130,12 @@ pub struct Faults {
     /// The next this-many committed transactions report `commit_unknown_result`
     /// although they did commit.
     pub commit_unknown_result: AtomicU32,
+    /// When non-zero, counts down at each transaction that reaches the
+    /// committer (read-only ones do not); the one that brings it to zero
+    /// fails with a storage error (not retryable) and writes nothing: a crash,
+    /// as its caller sees it, just before that commit. `2` fails the second
+    /// writing transaction from now.
+    pub fail_commit_countdown: AtomicU32,
 }
 
 /// An open embedded store. Cheap to clone; the store closes when the last

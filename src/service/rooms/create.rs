@@ -1,5 +1,6 @@
 //! `POST /createRoom`: the initial events of a room, per preset, in the
-//! order the spec lists them, written in one transaction.
+//! order the spec lists them, written in one transaction with the room's
+//! alias and its public directory listing.
 //!
 //! Source: <https://spec.matrix.org/v1.16/client-server-api/#post_matrixclientv3createroom>.
 
@@ -7,7 +8,7 @@ use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, Us
 use serde_json::{Value, json};
 
 use super::{Error, Result, Rooms, Sent};
-use crate::db::rooms::NewEvent;
+use crate::db::rooms::{self as store, NewEvent, NewRoom};
 use crate::events;
 
 /// The most `initial_state` events and invites one createRoom may ask for
@@ -67,12 +68,16 @@ fn state(event_type: &str, state_key: &str, content: Value) -> NewEvent {
 }
 
 impl Rooms {
-    /// `POST /createRoom`: creates the room and its initial events in one
-    /// transaction; returns the room ID and the events sent (create first).
+    /// `POST /createRoom`: creates the room, its initial events, its alias
+    /// (`room_alias_name`) and its directory listing (`visibility: public`)
+    /// in one transaction; returns the room ID and the events sent (create
+    /// first).
     ///
-    /// Errors: [`Error::UnsupportedRoomVersion`], [`Error::Forbidden`] if an
-    /// initial event fails authorization (nothing stored), [`Error::BadJson`],
-    /// [`Error::TooLarge`] past [`MAX_INITIAL_EVENTS`].
+    /// Errors (nothing stored in each case): [`Error::UnsupportedRoomVersion`],
+    /// [`Error::Forbidden`] if an initial event fails authorization,
+    /// [`Error::RoomInUse`] if the alias exists, [`Error::BadJson`],
+    /// [`Error::InvalidParam`] for an invalid alias name, [`Error::TooLarge`]
+    /// past [`MAX_INITIAL_EVENTS`].
     pub async fn create_room(
         &self,
         creator: &UserId,
@@ -161,9 +166,6 @@ impl Rooms {
                         .map_err(|e| {
                             Error::InvalidParam(format!("invalid room_alias_name: {e}"))
                         })?;
-                if self.db.alias(&alias).await?.is_some() {
-                    return Err(Error::RoomInUse(alias.to_string()));
-                }
                 events.push(state(
                     "m.room.canonical_alias",
                     "",
@@ -216,29 +218,29 @@ impl Rooms {
         }
 
         let room_id = RoomId::new_v1(&self.signer.server_name);
+        // One transaction: the room, its alias and its listing commit
+        // together or not at all (an alias claimed concurrently refuses
+        // the whole creation).
         let (room_id, sent) = self
             .db
             .create_room(
                 &self.signer,
-                &version,
-                &room_id,
-                creator,
-                &create_content,
-                &events,
-                self.now(),
+                &NewRoom {
+                    version: &version,
+                    room_id: &room_id,
+                    creator,
+                    create_content: &create_content,
+                    initial: &events,
+                    alias: alias.as_deref(),
+                    listed: req.public,
+                    now: self.now(),
+                },
             )
-            .await?;
-        // The alias is written after the room (whose ID version 12 derives
-        // from its create event); a concurrent claim of the same alias in
-        // between leaves the room without it and is reported.
-        if let Some(alias) = alias
-            && !self.db.create_alias(&alias, &room_id, creator).await?
-        {
-            return Err(Error::RoomInUse(alias.to_string()));
-        }
-        if req.public {
-            self.db.set_listed(&room_id, true).await?;
-        }
+            .await
+            .map_err(|e| match e {
+                store::Error::AliasTaken(alias) => Error::RoomInUse(alias.to_string()),
+                other => other.into(),
+            })?;
         Ok((room_id, sent))
     }
 }

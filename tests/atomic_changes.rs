@@ -1,0 +1,201 @@
+//! One logical change, one transaction per database: each test injects a
+//! failure where a change used to be split between transactions (the
+//! embedded store's fault hooks: a commit that fails as if the server
+//! crashed just before it, or one that reports `commit_unknown_result`
+//! although it committed) and checks that the store holds all of the
+//! change or none of it, and that a retry does not turn success into an
+//! error.
+
+mod rooms_common;
+
+use std::sync::atomic::Ordering;
+
+use myelin::db::Databases;
+use myelin::kv::embedded::Faults;
+use myelin::service::rooms::{CreateRoom, Error, Rooms};
+use ruma::{OwnedRoomAliasId, RoomVersionId};
+
+use rooms_common::{service, user, versions};
+
+async fn open(dir: &std::path::Path) -> (Databases, Rooms) {
+    let dbs = myelin::db::open_embedded_at(dir).await.unwrap();
+    let (rooms, _) = service(&dbs);
+    (dbs, rooms)
+}
+
+fn faults(dbs: &Databases) -> &Faults {
+    dbs.rooms.db.as_embedded().expect("embedded store").faults()
+}
+
+fn public_with_alias(version: &RoomVersionId, alias_name: &str) -> CreateRoom {
+    CreateRoom {
+        public: true,
+        room_alias_name: Some(alias_name.into()),
+        name: Some("lobby".into()),
+        room_version: Some(version.clone()),
+        ..Default::default()
+    }
+}
+
+fn alias(name: &str) -> OwnedRoomAliasId {
+    format!("#{name}:example.org").try_into().unwrap()
+}
+
+/// createRoom used to commit the room, then the alias, then the listing:
+/// a failure of the second or third commit left a room without its alias
+/// or an unlisted public room (and the client was told it failed). Now
+/// whichever commit fails, the room, its alias and its listing are all
+/// there or none is.
+#[tokio::test]
+async fn create_room_keeps_room_alias_and_listing_together() {
+    for version in versions() {
+        for countdown in 1..=3 {
+            let dir = tempfile::tempdir().unwrap();
+            let (dbs, rooms) = open(dir.path()).await;
+            let alice = user("alice");
+            faults(&dbs)
+                .fail_commit_countdown
+                .store(countdown, Ordering::SeqCst);
+            let result = rooms
+                .create_room(&alice, public_with_alias(&version, "lobby"))
+                .await;
+            faults(&dbs)
+                .fail_commit_countdown
+                .store(0, Ordering::SeqCst);
+            let what = format!("{version}, commit {countdown} fails");
+
+            let joined = rooms.joined_rooms(&alice).await.unwrap();
+            let aliased = rooms.db().alias(&alias("lobby")).await.unwrap();
+            let listed = rooms.db().listed_rooms(None, 10).await.unwrap();
+            match result {
+                Ok((room, _)) => {
+                    assert_eq!(joined, vec![room.clone()], "{what}");
+                    assert_eq!(aliased.map(|a| a.room_id), Some(room.clone()), "{what}");
+                    assert_eq!(listed, vec![room], "{what}");
+                }
+                Err(e) => {
+                    assert!(matches!(e, Error::Storage(_)), "{what}: {e:?}");
+                    assert!(joined.is_empty(), "{what}: a room was left: {joined:?}");
+                    assert!(aliased.is_none(), "{what}: an alias was left");
+                    assert!(listed.is_empty(), "{what}: a listing was left");
+                }
+            }
+            // The injected failure hit the creation itself.
+            if countdown == 1 {
+                assert!(rooms.joined_rooms(&alice).await.unwrap().is_empty());
+            }
+        }
+    }
+}
+
+/// An alias claimed between createRoom's start and its commit refuses the
+/// whole creation: no room is left behind that the client was told failed.
+/// Concurrent creations with one alias: exactly one succeeds, and exactly
+/// one room exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creations_with_one_alias_leave_one_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_dbs, rooms) = open(dir.path()).await;
+    let creators: Vec<_> = (0..8).map(|i| user(&format!("u{i}"))).collect();
+    let tasks: Vec<_> = creators
+        .iter()
+        .map(|who| {
+            let (rooms, who) = (rooms.clone(), who.clone());
+            tokio::spawn(async move {
+                let req = public_with_alias(&RoomVersionId::V11, "contested");
+                rooms.create_room(&who, req).await
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok((room, _)) => won.push(room),
+            Err(Error::RoomInUse(a)) => assert_eq!(a, "#contested:example.org"),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(won.len(), 1, "one creation wins the alias");
+    let mut rooms_left = Vec::new();
+    for who in &creators {
+        rooms_left.extend(rooms.joined_rooms(who).await.unwrap());
+    }
+    assert_eq!(rooms_left, won, "the losers left no room");
+    let record = rooms.db().alias(&alias("contested")).await.unwrap();
+    assert_eq!(record.map(|r| r.room_id), Some(won[0].clone()));
+    assert_eq!(rooms.db().listed_rooms(None, 10).await.unwrap(), won);
+}
+
+/// A creation whose commit reports `commit_unknown_result` although it
+/// committed is retried; the retry recognises its own room instead of
+/// refusing it as "already exists", and reports the events it wrote.
+#[tokio::test]
+async fn create_room_retried_after_unknown_result_reports_the_room() {
+    for version in versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let (dbs, rooms) = open(dir.path()).await;
+        let alice = user("alice");
+        faults(&dbs)
+            .commit_unknown_result
+            .store(1, Ordering::SeqCst);
+        let (room, sent) = rooms
+            .create_room(&alice, public_with_alias(&version, "again"))
+            .await
+            .unwrap_or_else(|e| panic!("{version}: {e:?}"));
+        assert_eq!(faults(&dbs).commit_unknown_result.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            rooms.joined_rooms(&alice).await.unwrap(),
+            vec![room.clone()]
+        );
+        let stored = rooms
+            .db()
+            .timeline(
+                &room,
+                None,
+                None,
+                myelin::db::rooms::Direction::Forward,
+                100,
+            )
+            .await
+            .unwrap();
+        let stored: Vec<_> = stored
+            .into_iter()
+            .map(|e| (e.event_id, e.position))
+            .collect();
+        let reported: Vec<_> = sent.into_iter().map(|s| (s.event_id, s.position)).collect();
+        assert_eq!(reported, stored, "{version}");
+        assert_eq!(
+            rooms
+                .db()
+                .alias(&alias("again"))
+                .await
+                .unwrap()
+                .map(|a| a.room_id),
+            Some(room)
+        );
+    }
+}
+
+/// `PUT /directory/room/{alias}` retried after `commit_unknown_result`
+/// succeeds: the retry finds the alias it wrote, not someone else's.
+#[tokio::test]
+async fn create_alias_retried_after_unknown_result_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dbs, rooms) = open(dir.path()).await;
+    let alice = user("alice");
+    let (room, _) = rooms
+        .create_room(&alice, CreateRoom::default())
+        .await
+        .unwrap();
+    faults(&dbs)
+        .commit_unknown_result
+        .store(1, Ordering::SeqCst);
+    rooms
+        .create_alias(&alice, &alias("mine"), &room)
+        .await
+        .unwrap();
+    assert_eq!(faults(&dbs).commit_unknown_result.load(Ordering::SeqCst), 0);
+    // A second request for the same alias is still refused.
+    let again = rooms.create_alias(&alice, &alias("mine"), &room).await;
+    assert!(matches!(again, Err(Error::AliasInUse(_))), "{again:?}");
+}
