@@ -199,3 +199,65 @@ async fn create_alias_retried_after_unknown_result_succeeds() {
     let again = rooms.create_alias(&alice, &alias("mine"), &room).await;
     assert!(matches!(again, Err(Error::AliasInUse(_))), "{again:?}");
 }
+
+/// Logout (and every device deletion) clears the deleted devices'
+/// to-device inboxes and records the owner's device-list change: this used
+/// to take one `transitory` transaction per inbox and one more for the
+/// change, so a failure in between left some inboxes and no change record.
+#[tokio::test]
+async fn deleted_devices_lose_their_inboxes_and_record_the_change_together() {
+    use myelin::db::transitory::TransitoryDb;
+    use myelin::service::e2ee::DeviceLifecycle;
+    let who = "@alice:example.org";
+    let devices = ["PHONE".to_owned(), "LAPTOP".to_owned()];
+    for countdown in 1..=3 {
+        let dir = tempfile::tempdir().unwrap();
+        let dbs = myelin::db::open_embedded_at(dir.path()).await.unwrap();
+        let transitory = TransitoryDb::new(&dbs.transitory);
+        let to_both: Vec<_> = devices
+            .iter()
+            .map(|d| (who.to_owned(), d.clone(), "{}".to_owned()))
+            .collect();
+        transitory
+            .send_to_device(("@bob:example.org", "B"), "t1", "m.test", 1, &to_both)
+            .await
+            .unwrap();
+        let before = transitory
+            .device_lists_changed(&[who.to_owned()], None, None)
+            .await
+            .unwrap();
+        let alice: &ruma::UserId = who.try_into().unwrap();
+        faults(&dbs)
+            .fail_commit_countdown
+            .store(countdown, Ordering::SeqCst);
+        let result = DeviceLifecycle::new(&dbs)
+            .devices_deleted(alice, &devices)
+            .await;
+        faults(&dbs)
+            .fail_commit_countdown
+            .store(0, Ordering::SeqCst);
+        let mut pending = Vec::new();
+        for d in &devices {
+            let batch = transitory.to_device_since(who, d, None, 10).await.unwrap();
+            pending.push(batch.messages.len());
+        }
+        let after = transitory
+            .device_lists_changed(&[who.to_owned()], None, None)
+            .await
+            .unwrap();
+        let what = format!("commit {countdown}");
+        match result {
+            Ok(()) => {
+                assert_eq!(pending, [0, 0], "{what}");
+                assert_ne!(after, before, "{what}: the change is recorded");
+            }
+            Err(e) => {
+                assert_eq!(pending, [1, 1], "{what} ({e:?}): inboxes half cleared");
+                assert_eq!(after, before, "{what}: a change recorded anyway");
+            }
+        }
+        if countdown == 1 {
+            assert_eq!(pending, [1, 1], "the failure hit the deletion");
+        }
+    }
+}

@@ -13,8 +13,8 @@
 //!
 //! Device lifecycle ([`DeviceLifecycle`]): the accounts service deletes a
 //! device together with its E2EE keys in one `accounts` transaction; then, in
-//! a second transaction on the `transitory` database, it deletes the device's
-//! to-device inbox and records a device-list change for its owner. A new
+//! one transaction on the `transitory` database, it deletes the devices'
+//! to-device inboxes and records a device-list change for their owner. A new
 //! device (login, registration) records a change the same way. The second
 //! step is idempotent (clearing an empty inbox and recording a change again
 //! are harmless), so a failed step can simply be retried. `DeviceLifecycle`
@@ -193,19 +193,17 @@ impl DeviceLifecycle {
     /// the `accounts` transaction that already committed): deletes each
     /// device's to-device inbox and records one device-list change for
     /// `user`, which every user sharing a room with them (and they
-    /// themselves) then sees in `device_lists.changed`. Nothing for an empty
-    /// list. Idempotent: safe to repeat after a failure.
+    /// themselves) then sees in `device_lists.changed`, in one `transitory`
+    /// transaction. Nothing for an empty list. Idempotent: safe to repeat
+    /// after a failure.
     ///
     /// Errors: the `transitory` storage's.
     pub async fn devices_deleted(&self, user: &UserId, devices: &[String]) -> Result<()> {
         if devices.is_empty() {
             return Ok(());
         }
-        for device in devices {
-            self.transitory.delete_inbox(user.as_str(), device).await?;
-        }
         self.transitory
-            .mark_device_lists_changed(&[user.as_str()])
+            .devices_deleted(user.as_str(), devices)
             .await?;
         Ok(())
     }

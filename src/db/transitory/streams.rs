@@ -192,16 +192,32 @@ impl TransitoryDb {
         Ok(ToDeviceBatch { messages, more })
     }
 
-    /// Deletes every pending message of a device (when the device is
-    /// deleted: nobody will acknowledge them).
-    pub async fn delete_inbox(&self, user: &str, device: &str) -> Result<()> {
-        let (begin, end) = self.layout.inbox.subspace(&(user, device)).range();
-        self.db
-            .run(|tx, _| {
-                tx.clear_range(&begin, &end);
-                async { Ok::<_, Error>(()) }
+    /// After `devices` of `user` were deleted, in one transaction: deletes
+    /// each one's pending to-device messages (nobody will acknowledge them)
+    /// and records one device-list change for `user`, as
+    /// [`TransitoryDb::mark_device_lists_changed`] does. Returns the
+    /// commit's position.
+    pub async fn devices_deleted(&self, user: &str, devices: &[String]) -> Result<Position> {
+        let l = self.layout.clone();
+        // Safe to run twice: clearing an inbox that is already empty does
+        // nothing, and a second device-list record replaces the first (a
+        // client told of one change more re-reads the user's keys).
+        let ((), info) = self
+            .db
+            .run_committed(|tx, _| {
+                let l = l.clone();
+                async move {
+                    for device in devices {
+                        let (begin, end) = l.inbox.subspace(&(user, device.as_str())).range();
+                        tx.clear_range(&begin, &end);
+                    }
+                    replace_log_entry(&tx, &l.device_list_log.subspace(&user));
+                    notify::bump(&tx, &l.notify, &[Topic::Peers(user)]);
+                    Ok::<_, Error>(())
+                }
             })
-            .await
+            .await?;
+        Ok(info.versionstamp.expect("a transaction that wrote"))
     }
 
     /// Collects up to `limit` transaction-ID records sent before
