@@ -200,6 +200,48 @@ async fn create_alias_retried_after_unknown_result_succeeds() {
     assert!(matches!(again, Err(Error::AliasInUse(_))), "{again:?}");
 }
 
+/// `/read_markers` with `m.read` and `m.read.private` used to set them in
+/// two transactions: a failure of the second left one receipt moved and
+/// the other not. Now they move together.
+#[tokio::test]
+async fn read_markers_set_both_receipts_or_neither() {
+    for countdown in 1..=2 {
+        let dir = tempfile::tempdir().unwrap();
+        let (dbs, rooms) = open(dir.path()).await;
+        let alice = user("alice");
+        let (room, sent) = rooms
+            .create_room(&alice, CreateRoom::default())
+            .await
+            .unwrap();
+        let event = &sent.last().unwrap().event_id;
+        faults(&dbs)
+            .fail_commit_countdown
+            .store(countdown, Ordering::SeqCst);
+        let result = rooms
+            .set_read_markers(&alice, &room, None, Some(event), Some(event))
+            .await;
+        faults(&dbs)
+            .fail_commit_countdown
+            .store(0, Ordering::SeqCst);
+        let stored = rooms.db().receipts_since(&room, None, None).await.unwrap();
+        let mut types: Vec<_> = stored
+            .iter()
+            .map(|(_, r)| r.receipt_type.as_str())
+            .collect();
+        types.sort();
+        match result {
+            Ok(()) => assert_eq!(types, ["m.read", "m.read.private"], "commit {countdown}"),
+            Err(e) => assert!(
+                types.is_empty(),
+                "commit {countdown} ({e:?}) left {types:?}"
+            ),
+        }
+        if countdown == 1 {
+            assert!(types.is_empty(), "the failure hit the receipts");
+        }
+    }
+}
+
 /// Logout (and every device deletion) clears the deleted devices'
 /// to-device inboxes and records the owner's device-list change: this used
 /// to take one `transitory` transaction per inbox and one more for the

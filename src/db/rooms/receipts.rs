@@ -39,7 +39,7 @@ pub struct ReceiptRecord {
     pub ts: u64,
 }
 
-/// What [`RoomsDb::put_receipt`] did.
+/// What [`RoomsDb::put_receipts`] did for one receipt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReceiptUpdate {
     /// The receipt's new stream position (what sync compares with).
@@ -47,33 +47,46 @@ pub struct ReceiptUpdate {
 }
 
 impl RoomsDb {
-    /// Sets `receipt` as the latest of its (user, type, thread) in
-    /// `room_id`, replacing the previous one, in one transaction.
+    /// Sets each of `receipts` as the latest of its (user, type, thread) in
+    /// `room_id`, replacing the previous one, all in one transaction;
+    /// returns their new positions, in order. The receipts must be of
+    /// distinct (user, type, thread) (`/read_markers` sets `m.read` and
+    /// `m.read.private` together).
     ///
     /// Errors: the store's.
-    pub async fn put_receipt(
+    pub async fn put_receipts(
         &self,
         room_id: &RoomId,
-        receipt: &ReceiptRecord,
-    ) -> Result<ReceiptUpdate> {
+        receipts: &[ReceiptRecord],
+    ) -> Result<Vec<ReceiptUpdate>> {
         let space = &self.layout.receipts;
         let room = room_id.as_str();
-        let latest = space.key(
-            &keys::RECEIPT_LATEST,
-            &(
-                room,
-                receipt.user_id.as_str(),
-                receipt.receipt_type.as_str(),
-                receipt.thread.as_str(),
-            ),
-        );
-        let value = encode(receipt);
+        let writes: Vec<(Vec<u8>, Vec<u8>)> = receipts
+            .iter()
+            .map(|receipt| {
+                let latest = space.key(
+                    &keys::RECEIPT_LATEST,
+                    &(
+                        room,
+                        receipt.user_id.as_str(),
+                        receipt.receipt_type.as_str(),
+                        receipt.thread.as_str(),
+                    ),
+                );
+                (latest, encode(receipt))
+            })
+            .collect();
+        let writes = &writes;
+        // Safe to run twice: each attempt reads where the receipt's current
+        // log entry is (with a conflict), clears it and writes the new one,
+        // so a retry after an attempt that did commit replaces that
+        // attempt's entry: still one entry per (user, type, thread).
         let ((), info) = self
             .db
-            .run_committed(|tx, _| {
-                let (latest, value) = (latest.clone(), value.clone());
-                async move {
-                    if let Some(old) = tx.get(&latest, false).await?
+            .run_committed(|tx, _| async move {
+                for (order, (latest, value)) in writes.iter().enumerate() {
+                    let order = u16::try_from(order).expect("a few receipts per transaction");
+                    if let Some(old) = tx.get(latest, false).await?
                         && let Ok(old) = <[u8; 12]>::try_from(old.as_slice())
                     {
                         let old = StreamPosition(old).to_tuple();
@@ -82,34 +95,39 @@ impl RoomsDb {
                     tx.atomic_op(
                         &space.versionstamped_key(
                             &keys::RECEIPT_LOG,
-                            &(room, &Versionstamp::incomplete(0)),
+                            &(room, &Versionstamp::incomplete(order)),
                         ),
-                        &value,
+                        value,
                         MutationType::SetVersionstampedKey,
                     );
-                    let mut position = vec![0u8; 12];
+                    let mut position = vec![0u8; 10];
+                    position.extend_from_slice(&order.to_be_bytes());
                     position.extend_from_slice(&0u32.to_le_bytes());
-                    tx.atomic_op(&latest, &position, MutationType::SetVersionstampedValue);
-                    // Sync's changed-rooms feed (docs/sync.md).
-                    tx.atomic_op(
-                        &self.layout.timeline.versionstamped_key(
-                            &keys::CHANGED,
-                            &(&Versionstamp::incomplete(0), room),
-                        ),
-                        b"",
-                        MutationType::SetVersionstampedKey,
-                    );
-                    crate::db::notify::bump(&tx, &self.layout.notify, &[Topic::Room(room)]);
-                    Ok::<_, Error>(())
+                    tx.atomic_op(latest, &position, MutationType::SetVersionstampedValue);
                 }
+                // Sync's changed-rooms feed (docs/sync.md).
+                tx.atomic_op(
+                    &self
+                        .layout
+                        .timeline
+                        .versionstamped_key(&keys::CHANGED, &(&Versionstamp::incomplete(0), room)),
+                    b"",
+                    MutationType::SetVersionstampedKey,
+                );
+                crate::db::notify::bump(&tx, &self.layout.notify, &[Topic::Room(room)]);
+                Ok::<_, Error>(())
             })
             .await?;
         let stamp = info
             .versionstamp
             .ok_or_else(|| Error::corrupt("log", "a receipt commit has no versionstamp"))?;
-        Ok(ReceiptUpdate {
-            position: StreamPosition::new(stamp, 0),
-        })
+        (0..receipts.len())
+            .map(|order| {
+                Ok(ReceiptUpdate {
+                    position: StreamPosition::new(stamp, order as u16),
+                })
+            })
+            .collect()
     }
 
     /// The receipts of `room_id` set at a position `after < p <= up_to`

@@ -51,6 +51,23 @@ impl Rooms {
         event_id: &OwnedEventId,
         thread: Option<&str>,
     ) -> Result<StreamPosition> {
+        let record = self
+            .checked_receipt(user, room_id, receipt_type, event_id, thread)
+            .await?;
+        let updates = self.db.put_receipts(room_id, &[record]).await?;
+        Ok(updates[0].position)
+    }
+
+    /// The receipt record of [`Rooms::receipt`], once its type, thread and
+    /// event are checked.
+    async fn checked_receipt(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        receipt_type: &str,
+        event_id: &OwnedEventId,
+        thread: Option<&str>,
+    ) -> Result<ReceiptRecord> {
         if !RECEIPT_TYPES.contains(&receipt_type) {
             return Err(Error::InvalidParam(format!(
                 "unsupported receipt type {receipt_type}"
@@ -63,14 +80,13 @@ impl Rooms {
             return Err(Error::InvalidParam(format!("invalid thread_id {thread:?}")));
         }
         self.check_readable(user, room_id, event_id).await?;
-        let record = ReceiptRecord {
+        Ok(ReceiptRecord {
             user_id: user.to_owned(),
             receipt_type: receipt_type.to_owned(),
             thread: thread.unwrap_or_default().to_owned(),
             event_id: event_id.clone(),
             ts: self.clock.now_ms(),
-        };
-        Ok(self.db.put_receipt(room_id, &record).await?.position)
+        })
     }
 
     /// Sets the `m.fully_read` marker (room account data) of `user`.
@@ -105,7 +121,11 @@ impl Rooms {
     }
 
     /// `POST /rooms/{roomId}/read_markers`: any of the fully-read marker,
-    /// the public and the private read receipt.
+    /// the public and the private read receipt. Everything is checked
+    /// first; the receipts are then set in one `rooms` transaction and the
+    /// marker in one `accounts` transaction (the two databases may live on
+    /// different clusters). Each write is idempotent, so a client that
+    /// retries after a failure between them completes the change.
     pub async fn set_read_markers(
         &self,
         user: &UserId,
@@ -114,15 +134,23 @@ impl Rooms {
         read: Option<&OwnedEventId>,
         read_private: Option<&OwnedEventId>,
     ) -> Result<()> {
+        let mut receipts = Vec::new();
+        for (receipt_type, event) in [("m.read", read), ("m.read.private", read_private)] {
+            if let Some(e) = event {
+                receipts.push(
+                    self.checked_receipt(user, room_id, receipt_type, e, None)
+                        .await?,
+                );
+            }
+        }
+        if let Some(e) = fully_read {
+            self.check_readable(user, room_id, e).await?;
+        }
+        if !receipts.is_empty() {
+            self.db.put_receipts(room_id, &receipts).await?;
+        }
         if let Some(e) = fully_read {
             self.set_fully_read(user, room_id, e).await?;
-        }
-        if let Some(e) = read {
-            self.receipt(user, room_id, "m.read", e, None).await?;
-        }
-        if let Some(e) = read_private {
-            self.receipt(user, room_id, "m.read.private", e, None)
-                .await?;
         }
         Ok(())
     }
