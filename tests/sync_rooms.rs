@@ -10,7 +10,6 @@
 mod common_api;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 
@@ -520,6 +519,16 @@ async fn a_long_poll_wakes_for_its_room_and_not_for_others() {
     bob.join(&shared).await;
     let elsewhere = carol.create_room(json!({})).await;
     let t = next(&sync(&bob, None, "").await);
+    // Each time a poll has read and is about to wait, the hook says so: a
+    // change sent after that signal tests the wake path, not the read.
+    let (signal, mut waits) = tokio::sync::mpsc::unbounded_channel();
+    server
+        .state
+        .sync
+        .set_after_read_hook(Some(Arc::new(move || {
+            let _ = signal.send(());
+            Box::pin(async {})
+        })));
 
     // Woken by a message in a joined room: returns with that message.
     let poll = {
@@ -532,7 +541,7 @@ async fn a_long_poll_wakes_for_its_room_and_not_for_others() {
             .await
         })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    waits.recv().await.expect("hook installed");
     alice.say(&shared, "w1", "wake up").await;
     // Unwoken, the poll would answer only at its timeout.
     let (status, got) =
@@ -549,18 +558,8 @@ async fn a_long_poll_wakes_for_its_room_and_not_for_others() {
 
     // A message in a room bob is not in does not wake bob's poll at all
     // (the wake feed names carol's room only): the poll waits once
-    // until its timeout and answers empty.
-    let waits = Arc::new(AtomicUsize::new(0));
-    {
-        let waits = waits.clone();
-        server
-            .state
-            .sync
-            .set_after_read_hook(Some(Arc::new(move || {
-                waits.fetch_add(1, Ordering::SeqCst);
-                Box::pin(async {})
-            })));
-    }
+    // until its timeout and answers empty. Only waits from here count.
+    while waits.try_recv().is_ok() {}
     let poll = {
         let bob = bob.clone();
         let t = t.clone();
@@ -571,13 +570,12 @@ async fn a_long_poll_wakes_for_its_room_and_not_for_others() {
             .await
         })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    waits.recv().await.expect("hook installed");
     carol.say(&elsewhere, "c1", "not for bob").await;
     let (status, got) = poll.await.unwrap();
     assert_eq!(status, 200);
-    assert_eq!(
-        waits.load(Ordering::SeqCst),
-        1,
+    assert!(
+        waits.try_recv().is_err(),
         "carol's message did not make bob's poll read and wait again"
     );
     server.state.sync.set_after_read_hook(None);
