@@ -420,13 +420,7 @@ impl SyncService {
             }
         }
         if let Some(device) = req.device_id.as_deref() {
-            result.one_time_key_counts = services.e2ee.one_time_key_counts(user, device).await?;
-            result.unused_fallback_key_types = Some(
-                services
-                    .e2ee
-                    .unused_fallback_key_types(user, device)
-                    .await?,
-            );
+            key_counts(services, user, device, &mut result).await?;
         }
         Ok(result)
     }
@@ -441,7 +435,8 @@ impl SyncService {
     }
 
     /// One read of everything new in `(since, rvs]`, and the user's circle
-    /// (whose changes concern them) as of it.
+    /// (whose changes concern them) as of it: one function per section of
+    /// the response, in the order of the module docs' step 2.
     async fn read(
         &self,
         services: &Services,
@@ -462,7 +457,72 @@ impl SyncService {
         };
         let whole = since.is_none() || req.full_state;
 
-        // Accounts: global and room account data.
+        let mut candidates: BTreeMap<OwnedRoomId, Candidate> = BTreeMap::new();
+        let account_data = self
+            .account_data(user, filter, since, &mut next, &mut candidates)
+            .await?;
+        let all_rooms = whole || room_candidates(services, &window, &mut candidates).await?;
+        if all_rooms {
+            for (room, _) in services.rooms.rooms_of_user(user).await? {
+                candidates.entry(room).or_default().typing = true;
+            }
+        }
+        let push_rules = super::unread::parse_rules(
+            user,
+            self.accounts.push_rules(user.as_str()).await?.as_deref(),
+        )?;
+        let ctx = Ctx {
+            rooms: services.rooms.clone(),
+            transitory: services.transitory.clone(),
+            user: user.to_owned(),
+            device: req.device_id.clone(),
+            filter: Arc::new(filter.clone()),
+            window,
+            push_rules: Arc::new(push_rules),
+            memos: self.memos.clone(),
+        };
+        let outcome = room_sync::assemble(&ctx, candidates, whole).await?;
+
+        let mut result = SyncResult::default();
+        if let Some(device) = req.device_id.as_deref() {
+            result.to_device = to_device(services, user, device, &window, &mut next).await?;
+            key_counts(services, user, device, &mut result).await?;
+        }
+        let circle = self
+            .circle(services, user, &window, filter, &outcome.membership_changed)
+            .await?;
+        result.presence = presence(services, &circle.peers, &window, filter).await?;
+        if window.transitory_since.is_some() {
+            (result.device_lists_changed, result.device_lists_left) = device_lists(
+                services,
+                user,
+                &circle.peers,
+                &window,
+                &outcome.membership_changed,
+            )
+            .await?;
+        }
+        result.next_batch = next;
+        result.account_data = account_data;
+        result.rooms = RoomsSection {
+            join: outcome.join,
+            invite: outcome.invite,
+            leave: outcome.leave,
+        };
+        Ok((result, circle))
+    }
+
+    /// The global account data changed after `since` (filtered), moving
+    /// `next.accounts` past every change returned; room account data
+    /// changes become `candidates`.
+    async fn account_data(
+        &self,
+        user: &UserId,
+        filter: &SyncFilter,
+        since: Option<SyncToken>,
+        next: &mut SyncToken,
+        candidates: &mut BTreeMap<OwnedRoomId, Candidate>,
+    ) -> Result<Vec<AccountDataChange>, Error> {
         let changes = self
             .accounts
             .account_data_since(user.as_str(), since.map(|t| t.accounts.0))
@@ -470,7 +530,6 @@ impl SyncService {
         if let Some(last) = changes.iter().map(|c| Position(c.position)).max() {
             next.accounts = next.accounts.max(last);
         }
-        let mut candidates: BTreeMap<OwnedRoomId, Candidate> = BTreeMap::new();
         let mut account_data = Vec::new();
         for change in changes {
             match &change.room_id {
@@ -493,165 +552,7 @@ impl SyncService {
                 }
             }
         }
-
-        // Rooms: which rooms to look at.
-        let push_rules = super::unread::parse_rules(
-            user,
-            self.accounts.push_rules(user.as_str()).await?.as_deref(),
-        )?;
-        let rooms_db = services.rooms.db();
-        let mut all_rooms = whole;
-        if let Some(s) = window.since.filter(|_| !whole) {
-            match rooms_db.changed_rooms(s, window.upto, FEED_LIMIT).await? {
-                Some(changed) => {
-                    for room in changed.into_keys() {
-                        candidates.entry(room).or_default();
-                    }
-                }
-                None => all_rooms = true,
-            }
-            let t_since = window.transitory_since.unwrap_or_default();
-            match services
-                .transitory
-                .db()
-                .typing_changed_rooms(t_since, window.transitory_upto, FEED_LIMIT)
-                .await?
-            {
-                Some(rooms) => {
-                    for (room, _) in rooms {
-                        if let Ok(room) = OwnedRoomId::try_from(room) {
-                            candidates.entry(room).or_default().typing = true;
-                        }
-                    }
-                }
-                None => all_rooms = true,
-            }
-        }
-        if all_rooms {
-            for (room, _) in services.rooms.rooms_of_user(user).await? {
-                candidates.entry(room).or_default().typing = true;
-            }
-        }
-        let ctx = Ctx {
-            rooms: services.rooms.clone(),
-            transitory: services.transitory.clone(),
-            user: user.to_owned(),
-            device: req.device_id.clone(),
-            filter: Arc::new(filter.clone()),
-            window,
-            push_rules: Arc::new(push_rules),
-            memos: self.memos.clone(),
-        };
-        let outcome = room_sync::assemble(&ctx, candidates, whole).await?;
-
-        // Transitory: to-device, presence, device lists, keys.
-        let mut to_device = Vec::new();
-        let mut otk = BTreeMap::new();
-        let mut fallback = None;
-        if let Some(device) = req.device_id.as_deref() {
-            let batch = services
-                .transitory
-                .to_device_since(user, device, window.transitory_since)
-                .await?;
-            let mut last = None;
-            let mut cut = false;
-            for m in &batch.messages {
-                if m.position > window.transitory_upto {
-                    cut = true;
-                    break;
-                }
-                let content: Value = serde_json::from_str(&m.content).unwrap_or(Value::Null);
-                to_device.push(json!({
-                    "type": m.event_type,
-                    "sender": m.sender,
-                    "content": content,
-                }));
-                last = Some(m.position);
-            }
-            if batch.more
-                && !cut
-                && let Some(last) = last
-            {
-                next.transitory = Position(last);
-            }
-            otk = services.e2ee.one_time_key_counts(user, device).await?;
-            fallback = Some(
-                services
-                    .e2ee
-                    .unused_fallback_key_types(user, device)
-                    .await?,
-            );
-        }
-        let circle = self
-            .circle(services, user, &window, filter, &outcome.membership_changed)
-            .await?;
-        let peers = &circle.peers;
-        let mut presence = Vec::new();
-        for (peer, position, view) in services
-            .transitory
-            .presence_since(peers, window.transitory_since)
-            .await?
-        {
-            if position > window.transitory_upto {
-                continue;
-            }
-            let mut content = json!({
-                "presence": view.presence.as_str(),
-                "last_active_ago": view.last_active_ago_ms,
-                "currently_active": view.currently_active,
-            });
-            if let Some(msg) = view.status_msg {
-                content["status_msg"] = msg.into();
-            }
-            let event = json!({ "type": "m.presence", "sender": peer, "content": content });
-            if SyncFilter::allows_event(&filter.presence, &event) {
-                presence.push(event);
-            }
-        }
-        let (mut changed, mut left) = (BTreeSet::new(), BTreeSet::new());
-        if window.transitory_since.is_some() {
-            let names: Vec<String> = peers.iter().map(|u| u.to_string()).collect();
-            for (u, _) in services
-                .transitory
-                .db()
-                .device_lists_changed(
-                    &names,
-                    window.transitory_since,
-                    Some(window.transitory_upto),
-                )
-                .await?
-            {
-                if let Ok(u) = OwnedUserId::try_from(u) {
-                    changed.insert(u);
-                }
-            }
-            for u in &outcome.membership_changed {
-                if u == user {
-                    continue;
-                }
-                if peers.binary_search(u).is_ok() {
-                    changed.insert(u.clone());
-                } else {
-                    left.insert(u.clone());
-                }
-            }
-        }
-        let result = SyncResult {
-            next_batch: next,
-            account_data,
-            rooms: RoomsSection {
-                join: outcome.join,
-                invite: outcome.invite,
-                leave: outcome.leave,
-            },
-            to_device,
-            presence,
-            device_lists_changed: changed.into_iter().collect(),
-            device_lists_left: left.into_iter().collect(),
-            one_time_key_counts: otk,
-            unused_fallback_key_types: fallback,
-        };
-        Ok((result, circle))
+        Ok(account_data)
     }
 
     /// The user's [`Circle`]. Cached per user: the entry computed at rooms
@@ -700,4 +601,179 @@ impl SyncService {
         }
         Ok(out)
     }
+}
+
+/// The rooms an incremental sync looks at, from the changed-rooms feeds of
+/// `rooms` (events, receipts) and `transitory` (typing) in the window, added
+/// to `candidates`. `true` if a feed holds more than [`FEED_LIMIT`]
+/// entries: then the caller looks at every room of the user instead.
+async fn room_candidates(
+    services: &Services,
+    window: &Window,
+    candidates: &mut BTreeMap<OwnedRoomId, Candidate>,
+) -> Result<bool, Error> {
+    let Some(since) = window.since else {
+        return Ok(true);
+    };
+    let mut all_rooms = false;
+    match services
+        .rooms
+        .db()
+        .changed_rooms(since, window.upto, FEED_LIMIT)
+        .await?
+    {
+        Some(changed) => {
+            for room in changed.into_keys() {
+                candidates.entry(room).or_default();
+            }
+        }
+        None => all_rooms = true,
+    }
+    let t_since = window.transitory_since.unwrap_or_default();
+    match services
+        .transitory
+        .db()
+        .typing_changed_rooms(t_since, window.transitory_upto, FEED_LIMIT)
+        .await?
+    {
+        Some(rooms) => {
+            for (room, _) in rooms {
+                if let Ok(room) = OwnedRoomId::try_from(room) {
+                    candidates.entry(room).or_default().typing = true;
+                }
+            }
+        }
+        None => all_rooms = true,
+    }
+    Ok(all_rooms)
+}
+
+/// The `to_device` section: the device's messages in the window, in send
+/// order (`{type, sender, content}`). If more are pending than one sync
+/// carries, `next.transitory` stops at the last one returned.
+async fn to_device(
+    services: &Services,
+    user: &UserId,
+    device: &str,
+    window: &Window,
+    next: &mut SyncToken,
+) -> Result<Vec<Value>, Error> {
+    let batch = services
+        .transitory
+        .to_device_since(user, device, window.transitory_since)
+        .await?;
+    let mut to_device = Vec::new();
+    let mut last = None;
+    let mut cut = false;
+    for m in &batch.messages {
+        if m.position > window.transitory_upto {
+            cut = true;
+            break;
+        }
+        let content: Value = serde_json::from_str(&m.content).unwrap_or(Value::Null);
+        to_device.push(json!({
+            "type": m.event_type,
+            "sender": m.sender,
+            "content": content,
+        }));
+        last = Some(m.position);
+    }
+    if batch.more
+        && !cut
+        && let Some(last) = last
+    {
+        next.transitory = Position(last);
+    }
+    Ok(to_device)
+}
+
+/// The device's one-time key counts and unused fallback key types, into
+/// `result` (they change without waking anyone, so every answer has them).
+async fn key_counts(
+    services: &Services,
+    user: &UserId,
+    device: &str,
+    result: &mut SyncResult,
+) -> Result<(), Error> {
+    result.one_time_key_counts = services.e2ee.one_time_key_counts(user, device).await?;
+    result.unused_fallback_key_types = Some(
+        services
+            .e2ee
+            .unused_fallback_key_types(user, device)
+            .await?,
+    );
+    Ok(())
+}
+
+/// The `presence` section: `m.presence` events of `peers` whose presence
+/// changed in the window, filtered.
+async fn presence(
+    services: &Services,
+    peers: &[OwnedUserId],
+    window: &Window,
+    filter: &SyncFilter,
+) -> Result<Vec<Value>, Error> {
+    let mut presence = Vec::new();
+    for (peer, position, view) in services
+        .transitory
+        .presence_since(peers, window.transitory_since)
+        .await?
+    {
+        if position > window.transitory_upto {
+            continue;
+        }
+        let mut content = json!({
+            "presence": view.presence.as_str(),
+            "last_active_ago": view.last_active_ago_ms,
+            "currently_active": view.currently_active,
+        });
+        if let Some(msg) = view.status_msg {
+            content["status_msg"] = msg.into();
+        }
+        let event = json!({ "type": "m.presence", "sender": peer, "content": content });
+        if SyncFilter::allows_event(&filter.presence, &event) {
+            presence.push(event);
+        }
+    }
+    Ok(presence)
+}
+
+/// The `device_lists` section of an incremental sync: `(changed, left)`.
+/// Changed: `peers` whose devices or keys changed in the window, and users
+/// whose membership changed who still share a room with `user`; left: those
+/// who no longer do.
+async fn device_lists(
+    services: &Services,
+    user: &UserId,
+    peers: &[OwnedUserId],
+    window: &Window,
+    membership_changed: &BTreeSet<OwnedUserId>,
+) -> Result<(Vec<OwnedUserId>, Vec<OwnedUserId>), Error> {
+    let (mut changed, mut left) = (BTreeSet::new(), BTreeSet::new());
+    let names: Vec<String> = peers.iter().map(|u| u.to_string()).collect();
+    for (u, _) in services
+        .transitory
+        .db()
+        .device_lists_changed(
+            &names,
+            window.transitory_since,
+            Some(window.transitory_upto),
+        )
+        .await?
+    {
+        if let Ok(u) = OwnedUserId::try_from(u) {
+            changed.insert(u);
+        }
+    }
+    for u in membership_changed {
+        if u == user {
+            continue;
+        }
+        if peers.binary_search(u).is_ok() {
+            changed.insert(u.clone());
+        } else {
+            left.insert(u.clone());
+        }
+    }
+    Ok((changed.into_iter().collect(), left.into_iter().collect()))
 }
