@@ -4,7 +4,9 @@
 //!
 //! Source: <https://spec.matrix.org/v1.16/client-server-api/#post_matrixclientv3createroom>.
 
-use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
+use ruma::{
+    OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, RoomVersionId, UserId,
+};
 use serde_json::{Value, json};
 
 use super::{Error, Result, Rooms, Sent};
@@ -91,91 +93,89 @@ impl Rooms {
             .clone()
             .unwrap_or_else(|| self.default_version.clone());
         let rules = events::rules(&version)?;
-        let v12 = rules.authorization.explicitly_privilege_room_creators;
-        let preset = req.preset.unwrap_or(if req.public {
-            Preset::PublicChat
-        } else {
-            Preset::PrivateChat
-        });
-        let trusted = preset == Preset::TrustedPrivateChat;
-
-        let mut create_content = match &req.creation_content {
-            Some(Value::Object(map)) => Value::Object(map.clone()),
-            Some(_) => return Err(Error::BadJson("creation_content must be an object".into())),
-            None => json!({}),
+        let plan = Plan {
+            req: &req,
+            creator,
+            preset: req.preset.unwrap_or(if req.public {
+                Preset::PublicChat
+            } else {
+                Preset::PrivateChat
+            }),
+            v12: rules.authorization.explicitly_privilege_room_creators,
         };
-        if v12 && trusted && !req.invite.is_empty() {
-            create_content["additional_creators"] = json!(req.invite);
-        }
+        let create_content = plan.create_content()?;
+        let power_levels = plan.power_levels()?;
+        let alias = req
+            .room_alias_name
+            .as_deref()
+            .map(|name| self.local_alias(name))
+            .transpose()?;
+        let events = self
+            .initial_events(&plan, power_levels, alias.as_deref())
+            .await?;
 
+        let room_id = RoomId::new_v1(&self.signer.server_name);
+        // One transaction: the room, its alias and its listing commit
+        // together or not at all (an alias claimed concurrently refuses
+        // the whole creation).
+        let (room_id, sent) = self
+            .db
+            .create_room(
+                &self.signer,
+                &NewRoom {
+                    version: &version,
+                    room_id: &room_id,
+                    creator,
+                    create_content: &create_content,
+                    initial: &events,
+                    alias: alias.as_deref(),
+                    listed: req.public,
+                    now: self.now(),
+                },
+            )
+            .await
+            .map_err(|e| match e {
+                store::Error::AliasTaken(alias) => Error::RoomInUse(alias.to_string()),
+                other => other.into(),
+            })?;
+        Ok((room_id, sent))
+    }
+
+    /// The alias `#name:server` of `room_alias_name`.
+    fn local_alias(&self, name: &str) -> Result<OwnedRoomAliasId> {
+        OwnedRoomAliasId::try_from(format!("#{name}:{}", self.signer.server_name))
+            .map_err(|e| Error::InvalidParam(format!("invalid room_alias_name: {e}")))
+    }
+
+    /// The events after `m.room.create`, in the order the spec lists them:
+    /// the creator's join, power levels, canonical alias, join rules,
+    /// history visibility, guest access, `initial_state`, name, topic,
+    /// invites.
+    async fn initial_events(
+        &self,
+        plan: &Plan<'_>,
+        power_levels: Value,
+        alias: Option<&RoomAliasId>,
+    ) -> Result<Vec<NewEvent>> {
+        let req = plan.req;
         let mut creator_member = json!({"membership": "join"});
-        for (k, v) in self.member_profile(creator).await? {
+        for (k, v) in self.member_profile(plan.creator).await? {
             creator_member[k] = v;
         }
-        let mut events = vec![state("m.room.member", creator.as_str(), creator_member)];
-
-        let mut users = serde_json::Map::new();
-        if !v12 {
-            users.insert(creator.to_string(), 100.into());
-            if trusted {
-                for user in &req.invite {
-                    users.insert(user.to_string(), 100.into());
-                }
-            }
-        }
-        let mut power_levels = json!({
-            "users": users,
-            "users_default": 0,
-            "events": {
-                "m.room.name": 50,
-                "m.room.power_levels": 100,
-                "m.room.history_visibility": 100,
-                "m.room.canonical_alias": 50,
-                "m.room.avatar": 50,
-                "m.room.tombstone": 100,
-                "m.room.server_acl": 100,
-                "m.room.encryption": 100,
-            },
-            "events_default": 0,
-            "state_default": 50,
-            "ban": 50,
-            "kick": 50,
-            "redact": 50,
-            "invite": if preset == Preset::PublicChat { 50 } else { 0 },
-        });
-        match &req.power_level_content_override {
-            Some(Value::Object(over)) => {
-                for (k, v) in over {
-                    power_levels[k] = v.clone();
-                }
-            }
-            Some(_) => {
-                return Err(Error::BadJson(
-                    "power_level_content_override must be an object".into(),
-                ));
-            }
-            None => {}
-        }
+        let mut events = vec![state(
+            "m.room.member",
+            plan.creator.as_str(),
+            creator_member,
+        )];
         events.push(state("m.room.power_levels", "", power_levels));
-
-        let alias = match &req.room_alias_name {
-            None => None,
-            Some(name) => {
-                let alias =
-                    OwnedRoomAliasId::try_from(format!("#{name}:{}", self.signer.server_name))
-                        .map_err(|e| {
-                            Error::InvalidParam(format!("invalid room_alias_name: {e}"))
-                        })?;
-                events.push(state(
-                    "m.room.canonical_alias",
-                    "",
-                    json!({ "alias": alias }),
-                ));
-                Some(alias)
-            }
-        };
-
-        let (join_rule, guests) = match preset {
+        if let Some(alias) = alias {
+            events.push(state(
+                "m.room.canonical_alias",
+                "",
+                json!({ "alias": alias }),
+            ));
+        }
+        let (join_rule, guests) = match plan.preset {
             Preset::PublicChat => ("public", "forbidden"),
             Preset::PrivateChat | Preset::TrustedPrivateChat => ("invite", "can_join"),
         };
@@ -216,31 +216,87 @@ impl Rooms {
         if events.iter().any(|e| !e.content.is_object()) {
             return Err(Error::BadJson("state content must be objects".into()));
         }
+        Ok(events)
+    }
+}
 
-        let room_id = RoomId::new_v1(&self.signer.server_name);
-        // One transaction: the room, its alias and its listing commit
-        // together or not at all (an alias claimed concurrently refuses
-        // the whole creation).
-        let (room_id, sent) = self
-            .db
-            .create_room(
-                &self.signer,
-                &NewRoom {
-                    version: &version,
-                    room_id: &room_id,
-                    creator,
-                    create_content: &create_content,
-                    initial: &events,
-                    alias: alias.as_deref(),
-                    listed: req.public,
-                    now: self.now(),
-                },
-            )
-            .await
-            .map_err(|e| match e {
-                store::Error::AliasTaken(alias) => Error::RoomInUse(alias.to_string()),
-                other => other.into(),
-            })?;
-        Ok((room_id, sent))
+/// A createRoom request with what its events depend on resolved.
+struct Plan<'a> {
+    req: &'a CreateRoom,
+    creator: &'a UserId,
+    preset: Preset,
+    /// Room version 12's rules: creators are privileged by the create
+    /// event, not by power levels.
+    v12: bool,
+}
+
+impl Plan<'_> {
+    fn trusted(&self) -> bool {
+        self.preset == Preset::TrustedPrivateChat
+    }
+
+    /// The `m.room.create` content: `creation_content`, and for a trusted
+    /// private chat in version 12 the invitees as `additional_creators`.
+    fn create_content(&self) -> Result<Value> {
+        let req = self.req;
+        let mut content = match &req.creation_content {
+            Some(Value::Object(map)) => Value::Object(map.clone()),
+            Some(_) => return Err(Error::BadJson("creation_content must be an object".into())),
+            None => json!({}),
+        };
+        if self.v12 && self.trusted() && !req.invite.is_empty() {
+            content["additional_creators"] = json!(req.invite);
+        }
+        Ok(content)
+    }
+
+    /// The `m.room.power_levels` content: the defaults, the creator (and in
+    /// a trusted private chat the invitees) at 100 before version 12, then
+    /// `power_level_content_override` merged over it.
+    fn power_levels(&self) -> Result<Value> {
+        let req = self.req;
+        let mut users = serde_json::Map::new();
+        if !self.v12 {
+            users.insert(self.creator.to_string(), 100.into());
+            if self.trusted() {
+                for user in &req.invite {
+                    users.insert(user.to_string(), 100.into());
+                }
+            }
+        }
+        let mut power_levels = json!({
+            "users": users,
+            "users_default": 0,
+            "events": {
+                "m.room.name": 50,
+                "m.room.power_levels": 100,
+                "m.room.history_visibility": 100,
+                "m.room.canonical_alias": 50,
+                "m.room.avatar": 50,
+                "m.room.tombstone": 100,
+                "m.room.server_acl": 100,
+                "m.room.encryption": 100,
+            },
+            "events_default": 0,
+            "state_default": 50,
+            "ban": 50,
+            "kick": 50,
+            "redact": 50,
+            "invite": if self.preset == Preset::PublicChat { 50 } else { 0 },
+        });
+        match &req.power_level_content_override {
+            Some(Value::Object(over)) => {
+                for (k, v) in over {
+                    power_levels[k] = v.clone();
+                }
+            }
+            Some(_) => {
+                return Err(Error::BadJson(
+                    "power_level_content_override must be an object".into(),
+                ));
+            }
+            None => {}
+        }
+        Ok(power_levels)
     }
 }
