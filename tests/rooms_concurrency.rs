@@ -9,7 +9,7 @@ mod rooms_common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use myelin::db::rooms::{Direction, NewEvent};
+use myelin::db::rooms::{Append, Direction, NewEvent};
 use myelin::events::Signer;
 use myelin::service::rooms::{CreateRoom, Preset};
 use ruma::{MilliSecondsSinceUnixEpoch, RoomVersionId, UInt};
@@ -66,7 +66,17 @@ async fn thirty_two_concurrent_senders_succeed_with_bounded_retries() {
                 };
                 let now = MilliSecondsSinceUnixEpoch(UInt::new(1_700_000_000_000).unwrap());
                 let sent = db
-                    .send(&signer, &room, &sender, None, &event, now, Some(&attempts))
+                    .send(
+                        &signer,
+                        &Append {
+                            room_id: &room,
+                            sender: &sender,
+                            event: &event,
+                            txn: None,
+                            now,
+                        },
+                        Some(&attempts),
+                    )
                     .await
                     .expect("every concurrent send succeeds");
                 ids.push(sent.event_id);

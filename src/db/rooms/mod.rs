@@ -47,7 +47,7 @@ use crate::kv::{self, TransactError};
 pub use read::{Direction, StoredPdu, TimelineEntry};
 pub use receipts::{ReceiptRecord, ReceiptUpdate};
 pub use relations::Relation;
-pub use send::{NewEvent, NewRoom, Sent, TxnKey};
+pub use send::{Append, NewEvent, NewRoom, Sent, TxnKey};
 
 /// Errors of the `rooms` storage boundary.
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use foundationdb_tuple::Versionstamp;
 use ruma::events::{StateEventType, TimelineEventType};
+use ruma::room_version_rules::RoomVersionRules;
 use ruma::state_res::auth_types_for_event;
 use ruma::{
     EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomAliasId,
@@ -84,6 +85,22 @@ pub struct TxnKey {
     pub txn_id: String,
 }
 
+/// One event to append, with its sender and time: what [`RoomsDb::send`]
+/// authorizes and writes.
+#[derive(Clone, Copy, Debug)]
+pub struct Append<'a> {
+    /// The room.
+    pub room_id: &'a RoomId,
+    /// The sender.
+    pub sender: &'a UserId,
+    /// The event.
+    pub event: &'a NewEvent,
+    /// The client transaction ID, for an idempotent send.
+    pub txn: Option<&'a TxnKey>,
+    /// The event's `origin_server_ts`.
+    pub now: MilliSecondsSinceUnixEpoch,
+}
+
 /// What a send did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sent {
@@ -102,25 +119,26 @@ enum Outcome {
 }
 
 impl RoomsDb {
-    /// Appends one event to `room_id`, authorized against the current state,
-    /// in one transaction. With `txn`, a repeat of the same (user, device,
+    /// Appends one event to its room, authorized against the current state,
+    /// in one transaction. With a `txn`, a repeat of the same (user, device,
     /// transaction ID) returns the first event and writes nothing, also
     /// across restarts. `attempts`, if given, counts transaction attempts
     /// (for contention measurements).
     ///
     /// Errors: [`Error::RoomNotFound`], [`Error::NotAuthorized`] (nothing
     /// stored), [`Error::Event`], and the store's.
-    #[allow(clippy::too_many_arguments)]
     pub async fn send(
         &self,
         signer: &Signer,
-        room_id: &RoomId,
-        sender: &UserId,
-        txn: Option<&TxnKey>,
-        event: &NewEvent,
-        now: MilliSecondsSinceUnixEpoch,
+        append: &Append<'_>,
         attempts: Option<&AtomicU32>,
     ) -> Result<Sent> {
+        let (room_id, txn) = (append.room_id, append.txn);
+        // Safe to run twice with a `txn`: a retry after an attempt that
+        // committed finds the transaction ID and returns that event. Without
+        // one (state and membership changes through the service), a retry
+        // after `commit_unknown_result` appends the change again as a new
+        // event: the room's state is the same, the timeline shows it twice.
         let (outcome, info) = self
             .db
             .run_committed(|tx, _| async move {
@@ -149,7 +167,7 @@ impl RoomsDb {
                     .ok_or_else(|| Error::RoomNotFound(room_id.to_owned()))?;
                 let pdu = self
                     .layout
-                    .append(&tx, signer, room_id, &room, sender, event, now, 0, txn, &[])
+                    .append(&tx, signer, &room, append, 0, &[])
                     .await?;
                 if let Some(key) = &txn_key {
                     tx.set(key, pdu.event_id().as_bytes());
@@ -330,6 +348,18 @@ enum Created {
     Earlier(OwnedRoomId),
 }
 
+/// What an event is authorized against ([`Layout::auth_state`]).
+struct AuthState {
+    /// The state events authorization reads, by (type, state key).
+    state: HashMap<(StateEventType, String), Pdu>,
+    /// The same events by ID.
+    by_id: HashMap<OwnedEventId, Pdu>,
+    /// The new event's `auth_events`.
+    auth_events: Vec<OwnedEventId>,
+    /// For a state event, the current event of its (type, state key).
+    replaces_state: Option<OwnedEventId>,
+}
+
 /// The stream position of event `order` of a commit.
 fn committed_position(stamp: Option<[u8; 10]>, order: u16) -> Result<StreamPosition> {
     let stamp =
@@ -356,19 +386,15 @@ impl Layout {
         let mut written = vec![create];
         for (i, event) in room.initial.iter().enumerate() {
             let order = u16::try_from(i + 1).expect("fewer than 65535 initial events");
+            let append = Append {
+                room_id,
+                sender: room.creator,
+                event,
+                txn: None,
+                now: room.now,
+            };
             let pdu = self
-                .append(
-                    tx,
-                    signer,
-                    room_id,
-                    record,
-                    room.creator,
-                    event,
-                    room.now,
-                    order,
-                    None,
-                    &written,
-                )
+                .append(tx, signer, record, &append, order, &written)
                 .await
                 .map_err(|e| match e {
                     Error::NotAuthorized(why) => Error::NotAuthorized(format!(
@@ -386,21 +412,66 @@ impl Layout {
     /// forward extremities, as event `order` of the transaction. `written`
     /// holds the events `tx` has already written (their records cannot be
     /// read back before the commit).
-    #[allow(clippy::too_many_arguments)]
     async fn append(
         &self,
         tx: &Transaction,
         signer: &Signer,
-        room_id: &RoomId,
         room: &RoomRecord,
-        sender: &UserId,
-        event: &NewEvent,
-        now: MilliSecondsSinceUnixEpoch,
+        append: &Append<'_>,
         order: u16,
-        txn: Option<&TxnKey>,
         written: &[Pdu],
     ) -> Result<Pdu> {
+        let Append {
+            room_id,
+            sender,
+            event,
+            txn,
+            now,
+        } = *append;
         let rules = events::rules(&room.version)?;
+        let (prev_events, depth) = self.prev_events(tx, room_id).await?;
+        let auth = self.auth_state(tx, append, &rules, written).await?;
+        let meta = EventMeta {
+            txn: txn.map(|t| (t.device_id.clone(), t.txn_id.clone())),
+            replaces_state: auth.replaces_state,
+        };
+        let redacts = if rules.redaction.keep_room_redaction_redacts {
+            None
+        } else {
+            event
+                .content
+                .get("redacts")
+                .and_then(|r| r.as_str())
+                .and_then(|r| <&EventId>::try_from(r).ok())
+        };
+        let pdu = build_pdu(
+            &PduTemplate {
+                room_version: &room.version,
+                room_id: Some(room_id),
+                sender,
+                event_type: &event.event_type,
+                state_key: event.state_key.as_deref(),
+                content: &event.content,
+                redacts,
+                prev_events: &prev_events,
+                auth_events: &auth.auth_events,
+                depth,
+                origin_server_ts: now,
+            },
+            signer,
+        )?;
+        check_auth(&pdu, &room.version, &auth.by_id, &auth.state).map_err(Error::NotAuthorized)?;
+        self.write_event(tx, room_id, &pdu, &prev_events, order, &meta);
+        Ok(pdu)
+    }
+
+    /// The new event's `prev_events` and depth: the room's forward
+    /// extremities, the deepest first and at most [`MAX_PREV_EVENTS`].
+    async fn prev_events(
+        &self,
+        tx: &Transaction,
+        room_id: &RoomId,
+    ) -> Result<(Vec<OwnedEventId>, u64)> {
         // Forward extremities at snapshot isolation: a concurrent send that
         // adds or removes one does not conflict with this one.
         let (begin, end) = self.rooms.range(&keys::EXTREMITY, &(room_id.as_str(),));
@@ -427,7 +498,26 @@ impl Layout {
         }
         let depth = extremities[0].0 + 1;
         let prev_events: Vec<OwnedEventId> = extremities.into_iter().map(|(_, id)| id).collect();
+        Ok((prev_events, depth))
+    }
 
+    /// The state `append`'s event is authorized against, with conflicting
+    /// reads (a concurrent change of any of it aborts and retries this
+    /// send): the auth events its type needs and the create event, and for
+    /// a state event the event it replaces.
+    async fn auth_state(
+        &self,
+        tx: &Transaction,
+        append: &Append<'_>,
+        rules: &RoomVersionRules,
+        written: &[Pdu],
+    ) -> Result<AuthState> {
+        let Append {
+            room_id,
+            sender,
+            event,
+            ..
+        } = *append;
         // The state authorization depends on, with conflicting reads.
         let kind = TimelineEventType::from(event.event_type.as_str());
         let content_raw = serde_json::value::to_raw_value(&event.content)
@@ -452,15 +542,12 @@ impl Layout {
         {
             wanted.push((create_key.0.clone(), create_key.1.clone(), false));
         }
-        let mut meta = EventMeta {
-            txn: txn.map(|t| (t.device_id.clone(), t.txn_id.clone())),
-            replaces_state: None,
-        };
+        let mut replaces_state = None;
         if let Some(state_key) = &event.state_key {
             // A conflicting read: same-key state writes serialize. Its value
             // is the `replaces_state` of the new event.
             let key = self.state_key(room_id, &event.event_type, state_key);
-            meta.replaces_state = tx
+            replaces_state = tx
                 .get(&key, false)
                 .await?
                 .map(|id| decode_event_id("state", &id))
@@ -485,34 +572,12 @@ impl Layout {
             state.insert((kind, state_key), pdu);
         }
 
-        let redacts = if rules.redaction.keep_room_redaction_redacts {
-            None
-        } else {
-            event
-                .content
-                .get("redacts")
-                .and_then(|r| r.as_str())
-                .and_then(|r| <&EventId>::try_from(r).ok())
-        };
-        let pdu = build_pdu(
-            &PduTemplate {
-                room_version: &room.version,
-                room_id: Some(room_id),
-                sender,
-                event_type: &event.event_type,
-                state_key: event.state_key.as_deref(),
-                content: &event.content,
-                redacts,
-                prev_events: &prev_events,
-                auth_events: &auth_events,
-                depth,
-                origin_server_ts: now,
-            },
-            signer,
-        )?;
-        check_auth(&pdu, &room.version, &by_id, &state).map_err(Error::NotAuthorized)?;
-        self.write_event(tx, room_id, &pdu, &prev_events, order, &meta);
-        Ok(pdu)
+        Ok(AuthState {
+            state,
+            by_id,
+            auth_events,
+            replaces_state,
+        })
     }
 
     /// `rooms/state` key of `(room, type, state_key)`.
@@ -544,9 +609,26 @@ impl Layout {
             }
             _ => notify::bump(tx, &self.notify, &[Topic::Room(room)]),
         }
-        let id = pdu.event_id().as_str();
         self.index_relation(tx, room_id, pdu, order);
+        self.write_record(tx, room_id, pdu, order, meta);
         let stamp = Versionstamp::incomplete(order);
+        self.write_timeline(tx, room_id, pdu, prev_events, &stamp);
+        if let Some(state_key) = pdu.state_key() {
+            self.write_state(tx, room_id, pdu, state_key, &stamp);
+        }
+    }
+
+    /// `events/pdu` (the position the commit fills, then the record) and,
+    /// for a redaction, `events/redaction`.
+    fn write_record(
+        &self,
+        tx: &Transaction,
+        room_id: &RoomId,
+        pdu: &Pdu,
+        order: u16,
+        meta: &EventMeta,
+    ) {
+        let id = pdu.event_id().as_str();
         let stored = StoredEvent {
             room_id: room_id.to_owned(),
             json: pdu.json().to_owned(),
@@ -563,24 +645,44 @@ impl Layout {
             &value,
             MutationType::SetVersionstampedValue,
         );
+        if let Some(redacts) = pdu.redacts() {
+            tx.set(
+                &self.events.key(&keys::REDACTION, &(redacts.as_str(),)),
+                id.as_bytes(),
+            );
+        }
+    }
+
+    /// The timeline entries (`stream`, `changed`, `topological`) at the
+    /// commit's position, and the event as the one forward extremity in
+    /// place of its `prev_events`.
+    fn write_timeline(
+        &self,
+        tx: &Transaction,
+        room_id: &RoomId,
+        pdu: &Pdu,
+        prev_events: &[OwnedEventId],
+        stamp: &Versionstamp,
+    ) {
+        let (room, id) = (room_id.as_str(), pdu.event_id().as_str());
         let vs_set = |key: Vec<u8>, value: &[u8]| {
             tx.atomic_op(&key, value, MutationType::SetVersionstampedKey)
         };
         vs_set(
             self.timeline
-                .versionstamped_key(&keys::STREAM, &(room, &stamp)),
+                .versionstamped_key(&keys::STREAM, &(room, stamp)),
             id.as_bytes(),
         );
         // Sync's changed-rooms feed (docs/sync.md).
         vs_set(
             self.timeline
-                .versionstamped_key(&keys::CHANGED, &(&stamp, room)),
+                .versionstamped_key(&keys::CHANGED, &(stamp, room)),
             b"",
         );
         let depth = i64::try_from(pdu.depth()).unwrap_or(i64::MAX);
         vs_set(
             self.timeline
-                .versionstamped_key(&keys::TOPOLOGICAL, &(room, depth, &stamp)),
+                .versionstamped_key(&keys::TOPOLOGICAL, &(room, depth, stamp)),
             id.as_bytes(),
         );
         for prev in prev_events {
@@ -590,14 +692,22 @@ impl Layout {
             &self.rooms.key(&keys::EXTREMITY, &(room, id)),
             &pdu.depth().to_le_bytes(),
         );
-        if let Some(redacts) = pdu.redacts() {
-            tx.set(
-                &self.events.key(&keys::REDACTION, &(redacts.as_str(),)),
-                id.as_bytes(),
-            );
-        }
-        let Some(state_key) = pdu.state_key() else {
-            return;
+    }
+
+    /// For a state event: current state, the state log and history, and
+    /// for a member event the membership in both directions (clearing a
+    /// forgotten mark).
+    fn write_state(
+        &self,
+        tx: &Transaction,
+        room_id: &RoomId,
+        pdu: &Pdu,
+        state_key: &str,
+        stamp: &Versionstamp,
+    ) {
+        let (room, id) = (room_id.as_str(), pdu.event_id().as_str());
+        let vs_set = |key: Vec<u8>, value: &[u8]| {
+            tx.atomic_op(&key, value, MutationType::SetVersionstampedKey)
         };
         let kind = pdu.kind().to_string();
         tx.set(&self.state_key(room_id, &kind, state_key), id.as_bytes());
@@ -608,13 +718,13 @@ impl Layout {
         };
         vs_set(
             self.state_log
-                .versionstamped_key(&keys::STATE_CHANGE, &(room, &stamp)),
+                .versionstamped_key(&keys::STATE_CHANGE, &(room, stamp)),
             &encode(&change),
         );
         vs_set(
             self.state_log.versionstamped_key(
                 &keys::STATE_HISTORY,
-                &(room, kind.as_str(), state_key, &stamp),
+                &(room, kind.as_str(), state_key, stamp),
             ),
             id.as_bytes(),
         );

@@ -38,7 +38,7 @@ use ruma::{
 };
 use serde_json::json;
 
-use crate::db::rooms::{self as store, NewEvent, RoomsDb, TxnKey};
+use crate::db::rooms::{self as store, Append, NewEvent, RoomsDb, TxnKey};
 use crate::events::{self, EventError, Signer};
 use crate::service::Accounts;
 use crate::service::clock::Clock;
@@ -254,7 +254,17 @@ impl Rooms {
         }
         Ok(self
             .db
-            .send(&self.signer, room_id, sender, txn, &event, self.now(), None)
+            .send(
+                &self.signer,
+                &Append {
+                    room_id,
+                    sender,
+                    event: &event,
+                    txn,
+                    now: self.now(),
+                },
+                None,
+            )
             .await?)
     }
 
