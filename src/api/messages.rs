@@ -19,13 +19,13 @@ use ruma::api::client::relations::{
     get_relating_events_with_rel_type_and_event_type,
 };
 use ruma::api::client::threads::get_threads;
-use ruma::{OwnedEventId, OwnedRoomId, UInt};
+use ruma::{OwnedRoomId, UInt};
 
 use super::extract::{ApiResult, Auth, Ruma, ok};
 use super::rooms::{parse_token, raw, raws};
 use super::{ApiError, AppState, route};
 use crate::service::Authed;
-use crate::service::rooms::{Direction, EventFilter, RelationsPage, Viewer};
+use crate::service::rooms::{Direction, EventFilter, Page, RelationsOf, RelationsPage, Viewer};
 
 /// Largest page a client may ask for.
 const MAX_LIMIT: usize = 1000;
@@ -88,25 +88,18 @@ async fn messages(
     Auth(authed): Auth,
     Ruma(req): Ruma<get_message_events::v3::Request>,
 ) -> ApiResult<get_message_events::v3::Response> {
-    let from = req
-        .from
-        .as_deref()
-        .map(|t| parse_token("from", t))
-        .transpose()?;
-    let to = req
-        .to
-        .as_deref()
-        .map(|t| parse_token("to", t))
-        .transpose()?;
+    let page = page(
+        req.from.as_deref(),
+        req.to.as_deref(),
+        req.dir,
+        limit(Some(req.limit), 10),
+    )?;
     let page = state
         .rooms
         .messages(
             viewer(&authed),
             &req.room_id,
-            from,
-            to,
-            direction(req.dir),
-            limit(Some(req.limit), 10),
+            page,
             &event_filter(&req.filter),
         )
         .await?;
@@ -146,35 +139,34 @@ async fn context(
     ok(response)
 }
 
+/// The page a request's `from` and `to` tokens, `dir` and limit ask for.
+///
+/// Errors: M_INVALID_PARAM for a token that does not parse.
+fn page(
+    from: Option<&str>,
+    to: Option<&str>,
+    dir: RumaDirection,
+    limit: usize,
+) -> Result<Page, ApiError> {
+    Ok(Page {
+        from: from.map(|t| parse_token("from", t)).transpose()?,
+        to: to.map(|t| parse_token("to", t)).transpose()?,
+        dir: direction(dir),
+        limit,
+    })
+}
+
 /// The common part of the three `/relations` endpoints.
-#[allow(clippy::too_many_arguments)]
 async fn relating(
     state: &AppState,
     authed: &Authed,
     room_id: &OwnedRoomId,
-    event_id: &OwnedEventId,
-    rel_type: Option<&str>,
-    event_type: Option<&str>,
-    from: Option<&str>,
-    to: Option<&str>,
-    dir: RumaDirection,
-    max: Option<UInt>,
+    of: RelationsOf<'_>,
+    page: Page,
 ) -> Result<RelationsPage, ApiError> {
-    let from = from.map(|t| parse_token("from", t)).transpose()?;
-    let to = to.map(|t| parse_token("to", t)).transpose()?;
     Ok(state
         .rooms
-        .relations(
-            viewer(authed),
-            room_id,
-            event_id,
-            rel_type,
-            event_type,
-            from,
-            to,
-            direction(dir),
-            limit(max, 50),
-        )
+        .relations(viewer(authed), room_id, &of, page)
         .await?)
 }
 
@@ -199,13 +191,17 @@ async fn relations(
         &state,
         &authed,
         &req.room_id,
-        &req.event_id,
-        None,
-        None,
-        req.from.as_deref(),
-        req.to.as_deref(),
-        req.dir,
-        req.limit,
+        RelationsOf {
+            parent: &req.event_id,
+            rel_type: None,
+            event_type: None,
+        },
+        page(
+            req.from.as_deref(),
+            req.to.as_deref(),
+            req.dir,
+            limit(req.limit, 50),
+        )?,
     )
     .await?;
     relations_response!(get_relating_events, page)
@@ -223,13 +219,17 @@ async fn relations_of_type(
         &state,
         &authed,
         &req.room_id,
-        &req.event_id,
-        Some(&rel_type),
-        None,
-        req.from.as_deref(),
-        req.to.as_deref(),
-        req.dir,
-        req.limit,
+        RelationsOf {
+            parent: &req.event_id,
+            rel_type: Some(&rel_type),
+            event_type: None,
+        },
+        page(
+            req.from.as_deref(),
+            req.to.as_deref(),
+            req.dir,
+            limit(req.limit, 50),
+        )?,
     )
     .await?;
     relations_response!(get_relating_events_with_rel_type, page)
@@ -248,13 +248,17 @@ async fn relations_of_type_and_event_type(
         &state,
         &authed,
         &req.room_id,
-        &req.event_id,
-        Some(&rel_type),
-        Some(&event_type),
-        req.from.as_deref(),
-        req.to.as_deref(),
-        req.dir,
-        req.limit,
+        RelationsOf {
+            parent: &req.event_id,
+            rel_type: Some(&rel_type),
+            event_type: Some(&event_type),
+        },
+        page(
+            req.from.as_deref(),
+            req.to.as_deref(),
+            req.dir,
+            limit(req.limit, 50),
+        )?,
     )
     .await?;
     relations_response!(get_relating_events_with_rel_type_and_event_type, page)

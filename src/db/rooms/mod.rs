@@ -46,7 +46,7 @@ use crate::kv::{self, TransactError};
 
 pub use read::{Direction, StoredPdu, TimelineEntry};
 pub use receipts::{ReceiptRecord, ReceiptUpdate};
-pub use relations::Relation;
+pub use relations::{Relation, RelationsOf};
 pub use send::{Append, NewEvent, NewRoom, Sent, TxnKey};
 
 /// Errors of the `rooms` storage boundary.

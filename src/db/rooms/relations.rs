@@ -75,23 +75,37 @@ impl Layout {
     }
 }
 
+/// Which relations of an event to read: those of `parent`, optionally only
+/// of `rel_type` (and then optionally only of `event_type`).
+#[derive(Clone, Copy, Debug)]
+pub struct RelationsOf<'a> {
+    /// The event related to.
+    pub parent: &'a OwnedEventId,
+    /// Only this relation type (`m.thread`, `m.annotation`, ...).
+    pub rel_type: Option<&'a str>,
+    /// With `rel_type`: only relating events of this type.
+    pub event_type: Option<&'a str>,
+}
+
 impl RoomsDb {
-    /// The events relating to `parent` in `room_id`, optionally only of
-    /// `rel_type` (and then optionally only of `event_type`), with
-    /// `after < position < before`, oldest first or newest first, at most
-    /// `limit`. One range read of the parent's children.
-    #[allow(clippy::too_many_arguments)]
+    /// The events relating to `of.parent` in `room_id` (see
+    /// [`RelationsOf`]), with `after < position < before`, oldest first or
+    /// newest first, at most `limit`. One range read of the parent's
+    /// children.
     pub async fn relations(
         &self,
         room_id: &RoomId,
-        parent: &OwnedEventId,
-        rel_type: Option<&str>,
-        event_type: Option<&str>,
+        of: &RelationsOf<'_>,
         after: Option<StreamPosition>,
         before: Option<StreamPosition>,
         dir: Direction,
         limit: usize,
     ) -> Result<Vec<Relation>> {
+        let RelationsOf {
+            parent,
+            rel_type,
+            event_type,
+        } = *of;
         let space = &self.layout.relations;
         let (room, parent_s) = (room_id.as_str(), parent.as_str());
         let (begin, end) = match (rel_type, event_type) {

@@ -19,7 +19,7 @@ use ruma::{OwnedEventId, OwnedUserId, RoomId};
 use serde_json::Value;
 
 use super::visibility::Oracle;
-use super::{Error, Result, Rooms, StreamPosition, Viewer};
+use super::{Error, Page, Result, Rooms, StreamPosition, Viewer};
 use crate::db::rooms::Direction;
 
 /// At most this many timeline reads per `/messages` call, so a filter that
@@ -126,29 +126,25 @@ pub struct MembersQuery {
 }
 
 impl Rooms {
-    /// `GET /rooms/{roomId}/messages`: up to `limit` visible events passing
-    /// `filter` from cut `from` (the live end backwards / the room start
-    /// forwards if `None`) towards cut `to`.
+    /// `GET /rooms/{roomId}/messages`: up to `page.limit` visible events
+    /// passing `filter` from cut `page.from` (the live end backwards / the
+    /// room start forwards if `None`) towards cut `page.to`.
     ///
     /// Errors: [`Error::NotFound`] for an unknown room, [`Error::Forbidden`]
     /// if the user never had a membership and the room is not
     /// world-readable.
-    #[allow(clippy::too_many_arguments)]
     pub async fn messages<'a>(
         &self,
         viewer: impl Into<Viewer<'a>>,
         room_id: &RoomId,
-        from: Option<StreamPosition>,
-        to: Option<StreamPosition>,
-        dir: Direction,
-        limit: usize,
+        page: Page,
         filter: &EventFilter,
     ) -> Result<Messages> {
         let viewer = viewer.into();
-        let (mut after, mut before) = match dir {
-            Direction::Backward => (to.map(StreamPosition::predecessor), from),
-            Direction::Forward => (from.map(StreamPosition::predecessor), to),
-        };
+        let Page {
+            from, dir, limit, ..
+        } = page;
+        let (mut after, mut before) = page.bounds();
         let start = match (from, dir) {
             (Some(c), _) => c,
             (None, Direction::Forward) => StreamPosition::MIN,
@@ -262,10 +258,12 @@ impl Rooms {
             .messages(
                 viewer,
                 room_id,
-                Some(position),
-                None,
-                Direction::Backward,
-                before_limit,
+                Page {
+                    from: Some(position),
+                    to: None,
+                    dir: Direction::Backward,
+                    limit: before_limit,
+                },
                 &no_lazy,
             )
             .await?;
@@ -273,10 +271,12 @@ impl Rooms {
             .messages(
                 viewer,
                 room_id,
-                Some(position.successor()),
-                None,
-                Direction::Forward,
-                after_limit,
+                Page {
+                    from: Some(position.successor()),
+                    to: None,
+                    dir: Direction::Forward,
+                    limit: after_limit,
+                },
                 &no_lazy,
             )
             .await?;

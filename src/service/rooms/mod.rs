@@ -43,11 +43,38 @@ use crate::events::{self, EventError, Signer};
 use crate::service::Accounts;
 use crate::service::clock::Clock;
 
-pub use crate::db::rooms::{Direction, MemberRecord, ReceiptRecord, Sent, StreamPosition};
+pub use crate::db::rooms::{
+    Direction, MemberRecord, ReceiptRecord, RelationsOf, Sent, StreamPosition,
+};
 pub use create::{CreateRoom, MAX_INITIAL_EVENTS, Preset};
 pub use directory::{PublicRoom, PublicRoomsPage, UserResult};
 pub use messages::{Context, EventFilter, MembersQuery, Messages};
 pub use relations::RelationsPage;
+
+/// One page of a paginated read (`/messages`, `/relations`): from cut
+/// `from` (the end `dir` starts at if `None`) towards cut `to` (the other
+/// end if `None`), at most `limit` events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// Where the page starts.
+    pub from: Option<StreamPosition>,
+    /// Where reading stops at the latest.
+    pub to: Option<StreamPosition>,
+    /// Backward (newest first) or forward.
+    pub dir: Direction,
+    /// Most events in the page.
+    pub limit: usize,
+}
+
+impl Page {
+    /// The exclusive stream bounds `(after, before)` of the page.
+    fn bounds(&self) -> (Option<StreamPosition>, Option<StreamPosition>) {
+        match self.dir {
+            Direction::Backward => (self.to.map(StreamPosition::predecessor), self.from),
+            Direction::Forward => (self.from.map(StreamPosition::predecessor), self.to),
+        }
+    }
+}
 
 /// Who is reading: the user, and the device whose request it is (which
 /// sees `unsigned.transaction_id` of its own sends). Built from a user
@@ -330,7 +357,6 @@ impl Rooms {
 
     /// `PUT /rooms/{roomId}/redact/{eventId}/{txnId}`: allowed to the
     /// event's sender and to users at the `redact` power level.
-    #[allow(clippy::too_many_arguments)]
     pub async fn redact(
         &self,
         sender: &UserId,

@@ -13,7 +13,7 @@ use ruma::{OwnedEventId, RoomId};
 use serde_json::{Value, json};
 
 use super::visibility::Oracle;
-use super::{Result, Rooms, StreamPosition, Viewer};
+use super::{Page, RelationsOf, Result, Rooms, StreamPosition, Viewer};
 use crate::db::rooms::Direction;
 
 /// A page of relating events or thread roots.
@@ -26,44 +26,27 @@ pub struct RelationsPage {
 }
 
 impl Rooms {
-    /// The events relating to `parent` (optionally of `rel_type`, and then
-    /// of `event_type`), from cut `from` towards cut `to`, newest first
-    /// (`Backward`, the default) or oldest first, at most `limit`.
+    /// The events relating to `of.parent` (see [`RelationsOf`]), from cut
+    /// `page.from` towards cut `page.to`, newest first (`Backward`, the
+    /// default) or oldest first, at most `page.limit`.
     ///
-    /// Errors: [`super::Error::NotFound`] if `parent` is not a visible
+    /// Errors: [`super::Error::NotFound`] if the parent is not a visible
     /// event of the room.
-    #[allow(clippy::too_many_arguments)]
     pub async fn relations<'a>(
         &self,
         viewer: impl Into<Viewer<'a>>,
         room_id: &RoomId,
-        parent: &OwnedEventId,
-        rel_type: Option<&str>,
-        event_type: Option<&str>,
-        from: Option<StreamPosition>,
-        to: Option<StreamPosition>,
-        dir: Direction,
-        limit: usize,
+        of: &RelationsOf<'_>,
+        page: Page,
     ) -> Result<RelationsPage> {
         let viewer = viewer.into();
-        self.event(viewer, room_id, parent).await?;
-        let (after, before) = match dir {
-            Direction::Backward => (to.map(StreamPosition::predecessor), from),
-            Direction::Forward => (from.map(StreamPosition::predecessor), to),
-        };
-        let limit = limit.clamp(1, 1000);
+        self.event(viewer, room_id, of.parent).await?;
+        let (after, before) = page.bounds();
+        let dir = page.dir;
+        let limit = page.limit.clamp(1, 1000);
         let children = self
             .db
-            .relations(
-                room_id,
-                parent,
-                rel_type,
-                event_type,
-                after,
-                before,
-                dir,
-                limit + 1,
-            )
+            .relations(room_id, of, after, before, dir, limit + 1)
             .await?;
         let next_batch = (children.len() > limit).then(|| {
             let last = children[limit - 1].position;
@@ -131,9 +114,11 @@ impl Rooms {
                 .db
                 .relations(
                     room_id,
-                    root.pdu.event_id(),
-                    Some("m.thread"),
-                    None,
+                    &RelationsOf {
+                        parent: root.pdu.event_id(),
+                        rel_type: Some("m.thread"),
+                        event_type: None,
+                    },
                     None,
                     None,
                     Direction::Backward,
