@@ -303,3 +303,45 @@ async fn deleted_devices_lose_their_inboxes_and_record_the_change_together() {
         }
     }
 }
+
+/// Deleting an alias used to commit the deletion, then a new canonical
+/// alias event without it: a failure in between left the room's canonical
+/// alias naming an alias that no longer exists. Now both go together.
+#[tokio::test]
+async fn deleting_an_alias_drops_it_from_the_canonical_alias_in_the_same_commit() {
+    for countdown in 1..=2 {
+        let dir = tempfile::tempdir().unwrap();
+        let (dbs, rooms) = open(dir.path()).await;
+        let alice = user("alice");
+        let (room, _) = rooms
+            .create_room(&alice, public_with_alias(&RoomVersionId::V11, "gone"))
+            .await
+            .unwrap();
+        faults(&dbs)
+            .fail_commit_countdown
+            .store(countdown, Ordering::SeqCst);
+        let result = rooms.delete_alias(&alice, &alias("gone")).await;
+        faults(&dbs)
+            .fail_commit_countdown
+            .store(0, Ordering::SeqCst);
+        let exists = rooms.db().alias(&alias("gone")).await.unwrap().is_some();
+        let canonical = rooms
+            .db()
+            .state_event(&room, "m.room.canonical_alias", "")
+            .await
+            .unwrap()
+            .expect("createRoom set one")
+            .pdu
+            .content_value();
+        let named = canonical["alias"] == "#gone:example.org";
+        let what = format!("commit {countdown}: {result:?}");
+        assert_eq!(
+            exists, named,
+            "{what}: alias exists {exists}, named {named}"
+        );
+        assert_eq!(result.is_ok(), !exists, "{what}");
+        if countdown == 1 {
+            assert!(exists, "the failure hit the deletion");
+        }
+    }
+}

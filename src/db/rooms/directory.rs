@@ -3,12 +3,32 @@
 //!
 //! An alias is written in both directions in one transaction; creating one
 //! reads its `alias` key with a conflict, so two concurrent creations of
-//! the same alias cannot both succeed.
+//! the same alias cannot both succeed. Deleting one also drops it from the
+//! room's canonical alias event in the same transaction.
 
 use ruma::{OwnedRoomAliasId, OwnedRoomId, RoomAliasId, RoomId, UserId};
 
-use super::{AliasRecord, Error, Layout, Result, RoomsDb, decode, encode, keys, unpack};
+use ruma::MilliSecondsSinceUnixEpoch;
+use serde_json::Value;
+
+use super::{
+    AliasRecord, Append, Error, Layout, NewEvent, Result, RoomsDb, decode, decode_event_id, encode,
+    keys, unpack,
+};
+use crate::events::Signer;
 use crate::kv::{RangeOption, Transaction};
+
+/// Who drops a deleted alias from the room's canonical alias event
+/// ([`RoomsDb::delete_alias`]), and when.
+#[derive(Clone, Copy)]
+pub struct Unname<'a> {
+    /// The server's signing key.
+    pub signer: &'a Signer,
+    /// The user deleting the alias: the new event's sender.
+    pub sender: &'a UserId,
+    /// The new event's `origin_server_ts`.
+    pub now: MilliSecondsSinceUnixEpoch,
+}
 
 impl RoomsDb {
     /// Creates `alias` for `room_id`. Returns `false` (and writes nothing)
@@ -38,6 +58,55 @@ impl RoomsDb {
             .await
     }
 
+    /// If the room's current `m.room.canonical_alias` event names `alias`,
+    /// appends one without it, sent by `unname.sender`; an unauthorized
+    /// sender sends nothing (and the caller's transaction goes on).
+    async fn unname_alias(
+        &self,
+        tx: &Transaction,
+        room_id: &RoomId,
+        alias: &RoomAliasId,
+        unname: Unname<'_>,
+    ) -> Result<()> {
+        let key = self.layout.state_key(room_id, "m.room.canonical_alias", "");
+        let Some(id) = tx.get(&key, false).await? else {
+            return Ok(());
+        };
+        let id = decode_event_id("state", &id)?;
+        let current = self
+            .layout
+            .load_pdu(tx, &id, &[])
+            .await?
+            .ok_or_else(|| Error::corrupt("state", format!("{id} is not stored")))?;
+        let Some(content) = without_alias(current.content_value(), alias) else {
+            return Ok(());
+        };
+        let room = self
+            .room_in(tx, room_id)
+            .await?
+            .ok_or_else(|| Error::RoomNotFound(room_id.to_owned()))?;
+        let event = NewEvent {
+            event_type: "m.room.canonical_alias".into(),
+            state_key: Some(String::new()),
+            content,
+        };
+        let append = Append {
+            room_id,
+            sender: unname.sender,
+            event: &event,
+            txn: None,
+            now: unname.now,
+        };
+        match self
+            .layout
+            .append(tx, unname.signer, &room, &append, 0, &[])
+            .await
+        {
+            Ok(_) | Err(Error::NotAuthorized(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The record of `alias`, if it exists.
     pub async fn alias(&self, alias: &RoomAliasId) -> Result<Option<AliasRecord>> {
         let key = self.layout.aliases.key(&keys::ALIAS, &(alias.as_str(),));
@@ -48,26 +117,41 @@ impl RoomsDb {
             .map_err(Into::into)
     }
 
-    /// Deletes `alias` (both directions). Returns the record it had, or
-    /// `None` if it did not exist.
-    pub async fn delete_alias(&self, alias: &RoomAliasId) -> Result<Option<AliasRecord>> {
+    /// Deletes `alias` (both directions) and, with `unname`, in the same
+    /// transaction drops it from the room's `m.room.canonical_alias` event
+    /// (`alias` and `alt_aliases`) by sending a new one as `unname.sender`,
+    /// if the current one names it; if that event is not authorized (the
+    /// deleter may lack the power) the alias is deleted all the same.
+    /// Returns the record the alias had, or `None` if it did not exist.
+    ///
+    /// Errors: the store's.
+    pub async fn delete_alias(
+        &self,
+        alias: &RoomAliasId,
+        unname: Option<Unname<'_>>,
+    ) -> Result<Option<AliasRecord>> {
         let space = &self.layout.aliases;
         let key = space.key(&keys::ALIAS, &(alias.as_str(),));
+        let key = &key;
+        // Safe to run twice: a retry after an attempt that committed finds
+        // no alias and does nothing (the canonical alias event went with
+        // the deletion, in the same transaction).
         self.db
-            .run(|tx, _| {
-                let key = key.clone();
-                async move {
-                    let Some(value) = tx.get(&key, false).await? else {
-                        return Ok(None);
-                    };
-                    let record: AliasRecord = decode("alias", &value)?;
-                    tx.clear(&key);
-                    tx.clear(&space.key(
-                        &keys::ROOM_ALIAS,
-                        &(record.room_id.as_str(), alias.as_str()),
-                    ));
-                    Ok(Some(record))
+            .run(|tx, _| async move {
+                let Some(value) = tx.get(key, false).await? else {
+                    return Ok(None);
+                };
+                let record: AliasRecord = decode("alias", &value)?;
+                tx.clear(key);
+                tx.clear(&space.key(
+                    &keys::ROOM_ALIAS,
+                    &(record.room_id.as_str(), alias.as_str()),
+                ));
+                if let Some(unname) = unname {
+                    self.unname_alias(&tx, &record.room_id, alias, unname)
+                        .await?;
                 }
+                Ok(Some(record))
             })
             .await
     }
@@ -217,4 +301,20 @@ impl Layout {
             tx.clear(&key);
         }
     }
+}
+
+/// `content` of a canonical alias event without `alias` (in `alias` or
+/// `alt_aliases`), or `None` if it does not name it.
+fn without_alias(mut content: Value, alias: &RoomAliasId) -> Option<Value> {
+    let mut changed = false;
+    if content["alias"].as_str() == Some(alias.as_str()) {
+        content.as_object_mut().map(|o| o.remove("alias"));
+        changed = true;
+    }
+    if let Some(alts) = content["alt_aliases"].as_array_mut() {
+        let before = alts.len();
+        alts.retain(|a| a.as_str() != Some(alias.as_str()));
+        changed |= alts.len() != before;
+    }
+    changed.then_some(content)
 }

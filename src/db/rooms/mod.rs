@@ -44,6 +44,7 @@ use crate::events::EventError;
 use crate::keys::{Directories, Space};
 use crate::kv::{self, TransactError};
 
+pub use directory::Unname;
 pub use read::{Direction, StoredPdu, TimelineEntry};
 pub use receipts::{ReceiptRecord, ReceiptUpdate};
 pub use relations::{Relation, RelationsOf};

@@ -412,7 +412,7 @@ impl Layout {
     /// forward extremities, as event `order` of the transaction. `written`
     /// holds the events `tx` has already written (their records cannot be
     /// read back before the commit).
-    async fn append(
+    pub(super) async fn append(
         &self,
         tx: &Transaction,
         signer: &Signer,

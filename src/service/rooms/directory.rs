@@ -24,6 +24,7 @@ use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, User
 use serde_json::Value;
 
 use super::{Error, Result, Rooms, Viewer};
+use crate::db::rooms::Unname;
 
 /// At most this many listed rooms are scanned per `/publicRooms` call with
 /// a filter (the client continues with `next_batch`).
@@ -144,31 +145,15 @@ impl Rooms {
                 ));
             }
         }
-        self.db.delete_alias(alias).await?;
-        // Drop it from the canonical alias event too (best effort: the
-        // deleter may lack the power to send it).
-        if let Some(current) = self
-            .db
-            .state_event(&record.room_id, "m.room.canonical_alias", "")
-            .await?
-        {
-            let mut content = current.pdu.content_value();
-            let mut changed = false;
-            if content["alias"].as_str() == Some(alias.as_str()) {
-                content.as_object_mut().map(|o| o.remove("alias"));
-                changed = true;
-            }
-            if let Some(alts) = content["alt_aliases"].as_array_mut() {
-                let before = alts.len();
-                alts.retain(|a| a.as_str() != Some(alias.as_str()));
-                changed |= alts.len() != before;
-            }
-            if changed {
-                let _ = self
-                    .send_state(user, &record.room_id, "m.room.canonical_alias", "", content)
-                    .await;
-            }
-        }
+        // One transaction: the alias goes, and with it its mention in the
+        // canonical alias event (unless the deleter may not send that
+        // event; the alias goes all the same).
+        let unname = Unname {
+            signer: &self.signer,
+            sender: user,
+            now: self.now(),
+        };
+        self.db.delete_alias(alias, Some(unname)).await?;
         Ok(())
     }
 
