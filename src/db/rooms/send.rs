@@ -136,9 +136,12 @@ impl RoomsDb {
         let (room_id, txn) = (append.room_id, append.txn);
         // Safe to run twice with a `txn`: a retry after an attempt that
         // committed finds the transaction ID and returns that event. Without
-        // one (state and membership changes through the service), a retry
-        // after `commit_unknown_result` appends the change again as a new
-        // event: the room's state is the same, the timeline shows it twice.
+        // one (state and membership changes through the service), a state
+        // event the current state already holds (same sender and content:
+        // `unchanged_state`) is not sent again, so a retried join, state
+        // change or profile update finds its first attempt's event and
+        // writes nothing. A leave, kick, ban or invite sent twice is refused
+        // or repeated by the authorization rules as before.
         let (outcome, info) = self
             .db
             .run_committed(|tx, _| async move {
@@ -165,6 +168,12 @@ impl RoomsDb {
                     .room_in(&tx, room_id)
                     .await?
                     .ok_or_else(|| Error::RoomNotFound(room_id.to_owned()))?;
+                if let Some(existing) = self.layout.unchanged_state(&tx, append).await? {
+                    if let Some(key) = &txn_key {
+                        tx.set(key, existing.as_bytes());
+                    }
+                    return Ok(Outcome::Existing(existing));
+                }
                 let pdu = self
                     .layout
                     .append(&tx, signer, &room, append, 0, &[])
@@ -463,6 +472,39 @@ impl Layout {
         check_auth(&pdu, &room.version, &auth.by_id, &auth.state).map_err(Error::NotAuthorized)?;
         self.write_event(tx, room_id, &pdu, &prev_events, order, &meta);
         Ok(pdu)
+    }
+
+    /// The current state event that makes `append`'s event a no-op, if
+    /// any: a state event whose (type, state key) already holds an event by
+    /// the same sender with the same content. Membership events count only
+    /// for a join (a repeated join changes nothing, as Synapse answers it
+    /// with the existing event; other membership changes keep the
+    /// authorization rules' answer). The read conflicts, so a concurrent
+    /// change of that state retries this send, and 16 parallel joins by
+    /// one user make one join event.
+    async fn unchanged_state(
+        &self,
+        tx: &Transaction,
+        append: &Append<'_>,
+    ) -> Result<Option<OwnedEventId>> {
+        let event = append.event;
+        let Some(state_key) = &event.state_key else {
+            return Ok(None);
+        };
+        let is_member = event.event_type == "m.room.member";
+        if is_member && event.content.get("membership").and_then(|m| m.as_str()) != Some("join") {
+            return Ok(None);
+        }
+        let key = self.state_key(append.room_id, &event.event_type, state_key);
+        let Some(id) = tx.get(&key, false).await? else {
+            return Ok(None);
+        };
+        let id = decode_event_id("state", &id)?;
+        let Some(current) = self.load_pdu(tx, &id, &[]).await? else {
+            return Ok(None);
+        };
+        let same = current.sender() == append.sender && current.content_value() == event.content;
+        Ok(same.then_some(id))
     }
 
     /// The new event's `prev_events` and depth: the room's forward

@@ -1,0 +1,170 @@
+//! A state change the room already holds is not sent again: a repeated
+//! join, or a state event with the same sender and content, answers with
+//! the existing event and writes nothing (as Synapse does). So parallel
+//! joins by one user make one join event, and a join retried after
+//! `commit_unknown_result` (it committed, the server was told it might not
+//! have) makes no second one.
+
+mod rooms_common;
+
+use std::sync::atomic::Ordering;
+
+use myelin::service::rooms::{CreateRoom, Direction, Preset, Rooms};
+use ruma::{OwnedRoomId, RoomVersionId, UserId};
+use serde_json::json;
+
+use rooms_common::{service, user, versions};
+
+async fn public_room(rooms: &Rooms, creator: &UserId, version: RoomVersionId) -> OwnedRoomId {
+    rooms
+        .create_room(
+            creator,
+            CreateRoom {
+                preset: Some(Preset::PublicChat),
+                room_version: Some(version),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("createRoom")
+        .0
+}
+
+/// The `m.room.member` events of `who` in the room's timeline, as
+/// `(event ID, membership)`.
+async fn member_events(
+    rooms: &Rooms,
+    viewer: &UserId,
+    room: &OwnedRoomId,
+    who: &UserId,
+) -> Vec<(String, String)> {
+    let page = rooms
+        .timeline(viewer, room, None, None, Direction::Forward, 1_000)
+        .await
+        .expect("timeline");
+    page.events
+        .iter()
+        .map(|(_, e)| e)
+        .filter(|e| e["type"] == "m.room.member" && e["state_key"] == who.as_str())
+        .map(|e| {
+            (
+                e["event_id"].as_str().expect("event_id").to_owned(),
+                e["content"]["membership"]
+                    .as_str()
+                    .expect("membership")
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_repeated_join_returns_the_existing_event() {
+    for version in versions() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let dbs = myelin::db::open_embedded_at(dir.path())
+            .await
+            .expect("open");
+        let (rooms, _) = service(&dbs);
+        let (alice, bob) = (user("alice"), user("bob"));
+        let room = public_room(&rooms, &alice, version.clone()).await;
+        let first = rooms.join(&bob, &room).await.expect("join");
+        let again = rooms.join(&bob, &room).await.expect("join again");
+        assert_eq!(again.event_id, first.event_id, "{version}");
+        assert_eq!(
+            member_events(&rooms, &alice, &room, &bob).await,
+            vec![(first.event_id.to_string(), "join".to_owned())],
+            "{version}"
+        );
+        // After a leave, a join is a change again.
+        let left = rooms.leave(&bob, &room).await.expect("leave");
+        let back = rooms.join(&bob, &room).await.expect("join after leaving");
+        assert_ne!(back.event_id, first.event_id);
+        assert_ne!(back.event_id, left.event_id);
+    }
+}
+
+#[tokio::test]
+async fn sixteen_parallel_joins_make_one_join_event() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dbs = myelin::db::open_embedded_at(dir.path())
+        .await
+        .expect("open");
+    let (rooms, _) = service(&dbs);
+    let (alice, bob) = (user("alice"), user("bob"));
+    let room = public_room(&rooms, &alice, RoomVersionId::V11).await;
+    let joins: Vec<_> = (0..16)
+        .map(|_| {
+            let (rooms, bob, room) = (rooms.clone(), bob.clone(), room.clone());
+            tokio::spawn(async move { rooms.join(&bob, &room).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for join in joins {
+        ids.push(join.await.expect("task").expect("join").event_id);
+    }
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        1,
+        "every join answered with the one event: {ids:?}"
+    );
+    assert_eq!(
+        member_events(&rooms, &alice, &room, &bob).await,
+        vec![(ids[0].to_string(), "join".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn a_join_retried_after_an_unknown_commit_result_makes_one_event() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dbs = myelin::db::open_embedded_at(dir.path())
+        .await
+        .expect("open");
+    let (rooms, _) = service(&dbs);
+    let (alice, bob) = (user("alice"), user("bob"));
+    let room = public_room(&rooms, &alice, RoomVersionId::V11).await;
+    let faults = dbs.rooms.db.as_embedded().expect("embedded").faults();
+    faults.commit_unknown_result.store(1, Ordering::SeqCst);
+    let sent = rooms.join(&bob, &room).await.expect("join");
+    assert_eq!(
+        faults.commit_unknown_result.load(Ordering::SeqCst),
+        0,
+        "the fault fired"
+    );
+    assert_eq!(
+        member_events(&rooms, &alice, &room, &bob).await,
+        vec![(sent.event_id.to_string(), "join".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn the_same_state_twice_is_one_event_and_new_content_is_another() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dbs = myelin::db::open_embedded_at(dir.path())
+        .await
+        .expect("open");
+    let (rooms, _) = service(&dbs);
+    let alice = user("alice");
+    let room = public_room(&rooms, &alice, RoomVersionId::V11).await;
+    let topic = |t: &str| json!({"topic": t});
+    let first = rooms
+        .send_state(&alice, &room, "m.room.topic", "", topic("a"))
+        .await
+        .expect("topic");
+    let same = rooms
+        .send_state(&alice, &room, "m.room.topic", "", topic("a"))
+        .await
+        .expect("same topic");
+    assert_eq!(same.event_id, first.event_id);
+    let other = rooms
+        .send_state(&alice, &room, "m.room.topic", "", topic("b"))
+        .await
+        .expect("new topic");
+    assert_ne!(other.event_id, first.event_id);
+    let back = rooms
+        .send_state(&alice, &room, "m.room.topic", "", topic("a"))
+        .await
+        .expect("topic back to a");
+    assert_ne!(back.event_id, first.event_id, "a is new again after b");
+}
