@@ -9,7 +9,7 @@
 //! app      every service of a process, wired once (App::open), for api and cli
 //! sync     position tokens, notifier, /sync assembly
 //! service  accounts, rooms, transitory, e2ee: logic spanning databases
-//! db       accounts | rooms | transitory (never import each other); keys.rs per database
+//! db       accounts | rooms | transitory | game (never import each other); keys.rs per database
 //! events   Matrix PDUs: build, hash, sign, redact (pure)
 //! kv       FoundationDB-shaped interface, retry runner, backends, directory layer
 //! keys     tuple helpers, subspace schemas (pure byte work)

@@ -4,7 +4,8 @@
 //! own store (an embedded directory or a FoundationDB cluster):
 //! - [`accounts`]: users, devices, tokens, account data;
 //! - [`rooms`]: events, state, timelines;
-//! - [`transitory`]: typing, receipts, presence, to-device messages.
+//! - [`transitory`]: typing, receipts, presence, to-device messages;
+//! - [`game`]: storage objects, wallets and ledger, items, trades.
 //!
 //! Each declares its key schema in its `keys.rs` (a [`DatabaseSpec`]), and
 //! [`SPECS`] lists them all: everything that handles "every database"
@@ -30,6 +31,7 @@
 
 pub mod accounts;
 pub mod codec;
+pub mod game;
 pub mod meta;
 pub mod notify;
 pub mod rooms;
@@ -44,17 +46,18 @@ use crate::keys::{Catalog, DatabaseSpec, Directories, DirectorySpec, KnownDirect
 use crate::kv::{self, TransactError, directory::DirectoryError, directory::DirectoryLayer};
 use meta::SchemaMismatch;
 
-/// The databases, in the order accounts, rooms, transitory: the one list
+/// The databases, in the order accounts, rooms, transitory, game: the one list
 /// that opening ([`open`]), connecting ([`connect`]), configuration
 /// checks ([`validate_config`]), [`Databases::handles`], `myelin keys` and
 /// `docs/key-layout.md` iterate. Adding a database is one entry here (see
 /// `docs/architecture.md`, "Adding a database"), appended at the end: its
 /// position is its index in [`Databases::handles`], which `sync` pairs with
 /// its own database order (`sync::DatabaseId`).
-pub static SPECS: [&DatabaseSpec; 3] = [
+pub static SPECS: [&DatabaseSpec; 4] = [
     &accounts::keys::SPEC,
     &rooms::keys::SPEC,
     &transitory::keys::SPEC,
+    &game::keys::SPEC,
 ];
 
 /// Errors of opening and inspecting databases.
@@ -212,6 +215,8 @@ pub struct Databases {
     pub rooms: Handle,
     /// Typing, receipts, presence, to-device messages.
     pub transitory: Handle,
+    /// Storage objects, wallets, items, trades.
+    pub game: Handle,
     /// Every handle, in [`SPECS`] order.
     all: Vec<Handle>,
 }
@@ -229,11 +234,12 @@ impl Databases {
             accounts: named(&accounts::keys::SPEC),
             rooms: named(&rooms::keys::SPEC),
             transitory: named(&transitory::keys::SPEC),
+            game: named(&game::keys::SPEC),
             all,
         }
     }
 
-    /// Every handle, in [`SPECS`] order (accounts, rooms, transitory).
+    /// Every handle, in [`SPECS`] order (accounts, rooms, transitory, game).
     pub fn handles(&self) -> &[Handle] {
         &self.all
     }
