@@ -1,4 +1,4 @@
-//! `myelin user create | list | deactivate | reset-password`: operator
+//! `myelin user create | list | deactivate | reset-password | set-admin`: operator
 //! account commands on the same databases the server uses (no HTTP, no UIA,
 //! no rate limits; registration may be disabled). Passwords are read from
 //! `--password` or, when absent, from the `MYELIN_PASSWORD` environment
@@ -22,6 +22,20 @@ pub enum UserCommand {
         /// The password (default: `$MYELIN_PASSWORD`; none: cannot log in).
         #[command(flatten)]
         password: PasswordArg,
+        /// Make the account an admin (server-authoritative game calls).
+        #[arg(long)]
+        admin: bool,
+        /// Configuration sources.
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Set or clear an account's admin flag.
+    SetAdmin {
+        /// A localpart or full user ID.
+        user: String,
+        /// `true` or `false`.
+        #[arg(action = clap::ArgAction::Set)]
+        admin: bool,
         /// Configuration sources.
         #[command(flatten)]
         config: ConfigArgs,
@@ -67,6 +81,7 @@ pub async fn run(cmd: UserCommand) -> Result<(), CliError> {
         UserCommand::Create {
             localpart,
             password,
+            admin,
             config,
         } => {
             validate_localpart(&localpart).map_err(|e| CliError::BadInput(e.to_owned()))?;
@@ -75,7 +90,27 @@ pub async fn run(cmd: UserCommand) -> Result<(), CliError> {
                 .create_user(&localpart, password.password)
                 .await
                 .map_err(service_error)?;
+            // A second transaction: if it fails, `set-admin` completes it.
+            if admin {
+                accounts
+                    .set_admin(user_id.as_str(), true)
+                    .await
+                    .map_err(service_error)?;
+                return print(&format!("created {user_id} (admin)\n"));
+            }
             print(&format!("created {user_id}\n"))
+        }
+        UserCommand::SetAdmin {
+            user,
+            admin,
+            config,
+        } => {
+            let accounts = open(&config).await?;
+            let user_id = accounts
+                .set_admin(&user, admin)
+                .await
+                .map_err(service_error)?;
+            print(&format!("{user_id} admin={admin}\n"))
         }
         UserCommand::List { config } => {
             let accounts = open(&config).await?;

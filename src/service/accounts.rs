@@ -338,6 +338,29 @@ impl Accounts {
         }
     }
 
+    /// Operator: sets or clears the admin flag of `user` (a localpart or
+    /// user ID). Admins may make the game's server-authoritative calls.
+    pub async fn set_admin(&self, user: &str, admin: bool) -> Result<OwnedUserId> {
+        let user_id = self
+            .resolve_login_user(user)
+            .ok_or_else(|| Error::NotFound(format!("no user {user}")))?;
+        if !self.db.set_admin(user_id.as_str(), admin).await? {
+            return Err(Error::NotFound(format!("no user {user_id}")));
+        }
+        Ok(user_id)
+    }
+
+    /// Whether the authenticated user is an admin: one read of their
+    /// account record (so a flag set by the operator applies to the next
+    /// request, with no token to renew).
+    pub async fn is_admin(&self, authed: &Authed) -> Result<bool> {
+        Ok(self
+            .db
+            .user(authed.user_id.as_str())
+            .await?
+            .is_some_and(|r| r.admin && !r.deactivated))
+    }
+
     /// Operator: every account with its record.
     pub async fn list_users(&self) -> Result<Vec<(String, UserRecord)>> {
         Ok(self.db.users().await?)

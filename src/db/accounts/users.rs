@@ -155,6 +155,27 @@ impl AccountsDb {
             .await
     }
 
+    /// Sets or clears `user_id`'s admin flag. Returns `false` if there is
+    /// no such user. Safe to run twice: it sets the flag to a given value.
+    pub async fn set_admin(&self, user_id: &str, admin: bool) -> Result<bool> {
+        let k = self.keys().clone();
+        self.db
+            .run(|tx, _| {
+                let k = k.clone();
+                async move {
+                    let user_key = k.user.pack(&user_id);
+                    let Some(raw) = tx.get(&user_key, false).await? else {
+                        return Ok(false);
+                    };
+                    let mut record: UserRecord = decode("user", &raw)?;
+                    record.admin = admin;
+                    tx.set(&user_key, &encode(&record));
+                    Ok::<_, Error>(true)
+                }
+            })
+            .await
+    }
+
     /// What the token with SHA-256 `token_hash` belongs to: exactly one read.
     pub async fn resolve_token(&self, token_hash: &[u8]) -> Result<Option<TokenRecord>> {
         let key = self.keys().token.pack(&token_hash);
