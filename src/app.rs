@@ -74,6 +74,8 @@ pub struct App {
     pub e2ee: Arc<E2ee>,
     /// Rooms: events, state, membership, directory.
     pub rooms: Arc<Rooms>,
+    /// Game: storage objects, wallets, items, trades.
+    pub game: Arc<crate::service::game::Game>,
 }
 
 impl App {
@@ -97,11 +99,13 @@ impl App {
         let signing_key = Arc::new(SigningKey::load_or_create(accounts.db()).await?);
         let transitory = Transitory::new(databases, clock.clone(), Default::default());
         let e2ee = E2ee::new(databases, accounts.clone());
+        let game = crate::service::game::Game::new(databases, accounts.clone(), clock.clone());
         let rooms = Rooms::open(databases, accounts.clone(), &signing_key, clock);
         Ok(App {
             transitory: Arc::new(transitory),
             e2ee: Arc::new(e2ee),
             rooms: Arc::new(rooms),
+            game: Arc::new(game),
             accounts,
             signing_key,
             sync: Arc::new(SyncService::new(databases, config.sync)),

@@ -15,6 +15,11 @@
 //! | rate limited | 429 | `M_LIMIT_EXCEEDED` with `retry_after_ms` |
 //! | malformed sync `since` token | 400 | `M_INVALID_PARAM` |
 //! | key backup: keys written to a version that is not the current one | 403 | `M_WRONG_ROOM_KEYS_VERSION` with `current_version` |
+//! | game: storage version condition failed | 409 | `ORG.MYELIN.VERSION_MISMATCH` with `index` |
+//! | game: a balance would go below zero | 409 | `ORG.MYELIN.INSUFFICIENT_FUNDS` with `user_id`, `currency`, `balance`, `delta` |
+//! | game: an item missing, not the owner's, or too few | 409 | `ORG.MYELIN.INSUFFICIENT_ITEMS` with `item_id`, `held`, `wanted` |
+//! | game: the trade is no longer open | 409 | `ORG.MYELIN.TRADE_NOT_OPEN` with `state` |
+//! | game: write to an admin-only object | 403 | `M_FORBIDDEN` with `index` |
 //! | storage failure, panic | 500 | `M_UNKNOWN` |
 
 use std::time::Duration;
@@ -40,6 +45,9 @@ pub enum ApiError {
     /// The rooms service refused or failed.
     #[error(transparent)]
     Rooms(#[from] service::rooms::Error),
+    /// The game service refused or failed.
+    #[error(transparent)]
+    Game(#[from] service::game::Error),
     /// No route has this path.
     #[error("unrecognized endpoint")]
     UnrecognizedPath,
@@ -156,6 +164,9 @@ impl ApiError {
                 }
             },
             ApiError::Rooms(e) => rooms_status_and_kind(e),
+            // Answered by `game_response` (custom errcodes, extra fields);
+            // the status is the same.
+            ApiError::Game(e) => (game_error(e).0, ErrorKind::Unknown),
             ApiError::UnrecognizedPath => (StatusCode::NOT_FOUND, ErrorKind::Unrecognized),
             ApiError::UnrecognizedMethod => {
                 (StatusCode::METHOD_NOT_ALLOWED, ErrorKind::Unrecognized)
@@ -198,6 +209,78 @@ fn rooms_status_and_kind(e: &service::rooms::Error) -> (StatusCode, ErrorKind) {
     }
 }
 
+/// The status, errcode and extra body fields of a game failure.
+fn game_error(e: &service::game::Error) -> (StatusCode, &'static str, serde_json::Value) {
+    use crate::db::game::Error as D;
+    use serde_json::json;
+    use service::game::Error as G;
+    let none = json!({});
+    match e {
+        G::Forbidden(_) => (StatusCode::FORBIDDEN, "M_FORBIDDEN", none),
+        G::NotFound(_) => (StatusCode::NOT_FOUND, "M_NOT_FOUND", none),
+        G::InvalidParam(_) => (StatusCode::BAD_REQUEST, "M_INVALID_PARAM", none),
+        G::BadJson(_) => (StatusCode::BAD_REQUEST, "M_BAD_JSON", none),
+        G::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", none),
+        G::Accounts(_) => (StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", none),
+        G::Db(d) => match d {
+            D::VersionMismatch { index } => (
+                StatusCode::CONFLICT,
+                "ORG.MYELIN.VERSION_MISMATCH",
+                json!({ "index": index }),
+            ),
+            D::PermissionDenied { index } => (
+                StatusCode::FORBIDDEN,
+                "M_FORBIDDEN",
+                json!({ "index": index }),
+            ),
+            D::InsufficientFunds {
+                user_id,
+                currency,
+                balance,
+                delta,
+            } => (
+                StatusCode::CONFLICT,
+                "ORG.MYELIN.INSUFFICIENT_FUNDS",
+                json!({ "user_id": user_id, "currency": currency, "balance": balance, "delta": delta }),
+            ),
+            D::InsufficientItems {
+                item_id,
+                held,
+                wanted,
+            } => (
+                StatusCode::CONFLICT,
+                "ORG.MYELIN.INSUFFICIENT_ITEMS",
+                json!({ "item_id": item_id, "held": held, "wanted": wanted }),
+            ),
+            D::TradeNotOpen(state) => (
+                StatusCode::CONFLICT,
+                "ORG.MYELIN.TRADE_NOT_OPEN",
+                json!({ "state": state.as_str() }),
+            ),
+            D::BalanceOverflow { .. } => (StatusCode::BAD_REQUEST, "M_INVALID_PARAM", none),
+            D::TradeNotFound => (StatusCode::NOT_FOUND, "M_NOT_FOUND", none),
+            D::NotAllowed(_) => (StatusCode::FORBIDDEN, "M_FORBIDDEN", none),
+            D::Kv(_) | D::Corrupt { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", none),
+        },
+    }
+}
+
+/// A game failure's response: `errcode`, `error` and its extra fields.
+fn game_response(e: &service::game::Error) -> Response {
+    let (status, errcode, extra) = game_error(e);
+    let message = if status.is_server_error() {
+        tracing::error!(error = %e, source = ?std::error::Error::source(e), "request failed");
+        "internal server error".to_owned()
+    } else {
+        e.to_string()
+    };
+    let mut body = serde_json::json!({ "errcode": errcode, "error": message });
+    if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
+    (status, axum::Json(body)).into_response()
+}
+
 fn unknown_token() -> ErrorKind {
     // `soft_logout` is false: a revoked token never comes back.
     ErrorKind::UnknownToken(UnknownTokenErrorData::new())
@@ -216,6 +299,9 @@ impl IntoResponse for ApiError {
                 body,
             )
                 .into_response();
+        }
+        if let ApiError::Game(e) = &self {
+            return game_response(e);
         }
         let (status, kind) = self.status_and_kind();
         let message = if status.is_server_error() {

@@ -28,6 +28,7 @@ mod discovery;
 pub mod error;
 pub mod extract;
 mod filters;
+pub mod game;
 mod keys;
 mod membership;
 mod messages;
@@ -88,6 +89,7 @@ pub fn router(state: AppState) -> Router {
     let routes = messages::routes(routes);
     let routes = directory::routes(routes);
     let routes = receipts::routes(routes);
+    let routes = game::routes(routes);
     routes
         .fallback(|| async { ApiError::UnrecognizedPath })
         .method_not_allowed_fallback(|| async { ApiError::UnrecognizedMethod })

@@ -18,6 +18,7 @@ pub mod accounts;
 pub mod clock;
 pub mod config;
 pub mod e2ee;
+pub mod game;
 pub mod password;
 pub mod ratelimit;
 pub mod rooms;
