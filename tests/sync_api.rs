@@ -200,7 +200,7 @@ async fn malformed_since_tokens_are_400_invalid_param() {
     let (alice, _) = server.register("alice").await;
     let good = next_batch(&alice.sync(None, None).await);
     let mut wrong_version = good.clone().into_bytes();
-    wrong_version[1] = b'g'; // second char: format version 1 -> 32
+    wrong_version[1] = b'w'; // second char: format version 2 -> 3
     for bad in [
         "abc".to_owned(),
         "!!notbase64".to_owned(),

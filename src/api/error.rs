@@ -108,6 +108,7 @@ impl From<sync::Error> for ApiError {
             sync::Error::Storage(e) => ApiError::Service(e.into()),
             sync::Error::Rooms(e) => ApiError::Rooms(e),
             sync::Error::Service(e) => ApiError::Service(e),
+            sync::Error::Game(e) => ApiError::Game(e.into()),
         }
     }
 }

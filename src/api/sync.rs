@@ -13,8 +13,11 @@ use ruma::presence::PresenceState;
 use ruma::serde::Raw;
 use serde_json::Value;
 
-use super::extract::{ApiResult, Auth, Ruma, ok};
-use super::{AppState, route};
+use axum::response::{IntoResponse, Response};
+use ruma::api::OutgoingResponseExt;
+
+use super::extract::{Auth, Ruma, RumaResponse};
+use super::{ApiError, AppState, route};
 use crate::sync;
 
 pub(super) fn routes(r: Router<AppState>) -> Router<AppState> {
@@ -37,7 +40,7 @@ async fn get_sync(
     State(state): State<AppState>,
     Auth(authed): Auth,
     Ruma(req): Ruma<v3::Request>,
-) -> ApiResult<v3::Response> {
+) -> Result<Response, ApiError> {
     let definition = match req.filter {
         None => FilterDefinition::default(),
         Some(v3::Filter::FilterDefinition(def)) => def,
@@ -91,5 +94,16 @@ async fn get_sync(
     response.device_unused_fallback_key_types = found
         .unused_fallback_key_types
         .map(|types| types.into_iter().map(OneTimeKeyAlgorithm::from).collect());
-    ok(response)
+    let Some(game) = found.game else {
+        return Ok(RumaResponse(response).into_response());
+    };
+    // ruma's response has no place for a custom section: add it to the JSON.
+    let http = response
+        .try_into_http_response::<Vec<u8>>()
+        .map_err(|_| ApiError::Internal)?;
+    let (parts, body) = http.into_parts();
+    let mut json: Value = serde_json::from_slice(&body).map_err(|_| ApiError::Internal)?;
+    json["org.myelin.game"] = game;
+    let body = serde_json::to_vec(&json).map_err(|_| ApiError::Internal)?;
+    Ok(Response::from_parts(parts, axum::body::Body::from(body)))
 }

@@ -36,6 +36,7 @@
 //! | receipt or typing in room R | `Room(R)` |
 //! | account data of U, to-device message for U | `User(U)` |
 //! | presence or device list of U (delivered to users sharing a room) | `Peers(U)` |
+//! | game: U's wallet, items, trades, objects written by an admin | `User(U)` |
 //!
 //! Who may import this: `db::*` (writers), `sync` (the watcher), tests.
 

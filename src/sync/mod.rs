@@ -20,6 +20,7 @@
 //! Who may import this: `api`, `app`, the CLI and tests.
 
 pub mod filter;
+mod game;
 pub mod notifier;
 mod rooms;
 pub mod service;
@@ -75,6 +76,9 @@ pub enum Error {
     /// A transitory or key read failed.
     #[error(transparent)]
     Service(#[from] crate::service::Error),
+    /// A `game` read failed.
+    #[error(transparent)]
+    Game(#[from] crate::db::game::Error),
 }
 
 impl From<crate::db::rooms::Error> for Error {

@@ -20,7 +20,7 @@
 //!
 //! So a commit costs one feed read per process plus O(long-polls it
 //! concerns), whatever the number of long-polls; 10,000 idle long-polls cost
-//! 10,000 registrations and three KV watches.
+//! 10,000 registrations and one KV watch per database.
 //!
 //! ## The lossless rule
 //! A long-poll takes the read versions `R` of the databases, reads
@@ -71,19 +71,25 @@ pub enum DatabaseId {
     Rooms = 1,
     /// `transitory`.
     Transitory = 2,
+    /// `game`.
+    Game = 3,
 }
 
+/// How many databases a sync position spans.
+pub const DATABASES: usize = 4;
+
 impl DatabaseId {
-    /// All three, in token order.
-    pub const ALL: [DatabaseId; 3] = [
+    /// All of them, in token order.
+    pub const ALL: [DatabaseId; DATABASES] = [
         DatabaseId::Accounts,
         DatabaseId::Rooms,
         DatabaseId::Transitory,
+        DatabaseId::Game,
     ];
 }
 
-/// Read versions of the three databases, indexed by [`DatabaseId`].
-pub type ReadVersions = [u64; 3];
+/// Read versions of the databases, indexed by [`DatabaseId`].
+pub type ReadVersions = [u64; DATABASES];
 
 /// At most this many wake-feed entries are read per watcher round; more
 /// arrived at once wake every long-poll of the database instead.
@@ -111,7 +117,7 @@ pub struct Notifier {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Each watched database and its notification keys (`None`: its writes
     /// wake nobody).
-    feeds: [Option<(kv::Database, notify::Keys)>; 3],
+    feeds: [Option<(kv::Database, notify::Keys)>; DATABASES],
 }
 
 /// What the watchers and the long-polls share.
@@ -121,7 +127,7 @@ struct Shared {
     /// Registrations entered and not yet dropped, counted per entry
     /// (topics plus one), to know when the registry is worth sweeping.
     live_entries: AtomicUsize,
-    published: [watch::Sender<u64>; 3],
+    published: [watch::Sender<u64>; DATABASES],
 }
 
 #[derive(Default)]
@@ -130,7 +136,7 @@ struct Registry {
     everyone: Vec<Weak<Waiter>>,
     /// Entries in `by_topic` and `everyone`, live or not.
     entries: usize,
-    recent: [Recent; 3],
+    recent: [Recent; DATABASES],
 }
 
 /// The entries one database published lately, oldest first.
@@ -200,10 +206,10 @@ impl Notifier {
             hasher: RandomState::new(),
             registry: Mutex::new(Registry::default()),
             live_entries: AtomicUsize::new(0),
-            published: [(); 3].map(|()| watch::channel(0u64).0),
+            published: [(); DATABASES].map(|()| watch::channel(0u64).0),
         });
         let mut tasks = Vec::new();
-        let mut feeds = [None, None, None];
+        let mut feeds = [None, None, None, None];
         for (id, handle) in DatabaseId::ALL.iter().zip(databases.handles()) {
             let Some(keys) = notify::Keys::of(&handle.dirs) else {
                 tracing::debug!(
@@ -554,7 +560,7 @@ mod tests {
             hasher: RandomState::new(),
             registry: Mutex::new(Registry::default()),
             live_entries: AtomicUsize::new(0),
-            published: [(); 3].map(|()| watch::channel(0u64).0),
+            published: [(); DATABASES].map(|()| watch::channel(0u64).0),
         }
     }
 
@@ -562,7 +568,7 @@ mod tests {
         Notifier {
             shared: Arc::new(shared()),
             tasks: Mutex::new(Vec::new()),
-            feeds: [None, None, None],
+            feeds: [None, None, None, None],
         }
     }
 
@@ -578,8 +584,8 @@ mod tests {
         let a = n.topic_key(Topic::Room("!a:x"));
         let b = n.topic_key(Topic::Room("!b:x"));
         n.shared.publish(ROOMS, 10, &[], true);
-        let on_a = n.listen(&[a], [0, 10, 0]);
-        let on_b = n.listen(&[b], [0, 10, 0]);
+        let on_a = n.listen(&[a], [0, 10, 0, 0]);
+        let on_b = n.listen(&[b], [0, 10, 0, 0]);
         n.shared.publish(ROOMS, 11, &[(11, a)], false);
         assert!(fired(&on_a));
         assert!(!fired(&on_b), "a change in another room does not wake");
@@ -590,7 +596,7 @@ mod tests {
         let n = notifier();
         let a = n.topic_key(Topic::User("@a:x"));
         n.shared.publish(ROOMS, 10, &[], true);
-        let l = n.listen(&[a], [0, 12, 0]);
+        let l = n.listen(&[a], [0, 12, 0, 0]);
         n.shared.publish(ROOMS, 12, &[(12, a)], false);
         assert!(!fired(&l), "version 12 was in the listener's read");
         n.shared.publish(ROOMS, 13, &[(13, a)], false);
@@ -607,13 +613,13 @@ mod tests {
         // Read at 11: missed 12 (a) and 15 (b).
         let mut both = [a, b];
         both.sort();
-        assert!(fired(&n.listen(&[a], [0, 11, 0])));
-        assert!(fired(&n.listen(&[b], [0, 12, 0])));
-        assert!(fired(&n.listen(&both, [0, 11, 0])));
+        assert!(fired(&n.listen(&[a], [0, 11, 0, 0])));
+        assert!(fired(&n.listen(&[b], [0, 12, 0, 0])));
+        assert!(fired(&n.listen(&both, [0, 11, 0, 0])));
         // Read at 15: nothing missed.
-        assert!(!fired(&n.listen(&both, [0, 15, 0])));
+        assert!(!fired(&n.listen(&both, [0, 15, 0, 0])));
         // Another database's versions are not compared with these.
-        assert!(!fired(&n.listen(&[a], [0, 15, 11])));
+        assert!(!fired(&n.listen(&[a], [0, 15, 11, 0])));
     }
 
     #[test]
@@ -623,7 +629,7 @@ mod tests {
         let other = n.topic_key(Topic::Room("!other:x"));
         // The first publish of a database cannot say what came before it.
         n.shared.publish(ROOMS, 10, &[], true);
-        assert!(fired(&n.listen(&[a], [0, 9, 0])));
+        assert!(fired(&n.listen(&[a], [0, 9, 0, 0])));
         // A log trimmed past the read version cannot either.
         let many: Vec<(u64, TopicKey)> = (0..RECENT_ENTRIES as u64 + 1)
             .map(|i| (20 + i, other))
@@ -631,10 +637,10 @@ mod tests {
         let top = 20 + RECENT_ENTRIES as u64;
         n.shared.publish(ROOMS, top, &many, false);
         assert!(
-            fired(&n.listen(&[a], [0, 19, 0])),
+            fired(&n.listen(&[a], [0, 19, 0, 0])),
             "log no longer reaches 19"
         );
-        assert!(!fired(&n.listen(&[a], [0, 20, 0])), "log reaches 20");
+        assert!(!fired(&n.listen(&[a], [0, 20, 0, 0])), "log reaches 20");
     }
 
     #[test]
@@ -642,8 +648,8 @@ mod tests {
         let n = notifier();
         let a = n.topic_key(Topic::User("@a:x"));
         n.shared.publish(ROOMS, 10, &[], true);
-        let l = n.listen(&[a], [0, 10, 0]);
-        let idle = n.listen(&[], [0, 10, 0]);
+        let l = n.listen(&[a], [0, 10, 0, 0]);
+        let idle = n.listen(&[], [0, 10, 0, 0]);
         n.shared.publish(ROOMS, 11, &[], true);
         assert!(fired(&l));
         assert!(fired(&idle));
@@ -655,9 +661,9 @@ mod tests {
         let a = n.topic_key(Topic::Room("!a:x"));
         n.shared.publish(ROOMS, 10, &[], true);
         for _ in 0..10_000 {
-            drop(n.listen(&[a], [0, 10, 0]));
+            drop(n.listen(&[a], [0, 10, 0, 0]));
         }
-        let kept = n.listen(&[a], [0, 10, 0]);
+        let kept = n.listen(&[a], [0, 10, 0, 0]);
         let entries = n.shared.registry.lock().unwrap().entries;
         assert!(entries <= 2 * 2 + 4096 + 2, "{entries} entries kept");
         n.shared.publish(ROOMS, 11, &[(11, a)], false);
@@ -719,12 +725,12 @@ mod tests {
         let n = Arc::new(notifier());
         let a = n.topic_key(Topic::User("@a:x"));
         n.shared.publish(ROOMS, 10, &[], true);
-        let before = n.listen(&[a], [0, 10, 0]);
+        let before = n.listen(&[a], [0, 10, 0, 0]);
         n.shared.publish(ROOMS, 11, &[(11, a)], false);
         tokio::time::timeout(Duration::from_secs(5), before.fired())
             .await
             .expect("a wake before the wait is kept");
-        let after = n.listen(&[a], [0, 11, 0]);
+        let after = n.listen(&[a], [0, 11, 0, 0]);
         let wait = tokio::spawn(async move {
             tokio::time::timeout(Duration::from_secs(5), after.fired()).await
         });

@@ -23,6 +23,8 @@
 //!      set is cached per user and recomputed only when a membership in
 //!      one of the user's rooms changed), one-time-key counts and unused
 //!      fallback key types;
+//!    - game: the user's change log after the token's game part, one
+//!      range read (`sync::game`: the `org.myelin.game` section);
 //! 3. compute `next_batch`: per database the latest of the `since` part and
 //!    the position of `R` (accounts: also every change returned; transitory:
 //!    not past the last to-device message returned if more are pending);
@@ -59,6 +61,7 @@ use super::unread::Memos;
 use super::{Error, SyncConfig};
 use crate::db::Databases;
 use crate::db::accounts::{AccountDataChange, AccountsDb};
+use crate::db::game::GameDb;
 use crate::db::notify::Topic;
 use crate::db::rooms::StreamPosition;
 use crate::kv;
@@ -143,6 +146,9 @@ pub struct SyncResult {
     pub device_lists_left: Vec<OwnedUserId>,
     /// The device's unclaimed one-time keys per algorithm.
     pub one_time_key_counts: BTreeMap<String, u64>,
+    /// The `org.myelin.game` section, when something of the user's changed
+    /// in the `game` database (`sync::game`).
+    pub game: Option<Value>,
     /// The algorithms of the device's unused fallback keys (`None` without
     /// a device).
     pub unused_fallback_key_types: Option<Vec<String>>,
@@ -160,6 +166,7 @@ impl SyncResult {
             || !self.presence.is_empty()
             || !self.device_lists_changed.is_empty()
             || !self.device_lists_left.is_empty()
+            || self.game.is_some()
     }
 }
 
@@ -175,6 +182,7 @@ fn token_at(rvs: ReadVersions, since: Option<SyncToken>) -> SyncToken {
         accounts: Position::at_read_version(rvs[DatabaseId::Accounts as usize]),
         rooms: Position::at_read_version(rvs[DatabaseId::Rooms as usize]),
         transitory: Position::at_read_version(rvs[DatabaseId::Transitory as usize]),
+        game: Some(Position::at_read_version(rvs[DatabaseId::Game as usize])),
     };
     since.map_or(at, |since| at.max(since))
 }
@@ -217,6 +225,7 @@ type CircleEntry = (StreamPosition, Arc<Circle>);
 pub struct SyncService {
     databases: Databases,
     accounts: AccountsDb,
+    game: GameDb,
     notifier: Arc<Notifier>,
     config: SyncConfig,
     shutdown: watch::Sender<bool>,
@@ -234,6 +243,7 @@ impl SyncService {
         SyncService {
             databases: databases.clone(),
             accounts: AccountsDb::new(&databases.accounts),
+            game: GameDb::new(&databases.game),
             notifier: Notifier::start(databases),
             config,
             shutdown: watch::channel(false).0,
@@ -300,8 +310,13 @@ impl SyncService {
         if let Some(since) = since.filter(|_| !req.full_state)
             && let Some(circle) = self.cached_circle(user_id, since)
         {
-            let delivered =
-                [since.accounts, since.rooms, since.transitory].map(|p| p.delivered_through());
+            let delivered = [
+                since.accounts,
+                since.rooms,
+                since.transitory,
+                since.game.unwrap_or(Position::ZERO),
+            ]
+            .map(|p| p.delivered_through());
             let news = self.notifier.listen(&circle.topics, delivered);
             if !self.wait_for(&news, deadline, &mut shutdown).await
                 && let Some(rvs) = self.quiet_through(&news).await?
@@ -502,6 +517,14 @@ impl SyncService {
             )
             .await?;
         }
+        // Game: what changed for the user since the token's game part.
+        result.game = super::game::section(
+            &self.game,
+            user.as_str(),
+            since.map(|t| t.game),
+            rvs[DatabaseId::Game as usize],
+        )
+        .await?;
         result.next_batch = next;
         result.account_data = account_data;
         result.rooms = RoomsSection {
@@ -591,7 +614,7 @@ impl SyncService {
 
     /// The read version of each database, in [`DatabaseId`] order.
     async fn read_versions(&self) -> Result<ReadVersions, Error> {
-        let mut out = [0u64; 3];
+        let mut out = [0u64; super::notifier::DATABASES];
         for (slot, handle) in out.iter_mut().zip(self.databases.handles()) {
             *slot = handle
                 .db

@@ -12,16 +12,23 @@
 //! sorts after every versionstamp of a commit at or before `rv` and before
 //! every later one.
 //!
-//! ## Byte format (version 1)
+//! ## Byte format (version 2)
 //! ```text
-//! offset  0      1 .. 11         11 .. 21      21 .. 31
-//!         0x01   accounts (10)   rooms (10)    transitory (10)
+//! offset  0      1 .. 11         11 .. 21      21 .. 31          31 .. 41
+//!         0x02   accounts (10)   rooms (10)    transitory (10)   game (10)
 //! ```
-//! 31 bytes, encoded as unpadded base64url (RFC 4648 section 5): 42
+//! 41 bytes, encoded as unpadded base64url (RFC 4648 section 5): 55
 //! characters from `[A-Za-z0-9_-]`, safe in a URL query without escaping.
-//! The first byte is the format version; a parser rejects every other
-//! version, length or alphabet with [`TokenError`]. Versionstamps persist
-//! across restarts, so tokens stay valid as long as the stores do.
+//! The first byte is the format version. Versionstamps persist across
+//! restarts, so tokens stay valid as long as the stores do.
+//!
+//! Version 1 (31 bytes, 42 characters: `0x01`, then accounts, rooms and
+//! transitory) came before the `game` database and still parses: its
+//! missing `game` part is `None`, which sync reads as "the game changes
+//! before this sync are not owed": the first sync from such a token answers
+//! no `org.myelin.game` section for older changes and returns a version-2
+//! token positioned at the read. Every other version, length or alphabet is
+//! rejected with [`TokenError`].
 //!
 //! Who may import this: `sync` and tests.
 
@@ -31,11 +38,18 @@ use std::str::FromStr;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-/// The format version this code writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+/// The format version this code writes (it also reads
+/// [`FORMAT_VERSION_1`]).
+pub const FORMAT_VERSION: u8 = 2;
 
-/// Length of an encoded token's bytes: the version and three positions.
-pub const TOKEN_BYTES: usize = 1 + 3 * 10;
+/// The format before the `game` database: three positions.
+pub const FORMAT_VERSION_1: u8 = 1;
+
+/// Length of an encoded token's bytes: the version and four positions.
+pub const TOKEN_BYTES: usize = 1 + 4 * 10;
+
+/// Length of a version-1 token's bytes: the version and three positions.
+pub const TOKEN_BYTES_V1: usize = 1 + 3 * 10;
 
 /// A position in one database: a 10-byte versionstamp. Ordered bytewise,
 /// which is versionstamp order. Only positions of the same database compare
@@ -83,6 +97,10 @@ pub struct SyncToken {
     /// Position in the `transitory` database (to-device, receipts, typing,
     /// presence).
     pub transitory: Position,
+    /// Position in the `game` database (wallets, items, trades, storage);
+    /// `None` only in a token parsed from format version 1, which predates
+    /// it (module docs).
+    pub game: Option<Position>,
 }
 
 /// Why a token string is not a valid token. Maps to 400 `M_INVALID_PARAM`.
@@ -91,7 +109,7 @@ pub enum TokenError {
     /// Not unpadded base64url.
     #[error("sync token is not base64url")]
     NotBase64,
-    /// Decodes to the wrong number of bytes.
+    /// Decodes to the wrong number of bytes for its version.
     #[error("sync token has {len_bytes} bytes, expected {TOKEN_BYTES}")]
     BadLength {
         /// The decoded length.
@@ -110,6 +128,7 @@ impl SyncToken {
         out[1..11].copy_from_slice(&self.accounts.0);
         out[11..21].copy_from_slice(&self.rooms.0);
         out[21..31].copy_from_slice(&self.transitory.0);
+        out[31..41].copy_from_slice(&self.game.unwrap_or(Position::ZERO).0);
         out
     }
 
@@ -117,19 +136,25 @@ impl SyncToken {
     ///
     /// Errors: [`TokenError::BadLength`], [`TokenError::UnknownVersion`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, TokenError> {
-        if bytes.len() != TOKEN_BYTES {
+        let len = match bytes.first() {
+            Some(&FORMAT_VERSION) => TOKEN_BYTES,
+            Some(&FORMAT_VERSION_1) => TOKEN_BYTES_V1,
+            Some(&v) if bytes.len() == TOKEN_BYTES || bytes.len() == TOKEN_BYTES_V1 => {
+                return Err(TokenError::UnknownVersion(v));
+            }
+            _ => TOKEN_BYTES,
+        };
+        if bytes.len() != len {
             return Err(TokenError::BadLength {
                 len_bytes: bytes.len(),
             });
-        }
-        if bytes[0] != FORMAT_VERSION {
-            return Err(TokenError::UnknownVersion(bytes[0]));
         }
         let part = |at: usize| Position(bytes[at..at + 10].try_into().expect("10 bytes"));
         Ok(SyncToken {
             accounts: part(1),
             rooms: part(11),
             transitory: part(21),
+            game: (len == TOKEN_BYTES).then(|| part(31)),
         })
     }
 
@@ -139,6 +164,7 @@ impl SyncToken {
             accounts: self.accounts.max(other.accounts),
             rooms: self.rooms.max(other.rooms),
             transitory: self.transitory.max(other.transitory),
+            game: self.game.max(other.game),
         }
     }
 }
@@ -154,7 +180,7 @@ impl FromStr for SyncToken {
     type Err = TokenError;
 
     fn from_str(s: &str) -> Result<Self, TokenError> {
-        // Bound the work before decoding: a valid token is 42 characters.
+        // Bound the work before decoding: a valid token is 55 characters.
         if s.len() > 2 * TOKEN_BYTES {
             return Err(TokenError::BadLength {
                 len_bytes: s.len() * 3 / 4,
@@ -178,6 +204,7 @@ mod tests {
             accounts: Position([0, 0, 0, 0, 0, 0, 0, 7, 0, 1]),
             rooms: Position::at_read_version(0x0102_0304_0506_0708),
             transitory: Position::ZERO,
+            game: Some(Position([9; 10])),
         }
     }
 
@@ -185,19 +212,48 @@ mod tests {
     fn bytes_follow_the_documented_layout() {
         let bytes = sample().to_bytes();
         let expected: [u8; TOKEN_BYTES] = [
-            1, // format version
+            2, // format version
             0, 0, 0, 0, 0, 0, 0, 7, 0, 1, // accounts
             1, 2, 3, 4, 5, 6, 7, 8, 0xff, 0xff, // rooms
             0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // transitory
+            9, 9, 9, 9, 9, 9, 9, 9, 9, 9, // game
         ];
         assert_eq!(bytes, expected);
         let text = sample().to_string();
-        assert_eq!(text.len(), 42);
+        assert_eq!(text.len(), 55);
         assert!(
             text.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         );
-        assert_eq!(text, "AQAAAAAAAAAHAAEBAgMEBQYHCP__AAAAAAAAAAAAAA");
+        assert_eq!(
+            text,
+            "AgAAAAAAAAAHAAEBAgMEBQYHCP__AAAAAAAAAAAAAAkJCQkJCQkJCQk"
+        );
+    }
+
+    #[test]
+    fn a_version_1_token_still_parses_without_a_game_part() {
+        // Written by the code before the game database: 31 bytes.
+        let text = "AQAAAAAAAAAHAAEBAgMEBQYHCP__AAAAAAAAAAAAAA";
+        let token: SyncToken = text.parse().unwrap();
+        assert_eq!(token.accounts, sample().accounts);
+        assert_eq!(token.rooms, sample().rooms);
+        assert_eq!(token.transitory, Position::ZERO);
+        assert_eq!(token.game, None);
+        // Written back, it is a version-2 token.
+        let again = token.to_string();
+        assert_eq!(again.len(), 55);
+        assert_eq!(
+            again.parse::<SyncToken>().unwrap().game,
+            Some(Position::ZERO)
+        );
+        // A version-1 byte with a version-2 length is refused.
+        let mut bytes = sample().to_bytes();
+        bytes[0] = FORMAT_VERSION_1;
+        assert_eq!(
+            SyncToken::from_bytes(&bytes),
+            Err(TokenError::BadLength { len_bytes: 41 })
+        );
     }
 
     #[test]
@@ -244,11 +300,11 @@ mod tests {
             "".parse::<SyncToken>(),
             Err(TokenError::BadLength { len_bytes: 0 })
         );
-        let mut v2 = sample().to_bytes();
-        v2[0] = 2;
+        let mut v3 = sample().to_bytes();
+        v3[0] = 3;
         assert_eq!(
-            URL_SAFE_NO_PAD.encode(v2).parse::<SyncToken>(),
-            Err(TokenError::UnknownVersion(2))
+            URL_SAFE_NO_PAD.encode(v3).parse::<SyncToken>(),
+            Err(TokenError::UnknownVersion(3))
         );
         assert!(matches!(
             "A".repeat(10_000).parse::<SyncToken>(),
@@ -264,6 +320,7 @@ mod tests {
                 accounts: Position(rng.random()),
                 rooms: Position(rng.random()),
                 transitory: Position(rng.random()),
+                game: Some(Position(rng.random())),
             };
             let text = token.to_string();
             assert_eq!(text.parse::<SyncToken>(), Ok(token), "{text}");

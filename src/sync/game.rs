@@ -1,0 +1,103 @@
+//! The `org.myelin.game` section of `/sync` (issue 17; `docs/game.md`).
+//!
+//! The `game` database keeps one change-log entry per user per commit that
+//! concerns them (`changes/user_log`). A sync reads the user's entries
+//! after the token's `game` part up to the read version of the sync (one
+//! range read), merges them and answers the current state of what they
+//! name:
+//!
+//! ```json
+//! "org.myelin.game": {
+//!   "wallet": {"balances": {"gold": 120}},      // when a balance changed
+//!   "inventory_changed": true,
+//!   "trades": [{"trade_id": "...", "state": "completed", ...}],
+//!   "storage": [{"collection": "saves", "key": "slot1", "version": "..."}]
+//! }
+//! ```
+//!
+//! The section is absent when nothing changed. On an initial sync it holds
+//! the current balances and the open trades. A token from before the game
+//! database (format version 1, no `game` part) owes no game changes: its
+//! first sync answers no section and a token positioned at the read.
+//!
+//! Who may import this: `sync::service`.
+
+use serde_json::{Value, json};
+
+use super::token::Position;
+use crate::db::game::{self as db, GameDb, ObjectId, TradeState};
+use crate::service::game::shapes::trade_json;
+
+/// Most trades listed in one section.
+const MAX_TRADES: usize = 100;
+
+/// The section for `user` between `since` (`None`: initial sync;
+/// `Some(None)`: a version-1 token) and read version `rv`.
+///
+/// Errors: the `game` database's.
+pub async fn section(
+    game: &GameDb,
+    user: &str,
+    since: Option<Option<Position>>,
+    rv: u64,
+) -> Result<Option<Value>, db::Error> {
+    let change = match since {
+        Some(None) => return Ok(None),
+        None => {
+            let balances = game.balances(user).await?;
+            let trades: Vec<Value> = game
+                .trades(user, Some(TradeState::Open), MAX_TRADES)
+                .await?
+                .iter()
+                .map(trade_json)
+                .collect();
+            if balances.is_empty() && trades.is_empty() {
+                return Ok(None);
+            }
+            let mut out = json!({ "inventory_changed": false, "trades": trades, "storage": [] });
+            if !balances.is_empty() {
+                out["wallet"] = json!({ "balances": balances });
+            }
+            return Ok(Some(out));
+        }
+        Some(Some(since)) => game.changes(user, Some(since.0), rv).await?.0,
+    };
+    if change.is_empty() {
+        return Ok(None);
+    }
+    let mut trades = Vec::new();
+    for id in change.trades.iter().rev().take(MAX_TRADES) {
+        if let Some(t) = game.trade(id).await? {
+            trades.push(trade_json(&t));
+        }
+    }
+    let ids: Vec<ObjectId> = change
+        .storage
+        .iter()
+        .map(|(collection, key)| ObjectId {
+            collection: collection.clone(),
+            key: key.clone(),
+            owner: Some(user.to_owned()),
+        })
+        .collect();
+    let current = game.read_objects(&ids).await?;
+    let storage: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            let version = current
+                .iter()
+                .find(|o| o.collection == id.collection && o.key == id.key)
+                .map(|o| o.version.clone());
+            json!({ "collection": id.collection, "key": id.key, "version": version })
+        })
+        .collect();
+    let mut out = json!({
+        "inventory_changed": change.inventory,
+        "trades": trades,
+        "storage": storage,
+    });
+    if change.wallet {
+        out["wallet"] = json!({ "balances": game.balances(user).await? });
+    }
+    Ok(Some(out))
+}
