@@ -3,13 +3,16 @@
 //! the embedded store injects `commit_unknown_result` into random commits.
 //! Afterwards every currency sums to what was minted, no balance is
 //! negative, every item has exactly one owner, every idempotency key was
-//! applied exactly once, and `GameDb::verify` finds no difference between
-//! balances and the ledger.
+//! applied exactly once, and `myelin game verify` finds no difference
+//! between balances and the ledger (and does find one made on purpose).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
+use myelin::config::{Config, Overrides};
 use myelin::db::game::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -60,7 +63,7 @@ fn key(scope: &'static str, k: &str) -> IdempotencyKey {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn randomized_economy_keeps_its_invariants_under_unknown_commit_results() {
     let dir = tempfile::tempdir().unwrap();
-    let dbs = myelin::db::open_embedded_at(dir.path()).await.unwrap();
+    let dbs = open_like_cli(dir.path()).await;
     let game = GameDb::new(&dbs.game);
     let faults = dbs.game.db.as_embedded().unwrap().clone();
 
@@ -266,4 +269,64 @@ async fn randomized_economy_keeps_its_invariants_under_unknown_commit_results() 
     );
     assert_eq!(report.users, USERS);
     assert!(*completed.lock().unwrap() > 0, "some trades completed");
+
+    // The operator's check agrees, then catches a balance changed behind
+    // the ledger's back.
+    let key = dbs
+        .game
+        .space(&keys::WALLET)
+        .key(&keys::BALANCE, &(uid(0), "gold"));
+    close(dbs);
+    let out = verify_cli(dir.path());
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("users {USERS}")));
+    let dbs = open_like_cli(dir.path()).await;
+    dbs.game
+        .db
+        .run(|tx, _| {
+            tx.atomic_op(&key, &1i64.to_le_bytes(), myelin::kv::MutationType::Add);
+            async { Ok::<_, myelin::kv::Error>(()) }
+        })
+        .await
+        .unwrap();
+    close(dbs);
+    let out = verify_cli(dir.path());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("MISMATCH {} gold", uid(0))),
+        "{stdout}"
+    );
+}
+
+/// The databases as `myelin --data dir` opens them.
+async fn open_like_cli(dir: &Path) -> myelin::db::Databases {
+    let overrides = Overrides {
+        data_dir: Some(dir.to_path_buf()),
+        ..Overrides::default()
+    };
+    let config = Config::load(None, &overrides).unwrap();
+    myelin::db::open(&config.databases).await.unwrap()
+}
+
+/// Closes every store, so another process may open them.
+fn close(dbs: myelin::db::Databases) {
+    for handle in dbs.handles() {
+        handle.db.as_embedded().unwrap().shutdown();
+    }
+}
+
+/// Runs `myelin game verify --data dir` without the caller's `MYELIN_*`
+/// variables.
+fn verify_cli(dir: &Path) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_myelin"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("MYELIN_") || key == "RUST_LOG" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.args(["game", "verify", "--data"])
+        .arg(dir)
+        .output()
+        .expect("run myelin")
 }

@@ -3,20 +3,24 @@
 //!
 //! - `myelin serve`: run the server ([`ServeArgs`]);
 //! - `myelin keys layout | decode | scan`: inspect key schemas and stored keys
-//!   ([`keys`]).
+//!   ([`keys`]);
+//! - `myelin user ...`: operator account commands ([`user`]);
+//! - `myelin game verify`: check balances against the ledger ([`game`]).
 //!
 //! Configuration flags common to every command that touches a store live in
 //! [`ConfigArgs`] (`--config FILE`, `--data DIR`); `serve` adds `--bind` and
 //! `--server-name`. They become [`Overrides`] applied over the file and the
 //! environment by [`Config::load`].
 //!
-//! Exit codes: 0 on success, 1 when a command fails at run time (store, I/O),
+//! Exit codes: 0 on success, 1 when a command fails at run time (store, I/O)
+//! or a check finds the data inconsistent,
 //! 2 for bad input (as clap does for bad arguments) and for commands not yet
 //! available.
 //!
 //! Who may import this: `main.rs` only. The CLI sits at the top of the crate
 //! and may import every layer.
 
+pub mod game;
 pub mod keys;
 pub mod serve;
 pub mod user;
@@ -53,6 +57,9 @@ pub enum Command {
     User(user::UserCommand),
     /// Load-test a Matrix homeserver over the Client-Server API.
     Bench(crate::bench::BenchArgs),
+    /// Game operator commands: verify.
+    #[command(subcommand)]
+    Game(game::GameCommand),
 }
 
 /// Where the configuration comes from: `--config FILE` and `--data DIR`,
@@ -135,6 +142,9 @@ pub enum CliError {
     /// Writing the output failed.
     #[error("writing output: {0}")]
     Output(#[source] std::io::Error),
+    /// A check found the stored data inconsistent.
+    #[error("{0}")]
+    Inconsistent(String),
 }
 
 impl CliError {
@@ -142,7 +152,10 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::BadInput(_) | CliError::Config(_) => 2,
-            CliError::Db(_) | CliError::Output(_) | CliError::Runtime(_) => 1,
+            CliError::Db(_)
+            | CliError::Output(_)
+            | CliError::Runtime(_)
+            | CliError::Inconsistent(_) => 1,
         }
     }
 }
@@ -154,6 +167,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve::run(args).await,
         Command::User(cmd) => user::run(cmd).await,
         Command::Keys(cmd) => keys::run(cmd).await,
+        Command::Game(cmd) => game::run(cmd).await,
         Command::Bench(args) => crate::bench::run(args)
             .await
             .map_err(|e| CliError::Runtime(Box::new(e))),
