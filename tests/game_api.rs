@@ -595,3 +595,50 @@ async fn a_server_transaction_is_all_or_nothing_and_idempotent() {
         version
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_two_clients_if_match_writing_one_object_lose_no_update() {
+    let g = game().await;
+    let alice_id = uid(&g.alice).await;
+    let acks = ok(put_objects(
+        &g.alice,
+        json!([{"collection": "hot", "key": "k", "value": {"writes": 0}}]),
+    )
+    .await)
+    .await;
+    let mut version = acks["acks"][0]["version"].as_str().unwrap().to_owned();
+    // Each round, 32 clients read the same version and write n + 1 with
+    // it as the condition: exactly one may succeed per version.
+    for round in 1..=3 {
+        let writers: Vec<_> = (0..32)
+            .map(|i| {
+                let (alice, version) = (g.alice.clone(), version.clone());
+                tokio::spawn(async move {
+                    let w = json!([{"collection": "hot", "key": "k", "value": {"writes": round, "by": i}, "version": version}]);
+                    put_objects(&alice, w).await
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for w in writers {
+            let got = w.await.unwrap();
+            match got.0 {
+                200 => winners.push(got.1["acks"][0]["version"].as_str().unwrap().to_owned()),
+                _ => assert_error(&got, 409, "ORG.MYELIN.VERSION_MISMATCH"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: one success per version");
+        let read = ok(read_objects_of(&g.alice, "hot", &alice_id, "k").await).await;
+        assert_eq!(read["objects"][0]["version"], winners[0].as_str());
+        assert_eq!(read["objects"][0]["value"]["writes"], round);
+        version = winners.remove(0);
+    }
+}
+
+async fn read_objects_of(c: &Client, collection: &str, owner: &str, key: &str) -> (u16, Value) {
+    c.post(
+        &path("/storage/read"),
+        json!({"object_ids": [{"collection": collection, "key": key, "owner": owner}]}),
+    )
+    .await
+}

@@ -225,7 +225,7 @@ async fn randomized_economy_keeps_its_invariants_under_unknown_commit_results() 
         .commit_unknown_result
         .store(0, Ordering::SeqCst);
 
-    let applied = applied.lock().unwrap();
+    let applied = std::mem::take(&mut *applied.lock().unwrap());
     // Currency: what was minted plus the admins' net updates; trades move it.
     let minted = MINT * USERS as i64 + applied.wallet_keys.values().sum::<i64>();
     let mut total = 0;

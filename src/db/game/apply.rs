@@ -66,7 +66,7 @@ impl GameDb {
     ///
     /// Reads (with conflict ranges): the idempotency key's range, debited
     /// balances, every item named, every storage object named. Snapshot
-    /// reads: credited balances. Writes: see [`Ctx::flush`], the storage
+    /// reads: credited balances. Writes: see `Ctx::flush`, the storage
     /// objects, the idempotency key.
     ///
     /// Safe to run twice: with an idempotency key, a retry after an unknown

@@ -4,7 +4,7 @@
 //! and conflict ranges, the invariants, the API) in `docs/game.md`.
 //!
 //! Each public method is one transaction run through [`kv::Database::run`].
-//! Writes go through one transaction context ([`ctx`]) that caches what it
+//! Writes go through one transaction context (`ctx.rs`) that caches what it
 //! read and writes everything at the end, so a storage batch, a wallet
 //! update, a grant, a trade and a server transaction share one set of
 //! rules. Invariants:
