@@ -1,0 +1,356 @@
+//! `docs/game-openapi.yaml` against real responses: every game endpoint is
+//! called (successes and the errors with extra fields), and each answer is
+//! checked against the schema the file gives for its path, method and
+//! status. The file is written in YAML's JSON subset, so it is read here
+//! with `serde_json`; the checker below covers the schema keywords the file
+//! uses (`$ref`, `type`, `nullable`, `properties`, `required`,
+//! `additionalProperties`, `items`, `enum`) and fails on any other, so the
+//! file cannot grow a keyword this test would silently ignore.
+
+mod common_api;
+
+use serde_json::{Map, Value, json};
+
+use common_api::{Client, TestServer};
+
+const P: &str = "/_myelin/game/v1";
+
+struct Spec(Value);
+
+impl Spec {
+    fn load() -> Spec {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/game-openapi.yaml");
+        Spec(serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap())
+    }
+
+    /// Checks `got` (a call of `method` on `template`) against the file.
+    #[track_caller]
+    fn check(&self, method: &str, template: &str, got: &(u16, Value)) {
+        let response = &self.0["paths"][template][method]["responses"][got.0.to_string()];
+        assert!(
+            response.is_object(),
+            "{method} {template}: status {} not documented ({})",
+            got.0,
+            got.1
+        );
+        let schema = &response["content"]["application/json"]["schema"];
+        if let Err(e) = self.validate(schema, &got.1, "$") {
+            panic!("{method} {template} {}: {e}\n{}", got.0, got.1);
+        }
+    }
+
+    fn resolve<'a>(&'a self, schema: &'a Value) -> &'a Value {
+        match schema.get("$ref").and_then(Value::as_str) {
+            Some(r) => {
+                let name = r.strip_prefix("#/components/schemas/").expect("local refs");
+                &self.0["components"]["schemas"][name]
+            }
+            None => schema,
+        }
+    }
+
+    fn validate(&self, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+        let schema = self.resolve(schema);
+        let s: &Map<String, Value> = schema.as_object().ok_or(format!("{at}: no schema"))?;
+        for key in s.keys() {
+            let known = [
+                "type",
+                "nullable",
+                "properties",
+                "required",
+                "additionalProperties",
+                "items",
+                "enum",
+                "format",
+                "minItems",
+                "maxItems",
+                "minimum",
+                "maximum",
+            ];
+            if !known.contains(&key.as_str()) {
+                return Err(format!("{at}: schema keyword {key} is not checked"));
+            }
+        }
+        if value.is_null() {
+            return if s.get("nullable") == Some(&Value::Bool(true)) {
+                Ok(())
+            } else {
+                Err(format!("{at}: null"))
+            };
+        }
+        if let Some(allowed) = s.get("enum").and_then(Value::as_array)
+            && !allowed.contains(value)
+        {
+            return Err(format!("{at}: {value} not in {allowed:?}"));
+        }
+        let ty = s.get("type").and_then(Value::as_str).unwrap_or("any");
+        let fits = match ty {
+            "object" => value.is_object(),
+            "array" => value.is_array(),
+            "string" => value.is_string(),
+            "integer" => value.is_i64() || value.is_u64(),
+            "boolean" => value.is_boolean(),
+            _ => return Err(format!("{at}: type {ty} is not checked")),
+        };
+        if !fits {
+            return Err(format!("{at}: {value} is not {ty}"));
+        }
+        if let Some(items) = s.get("items") {
+            for (i, v) in value.as_array().unwrap().iter().enumerate() {
+                self.validate(items, v, &format!("{at}[{i}]"))?;
+            }
+        }
+        if let Some(map) = value.as_object() {
+            let props = s.get("properties").and_then(Value::as_object);
+            for required in s
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let name = required.as_str().unwrap();
+                if !map.contains_key(name) {
+                    return Err(format!("{at}: missing {name}"));
+                }
+            }
+            for (k, v) in map {
+                let here = format!("{at}.{k}");
+                match (props.and_then(|p| p.get(k)), s.get("additionalProperties")) {
+                    (Some(p), _) => self.validate(p, v, &here)?,
+                    (None, Some(Value::Bool(true))) => {}
+                    (None, Some(extra @ Value::Object(_))) => self.validate(extra, v, &here)?,
+                    (None, _) => return Err(format!("{here}: not in the schema")),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn the_checker_rejects_what_the_schema_does_not_allow() {
+    let spec = Spec::load();
+    let trade = json!({"$ref": "#/components/schemas/Trade"});
+    let good = json!({"trade_id": "t", "initiator": "@a:x", "counterparty": "@b:x",
+        "give": {"items": [], "currency": {}}, "take": {"items": ["i"], "currency": {"gold": 1}},
+        "state": "open", "create_ts": 1, "update_ts": 2});
+    spec.validate(&trade, &good, "$").unwrap();
+    let mut bad = good.clone();
+    bad["state"] = json!("lost");
+    assert!(spec.validate(&trade, &bad, "$").is_err());
+    let mut bad = good.clone();
+    bad["extra"] = json!(1);
+    assert!(spec.validate(&trade, &bad, "$").is_err());
+    let mut bad = good;
+    bad["take"]["currency"]["gold"] = json!("1");
+    assert!(spec.validate(&trade, &bad, "$").is_err());
+}
+
+async fn call(c: &Client, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+    c.request(m, &format!("{P}{path}"), body).await
+}
+
+#[tokio::test]
+async fn every_answer_matches_the_openapi_file() {
+    let spec = Spec::load();
+    let server = TestServer::start().await;
+    let admin = server.register("admin", "pw").await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    server
+        .state
+        .accounts
+        .set_admin("admin", true)
+        .await
+        .unwrap();
+    let (a, b) = (alice.whoami().await.0, bob.whoami().await.0);
+    macro_rules! check {
+        ($who:expr, $method:literal, $template:literal, $path:expr, $body:expr) => {{
+            let got = call(&$who, $method, &$path, $body).await;
+            spec.check($method, $template, &got);
+            got.1
+        }};
+    }
+    let w =
+        json!({"objects": [{"collection": "s", "key": "k", "value": {"x": 1}, "version": "*"}]});
+    check!(
+        alice,
+        "put",
+        "/storage",
+        "/storage".to_string(),
+        Some(w.clone())
+    );
+    check!(alice, "put", "/storage", "/storage".to_string(), Some(w)); // 409
+    check!(
+        alice,
+        "put",
+        "/storage",
+        "/storage".to_string(),
+        Some(
+            json!({"objects": [{"collection": "s", "key": "big", "value": {"b": "x".repeat(70_000)}}]})
+        )
+    ); // 413
+    check!(
+        alice,
+        "put",
+        "/storage",
+        "/storage".to_string(),
+        Some(json!({"objects": [{"collection": "s", "key": "k2", "value": {}, "owner": b}]}))
+    ); // 403
+    check!(
+        bob,
+        "post",
+        "/storage/read",
+        "/storage/read".to_string(),
+        Some(json!({"object_ids": [{"collection": "s", "key": "k", "owner": a}]}))
+    );
+    check!(
+        alice,
+        "post",
+        "/storage/read",
+        "/storage/read".to_string(),
+        Some(json!({"object_ids": [{"collection": "s", "key": "k", "owner": a}]}))
+    );
+    check!(
+        alice,
+        "get",
+        "/storage/{collection}",
+        "/storage/s?limit=1".to_string(),
+        None
+    );
+    check!(
+        alice,
+        "get",
+        "/storage/{collection}",
+        "/storage/s?limit=0".to_string(),
+        None
+    ); // 400
+    check!(
+        alice,
+        "post",
+        "/storage/delete",
+        "/storage/delete".to_string(),
+        Some(json!({"object_ids": [{"collection": "s", "key": "k"}]}))
+    );
+    let upd = |user: &str, gold: i64| json!({"updates": [{"user_id": user, "changeset": {"gold": gold}, "metadata": {"m": 1}}]});
+    check!(
+        alice,
+        "post",
+        "/wallets/update",
+        "/wallets/update".to_string(),
+        Some(upd(&a, 5))
+    ); // 403
+    check!(
+        admin,
+        "post",
+        "/wallets/update",
+        "/wallets/update".to_string(),
+        Some(upd(&b, 50))
+    );
+    check!(
+        admin,
+        "post",
+        "/wallets/update",
+        "/wallets/update".to_string(),
+        Some(upd(&a, -5))
+    ); // 409
+    check!(bob, "get", "/wallet", "/wallet".to_string(), None);
+    check!(
+        bob,
+        "get",
+        "/wallet/ledger",
+        "/wallet/ledger".to_string(),
+        None
+    );
+    let granted = check!(
+        admin,
+        "post",
+        "/items/grant",
+        "/items/grant".to_string(),
+        Some(
+            json!({"user_id": a, "items": [{"type": "sword", "quantity": 2, "metadata": {"d": 1}}]})
+        )
+    );
+    let item = granted["item_ids"][0].as_str().unwrap().to_owned();
+    check!(alice, "get", "/inventory", "/inventory".to_string(), None);
+    check!(
+        alice,
+        "post",
+        "/items/consume",
+        "/items/consume".to_string(),
+        Some(json!({"item_id": item, "quantity": 5}))
+    ); // 409
+    check!(
+        alice,
+        "post",
+        "/items/consume",
+        "/items/consume".to_string(),
+        Some(json!({"item_id": item}))
+    );
+    let opened = check!(
+        alice,
+        "post",
+        "/trades",
+        "/trades".to_string(),
+        Some(
+            json!({"counterparty": b, "give": {"items": [item]}, "take": {"currency": {"gold": 10}}})
+        )
+    );
+    let t = opened["trade_id"].as_str().unwrap().to_owned();
+    check!(
+        bob,
+        "get",
+        "/trades",
+        "/trades?state=open".to_string(),
+        None
+    );
+    check!(bob, "get", "/trades/{id}", format!("/trades/{t}"), None);
+    check!(bob, "get", "/trades/{id}", "/trades/none".to_string(), None); // 404
+    check!(
+        alice,
+        "post",
+        "/trades/{id}/accept",
+        format!("/trades/{t}/accept"),
+        Some(json!({}))
+    ); // 403
+    check!(
+        bob,
+        "post",
+        "/trades/{id}/accept",
+        format!("/trades/{t}/accept"),
+        Some(json!({}))
+    );
+    check!(
+        bob,
+        "post",
+        "/trades/{id}/cancel",
+        format!("/trades/{t}/cancel"),
+        Some(json!({}))
+    ); // 409
+    let opened = check!(
+        bob,
+        "post",
+        "/trades",
+        "/trades".to_string(),
+        Some(json!({"counterparty": a, "give": {"currency": {"gold": 1}}}))
+    );
+    let t2 = opened["trade_id"].as_str().unwrap().to_owned();
+    check!(
+        alice,
+        "post",
+        "/trades/{id}/cancel",
+        format!("/trades/{t2}/cancel"),
+        Some(json!({}))
+    );
+    let tx = json!({"idempotency_key": "k", "wallets": [{"user_id": a, "changeset": {"gems": 3}}],
+        "items": {"grant": [{"user_id": b, "items": [{"type": "shield"}]}]},
+        "storage": {"write": [{"collection": "q", "key": "1", "value": {}, "owner": a}]}});
+    check!(
+        admin,
+        "post",
+        "/transactions",
+        "/transactions".to_string(),
+        Some(tx)
+    );
+}
