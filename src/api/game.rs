@@ -2,8 +2,9 @@
 //! objects, wallets and the ledger, items, trades and server transactions.
 //!
 //! Thin handlers: authenticate ([`Auth`]), parse the JSON body
-//! ([`GameJson`]: at most [`MAX_BODY_BYTES`], else 413 `M_TOO_LARGE`;
-//! invalid JSON 400 `M_NOT_JSON`, the wrong shape 400 `M_BAD_JSON`) and the
+//! ([`GameJson`]: at most [`MAX_BODY_BYTES`], else 413 `M_TOO_LARGE`; then
+//! the check every body passes, `api::body`; invalid JSON 400 `M_NOT_JSON`,
+//! the wrong shape 400 `M_BAD_JSON`) and the
 //! query ([`GameQuery`], else 400 `M_INVALID_PARAM`), call one
 //! [`crate::service::game::Game`] method, answer its JSON. Errors map in
 //! `api/error.rs`.
@@ -20,9 +21,11 @@ use super::extract::Auth;
 use super::{ApiError, AppState};
 use crate::service::game::shapes::*;
 
-/// Largest game request body: a full storage batch (100 objects of 64 KiB)
-/// with room for its framing.
-pub const MAX_BODY_BYTES: usize = 8 << 20;
+/// Largest game request body: the ceiling every request has (4,000,000
+/// bytes), whatever `max_request_bytes` says, so a batch fits one
+/// transaction. A batch of 100 objects at the 64 KiB value limit is over
+/// it (413); 60 such objects fit.
+pub const MAX_BODY_BYTES: usize = super::extract::MAX_REQUEST_BYTES_CEILING;
 
 /// The common path of every game endpoint.
 pub const PREFIX: &str = "/_myelin/game/v1";
@@ -38,6 +41,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for GameJson<T> {
         let bytes = axum::body::to_bytes(req.into_body(), limit_bytes)
             .await
             .map_err(|_| ApiError::TooLarge { limit_bytes })?;
+        super::body::check_json(&bytes)?;
         serde_json::from_slice(&bytes).map(GameJson).map_err(|e| {
             if e.is_syntax() || e.is_eof() {
                 ApiError::NotJson(e.to_string())
