@@ -238,8 +238,8 @@ impl<'a> Ctx<'a> {
         for part in &parts[1..] {
             json.extend_from_slice(&part.value);
         }
-        let outcome = serde_json::from_slice(&json)
-            .map_err(|e| super::corrupt("idempotency", e.to_string()))?;
+        let outcome =
+            serde_json::from_slice(&json).map_err(|e| super::corrupt("idempotency", e))?;
         Ok(Some((stamp, outcome)))
     }
 

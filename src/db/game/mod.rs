@@ -63,13 +63,15 @@ pub enum Error {
     /// The key-value store failed (after retries, where retryable).
     #[error(transparent)]
     Kv(#[from] kv::Error),
-    /// A stored value did not decode.
-    #[error("corrupt value in game/{subspace}: {detail}")]
+    /// A stored value did not decode: the store is corrupt or was written
+    /// by an incompatible version.
+    #[error("corrupt value in game/{subspace}")]
     Corrupt {
         /// The subspace's name in `keys.rs`.
         subspace: &'static str,
         /// What failed to decode.
-        detail: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A storage object's version condition failed (object `index` of the
     /// batch); nothing was written.
@@ -138,6 +140,15 @@ impl TransactError for Error {
     }
 }
 
+impl From<Corrupt> for Error {
+    fn from(e: Corrupt) -> Self {
+        Error::Corrupt {
+            subspace: e.subspace,
+            source: e.source,
+        }
+    }
+}
+
 /// Result of the `game` storage boundary.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -192,19 +203,14 @@ impl GameDb {
     }
 }
 
-// The value codec: MessagePack with named fields, as the other databases.
+// The value and key codec every database shares (`db::codec`); these
+// wrappers only name this database's subspaces and error.
 
-/// Encodes a record as named-field MessagePack.
-fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    rmp_serde::to_vec_named(value).expect("records always serialize")
-}
+use crate::db::codec::{Corrupt, encode};
 
 /// Decodes a MessagePack record of `subspace`.
 fn decode<T: serde::de::DeserializeOwned>(subspace: &'static str, bytes: &[u8]) -> Result<T> {
-    rmp_serde::from_slice(bytes).map_err(|e| Error::Corrupt {
-        subspace,
-        detail: e.to_string(),
-    })
+    Ok(crate::db::codec::decode(subspace, bytes)?)
 }
 
 /// Decodes the fields of a key of subspace `sub` in `space`.
@@ -213,12 +219,8 @@ fn unpack<'de, T: foundationdb_tuple::TupleUnpack<'de>>(
     sub: &SubspaceSpec,
     key: &'de [u8],
 ) -> Result<T> {
-    let prefix_len = space.subspace_prefix(sub).len();
-    key.get(prefix_len..)
-        .ok_or_else(|| corrupt(sub.name, "key shorter than its prefix"))
-        .and_then(|rest| {
-            foundationdb_tuple::unpack(rest).map_err(|e| corrupt(sub.name, e.to_string()))
-        })
+    let prefix = foundationdb_tuple::Subspace::from_bytes(space.subspace_prefix(sub));
+    Ok(crate::db::codec::unpack(sub.name, &prefix, key)?)
 }
 
 /// Decodes a `wallet/balance` value (i64 little-endian).
@@ -229,11 +231,12 @@ fn decode_balance(value: &[u8]) -> Result<i64> {
         .map_err(|_| corrupt("balance", "not 8 bytes"))
 }
 
-fn corrupt(subspace: &'static str, detail: impl Into<String>) -> Error {
-    Error::Corrupt {
-        subspace,
-        detail: detail.into(),
-    }
+/// A corrupt value of `subspace`, for what failed (an error or a sentence).
+fn corrupt(
+    subspace: &'static str,
+    detail: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> Error {
+    Corrupt::new(subspace, detail).into()
 }
 
 /// The 10-byte commit versionstamp of a tuple versionstamp.

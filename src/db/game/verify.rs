@@ -114,7 +114,7 @@ impl GameDb {
         let prefix_len = space.subspace_prefix(sub).len();
         let (user, _): (String, foundationdb_tuple::Element<'_>) =
             foundationdb_tuple::unpack(&row.key[prefix_len..])
-                .map_err(|e| super::corrupt(sub.name, e.to_string()))?;
+                .map_err(|e| super::corrupt(sub.name, e))?;
         Ok(Some(user))
     }
 
