@@ -167,26 +167,21 @@ async fn every_answer_matches_the_openapi_file() {
     let (a, b) = (alice.whoami().await.0, bob.whoami().await.0);
     macro_rules! check {
         ($who:expr, $method:literal, $template:literal, $path:expr, $body:expr) => {{
-            let got = call(&$who, $method, &$path, $body).await;
+            let path: &str = &$path;
+            let got = call(&$who, $method, path, $body).await;
             spec.check($method, $template, &got);
             got.1
         }};
     }
     let w =
         json!({"objects": [{"collection": "s", "key": "k", "value": {"x": 1}, "version": "*"}]});
+    check!(alice, "put", "/storage", "/storage", Some(w.clone()));
+    check!(alice, "put", "/storage", "/storage", Some(w)); // 409
     check!(
         alice,
         "put",
         "/storage",
-        "/storage".to_string(),
-        Some(w.clone())
-    );
-    check!(alice, "put", "/storage", "/storage".to_string(), Some(w)); // 409
-    check!(
-        alice,
-        "put",
         "/storage",
-        "/storage".to_string(),
         Some(
             json!({"objects": [{"collection": "s", "key": "big", "value": {"b": "x".repeat(70_000)}}]})
         )
@@ -195,42 +190,42 @@ async fn every_answer_matches_the_openapi_file() {
         alice,
         "put",
         "/storage",
-        "/storage".to_string(),
+        "/storage",
         Some(json!({"objects": [{"collection": "s", "key": "k2", "value": {}, "owner": b}]}))
     ); // 403
     check!(
         bob,
         "post",
         "/storage/read",
-        "/storage/read".to_string(),
+        "/storage/read",
         Some(json!({"object_ids": [{"collection": "s", "key": "k", "owner": a}]}))
     );
     check!(
         alice,
         "post",
         "/storage/read",
-        "/storage/read".to_string(),
+        "/storage/read",
         Some(json!({"object_ids": [{"collection": "s", "key": "k", "owner": a}]}))
     );
     check!(
         alice,
         "get",
         "/storage/{collection}",
-        "/storage/s?limit=1".to_string(),
+        "/storage/s?limit=1",
         None
     );
     check!(
         alice,
         "get",
         "/storage/{collection}",
-        "/storage/s?limit=0".to_string(),
+        "/storage/s?limit=0",
         None
     ); // 400
     check!(
         alice,
         "post",
         "/storage/delete",
-        "/storage/delete".to_string(),
+        "/storage/delete",
         Some(json!({"object_ids": [{"collection": "s", "key": "k"}]}))
     );
     let upd = |user: &str, gold: i64| json!({"updates": [{"user_id": user, "changeset": {"gold": gold}, "metadata": {"m": 1}}]});
@@ -238,75 +233,63 @@ async fn every_answer_matches_the_openapi_file() {
         alice,
         "post",
         "/wallets/update",
-        "/wallets/update".to_string(),
+        "/wallets/update",
         Some(upd(&a, 5))
     ); // 403
     check!(
         admin,
         "post",
         "/wallets/update",
-        "/wallets/update".to_string(),
+        "/wallets/update",
         Some(upd(&b, 50))
     );
     check!(
         admin,
         "post",
         "/wallets/update",
-        "/wallets/update".to_string(),
+        "/wallets/update",
         Some(upd(&a, -5))
     ); // 409
-    check!(bob, "get", "/wallet", "/wallet".to_string(), None);
-    check!(
-        bob,
-        "get",
-        "/wallet/ledger",
-        "/wallet/ledger".to_string(),
-        None
-    );
+    check!(bob, "get", "/wallet", "/wallet", None);
+    check!(bob, "get", "/wallet/ledger", "/wallet/ledger", None);
     let granted = check!(
         admin,
         "post",
         "/items/grant",
-        "/items/grant".to_string(),
+        "/items/grant",
         Some(
             json!({"user_id": a, "items": [{"type": "sword", "quantity": 2, "metadata": {"d": 1}}]})
         )
     );
     let item = granted["item_ids"][0].as_str().unwrap().to_owned();
-    check!(alice, "get", "/inventory", "/inventory".to_string(), None);
+    check!(alice, "get", "/inventory", "/inventory", None);
     check!(
         alice,
         "post",
         "/items/consume",
-        "/items/consume".to_string(),
+        "/items/consume",
         Some(json!({"item_id": item, "quantity": 5}))
     ); // 409
     check!(
         alice,
         "post",
         "/items/consume",
-        "/items/consume".to_string(),
+        "/items/consume",
         Some(json!({"item_id": item}))
     );
     let opened = check!(
         alice,
         "post",
         "/trades",
-        "/trades".to_string(),
+        "/trades",
         Some(
             json!({"counterparty": b, "give": {"items": [item]}, "take": {"currency": {"gold": 10}}})
         )
     );
     let t = opened["trade_id"].as_str().unwrap().to_owned();
-    check!(
-        bob,
-        "get",
-        "/trades",
-        "/trades?state=open".to_string(),
-        None
-    );
+    check!(bob, "get", "/trades", "/trades?state=open", None);
     check!(bob, "get", "/trades/{id}", format!("/trades/{t}"), None);
-    check!(bob, "get", "/trades/{id}", "/trades/none".to_string(), None); // 404
+    check!(bob, "get", "/trades/{id}", "/trades/none", None); // 404
     check!(
         alice,
         "post",
@@ -332,7 +315,7 @@ async fn every_answer_matches_the_openapi_file() {
         bob,
         "post",
         "/trades",
-        "/trades".to_string(),
+        "/trades",
         Some(json!({"counterparty": a, "give": {"currency": {"gold": 1}}}))
     );
     let t2 = opened["trade_id"].as_str().unwrap().to_owned();
@@ -346,11 +329,5 @@ async fn every_answer_matches_the_openapi_file() {
     let tx = json!({"idempotency_key": "k", "wallets": [{"user_id": a, "changeset": {"gems": 3}}],
         "items": {"grant": [{"user_id": b, "items": [{"type": "shield"}]}]},
         "storage": {"write": [{"collection": "q", "key": "1", "value": {}, "owner": a}]}});
-    check!(
-        admin,
-        "post",
-        "/transactions",
-        "/transactions".to_string(),
-        Some(tx)
-    );
+    check!(admin, "post", "/transactions", "/transactions", Some(tx));
 }
