@@ -13,7 +13,7 @@
 //! once per unread event) on a plain message in a three-member room: the
 //! cost a first (cold) initial sync pays per unread event.
 //!
-//! Run: `cargo bench --bench sync`. Results: `docs/performance.md` ("Sync").
+//! Run: `cargo bench --bench sync`. Results: `docs/performance.md` ("Criterion benches").
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

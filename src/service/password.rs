@@ -6,7 +6,7 @@
 //! default) for its duration; without the bound, a burst of registrations or
 //! logins ran one hash per blocking thread (up to 512), and the allocator
 //! kept the peak (measured: 1.7 GiB RSS after 100 concurrent registrations,
-//! see `docs/performance.md`, "Server under load"). Extra requests wait in
+//! see `docs/perf-log/2026-11-22.md`, "Memory"). Extra requests wait in
 //! FIFO order for a permit; with as many hashes as cores the CPU is
 //! saturated anyway, so the bound costs no throughput.
 
