@@ -14,6 +14,7 @@
 //! kv       FoundationDB-shaped interface, retry runner, backends, directory layer
 //! keys     tuple helpers, subspace schemas (pure byte work)
 //! config   one documented Config, read by cli and app
+//! random   the injected random source (pure; every layer may import it)
 //! ```
 //!
 //! `bench` is the odd one out: a load generator that speaks only HTTP to any
@@ -27,5 +28,6 @@ pub mod db;
 pub mod events;
 pub mod keys;
 pub mod kv;
+pub mod random;
 pub mod service;
 pub mod sync;

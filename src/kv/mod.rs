@@ -40,6 +40,8 @@ mod types;
 
 use futures::Stream;
 
+use crate::random::Random;
+
 pub use error::{Error, Result, limits};
 pub use retry::{MaybeCommitted, RetryOptions, TransactError};
 pub use types::{
@@ -53,6 +55,8 @@ pub use types::{
 pub struct Database {
     backend: Backend,
     retry: RetryOptions,
+    /// The retry runner's backoff jitter.
+    random: Random,
 }
 
 #[derive(Clone)]
@@ -67,6 +71,7 @@ impl From<embedded::Database> for Database {
         Database {
             backend: Backend::Embedded(db),
             retry: RetryOptions::default(),
+            random: Random::default(),
         }
     }
 }
@@ -77,6 +82,7 @@ impl From<fdb::Database> for Database {
         Database {
             backend: Backend::Fdb(db),
             retry: RetryOptions::default(),
+            random: Random::default(),
         }
     }
 }
@@ -85,6 +91,13 @@ impl Database {
     /// Replaces the retry runner's bounds for transactions run through this handle.
     pub fn with_retry_options(mut self, retry: RetryOptions) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Replaces the source of the retry runner's backoff jitter (the
+    /// operating system's by default; tests pass a seeded one).
+    pub fn with_random(mut self, random: Random) -> Self {
+        self.random = random;
         self
     }
 

@@ -5,7 +5,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use base64::Engine;
-use rand::Rng;
 use ruma::api::client::uiaa::{AuthData, UserIdentifier};
 use ruma::{DeviceId, OwnedDeviceId, OwnedServerName, OwnedUserId, ServerName, UserId};
 use sha2::{Digest, Sha256};
@@ -17,6 +16,7 @@ use super::ratelimit::{Action, RateLimiter};
 use super::uia::Purpose;
 use super::{Error, Result, password};
 use crate::db::accounts::{AccountsDb, CreateUser, NewDevice, UserRecord};
+use crate::random::Random;
 
 /// Longest accepted password, in bytes (Synapse's bound).
 pub const MAX_PASSWORD_BYTES: usize = 512;
@@ -34,6 +34,8 @@ pub struct Accounts {
     pub(super) config: ServerConfig,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) limiter: RateLimiter,
+    /// Tokens, generated IDs, UIA sessions and password salts.
+    pub(super) random: Random,
 }
 
 /// The owner of a valid access token.
@@ -112,7 +114,21 @@ impl Accounts {
             limiter: RateLimiter::new(clock.clone()),
             config,
             clock,
+            random: Random::default(),
         }
+    }
+
+    /// Replaces the source of access tokens, generated user, device and
+    /// filter IDs, UIA sessions and password salts (the operating system's
+    /// by default; tests pass a seeded one).
+    pub fn with_random(mut self, random: Random) -> Self {
+        self.random = random;
+        self
+    }
+
+    /// The random source (for the signing key's version).
+    pub fn random(&self) -> &Random {
+        &self.random
     }
 
     /// This server's name.
@@ -187,7 +203,7 @@ impl Accounts {
         self.user_interactive_auth(params.auth.as_ref(), Purpose::Register)
             .await?;
         let hash = match params.password {
-            Some(pw) => Some(password::hash(pw, self.config.password_hashing).await),
+            Some(pw) => Some(password::hash(pw, self.config.password_hashing, &self.random).await),
             None => None,
         };
         let session = (!params.inhibit_login).then(|| {
@@ -291,7 +307,7 @@ impl Accounts {
         check_password_length(Some(&new_password))?;
         self.user_interactive_auth(auth, Purpose::User(&authed.user_id))
             .await?;
-        let hash = password::hash(new_password, self.config.password_hashing).await;
+        let hash = password::hash(new_password, self.config.password_hashing, &self.random).await;
         let keep = authed.device_id.as_str();
         let deleted = self
             .db
@@ -324,7 +340,7 @@ impl Accounts {
         let user_id = self.validate_new_localpart(localpart)?;
         check_password_length(password.as_deref())?;
         let hash = match password {
-            Some(pw) => Some(password::hash(pw, self.config.password_hashing).await),
+            Some(pw) => Some(password::hash(pw, self.config.password_hashing, &self.random).await),
             None => None,
         };
         let now = self.clock.now_ms();
@@ -361,7 +377,7 @@ impl Accounts {
             .resolve_login_user(user)
             .ok_or_else(|| Error::NotFound(format!("no user {user}")))?;
         check_password_length(Some(&new_password))?;
-        let hash = password::hash(new_password, self.config.password_hashing).await;
+        let hash = password::hash(new_password, self.config.password_hashing, &self.random).await;
         let Some(deleted) = self
             .db
             .set_password(user_id.as_str(), &hash, true, None)
@@ -433,9 +449,7 @@ impl Accounts {
 
     /// A fresh random user ID for registrations that give no username.
     fn generated_user_id(&self) -> OwnedUserId {
-        let localpart: String = (0..12)
-            .map(|_| char::from(b'a' + rand::rng().random_range(0..26u8)))
-            .collect();
+        let localpart = self.random.lowercase(12);
         UserId::parse_with_server_name(localpart, &self.server_name).expect("valid localpart")
     }
 
@@ -446,8 +460,8 @@ impl Accounts {
         device_id: Option<OwnedDeviceId>,
         display_name: Option<String>,
     ) -> (LoggedIn, NewDevice) {
-        let device_id = device_id.unwrap_or_else(generate_device_id);
-        let access_token = generate_access_token();
+        let device_id = device_id.unwrap_or_else(|| generate_device_id(&self.random));
+        let access_token = generate_access_token(&self.random);
         let device = NewDevice {
             device_id: device_id.to_string(),
             display_name,
@@ -525,10 +539,11 @@ fn check_password_length(password: Option<&str>) -> Result<()> {
     }
 }
 
-/// A new access token: `myl_` and 256 random bits in unpadded base64url.
-pub fn generate_access_token() -> String {
+/// A new access token: `myl_` and 256 bits from `random` in unpadded
+/// base64url.
+pub fn generate_access_token(random: &Random) -> String {
     let mut bytes = [0u8; 32];
-    rand::rng().fill(&mut bytes);
+    random.fill(&mut bytes);
     format!(
         "myl_{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -541,11 +556,8 @@ pub fn token_hash(access_token: &str) -> [u8; 32] {
 }
 
 /// A new device ID: 10 random uppercase letters (as Synapse).
-fn generate_device_id() -> OwnedDeviceId {
-    let id: String = (0..10)
-        .map(|_| char::from(b'A' + rand::rng().random_range(0..26u8)))
-        .collect();
-    id.into()
+fn generate_device_id(random: &Random) -> OwnedDeviceId {
+    random.uppercase(10).into()
 }
 
 #[cfg(test)]
@@ -564,12 +576,28 @@ mod tests {
 
     #[test]
     fn tokens_are_long_random_and_hashed() {
-        let a = generate_access_token();
-        let b = generate_access_token();
+        let random = Random::os();
+        let a = generate_access_token(&random);
+        let b = generate_access_token(&random);
         assert_ne!(a, b);
         // 32 bytes in unpadded base64 are 43 characters.
         assert_eq!(a.len(), 4 + 43);
         assert_eq!(token_hash(&a), token_hash(&a));
         assert_ne!(token_hash(&a), token_hash(&b));
+    }
+
+    #[test]
+    fn tokens_and_device_ids_come_from_the_injected_source() {
+        let (a, b) = (Random::seeded(4), Random::seeded(4));
+        assert_eq!(generate_access_token(&a), generate_access_token(&b));
+        assert_eq!(generate_device_id(&a), generate_device_id(&b));
+        let other = Random::seeded(5);
+        assert_ne!(generate_access_token(&a), generate_access_token(&other));
+        assert!(
+            generate_device_id(&other)
+                .as_str()
+                .bytes()
+                .all(|c| c.is_ascii_uppercase())
+        );
     }
 }

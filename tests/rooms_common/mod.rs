@@ -9,9 +9,9 @@ use std::sync::Arc;
 use myelin::db::Databases;
 use myelin::db::rooms::RoomsDb;
 use myelin::service::ManualClock;
-use myelin::service::rooms::Rooms;
+use myelin::service::rooms::{CreateRoom, Preset, Rooms};
 use ruma::signatures::Ed25519KeyPair;
-use ruma::{OwnedUserId, RoomVersionId};
+use ruma::{OwnedRoomId, OwnedUserId, RoomVersionId, UserId};
 
 /// A fixed ed25519 seed, so events are reproducible across runs.
 pub const SEED: [u8; 32] = [7; 32];
@@ -44,6 +44,16 @@ pub fn service(dbs: &Databases) -> (Rooms, ManualClock) {
 /// A local user ID.
 pub fn user(localpart: &str) -> OwnedUserId {
     format!("@{localpart}:example.org").try_into().unwrap()
+}
+
+/// A private room of `version` created by `creator`.
+pub async fn private_room(rooms: &Rooms, creator: &UserId, version: &RoomVersionId) -> OwnedRoomId {
+    let request = CreateRoom {
+        preset: Some(Preset::PrivateChat),
+        room_version: Some(version.clone()),
+        ..Default::default()
+    };
+    rooms.create_room(creator, request).await.unwrap().0
 }
 
 /// The room versions every behaviour is checked on.

@@ -43,12 +43,13 @@ use crate::db::codec::{Corrupt, decode, encode, unpack};
 use crate::events::EventError;
 use crate::keys::{Directories, Space};
 use crate::kv::{self, TransactError};
+use crate::random::Random;
 
 pub use directory::Unname;
 pub use read::{Direction, StoredPdu, TimelineEntry};
 pub use receipts::{ReceiptRecord, ReceiptUpdate};
 pub use relations::{Relation, RelationsOf};
-pub use send::{Append, NewEvent, NewRoom, Sent, TxnKey};
+pub use send::{Append, MAX_PREV_EVENTS, NewEvent, NewRoom, Sent, TxnKey};
 
 /// Errors of the `rooms` storage boundary.
 #[derive(Debug, thiserror::Error)]
@@ -291,6 +292,8 @@ struct Layout {
     notify: crate::db::notify::Keys,
     /// Committed events by ID (`read::EventCache`).
     cache: read::EventCache,
+    /// Which forward extremities beyond the deepest a send names.
+    random: Random,
 }
 
 /// A handle on the `rooms` database. Cheap to clone.
@@ -303,11 +306,13 @@ pub struct RoomsDb {
 impl RoomsDb {
     /// The `rooms` database of an opened [`crate::db::Databases`].
     pub fn new(handle: &crate::db::Handle) -> Self {
-        RoomsDb::from_dirs(handle.db.clone(), &handle.dirs)
+        RoomsDb::from_dirs(handle.db.clone(), &handle.dirs, Random::default())
     }
 
-    /// The `rooms` database on `db` with resolved `dirs`.
-    pub fn from_dirs(db: kv::Database, dirs: &Directories) -> Self {
+    /// The `rooms` database on `db` with resolved `dirs`; a send that finds
+    /// more forward extremities than [`MAX_PREV_EVENTS`] samples them from
+    /// `random` (tests pass a seeded one).
+    pub fn from_dirs(db: kv::Database, dirs: &Directories, random: Random) -> Self {
         RoomsDb {
             db,
             layout: Arc::new(Layout {
@@ -324,6 +329,7 @@ impl RoomsDb {
                 notify: crate::db::notify::Keys::of(dirs)
                     .expect("rooms declares the notification keys"),
                 cache: read::EventCache::new(read::EVENT_CACHE_BYTES),
+                random,
             }),
         }
     }

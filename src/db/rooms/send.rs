@@ -32,8 +32,9 @@ use crate::kv::{MutationType, RangeOption, Transaction};
 
 /// At most this many forward extremities (the PDU format's limit) become
 /// `prev_events` of a new event: the deepest one and a random sample of the
-/// others, so concurrent senders that saw the same extremities merge
-/// different ones; the rest stay extremities for the next event.
+/// others (drawn from the handle's [`crate::random::Random`]), so
+/// concurrent senders that saw the same extremities merge different ones;
+/// the rest stay extremities for the next event.
 pub const MAX_PREV_EVENTS: usize = 20;
 
 /// An event to append, as the sender asks for it.
@@ -535,7 +536,7 @@ impl Layout {
         extremities.sort_by(|a, b| b.cmp(a));
         if extremities.len() > MAX_PREV_EVENTS {
             use rand::seq::SliceRandom;
-            extremities[1..].shuffle(&mut rand::rng());
+            self.random.with(|rng| extremities[1..].shuffle(rng));
             extremities.truncate(MAX_PREV_EVENTS);
         }
         let depth = extremities[0].0 + 1;
