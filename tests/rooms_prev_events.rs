@@ -29,11 +29,13 @@ async fn prev_events_of_a_send(
     version: &ruma::RoomVersionId,
     seed: u64,
 ) -> (OwnedEventId, Vec<OwnedEventId>) {
-    let dir = tempfile::tempdir().unwrap();
-    let dbs: Databases = myelin::db::open_embedded_at(dir.path()).await.unwrap();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let dbs: Databases = myelin::db::open_embedded_at(dir.path())
+        .await
+        .expect("the embedded store opens");
     let rooms = Rooms::new(
         RoomsDb::from_dirs(dbs.rooms.db.clone(), &dbs.rooms.dirs, Random::seeded(seed)),
-        "example.org".try_into().unwrap(),
+        "example.org".try_into().expect("a valid server name"),
         key(),
         Arc::new(ManualClock::new(1_700_000_000_000)),
     );
@@ -43,7 +45,7 @@ async fn prev_events_of_a_send(
     let first = rooms
         .send_message(&alice, "D", &room, "m.room.message", "t1", body.clone())
         .await
-        .unwrap();
+        .expect("the message is sent");
 
     // Extremities at depth 1, below the message: only the sample names them.
     let space = dbs.rooms.dirs.space(&keys::ROOMS).clone();
@@ -64,13 +66,18 @@ async fn prev_events_of_a_send(
             }
         })
         .await
-        .unwrap();
+        .expect("the extremities are written");
 
     let second = rooms
         .send_message(&alice, "D", &room, "m.room.message", "t2", body)
         .await
-        .unwrap();
-    let event = rooms.db().event(&second.event_id).await.unwrap().unwrap();
+        .expect("the message is sent");
+    let event = rooms
+        .db()
+        .event(&second.event_id)
+        .await
+        .expect("the event reads")
+        .expect("the event is stored");
     (first.event_id, event.pdu.prev_events().to_vec())
 }
 

@@ -157,7 +157,12 @@ fn account_data(body: &Value) -> Vec<(String, Value)> {
         .map(|events| {
             events
                 .iter()
-                .map(|e| (e["type"].as_str().unwrap().to_owned(), e["content"].clone()))
+                .map(|e| {
+                    (
+                        e["type"].as_str().expect("type is a string").to_owned(),
+                        e["content"].clone(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()

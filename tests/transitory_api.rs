@@ -21,8 +21,8 @@ async fn shared_room(server: &TestServer, alice: &Client, bob: &Client) -> Strin
         .await;
     assert_eq!(status, 200, "createRoom: {body}");
     let room = body["room_id"].as_str().expect("room_id").to_owned();
-    let bob_id = UserId::parse(bob.whoami().await.0).unwrap();
-    let room_id = RoomId::parse(&room).unwrap();
+    let bob_id = UserId::parse(bob.whoami().await.0).expect("whoami names a user ID");
+    let room_id = RoomId::parse(&room).expect("a valid room ID");
     server
         .state
         .rooms
