@@ -1,13 +1,26 @@
 //! Accounts: registration, login, access tokens, logout, password change,
 //! deactivation and the operator's account commands.
+//!
+//! Invariants:
+//! - Checking a password costs one Argon2 verification with the configured
+//!   parameters whether or not the account exists or has a password: an
+//!   unknown user is verified against a dummy hash made once per process
+//!   ([`Accounts::password_verifications`] counts them), so response time does
+//!   not tell which accounts exist.
+//! - `register_per_ip` counts registrations: `POST /register` only looks at
+//!   the bucket and pays once the account is created, so user-interactive
+//!   round trips and refused requests cost nothing (as in Synapse).
+//!   Availability checks have their own bucket under the same limit.
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine;
 use ruma::api::client::uiaa::{AuthData, UserIdentifier};
 use ruma::{DeviceId, OwnedDeviceId, OwnedServerName, OwnedUserId, ServerName, UserId};
 use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
 
 use super::clock::Clock;
 use super::config::ServerConfig;
@@ -36,6 +49,11 @@ pub struct Accounts {
     pub(super) limiter: RateLimiter,
     /// Tokens, generated IDs, UIA sessions and password salts.
     pub(super) random: Random,
+    /// The hash an unknown user's password is verified against (made on
+    /// first use with `config.password_hashing`).
+    dummy_hash: OnceCell<String>,
+    /// Password verifications run so far.
+    verifications: AtomicU64,
 }
 
 /// The owner of a valid access token.
@@ -115,6 +133,8 @@ impl Accounts {
             config,
             clock,
             random: Random::default(),
+            dummy_hash: OnceCell::new(),
+            verifications: AtomicU64::new(0),
         }
     }
 
@@ -129,6 +149,12 @@ impl Accounts {
     /// The random source (for the signing key's version).
     pub fn random(&self) -> &Random {
         &self.random
+    }
+
+    /// How many password verifications (one Argon2 run each) this service
+    /// has made since it started, for existing and unknown users alike.
+    pub fn password_verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     /// This server's name.
@@ -165,7 +191,7 @@ impl Accounts {
     /// `GET /register/available`: `Ok` if `username` could be registered now.
     pub async fn check_username_available(&self, username: &str, ip: IpAddr) -> Result<()> {
         self.rate_limit(
-            Action::RegisterByIp,
+            Action::AvailabilityByIp,
             &ip.to_string(),
             self.config.register_per_ip,
         )?;
@@ -179,12 +205,14 @@ impl Accounts {
     /// `POST /register`: checks the username, runs user-interactive
     /// authentication, then creates the account (and its first device unless
     /// `inhibit_login`) in one transaction.
+    ///
+    /// Errors: [`Error::LimitExceeded`] once `register_per_ip` registrations
+    /// from `ip` used the bucket (only a created account takes a token).
     pub async fn register(&self, params: RegisterParams, ip: IpAddr) -> Result<Registered> {
-        self.rate_limit(
-            Action::RegisterByIp,
-            &ip.to_string(),
-            self.config.register_per_ip,
-        )?;
+        let ip = ip.to_string();
+        self.limiter
+            .peek(Action::RegisterByIp, &ip, self.config.register_per_ip)
+            .map_err(|retry_after_ms| Error::LimitExceeded { retry_after_ms })?;
         if !self.config.registration_enabled {
             return Err(Error::Forbidden("registration is disabled".into()));
         }
@@ -226,6 +254,8 @@ impl Accounts {
         if created == CreateUser::InUse {
             return Err(Error::UserInUse);
         }
+        self.limiter
+            .charge(Action::RegisterByIp, &ip, self.config.register_per_ip);
         if session.is_some() {
             self.lifecycle.device_added(&user_id).await?;
         }
@@ -239,8 +269,10 @@ impl Accounts {
     /// `POST /login` with `m.login.password`.
     ///
     /// Errors: [`Error::Forbidden`] for an unknown user, a wrong password or a
-    /// deactivated account (indistinguishable on purpose),
-    /// [`Error::LimitExceeded`] past the per-IP or per-user limit.
+    /// deactivated account (indistinguishable on purpose, in time too: each
+    /// costs one password verification), [`Error::LimitExceeded`] past the
+    /// per-IP or per-user limit. A name that cannot be a local user ID is
+    /// refused at once (no account could have it).
     pub async fn login(&self, params: LoginParams, ip: IpAddr) -> Result<LoggedIn> {
         self.rate_limit(Action::LoginByIp, &ip.to_string(), self.config.login_per_ip)?;
         check_new_device(
@@ -390,16 +422,32 @@ impl Accounts {
     }
 
     /// Whether `password` is `user_id`'s password (false for unknown or
-    /// deactivated users, who have no hash).
+    /// deactivated users, who have no hash). Either way one verification
+    /// runs: without a hash, against the dummy hash, so an unknown user costs
+    /// what a wrong password does.
     pub(super) async fn password_matches(
         &self,
         user_id: &UserId,
         password: String,
     ) -> Result<bool> {
-        match self.db.password_hash(user_id.as_str()).await? {
-            Some(stored) => Ok(password::verify(password, stored).await),
-            None => Ok(false),
-        }
+        let stored = self.db.password_hash(user_id.as_str()).await?;
+        let has_hash = stored.is_some();
+        let stored = match stored {
+            Some(stored) => stored,
+            None => self.dummy_hash().await.to_owned(),
+        };
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        let matches = password::verify(password, stored).await;
+        Ok(has_hash && matches)
+    }
+
+    /// A hash of no one's password with the configured parameters, made once.
+    async fn dummy_hash(&self) -> &str {
+        self.dummy_hash
+            .get_or_init(|| {
+                password::hash(String::new(), self.config.password_hashing, &self.random)
+            })
+            .await
     }
 
     /// The local user a login identifier names: a full user ID on this server

@@ -24,7 +24,8 @@ pub struct ServerConfig {
     pub login_per_ip: RateLimit,
     /// Rate limit of login attempts per target account.
     pub login_per_user: RateLimit,
-    /// Rate limit of registration (and availability checks) per client IP.
+    /// Rate limit of registrations (accounts created) per client IP;
+    /// availability checks have their own bucket under the same limit.
     pub register_per_ip: RateLimit,
     /// Argon2id cost of new password hashes.
     pub password_hashing: PasswordHashing,
