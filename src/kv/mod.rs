@@ -26,6 +26,10 @@
 //!
 //! Transactions are retried by [`Database::run`], the only retry loop in Myelin.
 //!
+//! Two layers are written against [`Transaction`] and live here so every
+//! backend shares them: FoundationDB's [`directory`] layer and the Record
+//! Layer's [`ranked_set`].
+//!
 //! Who may import this: `keys` helpers aside, only `db::*` and the CLI's
 //! inspection commands. `api` never touches `kv` directly.
 
@@ -35,6 +39,7 @@ pub mod embedded;
 mod error;
 #[cfg(feature = "fdb")]
 pub mod fdb;
+pub mod ranked_set;
 mod retry;
 mod types;
 
@@ -159,6 +164,16 @@ macro_rules! dispatch {
 }
 
 impl Transaction {
+    /// The embedded transaction behind this handle, if that is the backend
+    /// (tests read its [`embedded::Transaction::keys_read`]).
+    pub fn as_embedded(&self) -> Option<&embedded::Transaction> {
+        match &self.0 {
+            TxInner::Embedded(tx) => Some(tx),
+            #[cfg(feature = "fdb")]
+            TxInner::Fdb(_) => None,
+        }
+    }
+
     /// The value of `key`, or `None` if absent. A non-snapshot read adds `key` to
     /// the read-conflict ranges.
     pub async fn get(&self, key: &[u8], snapshot: bool) -> Result<Option<Vec<u8>>> {
