@@ -56,12 +56,14 @@
 //! second run of the same ID returns the record unchanged; delete of a
 //! deleted record changes nothing; reads change nothing. A submit reads its
 //! own record (so two submissions of one owner conflict and apply in turn)
-//! and inserts into the ranked set, whose conflicts are those of
+//! and moves its element in the ranked set (not at all when the scores did
+//! not change, as for a `best` that did not beat the record), whose
+//! conflicts are those of
 //! [`crate::kv::ranked_set`] (inserts far apart commit together); the rank it
 //! returns is read at snapshot isolation, so it adds no conflict.
 //!
-//! Who may import this: `db::*` databases (the `game` database), tests. It
-//! imports `kv` only.
+//! Who may import this: `db::*` databases (the `game` database), tests. Of
+//! Myelin's modules it imports only `kv`.
 
 use std::ops::Bound;
 
@@ -120,7 +122,7 @@ impl Reset {
     /// Parses `expression`.
     ///
     /// Errors: [`LeaderboardError::BadReset`] if it is not a 5-field cron
-    /// expression.
+    /// expression or never occurs after 1970.
     pub fn parse(expression: &str) -> Result<Self> {
         let cron = croner::parser::CronParser::builder()
             .seconds(croner::parser::Seconds::Disallowed)
@@ -128,10 +130,14 @@ impl Reset {
             .build()
             .parse(expression)
             .map_err(|e| LeaderboardError::BadReset(e.to_string()))?;
-        Ok(Reset {
+        let reset = Reset {
             expression: expression.to_owned(),
             cron,
-        })
+        };
+        // One that never occurs (`0 0 30 2 *`) is refused here, not at the
+        // first write.
+        reset.expiry_after(0)?;
+        Ok(reset)
     }
 
     /// The expression as given.
@@ -478,10 +484,17 @@ impl Leaderboard {
             old.as_ref().map(|r| (r.entry.score, r.entry.subscore)),
             (submission.score, submission.subscore),
         );
+        let new_element = element(sort, score, subscore, owner);
+        // An unchanged score (a `best` that did not beat the record) keeps
+        // its element: no ranked set write, no conflict with anyone.
+        let is_new = old.is_none();
         let mut record = match old {
             Some(old) => {
                 let e = element(sort, old.entry.score, old.entry.subscore, owner);
-                set.remove(tx, &e).await?;
+                if e != new_element {
+                    set.remove(tx, &e).await?;
+                    set.insert(tx, &new_element).await?;
+                }
                 old
             }
             None => Stored {
@@ -508,8 +521,9 @@ impl Leaderboard {
         if record.submissions.len() > REMEMBERED_SUBMISSIONS {
             record.submissions.remove(0);
         }
-        set.insert(tx, &element(sort, score, subscore, owner))
-            .await?;
+        if is_new {
+            set.insert(tx, &new_element).await?;
+        }
         let bytes = rmp_serde::to_vec_named(&record)
             .map_err(|e| LeaderboardError::Malformed(e.to_string()))?;
         tx.set(&self.record_key(expiry_ms, owner), &bytes);
@@ -755,6 +769,11 @@ mod tests {
         ));
         assert!(matches!(
             Reset::parse("0 0 0 * * *"),
+            Err(LeaderboardError::BadReset(_))
+        ));
+        // February 30th never comes.
+        assert!(matches!(
+            Reset::parse("0 0 30 2 *"),
             Err(LeaderboardError::BadReset(_))
         ));
     }
