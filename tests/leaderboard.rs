@@ -42,7 +42,7 @@ async fn submit(
     operator: Option<Operator>,
     now_ms: u64,
 ) -> Record {
-    let id = rand::random();
+    let id = myelin::random::Random::os().range(0..u64::MAX);
     db.run(|tx, _| async move {
         let s = Submission {
             owner,
@@ -59,7 +59,7 @@ async fn submit(
 }
 
 async fn get(db: &Database, lb: &Leaderboard, expiry_ms: u64, owner: &str) -> Option<Record> {
-    let tx = db.create_transaction().unwrap();
+    let tx = db.create_transaction().expect("leaderboard test step");
     lb.get(&tx, expiry_ms, owner).await.expect("get")
 }
 
@@ -156,8 +156,11 @@ async fn ties_go_to_the_subscore_then_the_owner() {
         };
         submit(&db, &lb, "@z:x", 100, better, None, 1).await;
         submit(&db, &lb, "@0:x", 100, worse, None, 1).await;
-        let tx = db.create_transaction().unwrap();
-        let page = lb.page(&tx, 0, None, 10).await.unwrap();
+        let tx = db.create_transaction().expect("leaderboard test step");
+        let page = lb
+            .page(&tx, 0, None, 10)
+            .await
+            .expect("leaderboard test step");
         let order: Vec<(&str, u64)> = page
             .records
             .iter()
@@ -184,7 +187,13 @@ async fn delete_moves_those_below_up_and_runs_twice_harmlessly() {
     for (owner, score) in [("@a:x", 30), ("@b:x", 20), ("@c:x", 10)] {
         submit(&db, &lb, owner, score, 0, None, 1).await;
     }
-    assert_eq!(get(&db, &lb, 0, "@c:x").await.unwrap().rank, 3);
+    assert_eq!(
+        get(&db, &lb, 0, "@c:x")
+            .await
+            .expect("leaderboard test step")
+            .rank,
+        3
+    );
     let deleted = |owner: &'static str| {
         let (db, lb) = (db.clone(), lb.clone());
         async move {
@@ -193,16 +202,28 @@ async fn delete_moves_those_below_up_and_runs_twice_harmlessly() {
                 async move { lb.delete(&tx, owner, 2).await }
             })
             .await
-            .unwrap()
+            .expect("leaderboard test step")
         }
     };
     assert!(deleted("@a:x").await);
     assert!(!deleted("@a:x").await, "a second delete finds nothing");
     assert_eq!(get(&db, &lb, 0, "@a:x").await, None);
-    assert_eq!(get(&db, &lb, 0, "@b:x").await.unwrap().rank, 1);
-    assert_eq!(get(&db, &lb, 0, "@c:x").await.unwrap().rank, 2);
-    let tx = db.create_transaction().unwrap();
-    assert_eq!(lb.count(&tx, 0).await.unwrap(), 2);
+    assert_eq!(
+        get(&db, &lb, 0, "@b:x")
+            .await
+            .expect("leaderboard test step")
+            .rank,
+        1
+    );
+    assert_eq!(
+        get(&db, &lb, 0, "@c:x")
+            .await
+            .expect("leaderboard test step")
+            .rank,
+        2
+    );
+    let tx = db.create_transaction().expect("leaderboard test step");
+    assert_eq!(lb.count(&tx, 0).await.expect("leaderboard test step"), 2);
     // A new record after delete starts over.
     let again = submit(&db, &lb, "@a:x", 5, 0, None, 3).await;
     assert_eq!(
@@ -231,7 +252,7 @@ async fn a_submission_run_twice_applies_once() {
                 async move { lb.submit(&tx, s, 5).await }
             })
             .await
-            .unwrap();
+            .expect("leaderboard test step");
         assert_eq!((got.entry.score, got.entry.num_score), (7, 1));
         assert_eq!(got.entry.metadata, r#"{"level":3}"#);
     }
@@ -247,7 +268,7 @@ async fn a_submission_run_twice_applies_once() {
 async fn bad_input_is_refused() {
     let (_dir, db) = store();
     let lb = board(b"\x15bad", Sort::Desc, Operator::Best, None);
-    let tx = db.create_transaction().unwrap();
+    let tx = db.create_transaction().expect("leaderboard test step");
     assert!(matches!(
         lb.get(&tx, 0, "").await,
         Err(LeaderboardError::BadOwner)
@@ -264,8 +285,19 @@ async fn bad_input_is_refused() {
         lb.page(&tx, 0, None, 1001).await,
         Err(LeaderboardError::BadLimit)
     ));
-    assert_eq!(lb.page(&tx, 0, None, 5).await.unwrap().records, vec![]);
-    assert_eq!(lb.around(&tx, 0, "@nobody:x", 5).await.unwrap(), None);
+    assert_eq!(
+        lb.page(&tx, 0, None, 5)
+            .await
+            .expect("leaderboard test step")
+            .records,
+        vec![]
+    );
+    assert_eq!(
+        lb.around(&tx, 0, "@nobody:x", 5)
+            .await
+            .expect("leaderboard test step"),
+        None
+    );
 }
 
 #[tokio::test]
@@ -284,11 +316,23 @@ async fn a_reset_opens_a_new_window_and_the_old_one_reads_back_unchanged() {
         (tuesday.entry.score, tuesday.entry.num_score, tuesday.rank),
         (1, 1, 1)
     );
-    let old = get(&db, &lb, monday + day_ms, "@a:x").await.unwrap();
+    let old = get(&db, &lb, monday + day_ms, "@a:x")
+        .await
+        .expect("leaderboard test step");
     assert_eq!((old.entry.score, old.entry.num_score, old.rank), (10, 1, 2));
-    let tx = db.create_transaction().unwrap();
-    assert_eq!(lb.count(&tx, monday + day_ms).await.unwrap(), 2);
-    assert_eq!(lb.count(&tx, monday + 2 * day_ms).await.unwrap(), 1);
+    let tx = db.create_transaction().expect("leaderboard test step");
+    assert_eq!(
+        lb.count(&tx, monday + day_ms)
+            .await
+            .expect("leaderboard test step"),
+        2
+    );
+    assert_eq!(
+        lb.count(&tx, monday + 2 * day_ms)
+            .await
+            .expect("leaderboard test step"),
+        1
+    );
 }
 
 /// The brute-force order of a model board: (owner, score, subscore, num_score).
@@ -355,7 +399,7 @@ async fn ranks_equal_a_brute_force_sort_of_random_boards() {
                 }
             })
             .await
-            .unwrap();
+            .expect("leaderboard test step");
             for (owner, score, subscore, op) in batch {
                 let old = model.get(&owner).copied();
                 let base = old.map_or((0, 0), |(s, ss, _)| (s, ss));
@@ -380,19 +424,24 @@ async fn ranks_equal_a_brute_force_sort_of_random_boards() {
                     async move { lb.delete(&tx, victim, 1).await }
                 })
                 .await
-                .unwrap();
+                .expect("leaderboard test step");
             assert_eq!(deleted, model.remove(&victim).is_some());
         }
         let expected = brute_force(sort, &model);
-        let tx = db.create_transaction().unwrap();
+        let tx = db.create_transaction().expect("leaderboard test step");
         // Forward through every page.
         let mut seen = Vec::new();
         let mut cursor: Option<Cursor> = None;
         let last_prev = loop {
-            let page = lb.page(&tx, 0, cursor.as_ref(), 97).await.unwrap();
+            let page = lb
+                .page(&tx, 0, cursor.as_ref(), 97)
+                .await
+                .expect("leaderboard test step");
             seen.extend(page.records);
             match page.next {
-                Some(next) => cursor = Some(Cursor::decode(&next.encode()).unwrap()),
+                Some(next) => {
+                    cursor = Some(Cursor::decode(&next.encode()).expect("leaderboard test step"))
+                }
                 None => break page.prev,
             }
         };
@@ -417,7 +466,10 @@ async fn ranks_equal_a_brute_force_sort_of_random_boards() {
         let mut back: Vec<Record> = Vec::new();
         let mut cursor = last_prev;
         while let Some(c) = cursor {
-            let page = lb.page(&tx, 0, Some(&c), 97).await.unwrap();
+            let page = lb
+                .page(&tx, 0, Some(&c), 97)
+                .await
+                .expect("leaderboard test step");
             let mut records = page.records;
             records.extend(back);
             back = records;
@@ -429,9 +481,17 @@ async fn ranks_equal_a_brute_force_sort_of_random_boards() {
             if i % 7 != 0 {
                 continue;
             }
-            let record = lb.get(&tx, 0, owner).await.unwrap().unwrap();
+            let record = lb
+                .get(&tx, 0, owner)
+                .await
+                .expect("leaderboard test step")
+                .expect("leaderboard test step");
             assert_eq!(record.rank, i as u64 + 1);
-            let around = lb.around(&tx, 0, owner, 11).await.unwrap().unwrap();
+            let around = lb
+                .around(&tx, 0, owner, 11)
+                .await
+                .expect("leaderboard test step")
+                .expect("leaderboard test step");
             let want_start = i.saturating_sub(5).min(expected.len().saturating_sub(11));
             let owners: Vec<&str> = around.iter().map(|r| r.owner.as_str()).collect();
             let want: Vec<&str> = expected[want_start..(want_start + 11).min(expected.len())]

@@ -62,21 +62,33 @@ async fn remove(db: &Database, set: &RankedSet, element: &[u8]) -> bool {
 /// Every query of the set compared with the sorted model.
 async fn check_queries(db: &Database, set: &RankedSet, model: &[Vec<u8>], rng: &mut StdRng) {
     let tx = db.create_transaction().expect("tx");
-    assert_eq!(set.count(&tx, true).await.unwrap(), model.len() as u64);
+    assert_eq!(
+        set.count(&tx, true).await.expect("ranked set test step"),
+        model.len() as u64
+    );
     for _ in 0..20 {
         let probe = random_element(rng);
         let position = model.binary_search(&probe);
         assert_eq!(
-            set.contains(&tx, &probe, true).await.unwrap(),
+            set.contains(&tx, &probe, true)
+                .await
+                .expect("ranked set test step"),
             position.is_ok()
         );
         assert_eq!(
-            set.rank(&tx, &probe, true).await.unwrap(),
+            set.rank(&tx, &probe, true)
+                .await
+                .expect("ranked set test step"),
             position.ok().map(|p| p as u64),
             "rank of {probe:?} in {model:?}"
         );
         let below = position.unwrap_or_else(|p| p) as u64;
-        assert_eq!(set.count_less_than(&tx, &probe, true).await.unwrap(), below);
+        assert_eq!(
+            set.count_less_than(&tx, &probe, true)
+                .await
+                .expect("ranked set test step"),
+            below
+        );
         let after: Vec<Vec<u8>> = model
             .iter()
             .filter(|e| **e > probe)
@@ -86,7 +98,7 @@ async fn check_queries(db: &Database, set: &RankedSet, model: &[Vec<u8>], rng: &
         assert_eq!(
             set.elements(&tx, Bound::Excluded(&probe), 3, false, true)
                 .await
-                .unwrap(),
+                .expect("ranked set test step"),
             after
         );
         let before: Vec<Vec<u8>> = model
@@ -99,13 +111,15 @@ async fn check_queries(db: &Database, set: &RankedSet, model: &[Vec<u8>], rng: &
         assert_eq!(
             set.elements(&tx, Bound::Excluded(&probe), 3, true, true)
                 .await
-                .unwrap(),
+                .expect("ranked set test step"),
             before
         );
     }
     for index in 0..=model.len() as u64 + 1 {
         assert_eq!(
-            set.nth(&tx, index, true).await.unwrap(),
+            set.nth(&tx, index, true)
+                .await
+                .expect("ranked set test step"),
             model.get(index as usize).cloned(),
             "nth({index}) of {model:?}"
         );
@@ -113,13 +127,15 @@ async fn check_queries(db: &Database, set: &RankedSet, model: &[Vec<u8>], rng: &
     let start = rng.random_range(0..=model.len() + 1);
     let expected: Vec<Vec<u8>> = model.iter().skip(start).take(4).cloned().collect();
     assert_eq!(
-        set.range_by_rank(&tx, start as u64, 4, true).await.unwrap(),
+        set.range_by_rank(&tx, start as u64, 4, true)
+            .await
+            .expect("ranked set test step"),
         expected
     );
     assert_eq!(
         set.elements(&tx, Bound::Unbounded, usize::MAX, false, true)
             .await
-            .unwrap(),
+            .expect("ranked set test step"),
         model
     );
 }
@@ -136,7 +152,7 @@ async fn check_structure(db: &Database, set: &RankedSet, model: &[Vec<u8>], scra
         }
     })
     .await
-    .unwrap();
+    .expect("ranked set test step");
     reference
         .bulk_build(db, model.iter().cloned())
         .await
@@ -198,7 +214,7 @@ async fn random_operations_match_a_sorted_vec() {
                     }
                 })
                 .await
-                .unwrap();
+                .expect("ranked set test step");
             for ((add, element), changed) in batch.into_iter().zip(results) {
                 let present = model.binary_search(&element);
                 match (add, present) {
@@ -229,17 +245,39 @@ async fn random_operations_match_a_sorted_vec() {
 async fn an_empty_set_answers_and_refuses_bad_elements() {
     let (_dir, db) = store();
     let set = set_at(b"\x15empty");
-    let tx = db.create_transaction().unwrap();
-    assert_eq!(set.count(&tx, false).await.unwrap(), 0);
-    assert_eq!(set.nth(&tx, 0, false).await.unwrap(), None);
-    assert_eq!(set.rank(&tx, b"a", false).await.unwrap(), None);
-    assert_eq!(set.count_less_than(&tx, b"a", false).await.unwrap(), 0);
-    assert!(!set.contains(&tx, b"a", false).await.unwrap());
+    let tx = db.create_transaction().expect("ranked set test step");
     assert_eq!(
-        set.range_by_rank(&tx, 0, 10, false).await.unwrap(),
+        set.count(&tx, false).await.expect("ranked set test step"),
+        0
+    );
+    assert_eq!(
+        set.nth(&tx, 0, false).await.expect("ranked set test step"),
+        None
+    );
+    assert_eq!(
+        set.rank(&tx, b"a", false)
+            .await
+            .expect("ranked set test step"),
+        None
+    );
+    assert_eq!(
+        set.count_less_than(&tx, b"a", false)
+            .await
+            .expect("ranked set test step"),
+        0
+    );
+    assert!(
+        !set.contains(&tx, b"a", false)
+            .await
+            .expect("ranked set test step")
+    );
+    assert_eq!(
+        set.range_by_rank(&tx, 0, 10, false)
+            .await
+            .expect("ranked set test step"),
         Vec::<Vec<u8>>::new()
     );
-    assert!(!set.remove(&tx, b"a").await.unwrap());
+    assert!(!set.remove(&tx, b"a").await.expect("ranked set test step"));
     assert!(matches!(
         set.insert(&tx, b"").await,
         Err(RankedSetError::EmptyElement)
@@ -277,11 +315,16 @@ async fn duplicates_are_refused_and_change_nothing() {
             }
         })
         .await
-        .unwrap();
+        .expect("ranked set test step");
     assert_eq!(twice, (true, false));
-    let tx = db.create_transaction().unwrap();
-    assert_eq!(set.count(&tx, true).await.unwrap(), 4);
-    assert_eq!(set.rank(&tx, b"d", true).await.unwrap(), Some(3));
+    let tx = db.create_transaction().expect("ranked set test step");
+    assert_eq!(set.count(&tx, true).await.expect("ranked set test step"), 4);
+    assert_eq!(
+        set.rank(&tx, b"d", true)
+            .await
+            .expect("ranked set test step"),
+        Some(3)
+    );
 }
 
 #[tokio::test]
@@ -335,21 +378,30 @@ async fn bulk_build_writes_the_keys_of_inserting_one_by_one() {
             }
         })
         .await
-        .unwrap();
+        .expect("ranked set test step");
     }
     let bulk = set_at(b"\x15all");
-    assert_eq!(bulk.bulk_build(&db, sorted.clone()).await.unwrap(), 3_000);
+    assert_eq!(
+        bulk.bulk_build(&db, sorted.clone())
+            .await
+            .expect("ranked set test step"),
+        3_000
+    );
     let (a, b) = (dump(&db, &one_by_one).await, dump(&db, &bulk).await);
     assert!(a.len() > 3_000, "levels above 0 hold keys: {}", a.len());
     assert_eq!(a, b);
-    let tx = db.create_transaction().unwrap();
+    let tx = db.create_transaction().expect("ranked set test step");
     for i in [0usize, 1, 1_499, 2_999] {
         assert_eq!(
-            bulk.nth(&tx, i as u64, true).await.unwrap(),
+            bulk.nth(&tx, i as u64, true)
+                .await
+                .expect("ranked set test step"),
             Some(sorted[i].clone())
         );
         assert_eq!(
-            bulk.rank(&tx, &sorted[i], true).await.unwrap(),
+            bulk.rank(&tx, &sorted[i], true)
+                .await
+                .expect("ranked set test step"),
             Some(i as u64)
         );
     }
@@ -376,39 +428,62 @@ async fn concurrent_inserts_far_apart_both_commit_without_retry() {
     let n = 100_000u64;
     set.bulk_build(&db, (0..n).map(|i| elem(4 * i)))
         .await
-        .unwrap();
+        .expect("ranked set test step");
     // Near the start and near the end. Level 0 and 1: an insert that lands on
     // level L conflicts with inserts that share its predecessor at L (module
     // docs), which for elements this far apart means L >= 4.
     let low = absent_at_level(40, 1, 1);
     let high = absent_at_level(4 * (n - 100), 1, 0);
-    let a = db.create_transaction().unwrap();
-    let b = db.create_transaction().unwrap();
-    assert!(set.insert(&a, &elem(low)).await.unwrap());
-    assert!(set.insert(&b, &elem(high)).await.unwrap());
+    let a = db.create_transaction().expect("ranked set test step");
+    let b = db.create_transaction().expect("ranked set test step");
+    assert!(
+        set.insert(&a, &elem(low))
+            .await
+            .expect("ranked set test step")
+    );
+    assert!(
+        set.insert(&b, &elem(high))
+            .await
+            .expect("ranked set test step")
+    );
     a.commit().await.expect("first insert commits");
     b.commit()
         .await
         .expect("second insert commits, no conflict");
-    let tx = db.create_transaction().unwrap();
-    assert_eq!(set.count(&tx, true).await.unwrap(), n + 2);
+    let tx = db.create_transaction().expect("ranked set test step");
     assert_eq!(
-        set.rank(&tx, &elem(high), true).await.unwrap(),
+        set.count(&tx, true).await.expect("ranked set test step"),
+        n + 2
+    );
+    assert_eq!(
+        set.rank(&tx, &elem(high), true)
+            .await
+            .expect("ranked set test step"),
         Some((high / 4) + 2)
     );
     // Removes far apart commit together too.
-    let a = db.create_transaction().unwrap();
-    let b = db.create_transaction().unwrap();
-    assert!(set.remove(&a, &elem(low)).await.unwrap());
-    assert!(set.remove(&b, &elem(high)).await.unwrap());
+    let a = db.create_transaction().expect("ranked set test step");
+    let b = db.create_transaction().expect("ranked set test step");
+    assert!(
+        set.remove(&a, &elem(low))
+            .await
+            .expect("ranked set test step")
+    );
+    assert!(
+        set.remove(&b, &elem(high))
+            .await
+            .expect("ranked set test step")
+    );
     a.commit().await.expect("first remove commits");
     b.commit()
         .await
         .expect("second remove commits, no conflict");
-    let tx = db.create_transaction().unwrap();
-    assert_eq!(set.count(&tx, true).await.unwrap(), n);
+    let tx = db.create_transaction().expect("ranked set test step");
+    assert_eq!(set.count(&tx, true).await.expect("ranked set test step"), n);
     assert_eq!(
-        set.nth(&tx, n - 1, true).await.unwrap(),
+        set.nth(&tx, n - 1, true)
+            .await
+            .expect("ranked set test step"),
         Some(elem(4 * (n - 1)))
     );
 }
@@ -419,23 +494,36 @@ async fn an_insert_that_splits_a_span_conflicts_with_an_insert_inside_it() {
     let set = set_at(b"\x15split");
     set.bulk_build(&db, (0..10_000u64).map(|i| elem(4 * i)))
         .await
-        .unwrap();
+        .expect("ranked set test step");
     // `splitter` lands on level 1, so it recounts level 0 from its
     // predecessor at level 1 up to itself; `inside` lies in that stretch.
     let splitter = absent_at_level(4_000, 2, 1);
     let inside = splitter - 1;
-    let a = db.create_transaction().unwrap();
-    let b = db.create_transaction().unwrap();
-    assert!(set.insert(&a, &elem(splitter)).await.unwrap());
-    assert!(set.insert(&b, &elem(inside)).await.unwrap());
+    let a = db.create_transaction().expect("ranked set test step");
+    let b = db.create_transaction().expect("ranked set test step");
+    assert!(
+        set.insert(&a, &elem(splitter))
+            .await
+            .expect("ranked set test step")
+    );
+    assert!(
+        set.insert(&b, &elem(inside))
+            .await
+            .expect("ranked set test step")
+    );
     b.commit().await.expect("the insert inside commits first");
     assert!(matches!(a.commit().await, Err(kv::Error::Conflict)));
     // Retried, it commits and the counts stay exact.
     assert!(insert(&db, &set, &elem(splitter)).await);
-    let tx = db.create_transaction().unwrap();
+    let tx = db.create_transaction().expect("ranked set test step");
     assert_eq!(
-        set.rank(&tx, &elem(splitter), true).await.unwrap(),
+        set.rank(&tx, &elem(splitter), true)
+            .await
+            .expect("ranked set test step"),
         Some(splitter / 4 + 2)
     );
-    assert_eq!(set.count(&tx, true).await.unwrap(), 10_002);
+    assert_eq!(
+        set.count(&tx, true).await.expect("ranked set test step"),
+        10_002
+    );
 }

@@ -40,13 +40,19 @@ async fn reads(db: &Database, set: &RankedSet, n: u64) -> Reads {
     let (mut rank_worst, mut nth_worst, mut rank_sum, mut nth_sum) = (0, 0, 0, 0);
     for q in 0..QUERIES {
         let position = q * (n - 1) / (QUERIES - 1);
-        let tx = db.create_transaction().unwrap();
-        let rank = set.rank(&tx, &elem(3 * position), true).await.unwrap();
+        let tx = db.create_transaction().expect("ranked set test step");
+        let rank = set
+            .rank(&tx, &elem(3 * position), true)
+            .await
+            .expect("ranked set test step");
         assert_eq!(rank, Some(position));
         rank_worst = rank_worst.max(keys_read(&tx));
         rank_sum += keys_read(&tx);
-        let tx = db.create_transaction().unwrap();
-        let nth = set.nth(&tx, position, true).await.unwrap();
+        let tx = db.create_transaction().expect("ranked set test step");
+        let nth = set
+            .nth(&tx, position, true)
+            .await
+            .expect("ranked set test step");
         assert_eq!(nth, Some(elem(3 * position)));
         nth_worst = nth_worst.max(keys_read(&tx));
         nth_sum += keys_read(&tx);
@@ -61,20 +67,22 @@ async fn reads(db: &Database, set: &RankedSet, n: u64) -> Reads {
 
 #[tokio::test]
 async fn rank_and_nth_read_logarithmically_many_keys() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("ranked set test step");
     let db: Database = embedded::Database::open(dir.path(), Default::default())
-        .unwrap()
+        .expect("ranked set test step")
         .into();
-    let small = RankedSet::new(Subspace::from_bytes(b"\x15small".to_vec())).unwrap();
-    let large = RankedSet::new(Subspace::from_bytes(b"\x15large".to_vec())).unwrap();
+    let small =
+        RankedSet::new(Subspace::from_bytes(b"\x15small".to_vec())).expect("ranked set test step");
+    let large =
+        RankedSet::new(Subspace::from_bytes(b"\x15large".to_vec())).expect("ranked set test step");
     small
         .bulk_build(&db, (0..1_000u64).map(|i| elem(3 * i)))
         .await
-        .unwrap();
+        .expect("ranked set test step");
     large
         .bulk_build(&db, (0..1_000_000u64).map(|i| elem(3 * i)))
         .await
-        .unwrap();
+        .expect("ranked set test step");
     let small = reads(&db, &small, 1_000).await;
     let large = reads(&db, &large, 1_000_000).await;
     for (n, r) in [("1e3", &small), ("1e6", &large)] {
