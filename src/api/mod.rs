@@ -66,7 +66,7 @@ pub type AppState = crate::app::App;
 
 /// The application: every route, the fallbacks and the middleware.
 pub fn router(state: AppState) -> Router {
-    let max_in_flight = state.accounts.config().max_connections.max(1);
+    let max_in_flight = state.accounts.config().max_requests_in_flight.max(1);
     let routes = Router::new();
     let routes = discovery::routes(routes);
     let routes = register::routes(routes);

@@ -15,8 +15,12 @@ pub struct ServerConfig {
     pub registration_token: Option<String>,
     /// Largest accepted request body, in bytes (M_TOO_LARGE above it).
     pub max_request_bytes: usize,
-    /// Most connections served at once.
-    pub max_connections: usize,
+    /// Most requests served at once (in flight); a request beyond it waits
+    /// for one to finish. Idle keep-alive connections do not count, a
+    /// waiting `/sync` long-poll does. Config key `max_requests_in_flight`;
+    /// the old key `max_connections` is accepted as a deprecated alias.
+    #[serde(alias = "max_connections")]
+    pub max_requests_in_flight: usize,
     /// Base URL advertised in `/.well-known/matrix/client`; defaults to
     /// `https://<server_name>`.
     pub public_base_url: Option<String>,
@@ -37,7 +41,7 @@ impl Default for ServerConfig {
             registration_enabled: true,
             registration_token: None,
             max_request_bytes: 1 << 20,
-            max_connections: 4096,
+            max_requests_in_flight: 4096,
             public_base_url: None,
             // Synapse's defaults (rc_login.address, rc_login.account, rc_registration).
             login_per_ip: RateLimit {
@@ -104,4 +108,23 @@ impl PasswordHashing {
         iterations: 1,
         parallelism: 1,
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_requests_in_flight_also_reads_its_deprecated_name() {
+        let new: ServerConfig =
+            serde_json::from_value(serde_json::json!({"max_requests_in_flight": 7})).unwrap();
+        let old: ServerConfig =
+            serde_json::from_value(serde_json::json!({"max_connections": 9})).unwrap();
+        assert_eq!(new.max_requests_in_flight, 7);
+        assert_eq!(old.max_requests_in_flight, 9);
+        assert_eq!(ServerConfig::default().max_requests_in_flight, 4096);
+        let both = serde_json::json!({"max_requests_in_flight": 7, "max_connections": 9});
+        let err = serde_json::from_value::<ServerConfig>(both).unwrap_err();
+        assert!(err.to_string().contains("duplicate field"), "{err}");
+    }
 }
