@@ -343,7 +343,7 @@ async fn commits_between_read_and_wait_are_never_missed() {
                         .await
                         .expect("write");
                     if i % 2 == 0 {
-                        let version = u64::from_be_bytes(stamp[..8].try_into().unwrap());
+                        let version = stamp.version();
                         notifier.wait_published(DatabaseId::Accounts, version).await;
                         assert!(notifier.published(DatabaseId::Accounts) >= version);
                     }

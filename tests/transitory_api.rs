@@ -106,7 +106,7 @@ async fn typing_is_seen_then_expires_on_the_clock_and_is_collected() {
     assert_eq!(t.collect().await.unwrap().typing, 0);
     server.clock.advance_ms(1_000);
     let expired = t
-        .typing_since(&room_id, Some([0; 10]))
+        .typing_since(&room_id, Some(myelin::db::transitory::Position::ZERO))
         .await
         .unwrap()
         .unwrap();

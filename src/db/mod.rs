@@ -33,9 +33,12 @@ pub mod codec;
 pub mod leaderboard;
 pub mod meta;
 pub mod notify;
+pub mod position;
 pub mod rooms;
 pub mod split;
 pub mod transitory;
+
+pub use position::Position;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

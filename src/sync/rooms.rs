@@ -41,6 +41,7 @@ use super::Error;
 use super::filter::SyncFilter;
 use super::unread::{Known, Memos, Rules};
 use crate::db::rooms::{Direction, StreamPosition};
+use crate::db::transitory;
 use crate::service::rooms::MemberRecord;
 use crate::service::rooms::{Rooms, Viewer};
 use crate::service::transitory::Transitory;
@@ -59,9 +60,9 @@ pub(super) struct Window {
     /// Rooms changes at or before this are delivered now.
     pub upto: StreamPosition,
     /// Transitory changes after this are new (`None`: initial sync).
-    pub transitory_since: Option<[u8; 10]>,
+    pub transitory_since: Option<transitory::Position>,
     /// Transitory changes at or before this are delivered now.
-    pub transitory_upto: [u8; 10],
+    pub transitory_upto: transitory::Position,
     /// Whether every room is sent whole (`full_state`).
     pub full_state: bool,
 }

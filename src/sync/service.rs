@@ -54,13 +54,13 @@ use tokio::time::Instant;
 use super::filter::SyncFilter;
 use super::notifier::{DatabaseId, Listener, Notifier, ReadVersions, TopicKey};
 use super::rooms::{self as room_sync, Candidate, Ctx, Window};
-use super::token::{Position, SyncToken};
+use super::token::SyncToken;
 use super::unread::Memos;
 use super::{Error, SyncConfig};
-use crate::db::Databases;
 use crate::db::accounts::{AccountDataChange, AccountsDb};
 use crate::db::notify::Topic;
 use crate::db::rooms::StreamPosition;
+use crate::db::{Databases, accounts, rooms, transitory};
 use crate::kv;
 use crate::service::e2ee::E2ee;
 use crate::service::rooms::Rooms;
@@ -172,9 +172,9 @@ const QUIET_CATCH_UP: Duration = Duration::from_millis(50);
 /// The token of a read at `rvs`: their positions, never before `since`.
 fn token_at(rvs: ReadVersions, since: Option<SyncToken>) -> SyncToken {
     let at = SyncToken {
-        accounts: Position::at_read_version(rvs[DatabaseId::Accounts as usize]),
-        rooms: Position::at_read_version(rvs[DatabaseId::Rooms as usize]),
-        transitory: Position::at_read_version(rvs[DatabaseId::Transitory as usize]),
+        accounts: accounts::Position::at_read_version(rvs[DatabaseId::Accounts as usize]),
+        rooms: rooms::Position::at_read_version(rvs[DatabaseId::Rooms as usize]),
+        transitory: transitory::Position::at_read_version(rvs[DatabaseId::Transitory as usize]),
     };
     since.map_or(at, |since| at.max(since))
 }
@@ -300,8 +300,11 @@ impl SyncService {
         if let Some(since) = since.filter(|_| !req.full_state)
             && let Some(circle) = self.cached_circle(user_id, since)
         {
-            let delivered =
-                [since.accounts, since.rooms, since.transitory].map(|p| p.delivered_through());
+            let delivered = [
+                since.accounts.delivered_through(),
+                since.rooms.delivered_through(),
+                since.transitory.delivered_through(),
+            ];
             let news = self.notifier.listen(&circle.topics, delivered);
             if !self.wait_for(&news, deadline, &mut shutdown).await
                 && let Some(rvs) = self.quiet_through(&news).await?
@@ -411,7 +414,7 @@ impl SyncService {
             ..SyncResult::default()
         };
         {
-            let upto = StreamPosition::end_of_commit(result.next_batch.rooms.0);
+            let upto = StreamPosition::end_of_commit(result.next_batch.rooms);
             let mut cache = self.circles.lock().expect("circle cache");
             if let Some((at, cached)) = cache.get_mut(user)
                 && Arc::ptr_eq(cached, circle)
@@ -428,7 +431,7 @@ impl SyncService {
     /// The user's cached circle if it holds at `since` (its entry was
     /// checked at or after the token's rooms position).
     fn cached_circle(&self, user: &UserId, since: SyncToken) -> Option<Arc<Circle>> {
-        let since = StreamPosition::end_of_commit(since.rooms.0);
+        let since = StreamPosition::end_of_commit(since.rooms);
         let cache = self.circles.lock().expect("circle cache");
         let (at, circle) = cache.get(user)?;
         (*at >= since).then(|| circle.clone())
@@ -449,10 +452,10 @@ impl SyncService {
         let filter = &req.filter;
         let mut next = token_at(rvs, since);
         let window = Window {
-            since: since.map(|t| StreamPosition::end_of_commit(t.rooms.0)),
-            upto: StreamPosition::end_of_commit(next.rooms.0),
-            transitory_since: since.map(|t| t.transitory.0),
-            transitory_upto: next.transitory.0,
+            since: since.map(|t| StreamPosition::end_of_commit(t.rooms)),
+            upto: StreamPosition::end_of_commit(next.rooms),
+            transitory_since: since.map(|t| t.transitory),
+            transitory_upto: next.transitory,
             full_state: req.full_state,
         };
         let whole = since.is_none() || req.full_state;
@@ -525,9 +528,9 @@ impl SyncService {
     ) -> Result<Vec<AccountDataChange>, Error> {
         let changes = self
             .accounts
-            .account_data_since(user.as_str(), since.map(|t| t.accounts.0))
+            .account_data_since(user.as_str(), since.map(|t| t.accounts))
             .await?;
-        if let Some(last) = changes.iter().map(|c| Position(c.position)).max() {
+        if let Some(last) = changes.iter().map(|c| c.position).max() {
             next.accounts = next.accounts.max(last);
         }
         let mut account_data = Vec::new();
@@ -682,7 +685,7 @@ async fn to_device(
         && !cut
         && let Some(last) = last
     {
-        next.transitory = Position(last);
+        next.transitory = last;
     }
     Ok(to_device)
 }

@@ -10,7 +10,9 @@
 //! `<= p` has been delivered". A read version `rv` ("everything visible now")
 //! becomes the position `rv ++ ff ff` ([`Position::at_read_version`]), which
 //! sorts after every versionstamp of a commit at or before `rv` and before
-//! every later one.
+//! every later one. Each part has its database's type
+//! ([`crate::db::Position`]`<D>`), so the compiler refuses a comparison
+//! across databases.
 //!
 //! ## Byte format (version 1)
 //! ```text
@@ -31,58 +33,24 @@ use std::str::FromStr;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::db::{Position, accounts, rooms, transitory};
+
 /// The format version this code writes and reads.
 pub const FORMAT_VERSION: u8 = 1;
 
 /// Length of an encoded token's bytes: the version and three positions.
 pub const TOKEN_BYTES: usize = 1 + 3 * 10;
 
-/// A position in one database: a 10-byte versionstamp. Ordered bytewise,
-/// which is versionstamp order. Only positions of the same database compare
-/// meaningfully.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Position(pub [u8; 10]);
-
-impl Position {
-    /// Before every change: the position of a client that has seen nothing.
-    pub const ZERO: Position = Position([0; 10]);
-
-    /// The position "every commit at or before read version `rv`":
-    /// `rv` big-endian followed by `ff ff`.
-    pub fn at_read_version(rv: u64) -> Self {
-        let mut out = [0xff; 10];
-        out[..8].copy_from_slice(&rv.to_be_bytes());
-        Position(out)
-    }
-
-    /// The commit version part (first 8 bytes, big-endian).
-    pub fn version(&self) -> u64 {
-        u64::from_be_bytes(self.0[..8].try_into().expect("8 bytes"))
-    }
-
-    /// The newest read version whose every change this position has
-    /// delivered: its version if it is the end of that commit
-    /// (`at_read_version`), else the version before (a position inside a
-    /// commit leaves the rest of that commit undelivered).
-    pub fn delivered_through(&self) -> u64 {
-        if self.0[8..] == [0xff, 0xff] {
-            self.version()
-        } else {
-            self.version().saturating_sub(1)
-        }
-    }
-}
-
 /// A complete sync position: one [`Position`] per database.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct SyncToken {
     /// Position in the `accounts` database (account data).
-    pub accounts: Position,
+    pub accounts: accounts::Position,
     /// Position in the `rooms` database (events, state).
-    pub rooms: Position,
+    pub rooms: rooms::Position,
     /// Position in the `transitory` database (to-device, receipts, typing,
     /// presence).
-    pub transitory: Position,
+    pub transitory: transitory::Position,
 }
 
 /// Why a token string is not a valid token. Maps to 400 `M_INVALID_PARAM`.
@@ -107,9 +75,9 @@ impl SyncToken {
     pub fn to_bytes(&self) -> [u8; TOKEN_BYTES] {
         let mut out = [0u8; TOKEN_BYTES];
         out[0] = FORMAT_VERSION;
-        out[1..11].copy_from_slice(&self.accounts.0);
-        out[11..21].copy_from_slice(&self.rooms.0);
-        out[21..31].copy_from_slice(&self.transitory.0);
+        out[1..11].copy_from_slice(&self.accounts.to_bytes());
+        out[11..21].copy_from_slice(&self.rooms.to_bytes());
+        out[21..31].copy_from_slice(&self.transitory.to_bytes());
         out
     }
 
@@ -125,11 +93,13 @@ impl SyncToken {
         if bytes[0] != FORMAT_VERSION {
             return Err(TokenError::UnknownVersion(bytes[0]));
         }
-        let part = |at: usize| Position(bytes[at..at + 10].try_into().expect("10 bytes"));
+        fn part<D>(bytes: &[u8], at: usize) -> Position<D> {
+            Position::from_bytes(bytes[at..at + 10].try_into().expect("10 bytes"))
+        }
         Ok(SyncToken {
-            accounts: part(1),
-            rooms: part(11),
-            transitory: part(21),
+            accounts: part(bytes, 1),
+            rooms: part(bytes, 11),
+            transitory: part(bytes, 21),
         })
     }
 
@@ -175,7 +145,7 @@ mod tests {
 
     fn sample() -> SyncToken {
         SyncToken {
-            accounts: Position([0, 0, 0, 0, 0, 0, 0, 7, 0, 1]),
+            accounts: Position::from_bytes([0, 0, 0, 0, 0, 0, 0, 7, 0, 1]),
             rooms: Position::at_read_version(0x0102_0304_0506_0708),
             transitory: Position::ZERO,
         }
@@ -198,31 +168,6 @@ mod tests {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         );
         assert_eq!(text, "AQAAAAAAAAAHAAEBAgMEBQYHCP__AAAAAAAAAAAAAA");
-    }
-
-    #[test]
-    fn read_version_positions_sort_between_commits() {
-        let rv = 1000u64;
-        let p = Position::at_read_version(rv);
-        let stamp = |v: u64, order: u16| {
-            let mut out = [0u8; 10];
-            out[..8].copy_from_slice(&v.to_be_bytes());
-            out[8..].copy_from_slice(&order.to_be_bytes());
-            Position(out)
-        };
-        assert!(stamp(rv, 0xfffe) < p);
-        assert!(stamp(rv - 1, 0xffff) < p);
-        assert!(stamp(rv + 1, 0) > p);
-        assert_eq!(p.version(), rv);
-    }
-
-    #[test]
-    fn a_position_inside_a_commit_has_not_delivered_that_commit() {
-        assert_eq!(Position::at_read_version(7).delivered_through(), 7);
-        let mut inside = Position::at_read_version(7);
-        inside.0[8..].copy_from_slice(&[0, 3]);
-        assert_eq!(inside.delivered_through(), 6);
-        assert_eq!(Position::ZERO.delivered_through(), 0);
     }
 
     #[test]
@@ -261,9 +206,9 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
         for _ in 0..10_000 {
             let token = SyncToken {
-                accounts: Position(rng.random()),
-                rooms: Position(rng.random()),
-                transitory: Position(rng.random()),
+                accounts: Position::from_bytes(rng.random()),
+                rooms: Position::from_bytes(rng.random()),
+                transitory: Position::from_bytes(rng.random()),
             };
             let text = token.to_string();
             assert_eq!(text.parse::<SyncToken>(), Ok(token), "{text}");

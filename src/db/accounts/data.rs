@@ -6,15 +6,11 @@ use std::collections::BTreeMap;
 use foundationdb_tuple::{Subspace, Versionstamp};
 use serde::{Deserialize, Serialize};
 
-use super::{AccountsDb, Error, Result, SigningKeyRecord};
+use super::{AccountsDb, Error, Position, Result, SigningKeyRecord};
 use super::{decode, encode, range_of, unpack};
 use crate::db::notify::Topic;
 use crate::db::split;
 use crate::kv::{KeySelector, RangeOption};
-
-/// A position in a user's account-data change log: the 10-byte commit
-/// versionstamp of a change. Positions of later commits compare greater.
-pub type Position = [u8; 10];
 
 /// One entry of the account-data change log: the latest value of one
 /// (room, type) of a user, changed at `position`.
@@ -145,7 +141,7 @@ impl AccountsDb {
                     if let Some(old) = tx.get(&current_key, false).await?
                         && let Some(stamp) = old.get(..STAMP_LEN)
                     {
-                        let stamp: Position = stamp.try_into().expect("10 bytes");
+                        let stamp: [u8; 10] = stamp.try_into().expect("10 bytes");
                         let old_log = Versionstamp::complete(stamp, 0);
                         split::clear(&tx, &k.account_data_log.pack(&(user_id, old_log)));
                     }
@@ -160,9 +156,10 @@ impl AccountsDb {
                 }
             })
             .await?;
-        Ok(info
-            .versionstamp
-            .expect("a transaction that wrote has a versionstamp"))
+        Ok(Position::from_bytes(
+            info.versionstamp
+                .expect("a transaction that wrote has a versionstamp"),
+        ))
     }
 
     /// Every account-data change of `user_id` after `since` (all, if `None`),
@@ -178,7 +175,7 @@ impl AccountsDb {
         let (begin, end) = space.range();
         let begin = match since {
             Some(p) => KeySelector::first_greater_or_equal(split::after_record(
-                &space.pack(&Versionstamp::complete(p, 0)),
+                &space.pack(&Versionstamp::complete(p.to_bytes(), 0)),
             )),
             None => KeySelector::first_greater_or_equal(begin),
         };
@@ -202,7 +199,7 @@ impl AccountsDb {
                     unpack("account_data_log", &k.account_data_log, &kv.key)?;
                 let entry: LogEntry = decode("account_data_log", &kv.value)?;
                 Ok(AccountDataChange {
-                    position: stamp.transaction_version().try_into().expect("10 bytes"),
+                    position: Position::of_versionstamp(&stamp),
                     room_id: entry.room_id,
                     event_type: entry.event_type,
                     content: raw_json("account_data_log", entry.content.into_bytes().as_slice())?,

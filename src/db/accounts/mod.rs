@@ -35,7 +35,7 @@ use foundationdb_tuple::Subspace;
 use crate::db::codec::{Corrupt, decode, encode, unpack};
 use crate::kv::{self, TransactError};
 
-pub use data::{AccountDataChange, Position};
+pub use data::AccountDataChange;
 pub use layout::Layout;
 pub use model::{DeviceRecord, SigningKeyRecord, TokenRecord, UiaSession, UserRecord};
 pub use users::{CreateUser, NewDevice};
@@ -78,6 +78,10 @@ impl TransactError for Error {
 
 /// Result of the `accounts` storage boundary.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A position in the `accounts` database (its account-data change log): a
+/// commit versionstamp of its store, the `accounts` part of a sync token.
+pub type Position = crate::db::Position<AccountsDb>;
 
 /// A handle on the `accounts` database. Cheap to clone.
 #[derive(Clone)]

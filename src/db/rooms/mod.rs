@@ -195,8 +195,14 @@ pub struct AliasRecord {
     pub creator: OwnedUserId,
 }
 
+/// A position in the `rooms` database: a commit versionstamp of its store,
+/// the `rooms` part of a sync token. An event's place inside a commit is a
+/// [`StreamPosition`].
+pub type Position = crate::db::Position<RoomsDb>;
+
 /// A position in the rooms stream: the commit versionstamp of the event's
-/// transaction and the event's order within it. Totally ordered, byte-wise;
+/// transaction and the event's order within it ([`Position`] plus two
+/// bytes, so an event position is not a commit position). Totally ordered, byte-wise;
 /// formats as 24 lowercase hex digits (what sync and `/messages` compose
 /// into their tokens).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -214,11 +220,11 @@ impl StreamPosition {
         StreamPosition(out)
     }
 
-    /// The last position of the commit with the 10-byte `versionstamp`: a
-    /// sync token's rooms part ("every commit up to this one") as an
-    /// inclusive upper bound.
-    pub fn end_of_commit(versionstamp: [u8; 10]) -> Self {
-        StreamPosition::new(versionstamp, u16::MAX)
+    /// The last stream position of the commit at `position`: a sync
+    /// token's rooms part ("every commit up to this one") as an inclusive
+    /// upper bound.
+    pub fn end_of_commit(position: Position) -> Self {
+        StreamPosition::new(position.to_bytes(), u16::MAX)
     }
 
     /// The next position (saturating), to turn an inclusive bound into an

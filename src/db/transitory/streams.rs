@@ -153,7 +153,7 @@ impl TransitoryDb {
         let range = after(&space, since, Some(limit + 1));
         let ack = since.map(|p| {
             let (begin, _) = space.range();
-            let mut end = space.pack(&Versionstamp::complete(p, 0xffff));
+            let mut end = space.pack(&Versionstamp::complete(p.to_bytes(), 0xffff));
             end.push(0x00);
             (begin, end)
         });
@@ -217,7 +217,9 @@ impl TransitoryDb {
                 }
             })
             .await?;
-        Ok(info.versionstamp.expect("a transaction that wrote"))
+        Ok(Position::from_bytes(
+            info.versionstamp.expect("a transaction that wrote"),
+        ))
     }
 
     /// Collects up to `limit` transaction-ID records sent before
@@ -501,7 +503,9 @@ impl TransitoryDb {
                 }
             })
             .await?;
-        Ok(info.versionstamp.expect("a transaction that wrote"))
+        Ok(Position::from_bytes(
+            info.versionstamp.expect("a transaction that wrote"),
+        ))
     }
 
     /// Which of `users` had a device-list change after `since` and at or
@@ -562,7 +566,7 @@ impl TransitoryDb {
         let l = self.layout.clone();
         let after_all_of = |p: Position| {
             l.typing_changed
-                .subspace(&Versionstamp::complete(p, 0xffff))
+                .subspace(&Versionstamp::complete(p.to_bytes(), 0xffff))
                 .range()
         };
         let (begin, end) = (after_all_of(since), after_all_of(up_to));
