@@ -30,6 +30,7 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use ruma::api::client::uiaa::AuthData;
+use ruma::events::room::member::MembershipState;
 use ruma::{OwnedDeviceId, OwnedUserId, UserId};
 use serde_json::Value;
 
@@ -379,11 +380,11 @@ impl E2ee {
         let mut peers = std::collections::BTreeSet::new();
         peers.insert(user.to_owned());
         for (room, m) in self.rooms.rooms_of_user(user).await? {
-            if m.membership != "join" {
+            if m.membership != MembershipState::Join {
                 continue;
             }
             for (member, rec) in self.rooms.members(&room).await? {
-                if rec.membership == "join" {
+                if rec.membership == MembershipState::Join {
                     peers.insert(member);
                 }
             }

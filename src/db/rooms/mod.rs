@@ -36,6 +36,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use foundationdb_tuple::Versionstamp;
+use ruma::events::room::member::MembershipState;
 use ruma::{OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomVersionId};
 use serde::{Deserialize, Serialize};
 
@@ -132,8 +133,10 @@ pub struct RoomRecord {
 /// `rooms/member` and `memberships/user_room`: a current membership.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberRecord {
-    /// `join`, `invite`, `leave`, `ban` or `knock`.
-    pub membership: String,
+    /// `join`, `invite`, `leave`, `ban` or `knock`, stored as that string
+    /// (ruma's serialization), so the record's bytes are those of the
+    /// string it replaced.
+    pub membership: MembershipState,
     /// The `m.room.member` event that set it.
     pub event_id: OwnedEventId,
 }

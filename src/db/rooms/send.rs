@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use foundationdb_tuple::Versionstamp;
+use ruma::events::room::member::MembershipState;
 use ruma::events::{StateEventType, TimelineEventType};
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::state_res::auth_types_for_event;
@@ -772,12 +773,12 @@ impl Layout {
             id.as_bytes(),
         );
         if *pdu.kind() == TimelineEventType::RoomMember {
-            let membership = pdu
-                .content_value()
-                .get("membership")
-                .and_then(|m| m.as_str())
-                .unwrap_or_default()
-                .to_owned();
+            let membership = MembershipState::from(
+                pdu.content_value()
+                    .get("membership")
+                    .and_then(|m| m.as_str())
+                    .unwrap_or_default(),
+            );
             let record = encode(&MemberRecord {
                 membership,
                 event_id: pdu.event_id().clone(),

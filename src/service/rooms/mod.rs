@@ -31,6 +31,7 @@ mod visibility;
 
 use std::sync::Arc;
 
+use ruma::events::room::member::MembershipState;
 use ruma::signatures::Ed25519KeyPair;
 use ruma::{
     MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedServerName, RoomId, RoomVersionId,
@@ -410,7 +411,7 @@ impl Rooms {
             .rooms_of_user(user)
             .await?
             .into_iter()
-            .filter(|(_, m)| m.membership == "join")
+            .filter(|(_, m)| m.membership == MembershipState::Join)
             .map(|(room, _)| room)
             .collect())
     }
