@@ -386,7 +386,7 @@ async fn commits_between_read_and_wait_are_never_missed() {
         let contents: Vec<String> = got
             .account_data
             .iter()
-            .map(|c| c.content.get().to_owned())
+            .map(|c| c.content.to_string())
             .collect();
         assert_eq!(contents, vec![format!("{{\"round\":{i}}}")], "round {i}");
         since = got.next_batch.to_string();

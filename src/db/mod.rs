@@ -30,6 +30,7 @@
 
 pub mod accounts;
 pub mod codec;
+pub mod json_text;
 pub mod leaderboard;
 pub mod meta;
 pub mod notify;

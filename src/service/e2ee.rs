@@ -599,9 +599,10 @@ impl E2ee {
         &self,
         authed: &Authed,
         algorithm: &str,
-        auth_data: &str,
+        auth_data: &serde_json::Value,
     ) -> Result<String> {
-        check_key_object("auth_data", auth_data.len())?;
+        // The stored text (`db::json_text`) is this compact JSON.
+        check_key_object("auth_data", auth_data.to_string().len())?;
         let v = self
             .db
             .create_backup(authed.user_id.as_str(), algorithm, auth_data)
@@ -632,9 +633,10 @@ impl E2ee {
         authed: &Authed,
         version: &str,
         algorithm: &str,
-        auth_data: &str,
+        auth_data: &serde_json::Value,
     ) -> Result<(), BackupError> {
-        check_key_object("auth_data", auth_data.len())?;
+        // The stored text (`db::json_text`) is this compact JSON.
+        check_key_object("auth_data", auth_data.to_string().len())?;
         let v = parse_version(version)?;
         self.db
             .update_backup(authed.user_id.as_str(), v, algorithm, auth_data)

@@ -545,13 +545,11 @@ impl SyncService {
                     let Ok(room) = OwnedRoomId::try_from(room.as_str()) else {
                         continue;
                     };
-                    let content: Value =
-                        serde_json::from_str(change.content.get()).unwrap_or(Value::Null);
                     candidates
                         .entry(room)
                         .or_default()
                         .account_data
-                        .push(json!({ "type": change.event_type, "content": content }));
+                        .push(json!({ "type": change.event_type, "content": change.content }));
                 }
             }
         }
@@ -673,11 +671,10 @@ async fn to_device(
             cut = true;
             break;
         }
-        let content: Value = serde_json::from_str(&m.content).unwrap_or(Value::Null);
         to_device.push(json!({
             "type": m.event_type,
             "sender": m.sender,
-            "content": content,
+            "content": m.content,
         }));
         last = Some(m.position);
     }

@@ -22,8 +22,9 @@ pub struct AccountDataChange {
     pub room_id: Option<String>,
     /// The event type.
     pub event_type: String,
-    /// The JSON content.
-    pub content: Box<serde_json::value::RawValue>,
+    /// The JSON content (stored text that is not JSON reads as
+    /// [`Error::Corrupt`]).
+    pub content: serde_json::Value,
 }
 
 /// The value of an `account_data_log` entry.
@@ -202,7 +203,10 @@ impl AccountsDb {
                     position: Position::of_versionstamp(&stamp),
                     room_id: entry.room_id,
                     event_type: entry.event_type,
-                    content: raw_json("account_data_log", entry.content.into_bytes().as_slice())?,
+                    content: serde_json::from_str(&entry.content).map_err(|e| Error::Corrupt {
+                        subspace: "account_data_log",
+                        source: Box::new(e),
+                    })?,
                 })
             })
             .collect()
