@@ -30,8 +30,10 @@
 //! backend shares them: FoundationDB's [`directory`] layer and the Record
 //! Layer's [`ranked_set`].
 //!
-//! Who may import this: `keys` helpers aside, only `db::*` and the CLI's
-//! inspection commands. `api` never touches `kv` directly.
+//! Who may import this: `db` and `db::*`, `sync` (read versions and
+//! watches, which no database offers) and the CLI's inspection commands.
+//! `api` never touches `kv` directly. It imports only `keys`, `config` and
+//! `random` below it.
 
 mod checks;
 pub mod directory;

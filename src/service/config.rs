@@ -1,6 +1,9 @@
-//! Server settings of the accounts service: registration policy, rate limits
-//! and password-hashing cost. Deserialized from the `[server]` table of the
+//! Server settings: registration policy, request limits, rate limits and
+//! password-hashing cost. Deserialized from the `[server]` table of the
 //! config file (and `MYELIN_SERVER__*` variables); every field has a default.
+//!
+//! Who may import this: `service` (the accounts service holds it), `api`
+//! (the request limits) and `cli` (which reads it).
 
 use serde::Deserialize;
 

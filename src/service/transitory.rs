@@ -7,7 +7,8 @@
 //! read from the injected [`Clock`], and calls [`crate::db::transitory`]
 //! for every read and write. Sync calls the `*_since` methods here.
 //!
-//! Who may import this: `api`, `sync`, `app`, `cli` and tests.
+//! Who may import this: `sync`, `app` (which builds it) and tests; `api`
+//! reaches it through `App`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -17,7 +17,7 @@
 //! `kv` directly for the two things no database module offers: read versions
 //! and watches.
 //!
-//! Who may import this: `api`, `app`, the CLI and tests.
+//! Who may import this: `api`, `app` and tests.
 
 pub mod filter;
 pub mod notifier;

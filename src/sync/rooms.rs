@@ -23,7 +23,7 @@
 //! (`sync::unread`: the user's push rules over the events after their
 //! read receipt, at most `unread::MAX_COUNTED` per room).
 //!
-//! Who may import this: `sync::service`.
+//! Who may import this: `sync::service` and `sync::unread`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -25,7 +25,8 @@
 //! version, length or alphabet with [`TokenError`]. Versionstamps persist
 //! across restarts, so tokens stay valid as long as the stores do.
 //!
-//! Who may import this: `sync` and tests.
+//! Who may import this: `sync`, `api` (which reads tokens in `/keys/changes`
+//! and as `/messages` bounds, through `sync::SyncToken`) and tests.
 
 use std::fmt;
 use std::str::FromStr;

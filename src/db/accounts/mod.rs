@@ -21,7 +21,9 @@
 //!   log, so the log holds exactly one entry per changed (room, type) and a
 //!   reader gets every change since a position with one range read.
 //!
-//! Who may import this: `service`, `app` and the CLI. It never imports axum.
+//! Who may import this: `db` (to open it), `service`, `sync` (account-data
+//! changes), `app` (to wire the services) and the CLI (`myelin user`); never
+//! the other databases. It never imports axum.
 
 mod data;
 pub mod e2ee;

@@ -22,7 +22,8 @@
 //!   no key in their read-conflict sets (extremities are read at snapshot
 //!   isolation, writes are blind).
 //!
-//! Who may import this: `service` and the CLI. It never imports axum.
+//! Who may import this: `db` (to open it), `service` and `sync`; never the
+//! other databases. It never imports axum.
 
 mod directory;
 pub mod keys;

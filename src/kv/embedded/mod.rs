@@ -38,8 +38,8 @@
 //! while creating never leaves a half-written store (a leftover temporary
 //! file is harmless).
 //!
-//! Who may import this: `kv` and the CLI that opens stores. Layers above use
-//! [`crate::kv::Database`].
+//! Who may import this: `kv` and `db` (which opens stores from the
+//! configuration). Layers above use [`crate::kv::Database`].
 
 mod atomic;
 mod committer;

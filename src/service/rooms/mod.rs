@@ -18,7 +18,7 @@
 //! ([`Rooms::with_accounts`]): this is where the two databases meet; the
 //! storage layers never import each other.
 //!
-//! Who may import this: `api`, sync, `app` and `cli`.
+//! Who may import this: `api`, `sync` and `app`.
 
 mod create;
 mod directory;
