@@ -42,8 +42,8 @@
 //! - Reads of directory metadata are non-snapshot, so a transaction that used
 //!   a directory conflicts with one that moved or removed it concurrently.
 //!
-//! Who may import this: `db::*` (to open each database's directories) and the
-//! CLI (`myelin keys`, through [`DirectoryLayer::tree`]).
+//! Who may import this: `db` (which opens each database's directories, and
+//! lists them for `myelin keys` through [`DirectoryLayer::tree`]).
 
 mod error;
 mod hca;
