@@ -2,8 +2,9 @@
 //! password-hashing cost. Deserialized from the `[server]` table of the
 //! config file (and `MYELIN_SERVER__*` variables); every field has a default.
 //!
-//! Who may import this: `service` (the accounts service holds it), `api`
-//! (the request limits) and `cli` (which reads it).
+//! Who may import this: `service` (the accounts service holds it) and `app`
+//! (which reads it from the configuration); `api` reads its request limits
+//! through the accounts service.
 
 use serde::Deserialize;
 
