@@ -27,10 +27,10 @@
 //!
 //! | part | rank | may import |
 //! |------|------|------------|
-//! | `keys`, `config` | 0 | nothing above them |
-//! | `kv` | 10 | `keys`, `config`; only `kv::fdb` names the `foundationdb` crate (`foundationdb_tuple` is free to use) |
+//! | `keys`, `config`, `random` | 0 | nothing above them |
+//! | `kv` | 10 | `keys`, `config`, `random`; only `kv::fdb` names the `foundationdb` crate (`foundationdb_tuple` is free to use) |
 //! | `events` | 20 | the parts below |
-//! | `db` (open, `meta`, `codec`, `notify`, `position`, `json_text`) | 30 | the parts below, and the databases |
+//! | `db` (open, `meta`, `codec`, `notify`, `position`, `json_text`, `split`, `leaderboard`) | 30 | the parts below, and the databases |
 //! | `db::accounts`, `db::rooms`, `db::transitory` | 30 | the parts below and `db`'s shared modules; never another database |
 //! | `service` | 40 | the parts below |
 //! | `sync` | 50 | the parts below (it reads `kv` directly for read versions and watches) |
