@@ -96,7 +96,8 @@ impl App {
             config.server,
             clock.clone(),
         ));
-        let signing_key = Arc::new(SigningKey::load_or_create(accounts.db()).await?);
+        let signing_key =
+            Arc::new(SigningKey::load_or_create(accounts.db(), accounts.random()).await?);
         let transitory = Transitory::new(databases, clock.clone(), Default::default());
         let e2ee = E2ee::new(databases, accounts.clone());
         let game = crate::service::game::Game::new(databases, accounts.clone(), clock.clone());

@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 /// jemalloc, not glibc's malloc: under send load glibc's allocator took 27%
 /// of the server's CPU (`_int_malloc`, `_int_free`, `malloc_consolidate`),
 /// and jemalloc keeps the idle long-poll RSS target that mimalloc missed
-/// (docs/performance.md, "Landed: jemalloc as the global allocator").
+/// (docs/decisions/0006-global-allocator.md).
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     // ruma's authorization logs two INFO lines per event checked, and its
     // push-rule evaluation opens an INFO span per JSON field of every event
     // it flattens (13% of the server's CPU while delivering messages,
-    // docs/performance.md): neither by default.
+    // docs/perf-log/2026-11-22.md and 2026-12-02.md): neither by default.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,ruma_common=warn,ruma_state_res=warn"));
     tracing_subscriber::fmt()

@@ -538,18 +538,25 @@ async fn login_and_registration_are_rate_limited() {
     };
     let server = TestServer::start_config(config).await;
     let c = server.client();
-    server.register("gina", "pw").await; // 1 of 2
-    assert_eq!(
-        c.get("/_matrix/client/v3/register/available?username=x")
-            .await
-            .0,
-        200
-    ); // 2 of 2
+    server.register("gina", "pw").await; // 1 of 2 registrations
+    // Availability checks have their own bucket under the same limit.
+    for name in ["x", "y"] {
+        let path = format!("/_matrix/client/v3/register/available?username={name}");
+        assert_eq!(c.get(&path).await.0, 200);
+    }
     let got = c
-        .get("/_matrix/client/v3/register/available?username=y")
+        .get("/_matrix/client/v3/register/available?username=z")
         .await;
     assert_error(&got, 429, "M_LIMIT_EXCEEDED");
     assert_eq!(got.1["retry_after_ms"], 2000);
+    server.register("gina2", "pw").await; // 2 of 2 registrations
+    let got = c
+        .post(
+            REGISTER,
+            json!({"username": "gina3", "auth": {"type": "m.login.dummy"}}),
+        )
+        .await;
+    assert_error(&got, 429, "M_LIMIT_EXCEEDED");
 
     assert_eq!(c.post(LOGIN, password_login("gina", "pw")).await.0, 200);
     assert_error(
@@ -571,5 +578,94 @@ async fn login_and_registration_are_rate_limited() {
     });
     let (_, devices) = gina.get("/_matrix/client/v3/devices").await;
     assert_eq!(devices["devices"].as_array().unwrap().len(), 3, "{devices}");
+    server.stop().await;
+}
+
+/// Synapse's `rc_registration` default: three registrations, then 429.
+/// Round trips of user-interactive auth and refused requests take nothing.
+#[tokio::test]
+async fn registration_limit_counts_accounts_not_uia_round_trips() {
+    let config = ServerConfig {
+        register_per_ip: ServerConfig::default().register_per_ip,
+        ..test_config()
+    };
+    assert_eq!(config.register_per_ip.burst, 3);
+    let server = TestServer::start_config(config).await;
+    let c = server.client();
+    let started = |name: &str| json!({"username": name, "password": "pw"});
+    // UIA round trips that never complete cost nothing.
+    for _ in 0..5 {
+        assert_eq!(c.post(REGISTER, started("idle")).await.0, 401);
+    }
+    for i in 0..3 {
+        let name = format!("reg{i}");
+        // As clients do: a first request for the flows, then the stage.
+        let (status, body) = c.post(REGISTER, started(&name)).await;
+        assert_eq!(status, 401, "{body}");
+        let session = body["session"].as_str().expect("session").to_owned();
+        let mut request = started(&name);
+        request["auth"] = json!({"type": "m.login.dummy", "session": session});
+        let (status, body) = c.post(REGISTER, request).await;
+        assert_eq!(status, 200, "registration {i}: {body}");
+        if i < 2 {
+            // A name already taken is refused and costs nothing.
+            let mut again = started(&name);
+            again["auth"] = json!({"type": "m.login.dummy"});
+            assert_error(&c.post(REGISTER, again).await, 400, "M_USER_IN_USE");
+        }
+    }
+    let got = c.post(REGISTER, started("reg3")).await;
+    assert_error(&got, 429, "M_LIMIT_EXCEEDED");
+    // A token is back after 1 / 0.17 s.
+    server.clock.advance_ms(6000);
+    let mut request = started("reg3");
+    request["auth"] = json!({"type": "m.login.dummy"});
+    assert_eq!(c.post(REGISTER, request).await.0, 200);
+    server.stop().await;
+}
+
+/// A login for an unknown user, a user without a password or a deactivated
+/// one runs the same single password verification as a wrong password, so
+/// response time does not tell which accounts exist.
+#[tokio::test]
+async fn unknown_user_login_costs_one_verification_like_a_wrong_password() {
+    let server = TestServer::start().await;
+    let c = server.client();
+    let accounts = server.state.accounts.clone();
+    server.register("hana", "pw").await;
+    let (status, body) = c
+        .post(
+            REGISTER,
+            json!({"username": "nopw", "auth": {"type": "m.login.dummy"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let ivy = server.register("ivy", "pw").await;
+    let (status, body) = ivy
+        .post(
+            "/_matrix/client/v3/account/deactivate",
+            json!({"auth": password_auth("ivy", "pw", None)}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let mut cases = vec![
+        ("hana", "pw", 200),
+        ("hana", "wrong", 403),
+        ("nobody", "pw", 403),
+        ("@nobody:test.local", "", 403),
+        ("nopw", "", 403),
+        ("ivy", "pw", 403),
+    ];
+    for (user, password, status) in cases.drain(..) {
+        let before = accounts.password_verifications();
+        let got = c.post(LOGIN, password_login(user, password)).await;
+        assert_eq!(got.0, status, "{user}: {}", got.1);
+        assert_eq!(
+            accounts.password_verifications() - before,
+            1,
+            "login as {user} verifies one password"
+        );
+    }
     server.stop().await;
 }

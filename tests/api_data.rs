@@ -215,7 +215,7 @@ async fn account_data_global_and_per_room_with_change_log() {
     let changes = db.account_data_since(ME, Some(after_first)).await.unwrap();
     let summary: Vec<(Option<String>, String)> = changes
         .iter()
-        .map(|c| (c.room_id.clone(), c.content.get().to_owned()))
+        .map(|c| (c.room_id.clone(), c.content.to_string()))
         .collect();
     assert_eq!(
         summary,

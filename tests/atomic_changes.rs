@@ -18,7 +18,9 @@ use ruma::{OwnedRoomAliasId, RoomVersionId};
 use rooms_common::{service, user, versions};
 
 async fn open(dir: &std::path::Path) -> (Databases, Rooms) {
-    let dbs = myelin::db::open_embedded_at(dir).await.unwrap();
+    let dbs = myelin::db::open_embedded_at(dir)
+        .await
+        .expect("the embedded store opens");
     let (rooms, _) = service(&dbs);
     (dbs, rooms)
 }
@@ -38,7 +40,9 @@ fn public_with_alias(version: &RoomVersionId, alias_name: &str) -> CreateRoom {
 }
 
 fn alias(name: &str) -> OwnedRoomAliasId {
-    format!("#{name}:example.org").try_into().unwrap()
+    format!("#{name}:example.org")
+        .try_into()
+        .expect("a valid alias")
 }
 
 /// createRoom used to commit the room, then the alias, then the listing:

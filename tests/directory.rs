@@ -728,3 +728,35 @@ async fn custom_node_and_content_subspaces() {
     // The default layer sees nothing of it.
     assert!(!exists(&db, &DirectoryLayer::default(), &["a"]).await);
 }
+
+/// The prefixes new directories get come from the layer's random source: the
+/// same seed in two fresh stores allocates the same prefixes, in a partition
+/// too, and another seed others.
+#[tokio::test]
+async fn a_seeded_layer_allocates_repeatable_prefixes() {
+    async fn prefixes(seed: u64) -> Vec<Vec<u8>> {
+        let (_dir, db) = store();
+        let dl = DirectoryLayer::default().with_random(myelin::random::Random::seeded(seed));
+        let mut out = Vec::new();
+        for name in ["a", "b", "c", "d"] {
+            out.push(
+                create(&db, &dl, &[name], None)
+                    .await
+                    .unwrap()
+                    .prefix()
+                    .to_vec(),
+            );
+        }
+        create(&db, &dl, &["p"], Some(PARTITION_LAYER))
+            .await
+            .unwrap();
+        for name in ["x", "y"] {
+            let sub = create(&db, &dl, &["p", name], None).await.unwrap();
+            out.push(sub.prefix().to_vec());
+        }
+        out
+    }
+    let a = prefixes(21).await;
+    assert_eq!(a, prefixes(21).await);
+    assert_ne!(a, prefixes(22).await);
+}

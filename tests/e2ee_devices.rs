@@ -65,8 +65,9 @@ async fn alice_and_bob(server: &TestServer) -> (Client, Client, String) {
         )
         .await;
     assert_eq!(status, 200, "createRoom: {body}");
-    let room = RoomId::parse(body["room_id"].as_str().unwrap()).unwrap();
-    let bob_id = UserId::parse(bob.whoami().await.0).unwrap();
+    let room = RoomId::parse(body["room_id"].as_str().expect("room_id is a string"))
+        .expect("room_id is an ID");
+    let bob_id = UserId::parse(bob.whoami().await.0).expect("whoami names a user ID");
     server.state.rooms.join(&bob_id, &room).await.expect("join");
     let alice_id = alice.whoami().await.0;
     (alice, bob, alice_id)
@@ -144,7 +145,15 @@ async fn changed_since(c: &Client, since: &str) -> Vec<String> {
     assert_eq!(got.0, 200, "{}", got.1);
     got.1["device_lists"]["changed"]
         .as_array()
-        .map(|a| a.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|v| {
+                    v.as_str()
+                        .expect("a one-time key algorithm is a string")
+                        .to_owned()
+                })
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -173,18 +182,18 @@ async fn assert_gone(server: &TestServer, bob: &Client, since: &str, user: &str,
         "no one-time or fallback key of {device} can be claimed: {claimed}"
     );
     assert_eq!(inbox_len(server, user, device).await, 0, "inbox deleted");
-    let u = UserId::parse(user).unwrap();
+    let u = UserId::parse(user).expect("a valid user ID");
     let e2ee = &server.state.e2ee;
     assert!(
         e2ee.one_time_key_counts(&u, device)
             .await
-            .unwrap()
+            .expect("one-time key counts read")
             .is_empty()
     );
     assert!(
         e2ee.unused_fallback_key_types(&u, device)
             .await
-            .unwrap()
+            .expect("fallback key types read")
             .is_empty()
     );
 }

@@ -397,21 +397,23 @@ async fn key_changes_cross_signing_signatures() {
 fn key_pair() -> (ruma::signatures::Ed25519KeyPair, String) {
     use base64::Engine;
     let der = ruma::signatures::Ed25519KeyPair::generate();
-    let probe = ruma::signatures::Ed25519KeyPair::from_der(&der, "probe".into()).unwrap();
+    let probe = ruma::signatures::Ed25519KeyPair::from_der(&der, "probe".into())
+        .expect("a generated key parses");
     let public = base64::engine::general_purpose::STANDARD_NO_PAD.encode(probe.public_key());
-    let pair = ruma::signatures::Ed25519KeyPair::from_der(&der, public.clone()).unwrap();
+    let pair = ruma::signatures::Ed25519KeyPair::from_der(&der, public.clone())
+        .expect("a generated key parses");
     (pair, public)
 }
 
 /// `object` signed by `user` with `key` (spec appendix "Signing JSON").
 fn sign(user: &str, key: &ruma::signatures::Ed25519KeyPair, object: Value) -> Value {
     let ruma::CanonicalJsonValue::Object(mut object) =
-        ruma::canonical_json::to_canonical_value(object).unwrap()
+        ruma::canonical_json::to_canonical_value(object).expect("JSON is canonicalizable")
     else {
         panic!("an object")
     };
-    ruma::signatures::sign_json(user, key, &mut object).unwrap();
-    serde_json::to_value(object).unwrap()
+    ruma::signatures::sign_json(user, key, &mut object).expect("the object signs");
+    serde_json::to_value(object).expect("a signed object is JSON")
 }
 
 #[tokio::test]

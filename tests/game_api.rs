@@ -27,7 +27,7 @@ async fn game() -> Game {
         .accounts
         .set_admin("admin", true)
         .await
-        .unwrap();
+        .expect("game test step");
     Game {
         _server: server,
         admin,
@@ -79,7 +79,10 @@ async fn storage_writes_reads_lists_and_deletes_with_versions_and_permissions() 
     .await)
     .await;
     assert_eq!(acks["acks"][0]["owner"], alice_id);
-    let v1 = acks["acks"][0]["version"].as_str().unwrap().to_owned();
+    let v1 = acks["acks"][0]["version"]
+        .as_str()
+        .expect("game test step")
+        .to_owned();
     // A create-only write of an existing object: 409 with the index, and
     // the batch's other object is not written.
     let got = put(json!([
@@ -90,13 +93,19 @@ async fn storage_writes_reads_lists_and_deletes_with_versions_and_permissions() 
     assert_error(&got, 409, "ORG.MYELIN.VERSION_MISMATCH");
     assert_eq!(got.1["index"], 1);
     let objects = ok(read_saves(&g.alice, &alice_id, &["slot1", "slot2", "slot3"]).await).await;
-    assert_eq!(objects["objects"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        objects["objects"].as_array().expect("game test step").len(),
+        2
+    );
     assert_eq!(objects["objects"][0]["value"], json!({"level": 3}));
     assert_eq!(objects["objects"][0]["version"], v1.as_str());
     assert_eq!(objects["objects"][0]["permission_read"], 1);
     // Bob sees only the public one.
     let objects = ok(read_saves(&g.bob, &alice_id, &["slot1", "slot2"]).await).await;
-    assert_eq!(objects["objects"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        objects["objects"].as_array().expect("game test step").len(),
+        1
+    );
     assert_eq!(objects["objects"][0]["key"], "slot2");
     // If-match with the right version succeeds.
     let acks = ok(put(
@@ -107,12 +116,15 @@ async fn storage_writes_reads_lists_and_deletes_with_versions_and_permissions() 
     assert_ne!(acks["acks"][0]["version"], v1.as_str());
     // Listing: Alice sees both, Bob only the public one, pages by cursor.
     let page = ok(list_saves(&g.alice, "limit=1").await).await;
-    assert_eq!(page["objects"].as_array().unwrap().len(), 1);
-    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    assert_eq!(page["objects"].as_array().expect("game test step").len(), 1);
+    let cursor = page["next_cursor"]
+        .as_str()
+        .expect("game test step")
+        .to_owned();
     let page2 = ok(list_saves(&g.alice, &format!("limit=1&cursor={cursor}")).await).await;
     assert_eq!(page2["objects"][0]["key"], "slot2");
     let page = ok(list_saves(&g.bob, &format!("owner={alice_id}")).await).await;
-    assert_eq!(page["objects"].as_array().unwrap().len(), 1);
+    assert_eq!(page["objects"].as_array().expect("game test step").len(), 1);
     assert!(page["next_cursor"].is_null());
     assert_error(&list_saves(&g.bob, "limit=0").await, 400, "M_INVALID_PARAM");
     assert_error(
@@ -137,7 +149,12 @@ async fn storage_writes_reads_lists_and_deletes_with_versions_and_permissions() 
         .await)
     .await;
     let objects = ok(read_saves(&g.alice, &alice_id, &["slot1"]).await).await;
-    assert!(objects["objects"].as_array().unwrap().is_empty());
+    assert!(
+        objects["objects"]
+            .as_array()
+            .expect("game test step")
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -312,13 +329,19 @@ async fn wallets_are_admin_updated_never_negative_idempotent_and_ledgered() {
     .await;
     let ledger = ok(g.alice.get(&path("/wallet/ledger?limit=1")).await).await;
     assert_eq!(ledger["entries"][0]["changeset"], json!({"gold": -20}));
-    let cursor = ledger["next_cursor"].as_str().unwrap().to_owned();
+    let cursor = ledger["next_cursor"]
+        .as_str()
+        .expect("game test step")
+        .to_owned();
     let older = ok(g
         .alice
         .get(&path(&format!("/wallet/ledger?cursor={cursor}")))
         .await)
     .await;
-    assert_eq!(older["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        older["entries"].as_array().expect("game test step").len(),
+        1
+    );
     assert_eq!(older["entries"][0]["metadata"], json!({"why": "quest"}));
     assert!(older["next_cursor"].is_null());
 }
@@ -338,9 +361,9 @@ async fn grant(g: &Game, user: &str, n: usize) -> Vec<String> {
     .await;
     got["item_ids"]
         .as_array()
-        .unwrap()
+        .expect("game test step")
         .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
+        .map(|v| v.as_str().expect("game test step").to_owned())
         .collect()
 }
 
@@ -361,7 +384,10 @@ async fn items_are_granted_listed_and_consumed() {
     let got = ok(g.admin.post(&path("/items/grant"), json!({"user_id": alice_id, "items": [{"type": "potion", "quantity": 3}], "idempotency_key": "g"})).await).await;
     let again = ok(g.admin.post(&path("/items/grant"), json!({"user_id": alice_id, "items": [{"type": "potion", "quantity": 3}], "idempotency_key": "g"})).await).await;
     assert_eq!(got, again);
-    let id = got["item_ids"][0].as_str().unwrap().to_owned();
+    let id = got["item_ids"][0]
+        .as_str()
+        .expect("game test step")
+        .to_owned();
     let inv = ok(g.alice.get(&path("/inventory")).await).await;
     assert_eq!(
         inv["items"],
@@ -437,7 +463,7 @@ async fn a_trade_executes_once_or_leaves_everything_in_place() {
     .await;
     let trade_id = ok(g.alice.post(&path("/trades"), offer).await).await["trade_id"]
         .as_str()
-        .unwrap()
+        .expect("game test step")
         .to_owned();
     let open = ok(g.bob.get(&path("/trades?state=open")).await).await;
     assert_eq!(open["trades"][0]["trade_id"], trade_id.as_str());
@@ -575,7 +601,10 @@ async fn a_server_transaction_is_all_or_nothing_and_idempotent() {
     );
     let first = ok(g.admin.post(&path("/transactions"), body(5, "t2")).await).await;
     assert_eq!(first["wallets"][0]["balances"], json!({"gold": 5}));
-    assert_eq!(first["item_ids"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        first["item_ids"].as_array().expect("game test step").len(),
+        1
+    );
     let version = first["acks"][0]["version"].clone();
     let again = ok(g.admin.post(&path("/transactions"), body(5, "t2")).await).await;
     assert_eq!(again, first);
@@ -586,7 +615,7 @@ async fn a_server_transaction_is_all_or_nothing_and_idempotent() {
     assert_eq!(
         ok(g.bob.get(&path("/inventory")).await).await["items"]
             .as_array()
-            .unwrap()
+            .expect("game test step")
             .len(),
         2
     );
@@ -606,7 +635,10 @@ async fn thirty_two_clients_if_match_writing_one_object_lose_no_update() {
     )
     .await)
     .await;
-    let mut version = acks["acks"][0]["version"].as_str().unwrap().to_owned();
+    let mut version = acks["acks"][0]["version"]
+        .as_str()
+        .expect("game test step")
+        .to_owned();
     // Each round, 32 clients read the same version and write n + 1 with
     // it as the condition: exactly one may succeed per version.
     for round in 1..=3 {
@@ -621,9 +653,14 @@ async fn thirty_two_clients_if_match_writing_one_object_lose_no_update() {
             .collect();
         let mut winners = Vec::new();
         for w in writers {
-            let got = w.await.unwrap();
+            let got = w.await.expect("game test step");
             match got.0 {
-                200 => winners.push(got.1["acks"][0]["version"].as_str().unwrap().to_owned()),
+                200 => winners.push(
+                    got.1["acks"][0]["version"]
+                        .as_str()
+                        .expect("game test step")
+                        .to_owned(),
+                ),
                 _ => assert_error(&got, 409, "ORG.MYELIN.VERSION_MISMATCH"),
             }
         }

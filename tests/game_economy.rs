@@ -62,10 +62,10 @@ fn key(scope: &'static str, k: &str) -> IdempotencyKey {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn randomized_economy_keeps_its_invariants_under_unknown_commit_results() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("game test step");
     let dbs = open_like_cli(dir.path()).await;
     let game = GameDb::new(&dbs.game);
-    let faults = dbs.game.db.as_embedded().unwrap().clone();
+    let faults = dbs.game.db.as_embedded().expect("game test step").clone();
 
     let mut items = Vec::new();
     for u in 0..USERS {
@@ -76,7 +76,7 @@ async fn randomized_economy_keeps_its_invariants_under_unknown_commit_results() 
             1,
         )
         .await
-        .unwrap();
+        .expect("game test step");
         let grant = MultiUpdate {
             grants: vec![ItemGrant {
                 user_id: uid(u),
@@ -94,7 +94,7 @@ async fn randomized_economy_keeps_its_invariants_under_unknown_commit_results() 
         let applied = game
             .apply(&admin(), Some(&key("items", &format!("g{u}"))), &grant, 1)
             .await
-            .unwrap();
+            .expect("game test step");
         items.extend(applied.outcome.item_ids);
     }
     let items = Arc::new(items);
@@ -126,7 +126,7 @@ async fn randomized_economy_keeps_its_invariants_under_unknown_commit_results() 
                             let give_items: Vec<String> = game
                                 .inventory(&uid(a))
                                 .await
-                                .unwrap()
+                                .expect("game test step")
                                 .into_iter()
                                 .filter(|_| rng.random_bool(0.5))
                                 .map(|i| i.item_id)
@@ -154,13 +154,15 @@ async fn randomized_economy_keeps_its_invariants_under_unknown_commit_results() 
                             match game.accept_trade(&id, &uid(b), 3).await {
                                 Ok(t) => {
                                     assert_eq!(t.record.state, TradeState::Completed);
-                                    *completed.lock().unwrap() += 1;
+                                    *completed.lock().expect("game test step") += 1;
                                 }
                                 Err(
                                     Error::InsufficientFunds { .. }
                                     | Error::InsufficientItems { .. },
                                 ) => {
-                                    game.cancel_trade(&id, &uid(a), 4).await.unwrap();
+                                    game.cancel_trade(&id, &uid(a), 4)
+                                        .await
+                                        .expect("game test step");
                                 }
                                 Err(e) => panic!("{e:?}"),
                             }
@@ -178,7 +180,11 @@ async fn randomized_economy_keeps_its_invariants_under_unknown_commit_results() 
                                 .await;
                             match result {
                                 Ok(first) => {
-                                    applied.lock().unwrap().wallet_keys.insert(k.clone(), delta);
+                                    applied
+                                        .lock()
+                                        .expect("game test step")
+                                        .wallet_keys
+                                        .insert(k.clone(), delta);
                                     // A client repeating the call gets the same answer.
                                     let again = game
                                         .apply(
@@ -188,12 +194,16 @@ async fn randomized_economy_keeps_its_invariants_under_unknown_commit_results() 
                                             6,
                                         )
                                         .await
-                                        .unwrap();
+                                        .expect("game test step");
                                     assert!(again.repeated);
                                     assert_eq!(again.outcome, first.outcome);
                                 }
                                 Err(Error::InsufficientFunds { .. }) => {
-                                    applied.lock().unwrap().failed_keys.insert(k);
+                                    applied
+                                        .lock()
+                                        .expect("game test step")
+                                        .failed_keys
+                                        .insert(k);
                                 }
                                 Err(e) => panic!("{e:?}"),
                             }
@@ -210,7 +220,7 @@ async fn randomized_economy_keeps_its_invariants_under_unknown_commit_results() 
                             let k = format!("x-{w}-{op}");
                             game.apply(&admin(), Some(&key("transactions", &k)), &multi, 7)
                                 .await
-                                .unwrap();
+                                .expect("game test step");
                         }
                     }
                 }
@@ -218,32 +228,36 @@ async fn randomized_economy_keeps_its_invariants_under_unknown_commit_results() 
         })
         .collect();
     for w in workers {
-        w.await.unwrap();
+        w.await.expect("game test step");
     }
     faults
         .faults()
         .commit_unknown_result
         .store(0, Ordering::SeqCst);
 
-    let applied = std::mem::take(&mut *applied.lock().unwrap());
+    let applied = std::mem::take(&mut *applied.lock().expect("game test step"));
     // Currency: what was minted plus the admins' net updates; trades move it.
     let minted = MINT * USERS as i64 + applied.wallet_keys.values().sum::<i64>();
     let mut total = 0;
     let mut ledger_keys: BTreeMap<String, usize> = BTreeMap::new();
     let mut owners: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for u in 0..USERS {
-        let balances = game.balances(&uid(u)).await.unwrap();
+        let balances = game.balances(&uid(u)).await.expect("game test step");
         let gold = balances.get("gold").copied().unwrap_or(0);
         assert!(gold >= 0, "{} has {gold}", uid(u));
         total += gold;
-        let ledger = game.ledger(&uid(u), None, 10_000).await.unwrap();
+        let ledger = game
+            .ledger(&uid(u), None, 10_000)
+            .await
+            .expect("game test step");
         for row in ledger.entries {
-            let meta: serde_json::Value = serde_json::from_str(&row.entry.metadata).unwrap();
+            let meta: serde_json::Value =
+                serde_json::from_str(&row.entry.metadata).expect("game test step");
             if let Some(k) = meta.get("k").and_then(|k| k.as_str()) {
                 *ledger_keys.entry(k.to_string()).or_default() += 1;
             }
         }
-        for item in game.inventory(&uid(u)).await.unwrap() {
+        for item in game.inventory(&uid(u)).await.expect("game test step") {
             assert_eq!(item.record.owner, uid(u));
             owners.entry(item.item_id).or_default().push(uid(u));
         }
@@ -262,13 +276,16 @@ async fn randomized_economy_keeps_its_invariants_under_unknown_commit_results() 
             "{item} has one owner"
         );
     }
-    let report = game.verify().await.unwrap();
+    let report = game.verify().await.expect("game test step");
     assert!(
         report.mismatches.is_empty() && report.negative.is_empty(),
         "{report:?}"
     );
     assert_eq!(report.users, USERS);
-    assert!(*completed.lock().unwrap() > 0, "some trades completed");
+    assert!(
+        *completed.lock().expect("game test step") > 0,
+        "some trades completed"
+    );
 
     // The operator's check agrees, then catches a balance changed behind
     // the ledger's back.
@@ -288,7 +305,7 @@ async fn randomized_economy_keeps_its_invariants_under_unknown_commit_results() 
             async { Ok::<_, myelin::kv::Error>(()) }
         })
         .await
-        .unwrap();
+        .expect("game test step");
     close(dbs);
     let out = verify_cli(dir.path());
     assert_eq!(out.status.code(), Some(1), "{out:?}");
@@ -305,14 +322,16 @@ async fn open_like_cli(dir: &Path) -> myelin::db::Databases {
         data_dir: Some(dir.to_path_buf()),
         ..Overrides::default()
     };
-    let config = Config::load(None, &overrides).unwrap();
-    myelin::db::open(&config.databases).await.unwrap()
+    let config = Config::load(None, &overrides).expect("game test step");
+    myelin::db::open(&config.databases)
+        .await
+        .expect("game test step")
 }
 
 /// Closes every store, so another process may open them.
 fn close(dbs: myelin::db::Databases) {
     for handle in dbs.handles() {
-        handle.db.as_embedded().unwrap().shutdown();
+        handle.db.as_embedded().expect("game test step").shutdown();
     }
 }
 

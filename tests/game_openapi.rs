@@ -20,7 +20,10 @@ struct Spec(Value);
 impl Spec {
     fn load() -> Spec {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/game-openapi.yaml");
-        Spec(serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap())
+        Spec(
+            serde_json::from_str(&std::fs::read_to_string(path).expect("game test step"))
+                .expect("game test step"),
+        )
     }
 
     /// Checks `got` (a call of `method` on `template`) against the file.
@@ -96,7 +99,7 @@ impl Spec {
             return Err(format!("{at}: {value} is not {ty}"));
         }
         if let Some(items) = s.get("items") {
-            for (i, v) in value.as_array().unwrap().iter().enumerate() {
+            for (i, v) in value.as_array().expect("game test step").iter().enumerate() {
                 self.validate(items, v, &format!("{at}[{i}]"))?;
             }
         }
@@ -108,7 +111,7 @@ impl Spec {
                 .into_iter()
                 .flatten()
             {
-                let name = required.as_str().unwrap();
+                let name = required.as_str().expect("game test step");
                 if !map.contains_key(name) {
                     return Err(format!("{at}: missing {name}"));
                 }
@@ -134,7 +137,7 @@ fn the_checker_rejects_what_the_schema_does_not_allow() {
     let good = json!({"trade_id": "t", "initiator": "@a:x", "counterparty": "@b:x",
         "give": {"items": [], "currency": {}}, "take": {"items": ["i"], "currency": {"gold": 1}},
         "state": "open", "create_ts": 1, "update_ts": 2});
-    spec.validate(&trade, &good, "$").unwrap();
+    spec.validate(&trade, &good, "$").expect("game test step");
     let mut bad = good.clone();
     bad["state"] = json!("lost");
     assert!(spec.validate(&trade, &bad, "$").is_err());
@@ -147,7 +150,7 @@ fn the_checker_rejects_what_the_schema_does_not_allow() {
 }
 
 async fn call(c: &Client, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+    let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("game test step");
     c.request(m, &format!("{P}{path}"), body).await
 }
 
@@ -163,7 +166,7 @@ async fn every_answer_matches_the_openapi_file() {
         .accounts
         .set_admin("admin", true)
         .await
-        .unwrap();
+        .expect("game test step");
     let (a, b) = (alice.whoami().await.0, bob.whoami().await.0);
     macro_rules! check {
         ($who:expr, $method:literal, $template:literal, $path:expr, $body:expr) => {{
@@ -261,7 +264,10 @@ async fn every_answer_matches_the_openapi_file() {
             json!({"user_id": a, "items": [{"type": "sword", "quantity": 2, "metadata": {"d": 1}}]})
         )
     );
-    let item = granted["item_ids"][0].as_str().unwrap().to_owned();
+    let item = granted["item_ids"][0]
+        .as_str()
+        .expect("game test step")
+        .to_owned();
     check!(alice, "get", "/inventory", "/inventory", None);
     check!(
         alice,
@@ -286,7 +292,10 @@ async fn every_answer_matches_the_openapi_file() {
             json!({"counterparty": b, "give": {"items": [item]}, "take": {"currency": {"gold": 10}}})
         )
     );
-    let t = opened["trade_id"].as_str().unwrap().to_owned();
+    let t = opened["trade_id"]
+        .as_str()
+        .expect("game test step")
+        .to_owned();
     check!(bob, "get", "/trades", "/trades?state=open", None);
     check!(bob, "get", "/trades/{id}", format!("/trades/{t}"), None);
     check!(bob, "get", "/trades/{id}", "/trades/none", None); // 404
@@ -318,7 +327,10 @@ async fn every_answer_matches_the_openapi_file() {
         "/trades",
         Some(json!({"counterparty": a, "give": {"currency": {"gold": 1}}}))
     );
-    let t2 = opened["trade_id"].as_str().unwrap().to_owned();
+    let t2 = opened["trade_id"]
+        .as_str()
+        .expect("game test step")
+        .to_owned();
     check!(
         alice,
         "post",

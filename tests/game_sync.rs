@@ -35,7 +35,13 @@ async fn sync_now(user: &Client, since: Option<&str>) -> (String, Value) {
         ))
         .await)
     .await;
-    (body["next_batch"].as_str().unwrap().to_owned(), body)
+    (
+        body["next_batch"]
+            .as_str()
+            .expect("game test step")
+            .to_owned(),
+        body,
+    )
 }
 
 fn poll(user: &Client, since: &str) -> tokio::task::JoinHandle<(u16, Value)> {
@@ -59,7 +65,7 @@ async fn both_players_long_polling_see_their_trade_complete() {
         .accounts
         .set_admin("admin", true)
         .await
-        .unwrap();
+        .expect("game test step");
     let (alice_id, bob_id) = (alice.whoami().await.0, bob.whoami().await.0);
     let granted = ok(admin
         .post(
@@ -68,7 +74,10 @@ async fn both_players_long_polling_see_their_trade_complete() {
         )
         .await)
     .await;
-    let sword = granted["item_ids"][0].as_str().unwrap().to_owned();
+    let sword = granted["item_ids"][0]
+        .as_str()
+        .expect("game test step")
+        .to_owned();
     ok(admin
         .post(
             &format!("{P}/wallets/update"),
@@ -89,7 +98,7 @@ async fn both_players_long_polling_see_their_trade_complete() {
     let offer = json!({"counterparty": bob_id, "give": {"items": [sword]}, "take": {"currency": {"gold": 30}}});
     let trade_id = ok(alice.post(&format!("{P}/trades"), offer).await).await["trade_id"]
         .as_str()
-        .unwrap()
+        .expect("game test step")
         .to_owned();
     let (bob_token, body) = sync_now(&bob, Some(&bob_token)).await;
     assert_eq!(
@@ -127,7 +136,7 @@ async fn both_players_long_polling_see_their_trade_complete() {
         let (status, body) = tokio::time::timeout(Duration::from_millis(LONG_POLL_MS / 2), poll)
             .await
             .unwrap_or_else(|_| panic!("the accept woke {who}'s poll"))
-            .unwrap();
+            .expect("game test step");
         assert_eq!(status, 200, "{body}");
         let game = &body["org.myelin.game"];
         assert_eq!(
@@ -155,7 +164,7 @@ async fn an_admin_write_to_a_players_object_reaches_their_sync() {
         .accounts
         .set_admin("admin", true)
         .await
-        .unwrap();
+        .expect("game test step");
     let alice_id = alice.whoami().await.0;
     let (token, _) = sync_now(&alice, None).await;
     let acks = ok(admin
@@ -190,11 +199,11 @@ async fn a_token_from_before_the_game_database_still_syncs() {
         .accounts
         .set_admin("admin", true)
         .await
-        .unwrap();
+        .expect("game test step");
     let alice_id = alice.whoami().await.0;
     let (token, _) = sync_now(&alice, None).await;
     // The same positions in the version-1 format: no game part.
-    let mut bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
+    let mut bytes = URL_SAFE_NO_PAD.decode(&token).expect("game test step");
     assert_eq!((bytes[0], bytes.len()), (2, 41));
     bytes.truncate(31);
     bytes[0] = 1;
@@ -210,7 +219,10 @@ async fn a_token_from_before_the_game_database_still_syncs() {
     // version-2 token, from which later changes arrive.
     let (next, body) = sync_now(&alice, Some(&old)).await;
     assert!(body.get("org.myelin.game").is_none(), "{body}");
-    assert_eq!(URL_SAFE_NO_PAD.decode(&next).unwrap().len(), 41);
+    assert_eq!(
+        URL_SAFE_NO_PAD.decode(&next).expect("game test step").len(),
+        41
+    );
     ok(admin
         .post(
             &format!("{P}/wallets/update"),

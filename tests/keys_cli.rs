@@ -23,11 +23,11 @@ fn myelin(args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn stdout(out: &Output) -> String {
-    String::from_utf8(out.stdout.clone()).unwrap()
+    String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8")
 }
 
 fn stderr(out: &Output) -> String {
-    String::from_utf8(out.stderr.clone()).unwrap()
+    String::from_utf8(out.stderr.clone()).expect("stderr is UTF-8")
 }
 
 fn ok(out: Output) -> String {
@@ -46,8 +46,10 @@ async fn open_like_cli(dir: &Path) -> db::Databases {
         data_dir: Some(dir.to_path_buf()),
         ..Overrides::default()
     };
-    let config = Config::load(None, &overrides).unwrap();
-    db::open(&config.databases).await.unwrap()
+    let config = Config::load(None, &overrides).expect("the test config loads");
+    db::open(&config.databases)
+        .await
+        .expect("the databases open")
 }
 
 /// Some subspace with at least one key field, with sample fields; falls back

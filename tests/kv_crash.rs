@@ -19,7 +19,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use myelin::kv::{self, MutationType, RangeOption};
-use rand::Rng;
 
 /// Environment variable holding the store directory, in the child only.
 const CHILD_ENV: &str = "MYELIN_KV_CRASH_CHILD_DIR";
@@ -70,7 +69,7 @@ fn crash_child() {
 
 /// Runs the child until a random kill; returns the numbers it acknowledged.
 fn run_child_and_kill(dir: &std::path::Path, start: u64, after: Duration) -> Vec<u64> {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let mut child = Command::new(std::env::current_exe().expect("the test binary's path"))
         .args([
             "--exact",
             "crash_child",
@@ -84,7 +83,7 @@ fn run_child_and_kill(dir: &std::path::Path, start: u64, after: Duration) -> Vec
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn child");
-    let stdout = child.stdout.take().unwrap();
+    let stdout = child.stdout.take().expect("the child's stdout is piped");
     let reader = std::thread::spawn(move || {
         BufReader::new(stdout)
             .lines()
@@ -92,14 +91,14 @@ fn run_child_and_kill(dir: &std::path::Path, start: u64, after: Duration) -> Vec
             // The first line may follow libtest's "test crash_child ... ".
             .filter_map(|l| {
                 l.rfind("ACK ")
-                    .map(|at| l[at + 4..].parse::<u64>().unwrap())
+                    .map(|at| l[at + 4..].parse::<u64>().expect("ACK carries a number"))
             })
             .collect::<Vec<u64>>()
     });
     std::thread::sleep(after);
     child.kill().expect("SIGKILL the child");
-    child.wait().unwrap();
-    reader.join().unwrap()
+    child.wait().expect("the child is reaped");
+    reader.join().expect("the reader thread ends")
 }
 
 /// Reopens the store and checks it; returns how many transactions it holds
@@ -108,18 +107,29 @@ async fn check_store(dir: &std::path::Path, acked: &[u64]) -> (u64, u64) {
     let store =
         kv::embedded::Database::open(dir, Default::default()).expect("reopen after SIGKILL");
     let db: kv::Database = store.clone().into();
-    let tx = db.create_transaction().unwrap();
+    let tx = db.create_transaction().expect("a transaction starts");
     let kvs = tx
         .get_range_all(RangeOption::prefix(b"crash/tx/"), false)
         .await
-        .unwrap();
-    let count = tx.get(COUNTER, false).await.unwrap();
+        .expect("the range read succeeds");
+    let count = tx
+        .get(COUNTER, false)
+        .await
+        .expect("the counter read succeeds");
     let mut present: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
     for kv in &kvs {
-        let s = std::str::from_utf8(&kv.key).unwrap();
+        let s = std::str::from_utf8(&kv.key).expect("keys are UTF-8");
         let mut parts = s.trim_start_matches("crash/tx/").split('/');
-        let n: u64 = parts.next().unwrap().parse().unwrap();
-        let j: u64 = parts.next().unwrap().parse().unwrap();
+        let n: u64 = parts
+            .next()
+            .expect("a key names its transaction")
+            .parse()
+            .expect("the transaction field is a number");
+        let j: u64 = parts
+            .next()
+            .expect("a key names its index")
+            .parse()
+            .expect("the index field is a number");
         assert_eq!(kv.value, format!("{n}:{j}").into_bytes());
         present.entry(n).or_default().push(j);
     }
@@ -143,7 +153,9 @@ async fn check_store(dir: &std::path::Path, acked: &[u64]) -> (u64, u64) {
             "acknowledged transaction {n} is lost"
         );
     }
-    let counted = count.map_or(0, |v| u64::from_le_bytes(v.try_into().unwrap()));
+    let counted = count.map_or(0, |v| {
+        u64::from_le_bytes(v.try_into().expect("the counter is 8 bytes"))
+    });
     assert_eq!(
         counted, total,
         "the counter disagrees with the transactions"
@@ -160,7 +172,7 @@ async fn acknowledged_commits_survive_sigkill() {
     let mut last_version = 0u64;
     let mut acked_total = 0usize;
     for _ in 0..KILLS {
-        let after = Duration::from_millis(rand::rng().random_range(20..=200));
+        let after = Duration::from_millis(myelin::random::Random::os().range(20..=200));
         let path = dir.path().to_path_buf();
         let acked = tokio::task::spawn_blocking(move || run_child_and_kill(&path, next, after))
             .await

@@ -28,7 +28,10 @@ fn enc(s: &str) -> String {
 async fn create_room(c: &Client, body: Value) -> String {
     let (status, body) = c.post("/_matrix/client/v3/createRoom", body).await;
     assert_eq!(status, 200, "createRoom: {body}");
-    body["room_id"].as_str().unwrap().to_owned()
+    body["room_id"]
+        .as_str()
+        .expect("room_id is a string")
+        .to_owned()
 }
 
 async fn send(c: &Client, room: &str, txn: &str, text: &str) -> String {
@@ -42,7 +45,10 @@ async fn send(c: &Client, room: &str, txn: &str, text: &str) -> String {
         )
         .await;
     assert_eq!(status, 200, "send: {body}");
-    body["event_id"].as_str().unwrap().to_owned()
+    body["event_id"]
+        .as_str()
+        .expect("event_id is a string")
+        .to_owned()
 }
 
 async fn messages(c: &Client, room: &str, query: &str) -> (u16, Value) {
@@ -56,10 +62,15 @@ async fn messages(c: &Client, room: &str, query: &str) -> (u16, Value) {
 fn bodies(chunk: &Value) -> Vec<String> {
     chunk
         .as_array()
-        .unwrap()
+        .expect("chunk is an array")
         .iter()
         .filter(|e| e["type"] == "m.room.message")
-        .map(|e| e["content"]["body"].as_str().unwrap().to_owned())
+        .map(|e| {
+            e["content"]["body"]
+                .as_str()
+                .expect("body is a string")
+                .to_owned()
+        })
         .collect()
 }
 
@@ -76,9 +87,11 @@ async fn login(server: &TestServer, user: &str) -> Client {
         )
         .await;
     assert_eq!(status, 200, "login: {body}");
-    server
-        .client()
-        .with_token(body["access_token"].as_str().unwrap())
+    server.client().with_token(
+        body["access_token"]
+            .as_str()
+            .expect("access_token is a string"),
+    )
 }
 
 #[tokio::test]

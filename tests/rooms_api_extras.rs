@@ -28,7 +28,10 @@ fn enc(s: &str) -> String {
 async fn create_room(c: &Client, body: Value) -> String {
     let (status, body) = c.post("/_matrix/client/v3/createRoom", body).await;
     assert_eq!(status, 200, "createRoom: {body}");
-    body["room_id"].as_str().unwrap().to_owned()
+    body["room_id"]
+        .as_str()
+        .expect("room_id is a string")
+        .to_owned()
 }
 
 async fn send(c: &Client, room: &str, txn: &str, content: Value) -> String {
@@ -42,15 +45,23 @@ async fn send(c: &Client, room: &str, txn: &str, content: Value) -> String {
         )
         .await;
     assert_eq!(status, 200, "send: {body}");
-    body["event_id"].as_str().unwrap().to_owned()
+    body["event_id"]
+        .as_str()
+        .expect("event_id is a string")
+        .to_owned()
 }
 
 fn ids(chunk: &Value) -> Vec<String> {
     chunk
         .as_array()
-        .unwrap()
+        .expect("chunk is an array")
         .iter()
-        .map(|e| e["event_id"].as_str().unwrap().to_owned())
+        .map(|e| {
+            e["event_id"]
+                .as_str()
+                .expect("event_id is a string")
+                .to_owned()
+        })
         .collect()
 }
 

@@ -27,7 +27,7 @@ async fn create(
             },
         )
         .await
-        .unwrap()
+        .expect("the room is created")
         .0
 }
 
@@ -35,7 +35,7 @@ async fn timeline_len(rooms: &Rooms, who: &UserId, room: &OwnedRoomId) -> usize 
     rooms
         .timeline(who, room, None, None, Direction::Forward, 1000)
         .await
-        .unwrap()
+        .expect("the timeline reads")
         .events
         .len()
 }

@@ -20,7 +20,7 @@ async fn public_room(rooms: &Rooms, creator: &UserId, version: RoomVersionId) ->
             },
         )
         .await
-        .unwrap()
+        .expect("the room is created")
         .0
 }
 
@@ -40,7 +40,7 @@ async fn say(
             json!({"msgtype": "m.text", "body": body}),
         )
         .await
-        .unwrap();
+        .expect("the message is sent");
     (sent.event_id, sent.position)
 }
 

@@ -157,7 +157,12 @@ fn account_data(body: &Value) -> Vec<(String, Value)> {
         .map(|events| {
             events
                 .iter()
-                .map(|e| (e["type"].as_str().unwrap().to_owned(), e["content"].clone()))
+                .map(|e| {
+                    (
+                        e["type"].as_str().expect("type is a string").to_owned(),
+                        e["content"].clone(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -338,7 +343,7 @@ async fn commits_between_read_and_wait_are_never_missed() {
                         .await
                         .expect("write");
                     if i % 2 == 0 {
-                        let version = u64::from_be_bytes(stamp[..8].try_into().unwrap());
+                        let version = stamp.version();
                         notifier.wait_published(DatabaseId::Accounts, version).await;
                         assert!(notifier.published(DatabaseId::Accounts) >= version);
                     }
@@ -381,7 +386,7 @@ async fn commits_between_read_and_wait_are_never_missed() {
         let contents: Vec<String> = got
             .account_data
             .iter()
-            .map(|c| c.content.get().to_owned())
+            .map(|c| c.content.to_string())
             .collect();
         assert_eq!(contents, vec![format!("{{\"round\":{i}}}")], "round {i}");
         since = got.next_batch.to_string();

@@ -48,7 +48,10 @@ async fn send(c: &Client, room: &str, txn: &str, content: Value) -> String {
         )
         .await;
     assert_eq!(status, 200, "send: {got}");
-    got["event_id"].as_str().unwrap().to_owned()
+    got["event_id"]
+        .as_str()
+        .expect("event_id is a string")
+        .to_owned()
 }
 
 async fn say(c: &Client, room: &str, txn: &str, body: &str) -> String {
@@ -80,7 +83,10 @@ async fn three_member_room(server: &TestServer) -> (Client, String, Client, Clie
         )
         .await;
     assert_eq!(status, 200, "createRoom: {got}");
-    let room = got["room_id"].as_str().unwrap().to_owned();
+    let room = got["room_id"]
+        .as_str()
+        .expect("room_id is a string")
+        .to_owned();
     for c in [&bob, &carol] {
         let (status, got) = c
             .post(&format!("/_matrix/client/v3/rooms/{room}/join"), json!({}))

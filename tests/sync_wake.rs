@@ -29,7 +29,10 @@ async fn token(user: &Client) -> String {
         .get("/_matrix/client/v3/sync?timeout=0&set_presence=offline")
         .await;
     assert_eq!(status, 200, "{body}");
-    body["next_batch"].as_str().unwrap().to_owned()
+    body["next_batch"]
+        .as_str()
+        .expect("next_batch is a string")
+        .to_owned()
 }
 
 /// Two users sharing a public room, and `user`'s sync position after it.
@@ -91,7 +94,7 @@ impl Setup {
         let (status, body) = tokio::time::timeout(Duration::from_millis(LONG_POLL_MS / 2), poll)
             .await
             .expect("the change woke the poll")
-            .unwrap();
+            .expect("the poll answers");
         assert_eq!(status, 200, "{body}");
         body
     }
@@ -102,7 +105,7 @@ fn ephemeral_types(body: &Value, room: &str) -> Vec<String> {
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|e| e["type"].as_str().unwrap().to_owned())
+                .map(|e| e["type"].as_str().expect("type is a string").to_owned())
                 .collect()
         })
         .unwrap_or_default()
@@ -360,7 +363,7 @@ async fn a_timed_out_long_poll_answers_empty_with_key_counts_and_loses_nothing()
     )
     .await;
     let since = token(&s.alice).await;
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let (status, quiet) = s
         .alice
         .get(&format!(

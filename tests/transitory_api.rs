@@ -21,8 +21,8 @@ async fn shared_room(server: &TestServer, alice: &Client, bob: &Client) -> Strin
         .await;
     assert_eq!(status, 200, "createRoom: {body}");
     let room = body["room_id"].as_str().expect("room_id").to_owned();
-    let bob_id = UserId::parse(bob.whoami().await.0).unwrap();
-    let room_id = RoomId::parse(&room).unwrap();
+    let bob_id = UserId::parse(bob.whoami().await.0).expect("whoami names a user ID");
+    let room_id = RoomId::parse(&room).expect("a valid room ID");
     server
         .state
         .rooms
@@ -106,7 +106,7 @@ async fn typing_is_seen_then_expires_on_the_clock_and_is_collected() {
     assert_eq!(t.collect().await.unwrap().typing, 0);
     server.clock.advance_ms(1_000);
     let expired = t
-        .typing_since(&room_id, Some([0; 10]))
+        .typing_since(&room_id, Some(myelin::db::transitory::Position::ZERO))
         .await
         .unwrap()
         .unwrap();
@@ -196,8 +196,16 @@ async fn to_device_is_ordered_idempotent_bounded_and_exactly_once_across_restart
         .await
         .unwrap();
     assert!(first.more);
-    let ns: Vec<String> = first.messages.iter().map(|m| m.content.clone()).collect();
-    assert_eq!(ns, [r#"{"n":0}"#, r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n":3}"#]);
+    let ns: Vec<_> = first.messages.iter().map(|m| m.content.clone()).collect();
+    assert_eq!(
+        ns,
+        [
+            json!({"n": 0}),
+            json!({"n": 1}),
+            json!({"n": 2}),
+            json!({"n": 3})
+        ]
+    );
     assert!(
         first
             .messages
@@ -217,8 +225,16 @@ async fn to_device_is_ordered_idempotent_bounded_and_exactly_once_across_restart
         .to_device_since(&bob_uid, &bob_dev, Some(seen))
         .await
         .unwrap();
-    let ns: Vec<&str> = batch.messages.iter().map(|m| m.content.as_str()).collect();
-    assert_eq!(ns, [r#"{"n":2}"#, r#"{"n":3}"#, r#"{"n":4}"#, r#"{"n":5}"#]);
+    let ns: Vec<_> = batch.messages.iter().map(|m| m.content.clone()).collect();
+    assert_eq!(
+        ns,
+        [
+            json!({"n": 2}),
+            json!({"n": 3}),
+            json!({"n": 4}),
+            json!({"n": 5})
+        ]
+    );
     assert!(!batch.more);
     let last = batch.messages.last().unwrap().position;
 
@@ -326,4 +342,48 @@ async fn presence_goes_online_unavailable_offline_on_inactivity() {
     // Activity (as sync's set_presence) brings her back online.
     t.touch_presence(&alice_id, None).await.unwrap();
     assert_eq!(bob.get(path).await.1["presence"], "online");
+}
+
+/// Stored to-device content that is not JSON is reported as the storage
+/// layer's `Corrupt` (it was read as `null` before), and the other device's
+/// inbox still reads.
+#[tokio::test]
+async fn corrupt_to_device_content_is_an_error_not_null() {
+    let dir = tempfile::tempdir().unwrap();
+    let dbs = myelin::db::open_embedded_at(dir.path()).await.unwrap();
+    let db = myelin::db::transitory::TransitoryDb::new(&dbs.transitory);
+    let messages = [
+        (
+            "@bob:x".to_owned(),
+            "BAD".to_owned(),
+            "{not json".to_owned(),
+        ),
+        (
+            "@bob:x".to_owned(),
+            "GOOD".to_owned(),
+            r#"{"n":1}"#.to_owned(),
+        ),
+    ];
+    db.send_to_device(("@alice:x", "A"), "t1", "m.test", 0, &messages)
+        .await
+        .unwrap();
+    let err = db
+        .to_device_since("@bob:x", "BAD", None, 10)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            myelin::db::transitory::Error::Corrupt {
+                subspace: "inbox",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let good = db
+        .to_device_since("@bob:x", "GOOD", None, 10)
+        .await
+        .unwrap();
+    assert_eq!(good.messages[0].content, json!({"n": 1}));
 }

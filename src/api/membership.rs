@@ -10,6 +10,7 @@ use ruma::api::client::membership::{
     ban_user, forget_room, get_member_events, invite_user, join_room_by_id,
     join_room_by_id_or_alias, joined_members, joined_rooms, kick_user, leave_room, unban_user,
 };
+use ruma::events::room::member::MembershipState;
 
 use super::extract::{ApiResult, Auth, Ruma, ok};
 use super::rooms::{parse_token, raws};
@@ -227,8 +228,10 @@ async fn members(
             .as_deref()
             .map(|t| parse_token("at", t))
             .transpose()?,
-        membership: req.membership.map(|m| m.to_string()),
-        not_membership: req.not_membership.map(|m| m.to_string()),
+        membership: req.membership.map(|m| MembershipState::from(m.as_str())),
+        not_membership: req
+            .not_membership
+            .map(|m| MembershipState::from(m.as_str())),
     };
     let viewer = Viewer {
         user: &authed.user_id,

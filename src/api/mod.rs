@@ -25,11 +25,11 @@ mod body;
 mod devices;
 mod directory;
 mod discovery;
+mod e2ee_keys;
 pub mod error;
 pub mod extract;
 mod filters;
 pub mod game;
-mod keys;
 mod membership;
 mod messages;
 mod presence;
@@ -67,7 +67,7 @@ pub type AppState = crate::app::App;
 
 /// The application: every route, the fallbacks and the middleware.
 pub fn router(state: AppState) -> Router {
-    let max_in_flight = state.accounts.config().max_connections.max(1);
+    let max_in_flight = state.accounts.config().max_requests_in_flight.max(1);
     let routes = Router::new();
     let routes = discovery::routes(routes);
     let routes = register::routes(routes);
@@ -81,7 +81,7 @@ pub fn router(state: AppState) -> Router {
     let routes = typing::routes(routes);
     let routes = to_device::routes(routes);
     let routes = presence::routes(routes);
-    let routes = keys::routes(routes);
+    let routes = e2ee_keys::routes(routes);
     let routes = room_keys::routes(routes);
     let routes = rooms::routes(routes);
     let routes = membership::routes(routes);

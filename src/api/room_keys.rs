@@ -47,7 +47,7 @@ fn bad(e: impl std::fmt::Display) -> ApiError {
 }
 
 /// `(algorithm, auth_data JSON)` of a `BackupAlgorithm` body.
-fn algorithm<T>(raw: &Raw<T>) -> Result<(String, String), ApiError> {
+fn algorithm<T>(raw: &Raw<T>) -> Result<(String, Value), ApiError> {
     let v: Value = serde_json::from_str(raw.json().get()).map_err(bad)?;
     let alg = v
         .get("algorithm")
@@ -57,7 +57,7 @@ fn algorithm<T>(raw: &Raw<T>) -> Result<(String, String), ApiError> {
         .get("auth_data")
         .filter(|a| a.is_object())
         .ok_or_else(|| bad("auth_data must be an object"))?;
-    Ok((alg.to_owned(), auth.to_string()))
+    Ok((alg.to_owned(), auth.clone()))
 }
 
 fn raw_of<T>(v: Value) -> Result<Raw<T>, ApiError> {
@@ -97,7 +97,7 @@ async fn version_info(
     version: Option<&str>,
 ) -> Result<(Value, UInt, String, String), ApiError> {
     let (v, rec) = s.e2ee.backup(a, version).await?;
-    let alg = json!({"algorithm": rec.algorithm, "auth_data": serde_json::from_str::<Value>(&rec.auth_data).unwrap_or(Value::Null)});
+    let alg = json!({"algorithm": rec.algorithm, "auth_data": rec.auth_data});
     Ok((alg, count(rec.count), rec.etag.to_string(), v))
 }
 

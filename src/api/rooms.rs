@@ -48,7 +48,7 @@ pub(super) fn parse_token(name: &str, token: &str) -> Result<StreamPosition, Api
     let sync: crate::sync::SyncToken = token
         .parse()
         .map_err(|_| ApiError::InvalidParam(format!("{name}: invalid token {token:?}")))?;
-    Ok(StreamPosition::end_of_commit(sync.rooms.0))
+    Ok(StreamPosition::end_of_commit(sync.rooms))
 }
 
 /// `POST /_matrix/client/v3/createRoom` (spec: "Creation"): every field but

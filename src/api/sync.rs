@@ -70,8 +70,7 @@ async fn get_sync(
         .account_data
         .into_iter()
         .map(|change| {
-            let content: Value = serde_json::from_str(change.content.get()).unwrap_or(Value::Null);
-            raw(&serde_json::json!({ "type": change.event_type, "content": content }))
+            raw(&serde_json::json!({ "type": change.event_type, "content": change.content }))
         })
         .collect();
     response.rooms.join = found.rooms.join;

@@ -12,8 +12,9 @@
 //! (opening, connecting, configuration checks, `myelin keys`, the generated
 //! key-layout doc) iterates that one list. What every database shares lives
 //! here once: the `meta` directory and its schema-version check ([`meta`]),
-//! the record and key codec with its `Corrupt` error ([`codec`]) and the
-//! notification keys ([`notify`]).
+//! the record and key codec with its `Corrupt` error ([`codec`]), JSON
+//! stored as text ([`json_text`]), the notification keys ([`notify`]) and
+//! the position type, one per database ([`position`]).
 //!
 //! [`open`] turns a [`DatabasesConfig`] into a [`Databases`]: for each
 //! database it opens the store, creates or opens every declared directory
@@ -32,11 +33,16 @@
 pub mod accounts;
 pub mod codec;
 pub mod game;
+pub mod json_text;
+pub mod leaderboard;
 pub mod meta;
 pub mod notify;
+pub mod position;
 pub mod rooms;
 pub mod split;
 pub mod transitory;
+
+pub use position::Position;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

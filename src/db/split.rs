@@ -30,7 +30,8 @@
 //! callers bound it ([`MAX_VALUE_BYTES`], a fraction of FDB's 10,000,000
 //! bytes). The request-body limit (1 MiB by default) is far below.
 //!
-//! Who may import this: the databases under `db`.
+//! Who may import this: the databases under `db`, and `service::userdata`
+//! for [`MAX_VALUE_BYTES`] (the push-rule set's size limit).
 
 use crate::keys::split::{continuation_key, continuation_range, parse_continuation};
 use crate::kv::{self, KeySelector, KeyValue, MutationType, RangeOption, Transaction};

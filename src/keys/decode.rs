@@ -8,7 +8,8 @@
 //! and a value that does not match its encoding is shown as escaped bytes with
 //! the reason.
 //!
-//! Who may import this: the CLI and tests. Pure byte work, no I/O.
+//! Who may import this: `db` (which builds the [`Catalog`] of opened
+//! stores), the CLI and tests. Pure byte work, no I/O.
 
 use std::fmt;
 

@@ -16,8 +16,8 @@
 //! Keys are packed with the `foundationdb-tuple` crate, so they are byte for
 //! byte the keys any FoundationDB tuple binding would produce.
 //!
-//! Who may import this: `kv` may not (the dependency runs `keys <- kv`);
-//! `db::*` and the CLI do.
+//! Who may import this: `db` and `db::*` (to build and open key spaces) and
+//! the CLI (`myelin keys`). It imports nothing of Myelin's.
 
 pub mod bytes;
 pub mod decode;

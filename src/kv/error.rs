@@ -97,7 +97,7 @@ pub enum Error {
     /// An error from the FoundationDB client, kept whole.
     #[cfg(feature = "fdb")]
     #[error(transparent)]
-    Fdb(#[from] foundationdb::FdbError),
+    Fdb(#[from] super::fdb::FdbError),
 }
 
 impl Error {

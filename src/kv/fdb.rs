@@ -46,16 +46,21 @@
 //! FoundationDB's fuller count rejects the commit instead (`2101`), the error
 //! reports the adapter's count, the only one available after the failed commit.
 //!
-//! Who may import this: `kv` (dispatch) and the code that opens stores from the
-//! configuration. Layers above use [`crate::kv::Database`].
+//! Who may import this: `kv` (dispatch and [`FdbError`] in `kv::Error`) and
+//! `db` (which opens stores from the configuration). Layers above use
+//! [`crate::kv::Database`]. This is the only file that names the
+//! `foundationdb` crate (`tests/architecture.rs` checks it).
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
+/// FoundationDB's error, re-exported so that `kv::Error::Fdb` can hold it
+/// without another file naming the `foundationdb` crate.
+pub use foundationdb::FdbError;
+use foundationdb::FdbResult;
 use foundationdb::api::{FdbApiBuilder, NetworkAutoStop};
 use foundationdb::options::{self, StreamingMode};
-use foundationdb::{FdbError, FdbResult};
 
 use super::checks::{
     KEYSPACE_END, check_key, check_key_len, check_value, split_versionstamp_offset,

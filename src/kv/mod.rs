@@ -26,8 +26,14 @@
 //!
 //! Transactions are retried by [`Database::run`], the only retry loop in Myelin.
 //!
-//! Who may import this: `keys` helpers aside, only `db::*` and the CLI's
-//! inspection commands. `api` never touches `kv` directly.
+//! Two layers are written against [`Transaction`] and live here so every
+//! backend shares them: FoundationDB's [`directory`] layer and the Record
+//! Layer's [`ranked_set`].
+//!
+//! Who may import this: `db` and `db::*`, `sync` (read versions and
+//! watches, which no database offers) and the CLI's inspection commands.
+//! `api` never touches `kv` directly. It imports only `keys`, `config` and
+//! `random` below it.
 
 mod checks;
 pub mod directory;
@@ -35,10 +41,13 @@ pub mod embedded;
 mod error;
 #[cfg(feature = "fdb")]
 pub mod fdb;
+pub mod ranked_set;
 mod retry;
 mod types;
 
 use futures::Stream;
+
+use crate::random::Random;
 
 pub use error::{Error, Result, limits};
 pub use retry::{MaybeCommitted, RetryOptions, TransactError};
@@ -53,6 +62,8 @@ pub use types::{
 pub struct Database {
     backend: Backend,
     retry: RetryOptions,
+    /// The retry runner's backoff jitter.
+    random: Random,
 }
 
 #[derive(Clone)]
@@ -67,6 +78,7 @@ impl From<embedded::Database> for Database {
         Database {
             backend: Backend::Embedded(db),
             retry: RetryOptions::default(),
+            random: Random::default(),
         }
     }
 }
@@ -77,6 +89,7 @@ impl From<fdb::Database> for Database {
         Database {
             backend: Backend::Fdb(db),
             retry: RetryOptions::default(),
+            random: Random::default(),
         }
     }
 }
@@ -85,6 +98,13 @@ impl Database {
     /// Replaces the retry runner's bounds for transactions run through this handle.
     pub fn with_retry_options(mut self, retry: RetryOptions) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Replaces the source of the retry runner's backoff jitter (the
+    /// operating system's by default; tests pass a seeded one).
+    pub fn with_random(mut self, random: Random) -> Self {
+        self.random = random;
         self
     }
 
@@ -146,6 +166,16 @@ macro_rules! dispatch {
 }
 
 impl Transaction {
+    /// The embedded transaction behind this handle, if that is the backend
+    /// (tests read its [`embedded::Transaction::keys_read`]).
+    pub fn as_embedded(&self) -> Option<&embedded::Transaction> {
+        match &self.0 {
+            TxInner::Embedded(tx) => Some(tx),
+            #[cfg(feature = "fdb")]
+            TxInner::Fdb(_) => None,
+        }
+    }
+
     /// The value of `key`, or `None` if absent. A non-snapshot read adds `key` to
     /// the read-conflict ranges.
     pub async fn get(&self, key: &[u8], snapshot: bool) -> Result<Option<Vec<u8>>> {

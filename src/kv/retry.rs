@@ -12,11 +12,12 @@
 //! Source: <https://apple.github.io/foundationdb/developer-guide.html#transaction-retry-loops>.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rand::Rng;
+use tokio::time::Instant;
 
 use super::{CommitInfo, Database, Error, KeyValue, RangeOption, Transaction};
+use crate::random::Random;
 
 /// Bounds of the retry runner.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,7 +108,7 @@ impl Database {
                 let last = Box::new(clone_retryable(kv));
                 return Err(Error::RetryLimitReached { limit, last }.into());
             }
-            let delay = backoff(opts, retries);
+            let delay = backoff(opts, &self.random, retries);
             if let Some(timeout) = opts.timeout
                 && started.elapsed() + delay >= timeout
             {
@@ -140,13 +141,13 @@ impl Database {
 }
 
 /// The delay before retry number `retries + 1`: exponential, capped, with up to
-/// 50% random jitter so contending transactions spread out.
-fn backoff(opts: &RetryOptions, retries: u32) -> Duration {
+/// 50% random jitter (from `random`) so contending transactions spread out.
+fn backoff(opts: &RetryOptions, random: &Random, retries: u32) -> Duration {
     let base = opts
         .initial_backoff
         .saturating_mul(1u32 << retries.min(16))
         .min(opts.max_backoff);
-    let jitter = rand::rng().random_range(0.5..=1.0);
+    let jitter = random.range(0.5..=1.0);
     base.mul_f64(jitter)
 }
 
@@ -173,10 +174,24 @@ mod tests {
             max_backoff: Duration::from_millis(50),
             ..RetryOptions::default()
         };
-        let first = backoff(&opts, 0);
-        assert!(first >= Duration::from_millis(1) && first <= Duration::from_millis(2));
-        let fourth = backoff(&opts, 3);
-        assert!(fourth >= Duration::from_millis(8) && fourth <= Duration::from_millis(16));
-        assert!(backoff(&opts, 40) <= Duration::from_millis(50));
+        let random = Random::seeded(1);
+        for _ in 0..100 {
+            let first = backoff(&opts, &random, 0);
+            assert!(first >= Duration::from_millis(1) && first <= Duration::from_millis(2));
+            let fourth = backoff(&opts, &random, 3);
+            assert!(fourth >= Duration::from_millis(8) && fourth <= Duration::from_millis(16));
+            assert!(backoff(&opts, &random, 40) <= Duration::from_millis(50));
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_backoffs() {
+        let opts = RetryOptions::default();
+        let delays = |random: Random| -> Vec<Duration> {
+            (0..8)
+                .map(|retries| backoff(&opts, &random, retries))
+                .collect()
+        };
+        assert_eq!(delays(Random::seeded(5)), delays(Random::seeded(5)));
     }
 }

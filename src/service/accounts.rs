@@ -1,14 +1,26 @@
 //! Accounts: registration, login, access tokens, logout, password change,
 //! deactivation and the operator's account commands.
+//!
+//! Invariants:
+//! - Checking a password costs one Argon2 verification with the configured
+//!   parameters whether or not the account exists or has a password: an
+//!   unknown user is verified against a dummy hash made once per process
+//!   ([`Accounts::password_verifications`] counts them), so response time does
+//!   not tell which accounts exist.
+//! - `register_per_ip` counts registrations: `POST /register` only looks at
+//!   the bucket and pays once the account is created, so user-interactive
+//!   round trips and refused requests cost nothing (as in Synapse).
+//!   Availability checks have their own bucket under the same limit.
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine;
-use rand::Rng;
 use ruma::api::client::uiaa::{AuthData, UserIdentifier};
 use ruma::{DeviceId, OwnedDeviceId, OwnedServerName, OwnedUserId, ServerName, UserId};
 use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
 
 use super::clock::Clock;
 use super::config::ServerConfig;
@@ -17,6 +29,7 @@ use super::ratelimit::{Action, RateLimiter};
 use super::uia::Purpose;
 use super::{Error, Result, password};
 use crate::db::accounts::{AccountsDb, CreateUser, NewDevice, UserRecord};
+use crate::random::Random;
 
 /// Longest accepted password, in bytes (Synapse's bound).
 pub const MAX_PASSWORD_BYTES: usize = 512;
@@ -34,6 +47,13 @@ pub struct Accounts {
     pub(super) config: ServerConfig,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) limiter: RateLimiter,
+    /// Tokens, generated IDs, UIA sessions and password salts.
+    pub(super) random: Random,
+    /// The hash an unknown user's password is verified against (made on
+    /// first use with `config.password_hashing`).
+    dummy_hash: OnceCell<String>,
+    /// Password verifications run so far.
+    verifications: AtomicU64,
 }
 
 /// The owner of a valid access token.
@@ -112,7 +132,29 @@ impl Accounts {
             limiter: RateLimiter::new(clock.clone()),
             config,
             clock,
+            random: Random::default(),
+            dummy_hash: OnceCell::new(),
+            verifications: AtomicU64::new(0),
         }
+    }
+
+    /// Replaces the source of access tokens, generated user, device and
+    /// filter IDs, UIA sessions and password salts (the operating system's
+    /// by default; tests pass a seeded one).
+    pub fn with_random(mut self, random: Random) -> Self {
+        self.random = random;
+        self
+    }
+
+    /// The random source (for the signing key's version).
+    pub fn random(&self) -> &Random {
+        &self.random
+    }
+
+    /// How many password verifications (one Argon2 run each) this service
+    /// has made since it started, for existing and unknown users alike.
+    pub fn password_verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     /// This server's name.
@@ -149,7 +191,7 @@ impl Accounts {
     /// `GET /register/available`: `Ok` if `username` could be registered now.
     pub async fn check_username_available(&self, username: &str, ip: IpAddr) -> Result<()> {
         self.rate_limit(
-            Action::RegisterByIp,
+            Action::AvailabilityByIp,
             &ip.to_string(),
             self.config.register_per_ip,
         )?;
@@ -163,12 +205,14 @@ impl Accounts {
     /// `POST /register`: checks the username, runs user-interactive
     /// authentication, then creates the account (and its first device unless
     /// `inhibit_login`) in one transaction.
+    ///
+    /// Errors: [`Error::LimitExceeded`] once `register_per_ip` registrations
+    /// from `ip` used the bucket (only a created account takes a token).
     pub async fn register(&self, params: RegisterParams, ip: IpAddr) -> Result<Registered> {
-        self.rate_limit(
-            Action::RegisterByIp,
-            &ip.to_string(),
-            self.config.register_per_ip,
-        )?;
+        let ip = ip.to_string();
+        self.limiter
+            .peek(Action::RegisterByIp, &ip, self.config.register_per_ip)
+            .map_err(|retry_after_ms| Error::LimitExceeded { retry_after_ms })?;
         if !self.config.registration_enabled {
             return Err(Error::Forbidden("registration is disabled".into()));
         }
@@ -187,7 +231,7 @@ impl Accounts {
         self.user_interactive_auth(params.auth.as_ref(), Purpose::Register)
             .await?;
         let hash = match params.password {
-            Some(pw) => Some(password::hash(pw, self.config.password_hashing).await),
+            Some(pw) => Some(password::hash(pw, self.config.password_hashing, &self.random).await),
             None => None,
         };
         let session = (!params.inhibit_login).then(|| {
@@ -210,6 +254,8 @@ impl Accounts {
         if created == CreateUser::InUse {
             return Err(Error::UserInUse);
         }
+        self.limiter
+            .charge(Action::RegisterByIp, &ip, self.config.register_per_ip);
         if session.is_some() {
             self.lifecycle.device_added(&user_id).await?;
         }
@@ -223,8 +269,10 @@ impl Accounts {
     /// `POST /login` with `m.login.password`.
     ///
     /// Errors: [`Error::Forbidden`] for an unknown user, a wrong password or a
-    /// deactivated account (indistinguishable on purpose),
-    /// [`Error::LimitExceeded`] past the per-IP or per-user limit.
+    /// deactivated account (indistinguishable on purpose, in time too: each
+    /// costs one password verification), [`Error::LimitExceeded`] past the
+    /// per-IP or per-user limit. A name that cannot be a local user ID is
+    /// refused at once (no account could have it).
     pub async fn login(&self, params: LoginParams, ip: IpAddr) -> Result<LoggedIn> {
         self.rate_limit(Action::LoginByIp, &ip.to_string(), self.config.login_per_ip)?;
         check_new_device(
@@ -291,7 +339,7 @@ impl Accounts {
         check_password_length(Some(&new_password))?;
         self.user_interactive_auth(auth, Purpose::User(&authed.user_id))
             .await?;
-        let hash = password::hash(new_password, self.config.password_hashing).await;
+        let hash = password::hash(new_password, self.config.password_hashing, &self.random).await;
         let keep = authed.device_id.as_str();
         let deleted = self
             .db
@@ -324,7 +372,7 @@ impl Accounts {
         let user_id = self.validate_new_localpart(localpart)?;
         check_password_length(password.as_deref())?;
         let hash = match password {
-            Some(pw) => Some(password::hash(pw, self.config.password_hashing).await),
+            Some(pw) => Some(password::hash(pw, self.config.password_hashing, &self.random).await),
             None => None,
         };
         let now = self.clock.now_ms();
@@ -384,7 +432,7 @@ impl Accounts {
             .resolve_login_user(user)
             .ok_or_else(|| Error::NotFound(format!("no user {user}")))?;
         check_password_length(Some(&new_password))?;
-        let hash = password::hash(new_password, self.config.password_hashing).await;
+        let hash = password::hash(new_password, self.config.password_hashing, &self.random).await;
         let Some(deleted) = self
             .db
             .set_password(user_id.as_str(), &hash, true, None)
@@ -397,16 +445,32 @@ impl Accounts {
     }
 
     /// Whether `password` is `user_id`'s password (false for unknown or
-    /// deactivated users, who have no hash).
+    /// deactivated users, who have no hash). Either way one verification
+    /// runs: without a hash, against the dummy hash, so an unknown user costs
+    /// what a wrong password does.
     pub(super) async fn password_matches(
         &self,
         user_id: &UserId,
         password: String,
     ) -> Result<bool> {
-        match self.db.password_hash(user_id.as_str()).await? {
-            Some(stored) => Ok(password::verify(password, stored).await),
-            None => Ok(false),
-        }
+        let stored = self.db.password_hash(user_id.as_str()).await?;
+        let has_hash = stored.is_some();
+        let stored = match stored {
+            Some(stored) => stored,
+            None => self.dummy_hash().await.to_owned(),
+        };
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        let matches = password::verify(password, stored).await;
+        Ok(has_hash && matches)
+    }
+
+    /// A hash of no one's password with the configured parameters, made once.
+    async fn dummy_hash(&self) -> &str {
+        self.dummy_hash
+            .get_or_init(|| {
+                password::hash(String::new(), self.config.password_hashing, &self.random)
+            })
+            .await
     }
 
     /// The local user a login identifier names: a full user ID on this server
@@ -456,9 +520,7 @@ impl Accounts {
 
     /// A fresh random user ID for registrations that give no username.
     fn generated_user_id(&self) -> OwnedUserId {
-        let localpart: String = (0..12)
-            .map(|_| char::from(b'a' + rand::rng().random_range(0..26u8)))
-            .collect();
+        let localpart = self.random.lowercase(12);
         UserId::parse_with_server_name(localpart, &self.server_name).expect("valid localpart")
     }
 
@@ -469,8 +531,8 @@ impl Accounts {
         device_id: Option<OwnedDeviceId>,
         display_name: Option<String>,
     ) -> (LoggedIn, NewDevice) {
-        let device_id = device_id.unwrap_or_else(generate_device_id);
-        let access_token = generate_access_token();
+        let device_id = device_id.unwrap_or_else(|| generate_device_id(&self.random));
+        let access_token = generate_access_token(&self.random);
         let device = NewDevice {
             device_id: device_id.to_string(),
             display_name,
@@ -548,10 +610,11 @@ fn check_password_length(password: Option<&str>) -> Result<()> {
     }
 }
 
-/// A new access token: `myl_` and 256 random bits in unpadded base64url.
-pub fn generate_access_token() -> String {
+/// A new access token: `myl_` and 256 bits from `random` in unpadded
+/// base64url.
+pub fn generate_access_token(random: &Random) -> String {
     let mut bytes = [0u8; 32];
-    rand::rng().fill(&mut bytes);
+    random.fill(&mut bytes);
     format!(
         "myl_{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
@@ -564,11 +627,8 @@ pub fn token_hash(access_token: &str) -> [u8; 32] {
 }
 
 /// A new device ID: 10 random uppercase letters (as Synapse).
-fn generate_device_id() -> OwnedDeviceId {
-    let id: String = (0..10)
-        .map(|_| char::from(b'A' + rand::rng().random_range(0..26u8)))
-        .collect();
-    id.into()
+fn generate_device_id(random: &Random) -> OwnedDeviceId {
+    random.uppercase(10).into()
 }
 
 #[cfg(test)]
@@ -587,12 +647,28 @@ mod tests {
 
     #[test]
     fn tokens_are_long_random_and_hashed() {
-        let a = generate_access_token();
-        let b = generate_access_token();
+        let random = Random::os();
+        let a = generate_access_token(&random);
+        let b = generate_access_token(&random);
         assert_ne!(a, b);
         // 32 bytes in unpadded base64 are 43 characters.
         assert_eq!(a.len(), 4 + 43);
         assert_eq!(token_hash(&a), token_hash(&a));
         assert_ne!(token_hash(&a), token_hash(&b));
+    }
+
+    #[test]
+    fn tokens_and_device_ids_come_from_the_injected_source() {
+        let (a, b) = (Random::seeded(4), Random::seeded(4));
+        assert_eq!(generate_access_token(&a), generate_access_token(&b));
+        assert_eq!(generate_device_id(&a), generate_device_id(&b));
+        let other = Random::seeded(5);
+        assert_ne!(generate_access_token(&a), generate_access_token(&other));
+        assert!(
+            generate_device_id(&other)
+                .as_str()
+                .bytes()
+                .all(|c| c.is_ascii_uppercase())
+        );
     }
 }

@@ -1,6 +1,10 @@
-//! Server settings of the accounts service: registration policy, rate limits
-//! and password-hashing cost. Deserialized from the `[server]` table of the
+//! Server settings: registration policy, request limits, rate limits and
+//! password-hashing cost. Deserialized from the `[server]` table of the
 //! config file (and `MYELIN_SERVER__*` variables); every field has a default.
+//!
+//! Who may import this: `service` (the accounts service holds it) and `app`
+//! (which reads it from the configuration); `api` reads its request limits
+//! through the accounts service.
 
 use serde::Deserialize;
 
@@ -15,8 +19,12 @@ pub struct ServerConfig {
     pub registration_token: Option<String>,
     /// Largest accepted request body, in bytes (M_TOO_LARGE above it).
     pub max_request_bytes: usize,
-    /// Most connections served at once.
-    pub max_connections: usize,
+    /// Most requests served at once (in flight); a request beyond it waits
+    /// for one to finish. Idle keep-alive connections do not count, a
+    /// waiting `/sync` long-poll does. Config key `max_requests_in_flight`;
+    /// the old key `max_connections` is accepted as a deprecated alias.
+    #[serde(alias = "max_connections")]
+    pub max_requests_in_flight: usize,
     /// Base URL advertised in `/.well-known/matrix/client`; defaults to
     /// `https://<server_name>`.
     pub public_base_url: Option<String>,
@@ -24,7 +32,8 @@ pub struct ServerConfig {
     pub login_per_ip: RateLimit,
     /// Rate limit of login attempts per target account.
     pub login_per_user: RateLimit,
-    /// Rate limit of registration (and availability checks) per client IP.
+    /// Rate limit of registrations (accounts created) per client IP;
+    /// availability checks have their own bucket under the same limit.
     pub register_per_ip: RateLimit,
     /// Argon2id cost of new password hashes.
     pub password_hashing: PasswordHashing,
@@ -36,7 +45,7 @@ impl Default for ServerConfig {
             registration_enabled: true,
             registration_token: None,
             max_request_bytes: 1 << 20,
-            max_connections: 4096,
+            max_requests_in_flight: 4096,
             public_base_url: None,
             // Synapse's defaults (rc_login.address, rc_login.account, rc_registration).
             login_per_ip: RateLimit {
@@ -103,4 +112,23 @@ impl PasswordHashing {
         iterations: 1,
         parallelism: 1,
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_requests_in_flight_also_reads_its_deprecated_name() {
+        let new: ServerConfig =
+            serde_json::from_value(serde_json::json!({"max_requests_in_flight": 7})).unwrap();
+        let old: ServerConfig =
+            serde_json::from_value(serde_json::json!({"max_connections": 9})).unwrap();
+        assert_eq!(new.max_requests_in_flight, 7);
+        assert_eq!(old.max_requests_in_flight, 9);
+        assert_eq!(ServerConfig::default().max_requests_in_flight, 4096);
+        let both = serde_json::json!({"max_requests_in_flight": 7, "max_connections": 9});
+        let err = serde_json::from_value::<ServerConfig>(both).unwrap_err();
+        assert!(err.to_string().contains("duplicate field"), "{err}");
+    }
 }

@@ -30,6 +30,7 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use ruma::api::client::uiaa::AuthData;
+use ruma::events::room::member::MembershipState;
 use ruma::{OwnedDeviceId, OwnedUserId, UserId};
 use serde_json::Value;
 
@@ -379,11 +380,11 @@ impl E2ee {
         let mut peers = std::collections::BTreeSet::new();
         peers.insert(user.to_owned());
         for (room, m) in self.rooms.rooms_of_user(user).await? {
-            if m.membership != "join" {
+            if m.membership != MembershipState::Join {
                 continue;
             }
             for (member, rec) in self.rooms.members(&room).await? {
-                if rec.membership == "join" {
+                if rec.membership == MembershipState::Join {
                     peers.insert(member);
                 }
             }
@@ -598,9 +599,10 @@ impl E2ee {
         &self,
         authed: &Authed,
         algorithm: &str,
-        auth_data: &str,
+        auth_data: &serde_json::Value,
     ) -> Result<String> {
-        check_key_object("auth_data", auth_data.len())?;
+        // The stored text (`db::json_text`) is this compact JSON.
+        check_key_object("auth_data", auth_data.to_string().len())?;
         let v = self
             .db
             .create_backup(authed.user_id.as_str(), algorithm, auth_data)
@@ -631,9 +633,10 @@ impl E2ee {
         authed: &Authed,
         version: &str,
         algorithm: &str,
-        auth_data: &str,
+        auth_data: &serde_json::Value,
     ) -> Result<(), BackupError> {
-        check_key_object("auth_data", auth_data.len())?;
+        // The stored text (`db::json_text`) is this compact JSON.
+        check_key_object("auth_data", auth_data.to_string().len())?;
         let v = parse_version(version)?;
         self.db
             .update_backup(authed.user_id.as_str(), v, algorithm, auth_data)

@@ -1,18 +1,28 @@
-//! The accounts service: the business rules between the HTTP API and the
-//! `accounts` storage.
+//! The services: the business rules between the HTTP API and the databases,
+//! one service per area: [`accounts`] (registration, login, tokens, devices,
+//! profiles and account data through `userdata`), [`e2ee`] (device keys,
+//! cross-signing, key backup), [`rooms`] (rooms, events, membership,
+//! directory) and [`transitory`] (typing, to-device, presence), with what
+//! they share: the injected [`Clock`], [`ServerConfig`], password hashing,
+//! rate limits, user-interactive authentication and the server's
+//! [`SigningKey`].
 //!
 //! `api` handlers parse a request, call one method here and map the result;
 //! this layer decides what is allowed (username grammar, user-interactive
 //! authentication, who may read or write what, rate limits), generates access
-//! tokens and device IDs, hashes passwords, and calls [`crate::db::accounts`]
-//! for every read and write. It knows nothing of HTTP: failures are
-//! [`Error`] values that `api::error` maps to Matrix error codes in one place.
+//! tokens and device IDs, hashes passwords, and calls the databases
+//! ([`crate::db`]) for every read and write; logic that spans databases lives
+//! here, never in `db`. It knows nothing of HTTP: failures are [`Error`]
+//! values (and `rooms::Error`) that `api::error` maps to Matrix error codes in
+//! one place.
 //!
-//! Access tokens are 256 random bits (base64url, prefixed `myl_`); only their
-//! SHA-256 is stored, and resolving one is a single key read with no cache, so
-//! logout and deactivation take effect at once on every server process.
+//! Access tokens ([`accounts`]) are 256 random bits (base64url, prefixed
+//! `myl_`); only their SHA-256 is stored, and resolving one is a single key
+//! read with no cache, so logout and deactivation take effect at once on every
+//! server process.
 //!
-//! Who may import this: `api`, `sync`, `app` and `cli`.
+//! Who may import this: `sync`, `app`, `api` and `cli`. It imports `db`,
+//! `events` and `kv`'s types below it, never `sync`, `app` or `api`.
 
 pub mod accounts;
 pub mod clock;

@@ -6,18 +6,19 @@
 //! default) for its duration; without the bound, a burst of registrations or
 //! logins ran one hash per blocking thread (up to 512), and the allocator
 //! kept the peak (measured: 1.7 GiB RSS after 100 concurrent registrations,
-//! see `docs/performance.md`, "Server under load"). Extra requests wait in
+//! see `docs/perf-log/2026-11-22.md`, "Memory"). Extra requests wait in
 //! FIFO order for a permit; with as many hashes as cores the CPU is
 //! saturated anyway, so the bound costs no throughput.
 
+use std::future::Future;
 use std::sync::OnceLock;
 
 use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use rand::RngCore;
 use tokio::sync::Semaphore;
 
 use super::config::PasswordHashing;
+use crate::random::Random;
 
 /// Most hashes or verifications running at once: the number of CPUs the
 /// process may use (`std::thread::available_parallelism`, 1 if unknown).
@@ -42,16 +43,21 @@ async fn bounded<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -
         .expect("hashing task does not panic")
 }
 
-/// Hashes `password` with `cost`, returning the PHC string.
-pub async fn hash(password: String, cost: PasswordHashing) -> String {
-    bounded(move || hash_blocking(&password, cost)).await
+/// Hashes `password` with `cost` and a 16-byte salt drawn from `random`
+/// when called, returning the PHC string.
+pub fn hash(
+    password: String,
+    cost: PasswordHashing,
+    random: &Random,
+) -> impl Future<Output = String> + Send + use<> {
+    let mut salt = [0u8; 16];
+    random.fill(&mut salt);
+    bounded(move || hash_blocking(&password, cost, salt))
 }
 
-fn hash_blocking(password: &str, cost: PasswordHashing) -> String {
+fn hash_blocking(password: &str, cost: PasswordHashing, salt: [u8; 16]) -> String {
     let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
         .expect("PasswordHashing holds valid Argon2 parameters");
-    let mut salt = [0u8; 16];
-    rand::rng().fill_bytes(&mut salt);
     let salt = SaltString::encode_b64(&salt).expect("16-byte salt encodes");
     let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
     let output = compute(&argon2, &params, password.as_bytes(), salt.as_salt())
@@ -207,13 +213,24 @@ mod tests {
     #[tokio::test]
     async fn hash_verifies_and_salts() {
         let cost = PasswordHashing::FAST_INSECURE;
-        let a = hash("hunter2".into(), cost).await;
-        let b = hash("hunter2".into(), cost).await;
+        let random = Random::os();
+        let a = hash("hunter2".into(), cost, &random).await;
+        let b = hash("hunter2".into(), cost, &random).await;
         assert!(a.starts_with("$argon2id$"));
         assert_ne!(a, b, "salted");
         assert!(verify("hunter2".into(), a.clone()).await);
         assert!(!verify("hunter3".into(), a).await);
         assert!(!verify("hunter2".into(), "not a hash".into()).await);
+    }
+
+    #[tokio::test]
+    async fn the_salt_comes_from_the_injected_source() {
+        let cost = PasswordHashing::FAST_INSECURE;
+        let seeded = |seed| hash("hunter2".into(), cost, &Random::seeded(seed));
+        let a = seeded(1).await;
+        assert_eq!(a, seeded(1).await);
+        assert_ne!(a, seeded(2).await);
+        assert!(verify("hunter2".into(), a).await);
     }
 
     #[tokio::test]
@@ -231,7 +248,7 @@ mod tests {
         .to_string();
         assert!(verify("hunter2".into(), theirs.clone()).await);
         assert!(!verify("hunter3".into(), theirs).await);
-        let ours = hash("hunter2".into(), cost).await;
+        let ours = hash("hunter2".into(), cost, &Random::os()).await;
         let parsed = PasswordHash::new(&ours).unwrap();
         assert!(
             Argon2::default()
@@ -248,8 +265,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn many_concurrent_hashes_all_complete_under_the_bound() {
         let cost = PasswordHashing::FAST_INSECURE;
+        let random = Random::os();
         let tasks: Vec<_> = (0..4 * max_concurrent() + 3)
-            .map(|i| tokio::spawn(hash(format!("pw{i}"), cost)))
+            .map(|i| tokio::spawn(hash(format!("pw{i}"), cost, &random)))
             .collect();
         for (i, t) in tasks.into_iter().enumerate() {
             let h = t.await.expect("task");

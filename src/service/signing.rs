@@ -10,10 +10,10 @@
 use std::sync::Arc;
 
 use base64::Engine;
-use rand::Rng;
 use ruma::signatures::Ed25519KeyPair;
 
 use crate::db::accounts::{AccountsDb, SigningKeyRecord};
+use crate::random::Random;
 
 /// The loaded signing key.
 pub struct SigningKey {
@@ -33,10 +33,11 @@ pub enum SigningKeyError {
 
 impl SigningKey {
     /// Loads the stored key, or generates and stores one if there is none.
-    pub async fn load_or_create(db: &AccountsDb) -> Result<Self, SigningKeyError> {
-        let version: String = (0..6)
-            .map(|_| char::from(b'a' + rand::rng().random_range(0..26u8)))
-            .collect();
+    /// A new key's version (`a_` and 6 letters) is drawn from `random`; the
+    /// key pair itself from ruma's `Ed25519KeyPair::generate`, which takes
+    /// the operating system's randomness.
+    pub async fn load_or_create(db: &AccountsDb, random: &Random) -> Result<Self, SigningKeyError> {
+        let version = random.lowercase(6);
         let candidate = SigningKeyRecord {
             version: format!("a_{version}"),
             pkcs8: Ed25519KeyPair::generate().to_vec(),

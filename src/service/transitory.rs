@@ -7,12 +7,14 @@
 //! read from the injected [`Clock`], and calls [`crate::db::transitory`]
 //! for every read and write. Sync calls the `*_since` methods here.
 //!
-//! Who may import this: `api`, `sync`, `app`, `cli` and tests.
+//! Who may import this: `sync`, `app` (which builds it) and tests; `api`
+//! reaches it through `App`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ruma::events::room::member::MembershipState;
 use ruma::presence::PresenceState;
 use ruma::serde::Raw;
 use ruma::to_device::DeviceIdOrAllDevices;
@@ -162,7 +164,7 @@ impl Transitory {
             return Err(Error::Forbidden("cannot set another user's typing".into()));
         }
         let member = self.rooms.membership(room_id, user_id).await?;
-        if member.is_none_or(|m| m.membership != "join") {
+        if member.is_none_or(|m| m.membership != MembershipState::Join) {
             return Err(Error::Forbidden("you are not joined to this room".into()));
         }
         let until = timeout.map(|t| {
@@ -419,11 +421,11 @@ impl Transitory {
         peers.insert(user.to_owned());
         let mut joined = Vec::new();
         for (room, m) in self.rooms.rooms_of_user(user).await? {
-            if m.membership != "join" {
+            if m.membership != MembershipState::Join {
                 continue;
             }
             for (member, rec) in self.rooms.members(&room).await? {
-                if rec.membership == "join" {
+                if rec.membership == MembershipState::Join {
                     peers.insert(member);
                 }
             }
@@ -436,12 +438,12 @@ impl Transitory {
     async fn share_a_room(&self, a: &UserId, b: &UserId) -> Result<bool> {
         let rooms = self.rooms.rooms_of_user(a).await?;
         for (room, m) in rooms {
-            if m.membership == "join"
+            if m.membership == MembershipState::Join
                 && self
                     .rooms
                     .membership(&room, b)
                     .await?
-                    .is_some_and(|m| m.membership == "join")
+                    .is_some_and(|m| m.membership == MembershipState::Join)
             {
                 return Ok(true);
             }

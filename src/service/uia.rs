@@ -107,7 +107,7 @@ impl Accounts {
 
     async fn new_uia_session(&self, user_id: Option<String>) -> Result<String> {
         let mut bytes = [0u8; 18];
-        rand::Rng::fill(&mut rand::rng(), &mut bytes);
+        self.random.fill(&mut bytes);
         let session = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
         let record = UiaSession {
             user_id,

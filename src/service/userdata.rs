@@ -247,9 +247,7 @@ impl Accounts {
             ));
         }
         let json = serde_json::to_vec(filter).expect("filters serialize");
-        let filter_id: String = (0..12)
-            .map(|_| char::from(b'a' + rand::Rng::random_range(&mut rand::rng(), 0..26u8)))
-            .collect();
+        let filter_id = self.random.lowercase(12);
         self.db
             .put_filter(user_id.as_str(), &filter_id, &json)
             .await?;

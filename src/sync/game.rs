@@ -24,7 +24,7 @@
 
 use serde_json::{Value, json};
 
-use super::token::Position;
+use crate::db::Position;
 use crate::db::game::{self as db, GameDb, ObjectId, TradeState};
 use crate::service::game::shapes::trade_json;
 
@@ -38,7 +38,7 @@ const MAX_TRADES: usize = 100;
 pub async fn section(
     game: &GameDb,
     user: &str,
-    since: Option<Option<Position>>,
+    since: Option<Option<Position<GameDb>>>,
     rv: u64,
 ) -> Result<Option<Value>, db::Error> {
     let change = match since {
@@ -60,7 +60,7 @@ pub async fn section(
             }
             return Ok(Some(out));
         }
-        Some(Some(since)) => game.changes(user, Some(since.0), rv).await?.0,
+        Some(Some(since)) => game.changes(user, Some(since.to_bytes()), rv).await?.0,
     };
     if change.is_empty() {
         return Ok(None);

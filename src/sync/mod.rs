@@ -17,7 +17,7 @@
 //! `kv` directly for the two things no database module offers: read versions
 //! and watches.
 //!
-//! Who may import this: `api`, `app`, the CLI and tests.
+//! Who may import this: `api`, `app` and tests.
 
 pub mod filter;
 mod game;
@@ -32,7 +32,7 @@ use std::time::Duration;
 pub use filter::SyncFilter;
 pub use notifier::{DatabaseId, Listener, Notifier};
 pub use service::{AfterReadHook, RoomsSection, Services, SyncRequest, SyncResult, SyncService};
-pub use token::{Position, SyncToken, TokenError};
+pub use token::{SyncToken, TokenError};
 
 /// Settings of sync: the configuration file's `[sync]` table (environment:
 /// `MYELIN_SYNC__<KEY>`), read by `app::AppConfig::from_config` and

@@ -23,7 +23,7 @@
 //! (`sync::unread`: the user's push rules over the events after their
 //! read receipt, at most `unread::MAX_COUNTED` per room).
 //!
-//! Who may import this: `sync::service`.
+//! Who may import this: `sync::service` and `sync::unread`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -33,6 +33,7 @@ use ruma::api::client::sync::sync_events::v3::{
     Ephemeral, InviteState, InvitedRoom, JoinedRoom, LeftRoom, RoomAccountData, RoomSummary, State,
     StateEvents, Timeline,
 };
+use ruma::events::room::member::MembershipState;
 use ruma::serde::Raw;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt};
 use serde_json::{Value, json};
@@ -41,6 +42,7 @@ use super::Error;
 use super::filter::SyncFilter;
 use super::unread::{Known, Memos, Rules};
 use crate::db::rooms::{Direction, StreamPosition};
+use crate::db::transitory;
 use crate::service::rooms::MemberRecord;
 use crate::service::rooms::{Rooms, Viewer};
 use crate::service::transitory::Transitory;
@@ -59,9 +61,9 @@ pub(super) struct Window {
     /// Rooms changes at or before this are delivered now.
     pub upto: StreamPosition,
     /// Transitory changes after this are new (`None`: initial sync).
-    pub transitory_since: Option<[u8; 10]>,
+    pub transitory_since: Option<transitory::Position>,
     /// Transitory changes at or before this are delivered now.
-    pub transitory_upto: [u8; 10],
+    pub transitory_upto: transitory::Position,
     /// Whether every room is sent whole (`full_state`).
     pub full_state: bool,
 }
@@ -220,11 +222,11 @@ async fn room_part(
     }
     let changed_since = |p: StreamPosition| w.since.is_none_or(|s| p > s);
     let initial = w.since.is_none();
-    match member.membership.as_str() {
-        "join" => {
+    match member.membership {
+        MembershipState::Join => {
             let new_join = !initial
                 && changed_since(member_pos)
-                && previous_membership(ctx, &member.event_id).await?.as_deref() != Some("join");
+                && previous_membership(ctx, &member.event_id).await? != Some(MembershipState::Join);
             let full = initial || w.full_state || new_join;
             let (joined, changed) =
                 joined_room(ctx, room, candidate, full, (&member.event_id, member_pos)).await?;
@@ -234,7 +236,7 @@ async fn room_part(
             }
             Ok(joined.map(|j| (Part::Join(Box::new(j)), changed)))
         }
-        "invite" if changed_since(member_pos) => {
+        MembershipState::Invite if changed_since(member_pos) => {
             let events = ctx.rooms.stripped_invite_state(room, &ctx.user).await?;
             let state = InviteState::from(events.iter().map(raw).collect::<Vec<_>>());
             Ok(Some((
@@ -242,7 +244,7 @@ async fn room_part(
                 BTreeSet::new(),
             )))
         }
-        "leave" | "ban" => {
+        MembershipState::Leave | MembershipState::Ban => {
             let wanted = if initial || w.full_state {
                 ctx.filter.include_leave
                     && !ctx
@@ -271,7 +273,10 @@ async fn room_part(
 }
 
 /// The membership the user had before the member event `event_id`.
-async fn previous_membership(ctx: &Ctx, event_id: &OwnedEventId) -> Result<Option<String>, Error> {
+async fn previous_membership(
+    ctx: &Ctx,
+    event_id: &OwnedEventId,
+) -> Result<Option<MembershipState>, Error> {
     let db = ctx.rooms.db();
     let Some(event) = db.event(event_id).await? else {
         return Ok(None);
@@ -282,7 +287,7 @@ async fn previous_membership(ctx: &Ctx, event_id: &OwnedEventId) -> Result<Optio
     Ok(db.event(&replaced).await?.and_then(|e| {
         e.pdu.content_value()["membership"]
             .as_str()
-            .map(str::to_owned)
+            .map(MembershipState::from)
     }))
 }
 
@@ -519,13 +524,20 @@ async fn joined_room(
 
 async fn summary(ctx: &Ctx, room: &RoomId) -> Result<RoomSummary, Error> {
     let members = ctx.rooms.db().members(room).await?;
-    let count = |m: &str| members.iter().filter(|(_, r)| r.membership == m).count();
+    let count = |m: MembershipState| members.iter().filter(|(_, r)| r.membership == m).count();
     let mut summary = RoomSummary::new();
-    summary.joined_member_count = Some(UInt::new_saturating(count("join") as u64));
-    summary.invited_member_count = Some(UInt::new_saturating(count("invite") as u64));
+    summary.joined_member_count = Some(UInt::new_saturating(count(MembershipState::Join) as u64));
+    summary.invited_member_count =
+        Some(UInt::new_saturating(count(MembershipState::Invite) as u64));
     summary.heroes = members
         .iter()
-        .filter(|(u, r)| *u != ctx.user && (r.membership == "join" || r.membership == "invite"))
+        .filter(|(u, r)| {
+            *u != ctx.user
+                && matches!(
+                    r.membership,
+                    MembershipState::Join | MembershipState::Invite
+                )
+        })
         .map(|(u, _)| u.clone())
         .take(MAX_HEROES)
         .collect();

@@ -56,14 +56,14 @@ use tokio::time::Instant;
 use super::filter::SyncFilter;
 use super::notifier::{DatabaseId, Listener, Notifier, ReadVersions, TopicKey};
 use super::rooms::{self as room_sync, Candidate, Ctx, Window};
-use super::token::{Position, SyncToken};
+use super::token::SyncToken;
 use super::unread::Memos;
 use super::{Error, SyncConfig};
-use crate::db::Databases;
 use crate::db::accounts::{AccountDataChange, AccountsDb};
 use crate::db::game::GameDb;
 use crate::db::notify::Topic;
 use crate::db::rooms::StreamPosition;
+use crate::db::{Databases, accounts, rooms, transitory};
 use crate::kv;
 use crate::service::e2ee::E2ee;
 use crate::service::rooms::Rooms;
@@ -179,10 +179,12 @@ const QUIET_CATCH_UP: Duration = Duration::from_millis(50);
 /// The token of a read at `rvs`: their positions, never before `since`.
 fn token_at(rvs: ReadVersions, since: Option<SyncToken>) -> SyncToken {
     let at = SyncToken {
-        accounts: Position::at_read_version(rvs[DatabaseId::Accounts as usize]),
-        rooms: Position::at_read_version(rvs[DatabaseId::Rooms as usize]),
-        transitory: Position::at_read_version(rvs[DatabaseId::Transitory as usize]),
-        game: Some(Position::at_read_version(rvs[DatabaseId::Game as usize])),
+        accounts: accounts::Position::at_read_version(rvs[DatabaseId::Accounts as usize]),
+        rooms: rooms::Position::at_read_version(rvs[DatabaseId::Rooms as usize]),
+        transitory: transitory::Position::at_read_version(rvs[DatabaseId::Transitory as usize]),
+        game: Some(crate::db::Position::<GameDb>::at_read_version(
+            rvs[DatabaseId::Game as usize],
+        )),
     };
     since.map_or(at, |since| at.max(since))
 }
@@ -311,12 +313,14 @@ impl SyncService {
             && let Some(circle) = self.cached_circle(user_id, since)
         {
             let delivered = [
-                since.accounts,
-                since.rooms,
-                since.transitory,
-                since.game.unwrap_or(Position::ZERO),
-            ]
-            .map(|p| p.delivered_through());
+                since.accounts.delivered_through(),
+                since.rooms.delivered_through(),
+                since.transitory.delivered_through(),
+                since
+                    .game
+                    .unwrap_or(crate::db::Position::<GameDb>::ZERO)
+                    .delivered_through(),
+            ];
             let news = self.notifier.listen(&circle.topics, delivered);
             if !self.wait_for(&news, deadline, &mut shutdown).await
                 && let Some(rvs) = self.quiet_through(&news).await?
@@ -426,7 +430,7 @@ impl SyncService {
             ..SyncResult::default()
         };
         {
-            let upto = StreamPosition::end_of_commit(result.next_batch.rooms.0);
+            let upto = StreamPosition::end_of_commit(result.next_batch.rooms);
             let mut cache = self.circles.lock().expect("circle cache");
             if let Some((at, cached)) = cache.get_mut(user)
                 && Arc::ptr_eq(cached, circle)
@@ -443,7 +447,7 @@ impl SyncService {
     /// The user's cached circle if it holds at `since` (its entry was
     /// checked at or after the token's rooms position).
     fn cached_circle(&self, user: &UserId, since: SyncToken) -> Option<Arc<Circle>> {
-        let since = StreamPosition::end_of_commit(since.rooms.0);
+        let since = StreamPosition::end_of_commit(since.rooms);
         let cache = self.circles.lock().expect("circle cache");
         let (at, circle) = cache.get(user)?;
         (*at >= since).then(|| circle.clone())
@@ -464,10 +468,10 @@ impl SyncService {
         let filter = &req.filter;
         let mut next = token_at(rvs, since);
         let window = Window {
-            since: since.map(|t| StreamPosition::end_of_commit(t.rooms.0)),
-            upto: StreamPosition::end_of_commit(next.rooms.0),
-            transitory_since: since.map(|t| t.transitory.0),
-            transitory_upto: next.transitory.0,
+            since: since.map(|t| StreamPosition::end_of_commit(t.rooms)),
+            upto: StreamPosition::end_of_commit(next.rooms),
+            transitory_since: since.map(|t| t.transitory),
+            transitory_upto: next.transitory,
             full_state: req.full_state,
         };
         let whole = since.is_none() || req.full_state;
@@ -548,9 +552,9 @@ impl SyncService {
     ) -> Result<Vec<AccountDataChange>, Error> {
         let changes = self
             .accounts
-            .account_data_since(user.as_str(), since.map(|t| t.accounts.0))
+            .account_data_since(user.as_str(), since.map(|t| t.accounts))
             .await?;
-        if let Some(last) = changes.iter().map(|c| Position(c.position)).max() {
+        if let Some(last) = changes.iter().map(|c| c.position).max() {
             next.accounts = next.accounts.max(last);
         }
         let mut account_data = Vec::new();
@@ -565,13 +569,11 @@ impl SyncService {
                     let Ok(room) = OwnedRoomId::try_from(room.as_str()) else {
                         continue;
                     };
-                    let content: Value =
-                        serde_json::from_str(change.content.get()).unwrap_or(Value::Null);
                     candidates
                         .entry(room)
                         .or_default()
                         .account_data
-                        .push(json!({ "type": change.event_type, "content": content }));
+                        .push(json!({ "type": change.event_type, "content": change.content }));
                 }
             }
         }
@@ -693,11 +695,10 @@ async fn to_device(
             cut = true;
             break;
         }
-        let content: Value = serde_json::from_str(&m.content).unwrap_or(Value::Null);
         to_device.push(json!({
             "type": m.event_type,
             "sender": m.sender,
-            "content": content,
+            "content": m.content,
         }));
         last = Some(m.position);
     }
@@ -705,7 +706,7 @@ async fn to_device(
         && !cut
         && let Some(last) = last
     {
-        next.transitory = Position(last);
+        next.transitory = last;
     }
     Ok(to_device)
 }

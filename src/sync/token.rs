@@ -10,7 +10,9 @@
 //! `<= p` has been delivered". A read version `rv` ("everything visible now")
 //! becomes the position `rv ++ ff ff` ([`Position::at_read_version`]), which
 //! sorts after every versionstamp of a commit at or before `rv` and before
-//! every later one.
+//! every later one. Each part has its database's type
+//! ([`crate::db::Position`]`<D>`), so the compiler refuses a comparison
+//! across databases.
 //!
 //! ## Byte format (version 2)
 //! ```text
@@ -30,13 +32,17 @@
 //! token positioned at the read. Every other version, length or alphabet is
 //! rejected with [`TokenError`].
 //!
-//! Who may import this: `sync` and tests.
+//! Who may import this: `sync`, `api` (which reads tokens in `/keys/changes`
+//! and as `/messages` bounds, through `sync::SyncToken`) and tests.
 
 use std::fmt;
 use std::str::FromStr;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::db::game::GameDb;
+use crate::db::{Position, accounts, rooms, transitory};
 
 /// The format version this code writes (it also reads
 /// [`FORMAT_VERSION_1`]).
@@ -51,56 +57,20 @@ pub const TOKEN_BYTES: usize = 1 + 4 * 10;
 /// Length of a version-1 token's bytes: the version and three positions.
 pub const TOKEN_BYTES_V1: usize = 1 + 3 * 10;
 
-/// A position in one database: a 10-byte versionstamp. Ordered bytewise,
-/// which is versionstamp order. Only positions of the same database compare
-/// meaningfully.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Position(pub [u8; 10]);
-
-impl Position {
-    /// Before every change: the position of a client that has seen nothing.
-    pub const ZERO: Position = Position([0; 10]);
-
-    /// The position "every commit at or before read version `rv`":
-    /// `rv` big-endian followed by `ff ff`.
-    pub fn at_read_version(rv: u64) -> Self {
-        let mut out = [0xff; 10];
-        out[..8].copy_from_slice(&rv.to_be_bytes());
-        Position(out)
-    }
-
-    /// The commit version part (first 8 bytes, big-endian).
-    pub fn version(&self) -> u64 {
-        u64::from_be_bytes(self.0[..8].try_into().expect("8 bytes"))
-    }
-
-    /// The newest read version whose every change this position has
-    /// delivered: its version if it is the end of that commit
-    /// (`at_read_version`), else the version before (a position inside a
-    /// commit leaves the rest of that commit undelivered).
-    pub fn delivered_through(&self) -> u64 {
-        if self.0[8..] == [0xff, 0xff] {
-            self.version()
-        } else {
-            self.version().saturating_sub(1)
-        }
-    }
-}
-
 /// A complete sync position: one [`Position`] per database.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct SyncToken {
     /// Position in the `accounts` database (account data).
-    pub accounts: Position,
+    pub accounts: accounts::Position,
     /// Position in the `rooms` database (events, state).
-    pub rooms: Position,
+    pub rooms: rooms::Position,
     /// Position in the `transitory` database (to-device, receipts, typing,
     /// presence).
-    pub transitory: Position,
+    pub transitory: transitory::Position,
     /// Position in the `game` database (wallets, items, trades, storage);
     /// `None` only in a token parsed from format version 1, which predates
     /// it (module docs).
-    pub game: Option<Position>,
+    pub game: Option<Position<GameDb>>,
 }
 
 /// Why a token string is not a valid token. Maps to 400 `M_INVALID_PARAM`.
@@ -125,10 +95,10 @@ impl SyncToken {
     pub fn to_bytes(&self) -> [u8; TOKEN_BYTES] {
         let mut out = [0u8; TOKEN_BYTES];
         out[0] = FORMAT_VERSION;
-        out[1..11].copy_from_slice(&self.accounts.0);
-        out[11..21].copy_from_slice(&self.rooms.0);
-        out[21..31].copy_from_slice(&self.transitory.0);
-        out[31..41].copy_from_slice(&self.game.unwrap_or(Position::ZERO).0);
+        out[1..11].copy_from_slice(&self.accounts.to_bytes());
+        out[11..21].copy_from_slice(&self.rooms.to_bytes());
+        out[21..31].copy_from_slice(&self.transitory.to_bytes());
+        out[31..41].copy_from_slice(&self.game.unwrap_or(Position::ZERO).to_bytes());
         out
     }
 
@@ -149,12 +119,14 @@ impl SyncToken {
                 len_bytes: bytes.len(),
             });
         }
-        let part = |at: usize| Position(bytes[at..at + 10].try_into().expect("10 bytes"));
+        fn part<D>(bytes: &[u8], at: usize) -> Position<D> {
+            Position::from_bytes(bytes[at..at + 10].try_into().expect("10 bytes"))
+        }
         Ok(SyncToken {
-            accounts: part(1),
-            rooms: part(11),
-            transitory: part(21),
-            game: (len == TOKEN_BYTES).then(|| part(31)),
+            accounts: part(bytes, 1),
+            rooms: part(bytes, 11),
+            transitory: part(bytes, 21),
+            game: (len == TOKEN_BYTES).then(|| part(bytes, 31)),
         })
     }
 
@@ -201,10 +173,10 @@ mod tests {
 
     fn sample() -> SyncToken {
         SyncToken {
-            accounts: Position([0, 0, 0, 0, 0, 0, 0, 7, 0, 1]),
+            accounts: Position::from_bytes([0, 0, 0, 0, 0, 0, 0, 7, 0, 1]),
             rooms: Position::at_read_version(0x0102_0304_0506_0708),
             transitory: Position::ZERO,
-            game: Some(Position([9; 10])),
+            game: Some(Position::from_bytes([9; 10])),
         }
     }
 
@@ -235,7 +207,7 @@ mod tests {
     fn a_version_1_token_still_parses_without_a_game_part() {
         // Written by the code before the game database: 31 bytes.
         let text = "AQAAAAAAAAAHAAEBAgMEBQYHCP__AAAAAAAAAAAAAA";
-        let token: SyncToken = text.parse().unwrap();
+        let token: SyncToken = text.parse().expect("a version-1 token");
         assert_eq!(token.accounts, sample().accounts);
         assert_eq!(token.rooms, sample().rooms);
         assert_eq!(token.transitory, Position::ZERO);
@@ -244,7 +216,7 @@ mod tests {
         let again = token.to_string();
         assert_eq!(again.len(), 55);
         assert_eq!(
-            again.parse::<SyncToken>().unwrap().game,
+            again.parse::<SyncToken>().expect("a version-2 token").game,
             Some(Position::ZERO)
         );
         // A version-1 byte with a version-2 length is refused.
@@ -254,31 +226,6 @@ mod tests {
             SyncToken::from_bytes(&bytes),
             Err(TokenError::BadLength { len_bytes: 41 })
         );
-    }
-
-    #[test]
-    fn read_version_positions_sort_between_commits() {
-        let rv = 1000u64;
-        let p = Position::at_read_version(rv);
-        let stamp = |v: u64, order: u16| {
-            let mut out = [0u8; 10];
-            out[..8].copy_from_slice(&v.to_be_bytes());
-            out[8..].copy_from_slice(&order.to_be_bytes());
-            Position(out)
-        };
-        assert!(stamp(rv, 0xfffe) < p);
-        assert!(stamp(rv - 1, 0xffff) < p);
-        assert!(stamp(rv + 1, 0) > p);
-        assert_eq!(p.version(), rv);
-    }
-
-    #[test]
-    fn a_position_inside_a_commit_has_not_delivered_that_commit() {
-        assert_eq!(Position::at_read_version(7).delivered_through(), 7);
-        let mut inside = Position::at_read_version(7);
-        inside.0[8..].copy_from_slice(&[0, 3]);
-        assert_eq!(inside.delivered_through(), 6);
-        assert_eq!(Position::ZERO.delivered_through(), 0);
     }
 
     #[test]
@@ -317,10 +264,10 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
         for _ in 0..10_000 {
             let token = SyncToken {
-                accounts: Position(rng.random()),
-                rooms: Position(rng.random()),
-                transitory: Position(rng.random()),
-                game: Some(Position(rng.random())),
+                accounts: Position::from_bytes(rng.random()),
+                rooms: Position::from_bytes(rng.random()),
+                transitory: Position::from_bytes(rng.random()),
+                game: Some(Position::from_bytes(rng.random())),
             };
             let text = token.to_string();
             assert_eq!(text.parse::<SyncToken>(), Ok(token), "{text}");

@@ -52,6 +52,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 
 use ruma::api::client::sync::sync_events::UnreadNotificationsCount;
+use ruma::events::room::member::MembershipState;
 use ruma::power_levels::NotificationPowerLevels;
 use ruma::push::{PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset};
 use ruma::room_version_rules::RoomPowerLevelsRules;
@@ -267,7 +268,7 @@ async fn room_ctx(
         .members(room)
         .await?
         .iter()
-        .filter(|(_, m)| m.membership == "join")
+        .filter(|(_, m)| m.membership == MembershipState::Join)
         .count();
     let display_name = db
         .event(member_event)

@@ -106,7 +106,6 @@ fn fdb_backend() -> Result<Backend, String> {
 
 #[cfg(feature = "fdb")]
 fn fdb_backend() -> Result<Backend, String> {
-    use rand::Rng;
     let Some(path) = std::env::var_os("FDB_CLUSTER_FILE") else {
         return Err("FDB_CLUSTER_FILE unset".into());
     };
@@ -116,12 +115,7 @@ fn fdb_backend() -> Result<Backend, String> {
     // A random 12-letter prefix under `\xfd`, a byte no tuple type code or
     // directory-layer prefix uses; no test shares it.
     let mut prefix = b"\xfdmyelin-test/".to_vec();
-    prefix.extend(
-        rand::rng()
-            .random::<[u8; 12]>()
-            .iter()
-            .map(|b| b'a' + b % 26),
-    );
+    prefix.extend(myelin::random::Random::os().lowercase(12).bytes());
     prefix.push(b'/');
     Ok(Backend {
         kind: Kind::Fdb,

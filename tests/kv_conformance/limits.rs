@@ -214,7 +214,7 @@ async fn increment(db: &kv::Database, counter: &[u8], id: &[u8], idempotent: boo
         }
     })
     .await
-    .unwrap();
+    .expect("the transaction commits");
     attempts.load(Ordering::SeqCst)
 }
 

@@ -49,15 +49,15 @@ async fn after_op(
     op: MutationType,
 ) -> Option<Vec<u8>> {
     let key = b.key("atomic");
-    let tx = b.db.create_transaction().unwrap();
+    let tx = b.db.create_transaction().expect("a transaction starts");
     match initial {
         Some(v) => tx.set(&key, v),
         None => tx.clear(&key),
     }
-    tx.commit().await.unwrap();
-    let tx = b.db.create_transaction().unwrap();
+    tx.commit().await.expect("the transaction commits");
+    let tx = b.db.create_transaction().expect("a transaction starts");
     tx.atomic_op(&key, param, op);
-    tx.commit().await.unwrap();
+    tx.commit().await.expect("the transaction commits");
     common::read(&b.db, &key).await
 }
 

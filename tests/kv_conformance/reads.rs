@@ -51,14 +51,17 @@ async fn compare(b: &Backend, tx: &kv::Transaction, model: &Model, rng: &mut Std
     for i in 0..KEYS {
         let k = mkey(b, i);
         assert_eq!(
-            tx.get(&k, false).await.unwrap(),
+            tx.get(&k, false).await.expect("the point read succeeds"),
             model.map.get(&k).cloned(),
             "get {k:?}"
         );
     }
     for _ in 0..40 {
         let sel = random_selector(rng, b);
-        let got = tx.get_key(&sel, rng.random_bool(0.5)).await.unwrap();
+        let got = tx
+            .get_key(&sel, rng.random_bool(0.5))
+            .await
+            .expect("the key selector resolves");
         assert_resolved(b, &got, &model.resolve(&sel), &sel);
     }
     for _ in 0..40 {
@@ -75,7 +78,7 @@ async fn compare(b: &Backend, tx: &kv::Transaction, model: &Model, rng: &mut Std
         let got: Vec<KeyValue> = tx
             .get_range(&range, rng.random_bool(0.5))
             .await
-            .unwrap()
+            .expect("the range read succeeds")
             .kvs
             .into_iter()
             .filter(|kv| kv.key.starts_with(&b.prefix))

@@ -6,15 +6,11 @@ use std::collections::BTreeMap;
 use foundationdb_tuple::{Subspace, Versionstamp};
 use serde::{Deserialize, Serialize};
 
-use super::{AccountsDb, Error, Result, SigningKeyRecord};
+use super::{AccountsDb, Error, Position, Result, SigningKeyRecord};
 use super::{decode, encode, range_of, unpack};
 use crate::db::notify::Topic;
 use crate::db::split;
 use crate::kv::{KeySelector, RangeOption};
-
-/// A position in a user's account-data change log: the 10-byte commit
-/// versionstamp of a change. Positions of later commits compare greater.
-pub type Position = [u8; 10];
 
 /// One entry of the account-data change log: the latest value of one
 /// (room, type) of a user, changed at `position`.
@@ -26,8 +22,9 @@ pub struct AccountDataChange {
     pub room_id: Option<String>,
     /// The event type.
     pub event_type: String,
-    /// The JSON content.
-    pub content: Box<serde_json::value::RawValue>,
+    /// The JSON content (stored text that is not JSON reads as
+    /// [`Error::Corrupt`]).
+    pub content: serde_json::Value,
 }
 
 /// The value of an `account_data_log` entry.
@@ -145,7 +142,7 @@ impl AccountsDb {
                     if let Some(old) = tx.get(&current_key, false).await?
                         && let Some(stamp) = old.get(..STAMP_LEN)
                     {
-                        let stamp: Position = stamp.try_into().expect("10 bytes");
+                        let stamp: [u8; 10] = stamp.try_into().expect("10 bytes");
                         let old_log = Versionstamp::complete(stamp, 0);
                         split::clear(&tx, &k.account_data_log.pack(&(user_id, old_log)));
                     }
@@ -160,9 +157,10 @@ impl AccountsDb {
                 }
             })
             .await?;
-        Ok(info
-            .versionstamp
-            .expect("a transaction that wrote has a versionstamp"))
+        Ok(Position::from_bytes(
+            info.versionstamp
+                .expect("a transaction that wrote has a versionstamp"),
+        ))
     }
 
     /// Every account-data change of `user_id` after `since` (all, if `None`),
@@ -178,7 +176,7 @@ impl AccountsDb {
         let (begin, end) = space.range();
         let begin = match since {
             Some(p) => KeySelector::first_greater_or_equal(split::after_record(
-                &space.pack(&Versionstamp::complete(p, 0)),
+                &space.pack(&Versionstamp::complete(p.to_bytes(), 0)),
             )),
             None => KeySelector::first_greater_or_equal(begin),
         };
@@ -202,10 +200,13 @@ impl AccountsDb {
                     unpack("account_data_log", &k.account_data_log, &kv.key)?;
                 let entry: LogEntry = decode("account_data_log", &kv.value)?;
                 Ok(AccountDataChange {
-                    position: stamp.transaction_version().try_into().expect("10 bytes"),
+                    position: Position::of_versionstamp(&stamp),
                     room_id: entry.room_id,
                     event_type: entry.event_type,
-                    content: raw_json("account_data_log", entry.content.into_bytes().as_slice())?,
+                    content: serde_json::from_str(&entry.content).map_err(|e| Error::Corrupt {
+                        subspace: "account_data_log",
+                        source: Box::new(e),
+                    })?,
                 })
             })
             .collect()

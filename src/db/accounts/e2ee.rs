@@ -44,8 +44,10 @@ pub struct FallbackKeyRecord {
 pub struct BackupVersionRecord {
     /// The backup algorithm, e.g. `m.megolm_backup.v1.curve25519-aes-sha2`.
     pub algorithm: String,
-    /// The algorithm's `auth_data` (JSON object).
-    pub auth_data: String,
+    /// The algorithm's `auth_data` (a JSON object), stored as its JSON
+    /// text; text that is not JSON reads as [`super::Error::Corrupt`].
+    #[serde(with = "crate::db::json_text")]
+    pub auth_data: serde_json::Value,
     /// Bumped by every change of the backup's keys.
     pub etag: u64,
     /// How many room keys the backup holds.

@@ -21,7 +21,9 @@
 //!   log, so the log holds exactly one entry per changed (room, type) and a
 //!   reader gets every change since a position with one range read.
 //!
-//! Who may import this: `service`, `app` and the CLI. It never imports axum.
+//! Who may import this: `db` (to open it), `service`, `sync` (account-data
+//! changes), `app` (to wire the services) and the CLI (`myelin user`); never
+//! the other databases. It never imports axum.
 
 mod data;
 pub mod e2ee;
@@ -35,7 +37,7 @@ use foundationdb_tuple::Subspace;
 use crate::db::codec::{Corrupt, decode, encode, unpack};
 use crate::kv::{self, TransactError};
 
-pub use data::{AccountDataChange, Position};
+pub use data::AccountDataChange;
 pub use layout::Layout;
 pub use model::{DeviceRecord, SigningKeyRecord, TokenRecord, UiaSession, UserRecord};
 pub use users::{CreateUser, NewDevice};
@@ -78,6 +80,10 @@ impl TransactError for Error {
 
 /// Result of the `accounts` storage boundary.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A position in the `accounts` database (its account-data change log): a
+/// commit versionstamp of its store, the `accounts` part of a sync token.
+pub type Position = crate::db::Position<AccountsDb>;
 
 /// A handle on the `accounts` database. Cheap to clone.
 #[derive(Clone)]

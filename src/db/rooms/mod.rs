@@ -22,7 +22,8 @@
 //!   no key in their read-conflict sets (extremities are read at snapshot
 //!   isolation, writes are blind).
 //!
-//! Who may import this: `service` and the CLI. It never imports axum.
+//! Who may import this: `db` (to open it), `service` and `sync`; never the
+//! other databases. It never imports axum.
 
 mod directory;
 pub mod keys;
@@ -36,6 +37,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use foundationdb_tuple::Versionstamp;
+use ruma::events::room::member::MembershipState;
 use ruma::{OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomVersionId};
 use serde::{Deserialize, Serialize};
 
@@ -43,12 +45,13 @@ use crate::db::codec::{Corrupt, decode, encode, unpack};
 use crate::events::EventError;
 use crate::keys::{Directories, Space};
 use crate::kv::{self, TransactError};
+use crate::random::Random;
 
 pub use directory::Unname;
 pub use read::{Direction, StoredPdu, TimelineEntry};
 pub use receipts::{ReceiptRecord, ReceiptUpdate};
 pub use relations::{Relation, RelationsOf};
-pub use send::{Append, NewEvent, NewRoom, Sent, TxnKey};
+pub use send::{Append, MAX_PREV_EVENTS, NewEvent, NewRoom, Sent, TxnKey};
 
 /// Errors of the `rooms` storage boundary.
 #[derive(Debug, thiserror::Error)]
@@ -131,8 +134,10 @@ pub struct RoomRecord {
 /// `rooms/member` and `memberships/user_room`: a current membership.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberRecord {
-    /// `join`, `invite`, `leave`, `ban` or `knock`.
-    pub membership: String,
+    /// `join`, `invite`, `leave`, `ban` or `knock`, stored as that string
+    /// (ruma's serialization), so the record's bytes are those of the
+    /// string it replaced.
+    pub membership: MembershipState,
     /// The `m.room.member` event that set it.
     pub event_id: OwnedEventId,
 }
@@ -194,8 +199,14 @@ pub struct AliasRecord {
     pub creator: OwnedUserId,
 }
 
+/// A position in the `rooms` database: a commit versionstamp of its store,
+/// the `rooms` part of a sync token. An event's place inside a commit is a
+/// [`StreamPosition`].
+pub type Position = crate::db::Position<RoomsDb>;
+
 /// A position in the rooms stream: the commit versionstamp of the event's
-/// transaction and the event's order within it. Totally ordered, byte-wise;
+/// transaction and the event's order within it ([`Position`] plus two
+/// bytes, so an event position is not a commit position). Totally ordered, byte-wise;
 /// formats as 24 lowercase hex digits (what sync and `/messages` compose
 /// into their tokens).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -213,11 +224,11 @@ impl StreamPosition {
         StreamPosition(out)
     }
 
-    /// The last position of the commit with the 10-byte `versionstamp`: a
-    /// sync token's rooms part ("every commit up to this one") as an
-    /// inclusive upper bound.
-    pub fn end_of_commit(versionstamp: [u8; 10]) -> Self {
-        StreamPosition::new(versionstamp, u16::MAX)
+    /// The last stream position of the commit at `position`: a sync
+    /// token's rooms part ("every commit up to this one") as an inclusive
+    /// upper bound.
+    pub fn end_of_commit(position: Position) -> Self {
+        StreamPosition::new(position.to_bytes(), u16::MAX)
     }
 
     /// The next position (saturating), to turn an inclusive bound into an
@@ -291,6 +302,8 @@ struct Layout {
     notify: crate::db::notify::Keys,
     /// Committed events by ID (`read::EventCache`).
     cache: read::EventCache,
+    /// Which forward extremities beyond the deepest a send names.
+    random: Random,
 }
 
 /// A handle on the `rooms` database. Cheap to clone.
@@ -303,11 +316,13 @@ pub struct RoomsDb {
 impl RoomsDb {
     /// The `rooms` database of an opened [`crate::db::Databases`].
     pub fn new(handle: &crate::db::Handle) -> Self {
-        RoomsDb::from_dirs(handle.db.clone(), &handle.dirs)
+        RoomsDb::from_dirs(handle.db.clone(), &handle.dirs, Random::default())
     }
 
-    /// The `rooms` database on `db` with resolved `dirs`.
-    pub fn from_dirs(db: kv::Database, dirs: &Directories) -> Self {
+    /// The `rooms` database on `db` with resolved `dirs`; a send that finds
+    /// more forward extremities than [`MAX_PREV_EVENTS`] samples them from
+    /// `random` (tests pass a seeded one).
+    pub fn from_dirs(db: kv::Database, dirs: &Directories, random: Random) -> Self {
         RoomsDb {
             db,
             layout: Arc::new(Layout {
@@ -324,6 +339,7 @@ impl RoomsDb {
                 notify: crate::db::notify::Keys::of(dirs)
                     .expect("rooms declares the notification keys"),
                 cache: read::EventCache::new(read::EVENT_CACHE_BYTES),
+                random,
             }),
         }
     }

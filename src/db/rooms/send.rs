@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use foundationdb_tuple::Versionstamp;
+use ruma::events::room::member::MembershipState;
 use ruma::events::{StateEventType, TimelineEventType};
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::state_res::auth_types_for_event;
@@ -32,8 +33,9 @@ use crate::kv::{MutationType, RangeOption, Transaction};
 
 /// At most this many forward extremities (the PDU format's limit) become
 /// `prev_events` of a new event: the deepest one and a random sample of the
-/// others, so concurrent senders that saw the same extremities merge
-/// different ones; the rest stay extremities for the next event.
+/// others (drawn from the handle's [`crate::random::Random`]), so
+/// concurrent senders that saw the same extremities merge different ones;
+/// the rest stay extremities for the next event.
 pub const MAX_PREV_EVENTS: usize = 20;
 
 /// An event to append, as the sender asks for it.
@@ -535,7 +537,7 @@ impl Layout {
         extremities.sort_by(|a, b| b.cmp(a));
         if extremities.len() > MAX_PREV_EVENTS {
             use rand::seq::SliceRandom;
-            extremities[1..].shuffle(&mut rand::rng());
+            self.random.with(|rng| extremities[1..].shuffle(rng));
             extremities.truncate(MAX_PREV_EVENTS);
         }
         let depth = extremities[0].0 + 1;
@@ -771,12 +773,12 @@ impl Layout {
             id.as_bytes(),
         );
         if *pdu.kind() == TimelineEventType::RoomMember {
-            let membership = pdu
-                .content_value()
-                .get("membership")
-                .and_then(|m| m.as_str())
-                .unwrap_or_default()
-                .to_owned();
+            let membership = MembershipState::from(
+                pdu.content_value()
+                    .get("membership")
+                    .and_then(|m| m.as_str())
+                    .unwrap_or_default(),
+            );
             let record = encode(&MemberRecord {
                 membership,
                 event_id: pdu.event_id().clone(),

@@ -36,9 +36,9 @@ use crate::kv::{self, KeySelector, RangeOption, TransactError};
 
 pub use streams::{PresenceRecord, ToDeviceBatch, ToDeviceMessage, TypingUpdate};
 
-/// A position in the `transitory` database: a 10-byte commit versionstamp.
-/// Later commits compare greater (bytewise).
-pub type Position = [u8; 10];
+/// A position in the `transitory` database: a commit versionstamp of its
+/// store, the `transitory` part of a sync token.
+pub type Position = crate::db::Position<TransitoryDb>;
 
 /// Errors of the `transitory` storage boundary.
 #[derive(Debug, thiserror::Error)]
@@ -137,24 +137,19 @@ impl TransitoryDb {
     }
 
     /// The position "everything committed so far": the current read
-    /// version followed by `ff ff` (as `sync::Position::at_read_version`).
+    /// version followed by `ff ff` ([`Position::at_read_version`]).
     pub async fn current_position(&self) -> Result<Position> {
         let rv = self
             .db
             .run(|tx, _| async move { Ok::<_, Error>(tx.get_read_version().await?) })
             .await?;
-        let mut out = [0xff; 10];
-        out[..8].copy_from_slice(&rv.to_be_bytes());
-        Ok(out)
+        Ok(Position::at_read_version(rv))
     }
 }
 
-/// The 10-byte commit versionstamp of a complete tuple versionstamp.
+/// The commit position of a complete tuple versionstamp.
 fn position_of(stamp: &Versionstamp) -> Position {
-    stamp
-        .transaction_version()
-        .try_into()
-        .expect("versionstamps have 10 transaction bytes")
+    Position::of_versionstamp(stamp)
 }
 
 /// The range of `owner`'s entries in a log subspace `space` (keys
@@ -164,7 +159,9 @@ fn after(space: &Subspace, since: Option<Position>, limit: Option<usize>) -> Ran
     let (begin, end) = space.range();
     let begin = match since {
         // Every user version of commit `since` sorts at or before 0xffff.
-        Some(p) => KeySelector::first_greater_than(space.pack(&Versionstamp::complete(p, 0xffff))),
+        Some(p) => KeySelector::first_greater_than(
+            space.pack(&Versionstamp::complete(p.to_bytes(), 0xffff)),
+        ),
         None => KeySelector::first_greater_or_equal(begin),
     };
     RangeOption {

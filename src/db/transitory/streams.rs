@@ -10,12 +10,23 @@ use super::{after, decode, encode, position_of, replace_log_entry, replace_typin
 use crate::db::notify::{self, Topic};
 use crate::kv::{MutationType, RangeOption};
 
-/// The value of a `to_device/inbox` entry.
-#[derive(Serialize, Deserialize)]
-struct ToDeviceRecord {
+/// The value of a `to_device/inbox` entry, as written: the content is the
+/// sender's JSON text, kept as sent.
+#[derive(Serialize)]
+struct ToDeviceRecord<'a> {
+    sender: &'a str,
+    event_type: &'a str,
+    content: &'a str,
+}
+
+/// The value of a `to_device/inbox` entry, as read: the content parsed
+/// (text that is not JSON reads as [`Error::Corrupt`]).
+#[derive(Deserialize)]
+struct StoredToDevice {
     sender: String,
     event_type: String,
-    content: String,
+    #[serde(deserialize_with = "crate::db::json_text::deserialize")]
+    content: serde_json::Value,
 }
 
 /// One to-device message as delivered.
@@ -28,7 +39,7 @@ pub struct ToDeviceMessage {
     /// The event type.
     pub event_type: String,
     /// The JSON content.
-    pub content: String,
+    pub content: serde_json::Value,
 }
 
 /// What [`TransitoryDb::to_device_since`] returns.
@@ -97,9 +108,9 @@ impl TransitoryDb {
                     Versionstamp::incomplete(0),
                 ));
                 let value = encode(&ToDeviceRecord {
-                    sender: sender.0.to_owned(),
-                    event_type: event_type.to_owned(),
-                    content: content.clone(),
+                    sender: sender.0,
+                    event_type,
+                    content,
                 });
                 (key, value)
             })
@@ -153,7 +164,7 @@ impl TransitoryDb {
         let range = after(&space, since, Some(limit + 1));
         let ack = since.map(|p| {
             let (begin, _) = space.range();
-            let mut end = space.pack(&Versionstamp::complete(p, 0xffff));
+            let mut end = space.pack(&Versionstamp::complete(p.to_bytes(), 0xffff));
             end.push(0x00);
             (begin, end)
         });
@@ -180,7 +191,7 @@ impl TransitoryDb {
             .take(limit)
             .map(|kv| {
                 let stamp: Versionstamp = unpack("inbox", &space, &kv.key)?;
-                let record: ToDeviceRecord = decode("inbox", &kv.value)?;
+                let record: StoredToDevice = decode("inbox", &kv.value)?;
                 Ok(ToDeviceMessage {
                     position: position_of(&stamp),
                     sender: record.sender,
@@ -217,7 +228,9 @@ impl TransitoryDb {
                 }
             })
             .await?;
-        Ok(info.versionstamp.expect("a transaction that wrote"))
+        Ok(Position::from_bytes(
+            info.versionstamp.expect("a transaction that wrote"),
+        ))
     }
 
     /// Collects up to `limit` transaction-ID records sent before
@@ -501,7 +514,9 @@ impl TransitoryDb {
                 }
             })
             .await?;
-        Ok(info.versionstamp.expect("a transaction that wrote"))
+        Ok(Position::from_bytes(
+            info.versionstamp.expect("a transaction that wrote"),
+        ))
     }
 
     /// Which of `users` had a device-list change after `since` and at or
@@ -562,7 +577,7 @@ impl TransitoryDb {
         let l = self.layout.clone();
         let after_all_of = |p: Position| {
             l.typing_changed
-                .subspace(&Versionstamp::complete(p, 0xffff))
+                .subspace(&Versionstamp::complete(p.to_bytes(), 0xffff))
                 .range()
         };
         let (begin, end) = (after_all_of(since), after_all_of(up_to));

@@ -12,7 +12,8 @@
 //!   out or tried in the current window.
 //! - Windows are 64 wide while `start < 255`, 1024 while `start < 65535`, and
 //!   8192 after that. A window is advanced once it is half full.
-//! - A candidate is drawn uniformly from the window; it is free if
+//! - A candidate is drawn uniformly from the window (from the layer's
+//!   [`Random`], the operating system's unless a test seeded it); it is free if
 //!   `recent[candidate]` is absent at a non-snapshot read (a read conflict, so
 //!   two transactions cannot both take it) and the window did not move.
 //!
@@ -32,10 +33,10 @@
 //! Who may import this: the directory layer only.
 
 use foundationdb_tuple::{Subspace, pack};
-use rand::Rng;
 
 use super::DirectoryError;
 use crate::kv::{ConflictRangeType, MutationType, RangeOption, Transaction};
+use crate::random::Random;
 
 /// Serialises the read-then-mark steps of concurrent allocations.
 static ALLOCATOR_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -45,6 +46,8 @@ static ALLOCATOR_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(()
 pub(super) struct HighContentionAllocator {
     counters: Subspace,
     recent: Subspace,
+    /// Where candidates are drawn from.
+    pub(super) random: Random,
 }
 
 /// The window of candidates for allocations counted from `start`.
@@ -59,11 +62,13 @@ pub(super) fn window_size(start: i64) -> i64 {
 }
 
 impl HighContentionAllocator {
-    /// The allocator whose state lives under `subspace`.
+    /// The allocator whose state lives under `subspace`, drawing candidates
+    /// from the operating system's randomness.
     pub(super) fn new(subspace: &Subspace) -> Self {
         HighContentionAllocator {
             counters: subspace.subspace(&0i64),
             recent: subspace.subspace(&1i64),
+            random: Random::default(),
         }
     }
 
@@ -98,7 +103,7 @@ impl HighContentionAllocator {
                 window_advanced = true;
             };
             loop {
-                let candidate = rand::rng().random_range(start..start + window);
+                let candidate = self.random.range(start..start + window);
                 let guard = ALLOCATOR_LOCK.lock().await;
                 let latest = self.latest_window(tx).await?;
                 let key = self.recent.pack(&candidate);

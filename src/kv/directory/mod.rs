@@ -42,8 +42,8 @@
 //! - Reads of directory metadata are non-snapshot, so a transaction that used
 //!   a directory conflicts with one that moved or removed it concurrently.
 //!
-//! Who may import this: `db::*` (to open each database's directories) and the
-//! CLI (`myelin keys`, through [`DirectoryLayer::tree`]).
+//! Who may import this: `db` (which opens each database's directories, and
+//! lists them for `myelin keys` through [`DirectoryLayer::tree`]).
 
 mod error;
 mod hca;
@@ -56,6 +56,7 @@ pub use error::DirectoryError;
 pub use subspace::{DirectoryEntry, DirectorySubspace};
 
 use crate::kv::{RangeOption, Transaction};
+use crate::random::Random;
 use hca::HighContentionAllocator;
 use node::Node;
 
@@ -102,6 +103,15 @@ impl DirectoryLayer {
         }
     }
 
+    /// Replaces the source the prefix allocator draws its candidates from
+    /// (the operating system's by default; tests pass a seeded one, so the
+    /// prefixes new directories get are repeatable). Partitions opened
+    /// through this layer use it too.
+    pub fn with_random(mut self, random: Random) -> Self {
+        self.allocator.random = random;
+        self
+    }
+
     /// The layer inside the partition with prefix `prefix` at absolute `path`.
     fn partition(&self, prefix: &[u8], path: Vec<String>) -> Self {
         let mut node_prefix = prefix.to_vec();
@@ -110,6 +120,7 @@ impl DirectoryLayer {
             path,
             ..DirectoryLayer::new(&node_prefix, prefix)
         }
+        .with_random(self.allocator.random.clone())
     }
 
     fn is_partition(&self) -> bool {

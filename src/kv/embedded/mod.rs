@@ -38,8 +38,8 @@
 //! while creating never leaves a half-written store (a leftover temporary
 //! file is harmless).
 //!
-//! Who may import this: `kv` and the CLI that opens stores. Layers above use
-//! [`crate::kv::Database`].
+//! Who may import this: `kv` and `db` (which opens stores from the
+//! configuration). Layers above use [`crate::kv::Database`].
 
 mod atomic;
 mod committer;
@@ -256,6 +256,9 @@ impl Database {
     }
 
     /// Starts a transaction at the current read version.
+    // Its start time bounds its age (FoundationDB's 5 s): the backend's
+    // clock, not the service's.
+    #[allow(clippy::disallowed_methods)]
     pub fn create_transaction(&self) -> Result<Transaction> {
         if self
             .shared

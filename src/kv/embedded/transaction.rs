@@ -7,6 +7,11 @@
 //! a key with pending atomic mutations reads the snapshot and applies them;
 //! a key written with a versionstamped mutation cannot be read
 //! (`accessed_unreadable`).
+//!
+//! Each transaction counts the keys its reads served
+//! ([`Transaction::keys_read`]): one per `get` and `get_key`, one per pair a
+//! `get_range` returned. Tests use it to state costs as counts of reads
+//! (the ranked set's O(log n) property) instead of timings.
 
 use std::collections::BTreeMap;
 use std::iter::Peekable;
@@ -62,6 +67,8 @@ struct State {
     write_conflicts: Vec<(Vec<u8>, Vec<u8>)>,
     watches: Vec<WatchRequest>,
     size_bytes: usize,
+    /// Keys served by reads so far (see [`Transaction::keys_read`]).
+    keys_read: u64,
     /// The first error of a mutation, reported at commit.
     error: Option<Error>,
     committed: bool,
@@ -93,6 +100,13 @@ impl Transaction {
         self.inner.state.lock().expect("transaction state lock")
     }
 
+    /// How many keys this transaction's reads have served: one per `get`
+    /// and `get_key` (found or not), one per pair a `get_range` returned.
+    /// Reads that failed count nothing. Clones share the count.
+    pub fn keys_read(&self) -> u64 {
+        self.state().keys_read
+    }
+
     fn check_live(&self, st: &State) -> Result<()> {
         if st.committed {
             return Err(Error::UsedDuringCommit);
@@ -108,6 +122,7 @@ impl Transaction {
         let mut st = self.state();
         self.check_live(&st)?;
         check_key(key)?;
+        st.keys_read += 1;
         let base = match st.writes.get(key) {
             Some(Pending::Known(v)) => return Ok(v.clone()),
             Some(Pending::Unreadable) => return Err(Error::AccessedUnreadable),
@@ -131,6 +146,7 @@ impl Transaction {
         let mut st = self.state();
         self.check_live(&st)?;
         let key = self.resolve(&st, selector)?;
+        st.keys_read += 1;
         if !snapshot {
             let (lo, hi) = if key.as_slice() < selector.key.as_slice() {
                 (key.clone(), key_after(&selector.key))
@@ -165,6 +181,7 @@ impl Transaction {
             }
             kvs.push(kv?);
         }
+        st.keys_read += kvs.len() as u64;
         if !snapshot {
             // What the result depends on: from the begin selector's anchor or
             // resolved key, whichever is lower, to the end selector's anchor, or

@@ -69,7 +69,9 @@ pub struct Game {
 /// A fresh random ID (128 bits, hex) for items, trades and idempotency
 /// keys made by the server.
 pub(crate) fn random_id() -> String {
-    hex::encode(rand::random::<[u8; 16]>())
+    let mut bytes = [0u8; 16];
+    crate::random::Random::os().fill(&mut bytes);
+    hex::encode(bytes)
 }
 
 /// A `limit` query parameter: 1 to `max`, `default` when absent.

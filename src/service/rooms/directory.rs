@@ -20,6 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ruma::events::room::member::MembershipState;
 use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UserId};
 use serde_json::Value;
 
@@ -103,7 +104,7 @@ impl Rooms {
             return Err(Error::NotFound(format!("room {room_id} not found")));
         }
         let joined = self.db.membership(room_id, user).await?;
-        if joined.map(|m| m.membership) != Some("join".into()) {
+        if joined.map(|m| m.membership) != Some(MembershipState::Join) {
             return Err(Error::Forbidden(format!("{user} is not in {room_id}")));
         }
         if !self.db.create_alias(alias, room_id, user).await? {
@@ -210,7 +211,7 @@ impl Rooms {
         let joined = self.db.membership(room_id, user).await?;
         let (level, needed) =
             super::visibility::power(&self.db, room_id, user, "state_default", 50).await?;
-        if joined.map(|m| m.membership) != Some("join".into()) || level < needed {
+        if joined.map(|m| m.membership) != Some(MembershipState::Join) || level < needed {
             return Err(Error::Forbidden(
                 "only room moderators may publish the room".into(),
             ));
@@ -260,7 +261,7 @@ impl Rooms {
             .members(room_id)
             .await?
             .iter()
-            .filter(|(_, m)| m.membership == "join")
+            .filter(|(_, m)| m.membership == MembershipState::Join)
             .count();
         Ok(PublicRoom {
             room_id: room_id.to_owned(),
@@ -361,7 +362,7 @@ impl Rooms {
                 .members(&room_id)
                 .await?
                 .into_iter()
-                .filter(|(_, m)| m.membership == "join")
+                .filter(|(_, m)| m.membership == MembershipState::Join)
                 .collect();
             let ids: Vec<_> = joined.iter().map(|(_, m)| m.event_id.clone()).collect();
             for e in self.db.events(&ids).await? {

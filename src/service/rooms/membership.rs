@@ -8,11 +8,22 @@
 //!
 //! Source: <https://spec.matrix.org/v1.16/client-server-api/#room-membership>.
 
+use ruma::events::room::member::MembershipState;
 use ruma::{OwnedRoomId, RoomId, RoomOrAliasId, UserId};
 use serde_json::{Value, json};
 
 use super::{Error, Result, Rooms, Sent};
 use crate::db::rooms::NewEvent;
+
+/// Whether `membership` still ties the user to the room: joined, invited
+/// or knocking (a member event with one of these carries the profile; kick
+/// needs one; forget refuses one).
+fn has_not_left(membership: &MembershipState) -> bool {
+    matches!(
+        membership,
+        MembershipState::Join | MembershipState::Invite | MembershipState::Knock
+    )
+}
 
 impl Rooms {
     /// The profile fields member events carry (`displayname`,
@@ -41,11 +52,12 @@ impl Rooms {
         sender: &UserId,
         room_id: &RoomId,
         target: &UserId,
-        membership: &str,
+        membership: MembershipState,
         reason: Option<&str>,
     ) -> Result<Sent> {
+        let profiled = has_not_left(&membership);
         let mut content = json!({ "membership": membership });
-        if matches!(membership, "join" | "invite" | "knock") {
+        if profiled {
             for (k, v) in self.member_profile(target).await? {
                 content[k] = v;
             }
@@ -69,7 +81,8 @@ impl Rooms {
     /// `POST /rooms/{roomId}/join`: joins `user` to the room (allowed by the
     /// join rules, an invite, or an existing join).
     pub async fn join(&self, user: &UserId, room_id: &RoomId) -> Result<Sent> {
-        self.set_membership(user, room_id, user, "join", None).await
+        self.set_membership(user, room_id, user, MembershipState::Join, None)
+            .await
     }
 
     /// The room an ID or alias names. Aliases are resolved locally only.
@@ -98,7 +111,7 @@ impl Rooms {
         reason: Option<&str>,
     ) -> Result<OwnedRoomId> {
         let room_id = self.resolve_room(room).await?;
-        self.set_membership(user, &room_id, user, "join", reason)
+        self.set_membership(user, &room_id, user, MembershipState::Join, reason)
             .await?;
         Ok(room_id)
     }
@@ -113,7 +126,7 @@ impl Rooms {
         reason: Option<&str>,
     ) -> Result<OwnedRoomId> {
         let room_id = self.resolve_room(room).await?;
-        self.set_membership(user, &room_id, user, "knock", reason)
+        self.set_membership(user, &room_id, user, MembershipState::Knock, reason)
             .await?;
         Ok(room_id)
     }
@@ -121,7 +134,7 @@ impl Rooms {
     /// `POST /rooms/{roomId}/leave`: leaves the room, or rejects an invite
     /// (or withdraws a knock).
     pub async fn leave(&self, user: &UserId, room_id: &RoomId) -> Result<Sent> {
-        self.set_membership(user, room_id, user, "leave", None)
+        self.set_membership(user, room_id, user, MembershipState::Leave, None)
             .await
     }
 
@@ -132,7 +145,7 @@ impl Rooms {
         room_id: &RoomId,
         reason: Option<&str>,
     ) -> Result<Sent> {
-        self.set_membership(user, room_id, user, "leave", reason)
+        self.set_membership(user, room_id, user, MembershipState::Leave, reason)
             .await
     }
 
@@ -144,7 +157,7 @@ impl Rooms {
         target: &UserId,
         reason: Option<&str>,
     ) -> Result<Sent> {
-        self.set_membership(sender, room_id, target, "invite", reason)
+        self.set_membership(sender, room_id, target, MembershipState::Invite, reason)
             .await
     }
 
@@ -160,13 +173,10 @@ impl Rooms {
         reason: Option<&str>,
     ) -> Result<Sent> {
         let current = self.db.membership(room_id, target).await?;
-        if !matches!(
-            current.as_ref().map(|m| m.membership.as_str()),
-            Some("join" | "invite" | "knock")
-        ) {
+        if !current.is_some_and(|m| has_not_left(&m.membership)) {
             return Err(Error::Forbidden(format!("{target} is not in the room")));
         }
-        self.set_membership(sender, room_id, target, "leave", reason)
+        self.set_membership(sender, room_id, target, MembershipState::Leave, reason)
             .await
     }
 
@@ -178,7 +188,7 @@ impl Rooms {
         target: &UserId,
         reason: Option<&str>,
     ) -> Result<Sent> {
-        self.set_membership(sender, room_id, target, "ban", reason)
+        self.set_membership(sender, room_id, target, MembershipState::Ban, reason)
             .await
     }
 
@@ -194,10 +204,10 @@ impl Rooms {
         reason: Option<&str>,
     ) -> Result<Sent> {
         let current = self.db.membership(room_id, target).await?;
-        if current.as_ref().map(|m| m.membership.as_str()) != Some("ban") {
+        if current.map(|m| m.membership) != Some(MembershipState::Ban) {
             return Err(Error::Forbidden(format!("{target} is not banned")));
         }
-        self.set_membership(sender, room_id, target, "leave", reason)
+        self.set_membership(sender, room_id, target, MembershipState::Leave, reason)
             .await
     }
 
@@ -211,9 +221,9 @@ impl Rooms {
     pub async fn forget(&self, user: &UserId, room_id: &RoomId) -> Result<()> {
         match self.db.membership(room_id, user).await? {
             None => Err(Error::NotFound(format!("{user} was never in {room_id}"))),
-            Some(m) if matches!(m.membership.as_str(), "join" | "invite" | "knock") => Err(
-                Error::InvalidParam(format!("{user} has not left {room_id}")),
-            ),
+            Some(m) if has_not_left(&m.membership) => Err(Error::InvalidParam(format!(
+                "{user} has not left {room_id}"
+            ))),
             Some(_) => Ok(self.db.forget(user, room_id).await?),
         }
     }

@@ -15,6 +15,7 @@
 
 use std::collections::BTreeSet;
 
+use ruma::events::room::member::MembershipState;
 use ruma::{OwnedEventId, OwnedUserId, RoomId};
 use serde_json::Value;
 
@@ -120,9 +121,9 @@ pub struct MembersQuery {
     /// The cut to read the memberships at (current if `None`).
     pub at: Option<StreamPosition>,
     /// Only this membership.
-    pub membership: Option<String>,
+    pub membership: Option<MembershipState>,
     /// Not this membership.
-    pub not_membership: Option<String>,
+    pub not_membership: Option<MembershipState>,
 }
 
 impl Rooms {
@@ -339,7 +340,9 @@ impl Rooms {
             Some(cut) => {
                 let oracle = Oracle::load(&self.db, room_id, viewer.user).await?;
                 let mut at = cut.predecessor();
-                if oracle.current_membership() != Some("join") && !oracle.world_readable_now() {
+                if oracle.current_membership() != Some(&MembershipState::Join)
+                    && !oracle.world_readable_now()
+                {
                     at = at.min(oracle.last_change().unwrap_or(StreamPosition::MIN));
                 }
                 self.db.state_at(room_id, at).await?
@@ -352,10 +355,11 @@ impl Rooms {
             .collect();
         let mut out = Vec::with_capacity(ids.len());
         for stored in self.db.events(&ids).await? {
-            let membership = stored.pdu.content_value()["membership"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
+            let membership = MembershipState::from(
+                stored.pdu.content_value()["membership"]
+                    .as_str()
+                    .unwrap_or_default(),
+            );
             if query.membership.as_ref().is_some_and(|m| *m != membership)
                 || query.not_membership.as_ref() == Some(&membership)
             {
@@ -377,7 +381,7 @@ impl Rooms {
     ) -> Result<Vec<(OwnedUserId, Option<String>, Option<String>)>> {
         let viewer = viewer.into();
         let query = MembersQuery {
-            membership: Some("join".into()),
+            membership: Some(MembershipState::Join),
             ..Default::default()
         };
         let events = self.member_events(viewer, room_id, &query).await?;

@@ -18,7 +18,7 @@
 //! ([`Rooms::with_accounts`]): this is where the two databases meet; the
 //! storage layers never import each other.
 //!
-//! Who may import this: `api`, sync, `app` and `cli`.
+//! Who may import this: `api`, `sync` and `app`.
 
 mod create;
 mod directory;
@@ -31,6 +31,7 @@ mod visibility;
 
 use std::sync::Arc;
 
+use ruma::events::room::member::MembershipState;
 use ruma::signatures::Ed25519KeyPair;
 use ruma::{
     MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedServerName, RoomId, RoomVersionId,
@@ -410,7 +411,7 @@ impl Rooms {
             .rooms_of_user(user)
             .await?
             .into_iter()
-            .filter(|(_, m)| m.membership == "join")
+            .filter(|(_, m)| m.membership == MembershipState::Join)
             .map(|(room, _)| room)
             .collect())
     }

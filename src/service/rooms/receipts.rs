@@ -10,6 +10,7 @@
 //! Source: <https://spec.matrix.org/v1.16/client-server-api/#receipts>,
 //! <https://spec.matrix.org/v1.16/client-server-api/#fully-read-markers>.
 
+use ruma::events::room::member::MembershipState;
 use ruma::{OwnedEventId, RoomId, UserId};
 use serde_json::{Value, json};
 
@@ -27,7 +28,7 @@ impl Rooms {
         event_id: &OwnedEventId,
     ) -> Result<()> {
         let joined = self.db.membership(room_id, user).await?;
-        if joined.map(|m| m.membership) != Some("join".into()) {
+        if joined.map(|m| m.membership) != Some(MembershipState::Join) {
             if self.db.room(room_id).await?.is_none() {
                 return Err(Error::NotFound(format!("room {room_id} not found")));
             }

@@ -15,6 +15,8 @@
 
 use std::collections::BTreeMap;
 
+use ruma::events::room::history_visibility::HistoryVisibility;
+use ruma::events::room::member::MembershipState;
 use ruma::{OwnedEventId, RoomId, UserId};
 
 use super::{Error, Result, Rooms, StreamPosition, TimelinePage, Viewer};
@@ -23,17 +25,17 @@ use crate::events;
 
 /// What decides visibility in one room for one user.
 pub(super) struct Oracle {
-    visibility: Vec<(StreamPosition, String)>,
-    membership: Vec<(StreamPosition, String)>,
+    visibility: Vec<(StreamPosition, HistoryVisibility)>,
+    membership: Vec<(StreamPosition, MembershipState)>,
 }
 
 /// The value in force at `p`, from a history sorted by position.
-fn at(history: &[(StreamPosition, String)], p: StreamPosition) -> Option<&str> {
+fn at<T>(history: &[(StreamPosition, T)], p: StreamPosition) -> Option<&T> {
     history
         .iter()
         .take_while(|(pos, _)| *pos <= p)
         .last()
-        .map(|(_, v)| v.as_str())
+        .map(|(_, v)| v)
 }
 
 impl Oracle {
@@ -56,7 +58,7 @@ impl Oracle {
                                 .to_owned();
                             (*pos, value)
                         })
-                        .collect(),
+                        .collect::<Vec<(StreamPosition, String)>>(),
                 )
             }
         };
@@ -69,9 +71,15 @@ impl Oracle {
             ),
             field(db, "m.room.member", user.to_string(), "membership"),
         )?;
+        // A missing or unknown value is kept as ruma's custom variant, which
+        // no rule below grants anything.
         Ok(Oracle {
-            visibility,
-            membership,
+            visibility: (visibility.into_iter())
+                .map(|(pos, v)| (pos, HistoryVisibility::from(v.as_str())))
+                .collect(),
+            membership: (membership.into_iter())
+                .map(|(pos, m)| (pos, MembershipState::from(m.as_str())))
+                .collect(),
         })
     }
 
@@ -83,22 +91,22 @@ impl Oracle {
         {
             return true;
         }
-        let visibility = at(&self.visibility, p).unwrap_or("shared");
+        let visibility = at(&self.visibility, p).unwrap_or(&HistoryVisibility::Shared);
         let membership = at(&self.membership, p);
         match (visibility, membership) {
-            ("world_readable", _) | (_, Some("join")) => true,
-            ("invited", Some("invite")) => true,
-            ("shared", _) => self
+            (HistoryVisibility::WorldReadable, _) | (_, Some(MembershipState::Join)) => true,
+            (HistoryVisibility::Invited, Some(MembershipState::Invite)) => true,
+            (HistoryVisibility::Shared, _) => self
                 .membership
                 .iter()
-                .any(|(pos, m)| *pos >= p && m == "join"),
+                .any(|(pos, m)| *pos >= p && *m == MembershipState::Join),
             _ => false,
         }
     }
 
     /// The user's current membership.
-    pub(super) fn current_membership(&self) -> Option<&str> {
-        self.membership.last().map(|(_, m)| m.as_str())
+    pub(super) fn current_membership(&self) -> Option<&MembershipState> {
+        self.membership.last().map(|(_, m)| m)
     }
 
     /// Where the user's membership last changed.
@@ -107,7 +115,7 @@ impl Oracle {
     }
 
     pub(super) fn world_readable_now(&self) -> bool {
-        self.visibility.last().map(|(_, v)| v.as_str()) == Some("world_readable")
+        self.visibility.last().map(|(_, v)| v) == Some(&HistoryVisibility::WorldReadable)
     }
 }
 
@@ -250,9 +258,9 @@ impl Rooms {
         }
         let oracle = Oracle::load(&self.db, room_id, user).await?;
         match oracle.current_membership() {
-            Some("join") => Ok(self.db.current_state_ids(room_id).await?),
+            Some(MembershipState::Join) => Ok(self.db.current_state_ids(room_id).await?),
             _ if oracle.world_readable_now() => Ok(self.db.current_state_ids(room_id).await?),
-            Some("leave" | "ban") => {
+            Some(MembershipState::Leave | MembershipState::Ban) => {
                 let at = oracle.last_change().expect("a membership has a position");
                 Ok(self.db.state_at(room_id, at).await?)
             }

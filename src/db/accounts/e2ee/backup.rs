@@ -43,7 +43,12 @@ fn better(new: &Value, old: &Value) -> bool {
 impl E2eeDb {
     /// Creates a new backup version (one more than any version ever
     /// created) and makes it the current one. Returns its number.
-    pub async fn create_backup(&self, user: &str, algorithm: &str, auth_data: &str) -> Result<u64> {
+    pub async fn create_backup(
+        &self,
+        user: &str,
+        algorithm: &str,
+        auth_data: &serde_json::Value,
+    ) -> Result<u64> {
         let l = self.l.clone();
         self.db
             .run(|tx, _| {
@@ -59,7 +64,7 @@ impl E2eeDb {
                     tx.set(&last_key, &version.to_le_bytes());
                     let record = BackupVersionRecord {
                         algorithm: algorithm.to_owned(),
-                        auth_data: auth_data.to_owned(),
+                        auth_data: auth_data.clone(),
                         etag: 0,
                         count: 0,
                     };
@@ -95,7 +100,7 @@ impl E2eeDb {
         user: &str,
         version: u64,
         algorithm: &str,
-        auth_data: &str,
+        auth_data: &serde_json::Value,
     ) -> Result<Result<(), BackupRefused>> {
         let l = self.l.clone();
         self.db
@@ -110,7 +115,7 @@ impl E2eeDb {
                     if record.algorithm != algorithm {
                         return Ok(Err(BackupRefused::AlgorithmChanged));
                     }
-                    record.auth_data = auth_data.to_owned();
+                    record.auth_data = auth_data.clone();
                     tx.set(
                         &l.backup_version.pack(&(user, version as i64)),
                         &encode(&record),

@@ -140,7 +140,7 @@ async fn changes(
 ) -> ApiResult<get_key_changes::v3::Response> {
     let parse = |t: &str| {
         t.parse::<crate::sync::SyncToken>()
-            .map(|t| t.transitory.0)
+            .map(|t| t.transitory)
             .map_err(|e| ApiError::InvalidParam(format!("not a sync token: {e}")))
     };
     let (from, to) = (parse(&req.from)?, parse(&req.to)?);
