@@ -9,26 +9,11 @@ mod rooms_common;
 
 use std::sync::atomic::Ordering;
 
-use myelin::service::rooms::{CreateRoom, Direction, Preset, Rooms};
+use myelin::service::rooms::{Direction, Rooms};
 use ruma::{OwnedRoomId, RoomVersionId, UserId};
 use serde_json::json;
 
-use rooms_common::{service, user, versions};
-
-async fn public_room(rooms: &Rooms, creator: &UserId, version: RoomVersionId) -> OwnedRoomId {
-    rooms
-        .create_room(
-            creator,
-            CreateRoom {
-                preset: Some(Preset::PublicChat),
-                room_version: Some(version),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("createRoom")
-        .0
-}
+use rooms_common::{public_room, service, user, versions};
 
 /// The `m.room.member` events of `who` in the room's timeline, as
 /// `(event ID, membership)`.

@@ -7,22 +7,7 @@ use myelin::service::rooms::{CreateRoom, Direction, Error, Preset, Rooms, Stream
 use ruma::{OwnedEventId, OwnedRoomId, RoomVersionId, UserId};
 use serde_json::json;
 
-use rooms_common::{open, user, versions};
-
-async fn public_room(rooms: &Rooms, creator: &UserId, version: RoomVersionId) -> OwnedRoomId {
-    rooms
-        .create_room(
-            creator,
-            CreateRoom {
-                preset: Some(Preset::PublicChat),
-                room_version: Some(version),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("the room is created")
-        .0
-}
+use rooms_common::{open, public_room, user, versions};
 
 async fn say(
     rooms: &Rooms,

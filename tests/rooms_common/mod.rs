@@ -64,6 +64,20 @@ pub async fn private_room(rooms: &Rooms, creator: &UserId, version: &RoomVersion
         .0
 }
 
+/// A `public_chat` room of `version` created by `creator`.
+pub async fn public_room(rooms: &Rooms, creator: &UserId, version: RoomVersionId) -> OwnedRoomId {
+    let request = CreateRoom {
+        preset: Some(Preset::PublicChat),
+        room_version: Some(version),
+        ..Default::default()
+    };
+    rooms
+        .create_room(creator, request)
+        .await
+        .expect("the room is created")
+        .0
+}
+
 /// The room versions every behaviour is checked on.
 pub fn versions() -> [RoomVersionId; 3] {
     [RoomVersionId::V10, RoomVersionId::V11, RoomVersionId::V12]
