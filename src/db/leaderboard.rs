@@ -60,7 +60,13 @@
 //! not change, as for a `best` that did not beat the record), whose
 //! conflicts are those of
 //! [`crate::kv::ranked_set`] (inserts far apart commit together); the rank it
-//! returns is read at snapshot isolation, so it adds no conflict.
+//! returns is read at snapshot isolation, so it adds no conflict. Why 8
+//! remembered IDs suffice (a retry follows its unknown result within
+//! milliseconds, and 8 other submissions to the same record would have to
+//! commit in between, serialized by the record's conflict range) is in
+//! `docs/leaderboards.md`. [`Leaderboard::bulk_load`] is the exception: it
+//! fills an empty window in several transactions, for loading before
+//! traffic.
 //!
 //! Who may import this: `db::*` databases (the `game` database), tests. Of
 //! Myelin's modules it imports only `kv`.
