@@ -307,6 +307,14 @@ async fn authority_and_every_error_writes_nothing() {
     );
     let got = ok(submit(&g.admin, "auth", json!({"score": 3, "owner": alice})).await);
     assert_eq!(got["owner"], alice.as_str());
+    // Nor delete their record there.
+    assert_error(
+        &g.alice.delete(&lb("/auth/records"), json!({})).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let kept = ok(g.alice.get(&lb(&format!("/auth/records/{alice}"))).await);
+    assert_eq!(kept["score"], 3);
     // A client may not name another owner.
     assert_error(
         &submit(&g.alice, "open", json!({"score": 1, "owner": bob})).await,

@@ -418,15 +418,22 @@ impl GameDb {
         Ok(lb.bulk_load(&self.db, expiry, records, now_ms).await?)
     }
 
-    /// Removes `owner`'s record from the current window of board `id`.
+    /// Removes `actor`'s record from the current window of board `id`.
     /// Returns whether there was one.
     ///
-    /// Errors: [`Error::BoardNotFound`], the store's.
-    pub async fn delete_record(&self, id: &str, owner: &str, now_ms: u64) -> Result<bool> {
+    /// Errors: [`Error::BoardNotFound`]; [`Error::NotAllowed`] for a
+    /// non-admin on an authoritative board; the store's.
+    pub async fn delete_record(&self, actor: &Actor, id: &str, now_ms: u64) -> Result<bool> {
         let layout = &*self.layout;
+        let owner = actor.user_id.as_str();
         self.db
             .run(|tx, _| async move {
                 let board = read_board(&tx, layout, id, false).await?;
+                if board.authoritative && !actor.admin {
+                    return Err(Error::NotAllowed(
+                        "only admins change an authoritative leaderboard",
+                    ));
+                }
                 let lb = mount(layout, id, &board)?;
                 let found = lb.delete(&tx, owner, now_ms).await?;
                 if found {

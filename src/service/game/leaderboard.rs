@@ -348,12 +348,14 @@ impl Game {
     }
 
     /// `DELETE /leaderboards/{id}/records`: removes the caller's record
-    /// from the current window.
+    /// from the current window (not on an authoritative board, unless an
+    /// admin).
     pub async fn delete_record(&self, authed: &Authed, id: &str) -> Result<Value> {
         check_name("id", id)?;
+        let actor = self.actor(authed).await?;
         let found = self
             .db
-            .delete_record(id, authed.user_id.as_str(), self.clock.now_ms())
+            .delete_record(&actor, id, self.clock.now_ms())
             .await?;
         if !found {
             return Err(Error::NotFound("no record on this leaderboard".into()));
