@@ -150,10 +150,15 @@ async fn creation_errors_and_the_listing_by_category() {
         404,
         "M_NOT_FOUND",
     );
-    // Joining a plain leaderboard or nothing: 404.
+    // Reading or joining a plain leaderboard as a tournament, or nothing: 404.
     ok(admin
         .post(&format!("{P}/leaderboards"), json!({"id": "plain"}))
         .await);
+    assert_error(
+        &alice.get(&format!("{P}/tournaments/plain")).await,
+        404,
+        "M_NOT_FOUND",
+    );
     assert_error(
         &alice
             .post(&format!("{P}/tournaments/plain/join"), json!({}))

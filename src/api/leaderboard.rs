@@ -89,7 +89,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
             get(leaderboard).delete(delete_leaderboard),
         )
         .route(&p("/tournaments"), post(create_tournament).get(tournaments))
-        .route(&p("/tournaments/{id}"), get(leaderboard))
+        .route(&p("/tournaments/{id}"), get(tournament))
         .route(&p("/tournaments/{id}/join"), post(join));
     // A tournament is a leaderboard: the same record routes under both.
     for kind in ["/leaderboards", "/tournaments"] {
@@ -116,9 +116,14 @@ async fn create_leaderboard(
     Ok(Json(s.game.create_leaderboard(&a, b).await?))
 }
 
-/// `GET .../leaderboards/{id}` (and `/tournaments/{id}`): the definition.
+/// `GET .../leaderboards/{id}`: the definition.
 async fn leaderboard(State(s): State<AppState>, Auth(_): Auth, PathParam(id): PathParam) -> Answer {
     Ok(Json(s.game.leaderboard(&id).await?))
+}
+
+/// `GET .../tournaments/{id}`: a tournament's definition.
+async fn tournament(State(s): State<AppState>, Auth(_): Auth, PathParam(id): PathParam) -> Answer {
+    Ok(Json(s.game.tournament(&id).await?))
 }
 
 /// `DELETE .../leaderboards/{id}` (admin): delete a board and its records.

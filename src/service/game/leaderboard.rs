@@ -286,10 +286,21 @@ impl Game {
         Ok(board_json(&body.board.id, &stored, now_ms))
     }
 
-    /// `GET /leaderboards/{id}` (or `/tournaments/{id}`): the definition.
+    /// `GET /leaderboards/{id}`: the definition (a tournament's too).
     pub async fn leaderboard(&self, id: &str) -> Result<Value> {
         check_name("id", id)?;
         let board = self.db.board(id).await?;
+        Ok(board_json(id, &board, self.clock.now_ms()))
+    }
+
+    /// `GET /tournaments/{id}`: a tournament's definition (a plain
+    /// leaderboard is not one: 404).
+    pub async fn tournament(&self, id: &str) -> Result<Value> {
+        check_name("id", id)?;
+        let board = self.db.board(id).await?;
+        if board.tournament.is_none() {
+            return Err(Error::NotFound("no such tournament".into()));
+        }
         Ok(board_json(id, &board, self.clock.now_ms()))
     }
 
