@@ -505,7 +505,11 @@ impl Layout {
         let Some(current) = self.load_pdu(tx, &id, &[]).await? else {
             return Ok(None);
         };
-        let same = current.sender() == append.sender && current.content_value() == event.content;
+        // A redacted event no longer holds its content: sending that
+        // content again restores it.
+        let same = current.sender() == append.sender
+            && current.content_value() == event.content
+            && !self.is_redacted(tx, &id).await?;
         Ok(same.then_some(id))
     }
 
@@ -609,6 +613,7 @@ impl Layout {
                 .load_pdu(tx, &id, written)
                 .await?
                 .ok_or_else(|| Error::corrupt("state", format!("{id} is not stored")))?;
+            let pdu = self.auth_form(tx, pdu, rules).await?;
             if is_auth {
                 auth_events.push(id.clone());
             }
@@ -622,6 +627,25 @@ impl Layout {
             auth_events,
             replaces_state,
         })
+    }
+
+    /// `pdu` as authorization reads it: redacted by the room version's
+    /// algorithm if a redaction names it. The redaction index is read with
+    /// a conflicting read, so a redaction of an auth event committed
+    /// concurrently retries this send against the redacted form.
+    async fn auth_form(&self, tx: &Transaction, pdu: Pdu, rules: &RoomVersionRules) -> Result<Pdu> {
+        if self.is_redacted(tx, pdu.event_id()).await? {
+            Ok(events::redacted_pdu(&pdu, &rules.redaction)?)
+        } else {
+            Ok(pdu)
+        }
+    }
+
+    /// Whether a redaction names event `id` (`events/redaction`), with a
+    /// conflicting read.
+    async fn is_redacted(&self, tx: &Transaction, id: &EventId) -> Result<bool> {
+        let key = self.events.key(&keys::REDACTION, &(id.as_str(),));
+        Ok(tx.get(&key, false).await?.is_some())
     }
 
     /// `rooms/state` key of `(room, type, state_key)`.
