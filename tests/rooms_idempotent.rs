@@ -1,9 +1,9 @@
 //! A state change the room already holds is not sent again: a repeated
-//! join, or a state event with the same sender and content, answers with
-//! the existing event and writes nothing (as Synapse does). So parallel
-//! joins by one user make one join event, and a join retried after
-//! `commit_unknown_result` (it committed, the server was told it might not
-//! have) makes no second one.
+//! join, leave, kick or ban, or a state event with the same sender and
+//! content, answers with the existing event and writes nothing (as Synapse
+//! does). So parallel joins (or leaves) by one user make one event, and a
+//! join, leave or kick retried after `commit_unknown_result` (it committed,
+//! the server was told it might not have) makes no second one.
 
 mod rooms_common;
 
@@ -152,4 +152,116 @@ async fn the_same_state_twice_is_one_event_and_new_content_is_another() {
         .await
         .expect("topic back to a");
     assert_ne!(back.event_id, first.event_id, "a is new again after b");
+}
+
+#[tokio::test]
+async fn sixteen_parallel_leaves_make_one_leave_event() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dbs = myelin::db::open_embedded_at(dir.path())
+        .await
+        .expect("open");
+    let (rooms, _) = service(&dbs);
+    let (alice, bob) = (user("alice"), user("bob"));
+    let room = public_room(&rooms, &alice, RoomVersionId::V11).await;
+    let joined = rooms.join(&bob, &room).await.expect("join").event_id;
+    let leaves: Vec<_> = (0..16)
+        .map(|_| {
+            let (rooms, bob, room) = (rooms.clone(), bob.clone(), room.clone());
+            tokio::spawn(async move { rooms.leave(&bob, &room).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for leave in leaves {
+        ids.push(leave.await.expect("task").expect("leave").event_id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "every leave answered with one event: {ids:?}");
+    assert_eq!(
+        member_events(&rooms, &alice, &room, &bob).await,
+        vec![
+            (joined.to_string(), "join".to_owned()),
+            (ids[0].to_string(), "leave".to_owned())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_kick_or_ban_returns_the_existing_event() {
+    for version in versions() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let dbs = myelin::db::open_embedded_at(dir.path())
+            .await
+            .expect("open");
+        let (rooms, _) = service(&dbs);
+        let (alice, bob) = (user("alice"), user("bob"));
+        let room = public_room(&rooms, &alice, version.clone()).await;
+        let joined = rooms.join(&bob, &room).await.expect("join").event_id;
+        let kick = rooms
+            .kick(&alice, &room, &bob, Some("spam"))
+            .await
+            .expect("kick");
+        let again = rooms
+            .kick(&alice, &room, &bob, Some("spam"))
+            .await
+            .expect("the same kick again");
+        assert_eq!(again.event_id, kick.event_id, "{version}");
+        assert!(again.deduplicated);
+        // Another reason is another kick, of a user no longer in the room.
+        let other = rooms.kick(&alice, &room, &bob, Some("other")).await;
+        assert!(
+            matches!(other, Err(myelin::service::rooms::Error::Forbidden(_))),
+            "{version}: {other:?}"
+        );
+        let ban = rooms.ban(&alice, &room, &bob, None).await.expect("ban");
+        let again = rooms
+            .ban(&alice, &room, &bob, None)
+            .await
+            .expect("ban again");
+        assert_eq!(again.event_id, ban.event_id, "{version}");
+        assert_eq!(
+            member_events(&rooms, &alice, &room, &bob).await,
+            vec![
+                (joined.to_string(), "join".to_owned()),
+                (kick.event_id.to_string(), "leave".to_owned()),
+                (ban.event_id.to_string(), "ban".to_owned())
+            ],
+            "{version}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_leave_or_kick_retried_after_an_unknown_commit_result_makes_one_event() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dbs = myelin::db::open_embedded_at(dir.path())
+        .await
+        .expect("open");
+    let (rooms, _) = service(&dbs);
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    let room = public_room(&rooms, &alice, RoomVersionId::V11).await;
+    rooms.join(&bob, &room).await.expect("join");
+    rooms.join(&carol, &room).await.expect("join");
+    let faults = dbs.rooms.db.as_embedded().expect("embedded").faults();
+    faults.commit_unknown_result.store(1, Ordering::SeqCst);
+    // The retry used to be refused: a left user may not leave.
+    let left = rooms.leave(&bob, &room).await.expect("leave");
+    assert_eq!(faults.commit_unknown_result.load(Ordering::SeqCst), 0);
+    faults.commit_unknown_result.store(1, Ordering::SeqCst);
+    // The retry used to write a second kick.
+    let kicked = rooms.kick(&alice, &room, &carol, None).await.expect("kick");
+    assert_eq!(faults.commit_unknown_result.load(Ordering::SeqCst), 0);
+    let memberships =
+        |events: Vec<(String, String)>| events.into_iter().map(|(_, m)| m).collect::<Vec<_>>();
+    let bobs = member_events(&rooms, &alice, &room, &bob).await;
+    assert_eq!(
+        bobs.last().map(|(id, _)| id.clone()),
+        Some(left.event_id.to_string())
+    );
+    assert_eq!(memberships(bobs), vec!["join", "leave"]);
+    let carols = member_events(&rooms, &alice, &room, &carol).await;
+    assert_eq!(
+        carols.last().map(|(id, _)| id.clone()),
+        Some(kicked.event_id.to_string())
+    );
+    assert_eq!(memberships(carols), vec!["join", "leave"]);
 }

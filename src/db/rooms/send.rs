@@ -140,10 +140,9 @@ impl RoomsDb {
         // committed finds the transaction ID and returns that event. Without
         // one (state and membership changes through the service), a state
         // event the current state already holds (same sender and content:
-        // `unchanged_state`) is not sent again, so a retried join, state
-        // change or profile update finds its first attempt's event and
-        // writes nothing. A leave, kick, ban or invite sent twice is refused
-        // or repeated by the authorization rules as before.
+        // `unchanged_state`) is not sent again, so a retried join, leave,
+        // kick, ban, invite, state change or profile update finds its first
+        // attempt's event and writes nothing.
         let (outcome, info) = self
             .db
             .run_committed(|tx, _| async move {
@@ -477,13 +476,13 @@ impl Layout {
     }
 
     /// The current state event that makes `append`'s event a no-op, if
-    /// any: a state event whose (type, state key) already holds an event by
-    /// the same sender with the same content. Membership events count only
-    /// for a join (a repeated join changes nothing, as Synapse answers it
-    /// with the existing event; other membership changes keep the
-    /// authorization rules' answer). The read conflicts, so a concurrent
-    /// change of that state retries this send, and 16 parallel joins by
-    /// one user make one join event.
+    /// any: a state event whose (type, state key) already holds an
+    /// unredacted event by the same sender with the same content. That
+    /// includes every membership change (a repeated join, leave, kick, ban,
+    /// invite or knock changes nothing; Synapse answers it with the
+    /// existing event too). The read conflicts, so a concurrent change of
+    /// that state retries this send, and 16 parallel joins (or leaves) by
+    /// one user make one event.
     async fn unchanged_state(
         &self,
         tx: &Transaction,
@@ -493,10 +492,6 @@ impl Layout {
         let Some(state_key) = &event.state_key else {
             return Ok(None);
         };
-        let is_member = event.event_type == "m.room.member";
-        if is_member && event.content.get("membership").and_then(|m| m.as_str()) != Some("join") {
-            return Ok(None);
-        }
         let key = self.state_key(append.room_id, &event.event_type, state_key);
         let Some(id) = tx.get(&key, false).await? else {
             return Ok(None);
