@@ -17,9 +17,15 @@
 //! to-device inboxes and records a device-list change for their owner. A new
 //! device (login, registration) records a change the same way. The second
 //! step is idempotent (clearing an empty inbox and recording a change again
-//! are harmless), so a failed step can simply be retried. `DeviceLifecycle`
-//! holds only the `transitory` handle, so [`Accounts`] can own it without a
-//! construction cycle (this service holds [`Accounts`]).
+//! are harmless), so a failed step can simply be retried. So that a crash
+//! (or a failure) between the two steps orphans nothing, the `accounts`
+//! transaction also writes a "cleanup owed" mark per deleted device
+//! (`sessions/cleanup_owed`); the second step clears the marks once it has
+//! committed, and [`DeviceLifecycle::finish_owed_cleanups`], run at every
+//! start-up, does the second step for every mark left behind.
+//! `DeviceLifecycle` holds only the `transitory` handle and the `accounts`
+//! storage handle, so [`Accounts`] can own it without a construction cycle
+//! (this service holds [`Accounts`]).
 //!
 //! Who may import this: `api`, `sync`, `app`, `service::accounts` (for
 //! [`DeviceLifecycle`]), the CLI and tests.
@@ -36,6 +42,7 @@ use serde_json::Value;
 
 use super::uia::Purpose;
 use super::{Accounts, Authed, Error, Result};
+use crate::db::accounts::AccountsDb;
 use crate::db::accounts::e2ee::{
     BackupRefused, BackupVersionRecord, E2eeDb, RoomKey, UploadRefused,
 };
@@ -180,13 +187,44 @@ fn parse_version(v: &str) -> Result<u64> {
 #[derive(Clone)]
 pub struct DeviceLifecycle {
     transitory: TransitoryDb,
+    accounts: AccountsDb,
 }
 
+/// At most this many owed cleanups are read per pass of
+/// [`DeviceLifecycle::finish_owed_cleanups`].
+const OWED_CLEANUPS_PER_PASS: usize = 1000;
+
 impl DeviceLifecycle {
-    /// The follow-ups over the `transitory` database of opened databases.
+    /// The follow-ups over the `transitory` database of opened databases
+    /// (and the `accounts` database, for the owed-cleanup marks).
     pub fn new(databases: &crate::db::Databases) -> Self {
         DeviceLifecycle {
             transitory: TransitoryDb::new(&databases.transitory),
+            accounts: AccountsDb::new(&databases.accounts),
+        }
+    }
+
+    /// Does the cleanup every deleted device still owes (a crash or a
+    /// failure came between its `accounts` deletion and the `transitory`
+    /// step): the step of [`DeviceLifecycle::devices_deleted`] per user,
+    /// then the marks cleared; in passes of at most 1000 marks until none is
+    /// left. Returns how many devices it cleaned up. Run at start-up; safe
+    /// beside a running server (every step is idempotent).
+    ///
+    /// Errors: either storage's (the marks that remain are done by the
+    /// next run).
+    pub async fn finish_owed_cleanups(&self) -> Result<usize> {
+        let mut done = 0;
+        loop {
+            let owed = self.accounts.owed_cleanups(OWED_CLEANUPS_PER_PASS).await?;
+            if owed.is_empty() {
+                return Ok(done);
+            }
+            for (user, devices) in owed {
+                self.transitory.devices_deleted(&user, &devices).await?;
+                self.accounts.cleanups_done(&user, &devices).await?;
+                done += devices.len();
+            }
         }
     }
 
@@ -195,10 +233,12 @@ impl DeviceLifecycle {
     /// device's to-device inbox and records one device-list change for
     /// `user`, which every user sharing a room with them (and they
     /// themselves) then sees in `device_lists.changed`, in one `transitory`
-    /// transaction. Nothing for an empty list. Idempotent: safe to repeat
-    /// after a failure.
+    /// transaction; then clears the devices' owed-cleanup marks (an
+    /// `accounts` transaction). Nothing for an empty list. Idempotent: safe
+    /// to repeat after a failure, and a failure leaves the marks for
+    /// [`DeviceLifecycle::finish_owed_cleanups`].
     ///
-    /// Errors: the `transitory` storage's.
+    /// Errors: either storage's.
     pub async fn devices_deleted(&self, user: &UserId, devices: &[String]) -> Result<()> {
         if devices.is_empty() {
             return Ok(());
@@ -206,6 +246,7 @@ impl DeviceLifecycle {
         self.transitory
             .devices_deleted(user.as_str(), devices)
             .await?;
+        self.accounts.cleanups_done(user.as_str(), devices).await?;
         Ok(())
     }
 
