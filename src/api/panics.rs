@@ -4,7 +4,7 @@
 //! counted in one process-wide counter, [`count`], for the metrics
 //! endpoint to export (as a Prometheus counter).
 //!
-//! The location comes from a panic hook installed once by [`layer`]: it
+//! The location comes from a panic hook installed once by `layer`: it
 //! records the location of each panic in a thread-local slot, then calls
 //! the hook that was there before (so the usual message is still printed);
 //! the catcher runs on the thread that panicked, right after the unwind,
