@@ -180,6 +180,16 @@ fn parse_version(v: &str) -> Result<u64> {
         .map_err(|_| Error::NotFound(format!("unknown backup version {v:?}")))
 }
 
+/// What [`E2ee::upload_signatures`] did.
+#[derive(Debug)]
+pub struct SignaturesUploaded {
+    /// Why each refused object was refused, by user and key ID.
+    pub failures: BTreeMap<OwnedUserId, BTreeMap<String, String>>,
+    /// The position of the device-list change recorded for the signed
+    /// users, if any signature was new.
+    pub changed_at: Option<Position>,
+}
+
 /// What follows a device's creation or deletion outside the `accounts`
 /// database: its to-device inbox and its owner's device-list change record
 /// (spec: "Tracking the device list for a user", "Send-to-Device
@@ -278,9 +288,8 @@ impl E2ee {
         &self.db
     }
 
-    async fn mark_changed(&self, users: &[&str]) -> Result<()> {
-        self.transitory.mark_device_lists_changed(users).await?;
-        Ok(())
+    async fn mark_changed(&self, users: &[&str]) -> Result<Position> {
+        Ok(self.transitory.mark_device_lists_changed(users).await?)
     }
 
     /// `POST /keys/upload`: the device's identity keys (whose `user_id` and
@@ -459,6 +468,10 @@ impl E2ee {
     /// an existing, different master key (spec v1.11: first upload needs
     /// none).
     ///
+    /// Returns the position of the device-list change it records for the
+    /// caller (`transitory`), which the caller's own client must see in
+    /// its sync before it trusts the new keys.
+    ///
     /// Errors: [`Error::AuthRequired`]; [`Error::InvalidParam`] for keys of
     /// another user, of the wrong usage, or without exactly one key.
     pub async fn upload_signing_keys(
@@ -466,7 +479,7 @@ impl E2ee {
         authed: &Authed,
         auth: Option<&AuthData>,
         keys: &[(String, String)],
-    ) -> Result<()> {
+    ) -> Result<Position> {
         for (usage, json) in keys {
             check_key_object(&format!("the {usage} key"), json.len())?;
             let v: Value = serde_json::from_str(json)
@@ -505,8 +518,7 @@ impl E2ee {
         self.db
             .set_cross_signing_keys(authed.user_id.as_str(), keys)
             .await?;
-        self.mark_changed(&[authed.user_id.as_str()]).await?;
-        Ok(())
+        self.mark_changed(&[authed.user_id.as_str()]).await
     }
 
     /// `POST /keys/signatures/upload`: stores the caller's signatures on
@@ -515,12 +527,15 @@ impl E2ee {
     /// key object, with the caller's key it names (one of their devices'
     /// or cross-signing keys; spec "Cross-signing"): an object with any
     /// signature that does not verify fails whole. Returns failures per
-    /// user and key ID; the others are stored.
+    /// user and key ID (the others are stored) and, if any signature was
+    /// new, the position of the device-list change recorded for the signed
+    /// users (their clients, the uploader's own among them, re-query the
+    /// keys when their sync shows it).
     pub async fn upload_signatures(
         &self,
         authed: &Authed,
         signed: &[(OwnedUserId, String, Value)],
-    ) -> Result<BTreeMap<OwnedUserId, BTreeMap<String, String>>> {
+    ) -> Result<SignaturesUploaded> {
         let mut failures: BTreeMap<OwnedUserId, BTreeMap<String, String>> = BTreeMap::new();
         let mut entries = Vec::new();
         let mut touched = Vec::new();
@@ -580,14 +595,18 @@ impl E2ee {
             }
             touched.push(user.to_string());
         }
+        let mut changed_at = None;
         if !entries.is_empty() {
             self.db.add_signatures(&entries).await?;
             touched.sort();
             touched.dedup();
             let users: Vec<&str> = touched.iter().map(String::as_str).collect();
-            self.mark_changed(&users).await?;
+            changed_at = Some(self.mark_changed(&users).await?);
         }
-        Ok(failures)
+        Ok(SignaturesUploaded {
+            failures,
+            changed_at,
+        })
     }
 
     /// The ed25519 public keys `user` signs with, by key ID
