@@ -246,9 +246,12 @@ impl DeviceLifecycle {
     /// transaction; then clears the devices' owed-cleanup marks (an
     /// `accounts` transaction). Nothing for an empty list. Idempotent: safe
     /// to repeat after a failure, and a failure leaves the marks for
-    /// [`DeviceLifecycle::finish_owed_cleanups`].
+    /// [`DeviceLifecycle::finish_owed_cleanups`]. Once the `transitory`
+    /// step committed the cleanup is done: a failure to clear the marks is
+    /// only logged (the next start-up repeats the harmless step and clears
+    /// them).
     ///
-    /// Errors: either storage's.
+    /// Errors: the `transitory` storage's.
     pub async fn devices_deleted(&self, user: &UserId, devices: &[String]) -> Result<()> {
         if devices.is_empty() {
             return Ok(());
@@ -256,7 +259,9 @@ impl DeviceLifecycle {
         self.transitory
             .devices_deleted(user.as_str(), devices)
             .await?;
-        self.accounts.cleanups_done(user.as_str(), devices).await?;
+        if let Err(e) = self.accounts.cleanups_done(user.as_str(), devices).await {
+            tracing::warn!(%user, error = %e, "cleanup marks left for the next start-up");
+        }
         Ok(())
     }
 
