@@ -145,7 +145,16 @@ mod tests {
     fn defaults_and_limits() {
         let f = SyncFilter::default();
         assert_eq!(f.timeline_limit, DEFAULT_TIMELINE_LIMIT);
-        assert!(!f.lazy_load_members && !f.include_leave);
+        assert!(!f.lazy_load_members && !f.include_leave && !f.unread_thread_notifications);
+        // Only the timeline filter's option counts, as in Synapse.
+        assert!(
+            parse(r#"{"room":{"timeline":{"unread_thread_notifications":true}}}"#)
+                .unread_thread_notifications
+        );
+        assert!(
+            !parse(r#"{"room":{"state":{"unread_thread_notifications":true}}}"#)
+                .unread_thread_notifications
+        );
         assert_eq!(
             parse(r#"{"room":{"timeline":{"limit":100000}}}"#).timeline_limit,
             MAX_TIMELINE_LIMIT
