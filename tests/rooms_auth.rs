@@ -369,3 +369,42 @@ async fn authorization_reads_redacted_power_levels() {
         );
     }
 }
+
+/// Redacting the create event (its sender may) leaves the room usable: the
+/// redacted create event keeps what the auth rules read (`creator` in room
+/// version 10, all content from 11).
+#[tokio::test]
+async fn a_redacted_create_event_still_authorizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rooms, _) = open(dir.path()).await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    for version in versions() {
+        let room = create(&rooms, &alice, &version, Preset::PublicChat).await;
+        let create_event = rooms
+            .state_event_full(&alice, &room, "m.room.create", "")
+            .await
+            .unwrap()["event_id"]
+            .as_str()
+            .expect("the create event's ID")
+            .to_owned();
+        let create_event = ruma::OwnedEventId::try_from(create_event).unwrap();
+        rooms
+            .redact(&alice, "DEV", &room, &create_event, "redact-create", None)
+            .await
+            .unwrap();
+        rooms
+            .join(&bob, &room)
+            .await
+            .expect("a join after the redaction");
+        rooms
+            .send_state(
+                &alice,
+                &room,
+                "m.room.topic",
+                "",
+                json!({"topic": "still here"}),
+            )
+            .await
+            .expect("a state event after the redaction");
+    }
+}
