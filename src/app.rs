@@ -89,9 +89,19 @@ impl App {
         config: AppConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, SigningKeyError> {
+        let lifecycle = DeviceLifecycle::new(databases);
+        // Devices deleted just before a crash may still owe their to-device
+        // inbox's deletion (docs/accounts.md, "Logout").
+        match lifecycle.finish_owed_cleanups().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(devices = n, "finished deleted devices' cleanup"),
+            Err(e) => {
+                tracing::warn!(error = %e, "deleted devices' cleanup left for the next start")
+            }
+        }
         let accounts = Arc::new(Accounts::new(
             AccountsDb::new(&databases.accounts),
-            DeviceLifecycle::new(databases),
+            lifecycle,
             config.server_name,
             config.server,
             clock.clone(),

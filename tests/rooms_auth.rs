@@ -313,3 +313,98 @@ async fn unsupported_versions_and_bad_content_are_refused() {
         .unwrap_err();
     assert!(matches!(err, Error::NotFound(_)), "{err:?}");
 }
+
+/// The auth rules read auth events redacted: a redacted room version 10
+/// `m.room.power_levels` has lost its `invite` level (version 10's
+/// redaction keeps only ban, events, events_default, kick, redact,
+/// state_default, users and users_default), so the default 0 applies and a
+/// user at level 0 may invite; versions 11 and 12 keep `invite`, so the
+/// same invite stays refused. Sending the same power levels again restores
+/// the level (it is not taken for unchanged state).
+#[tokio::test]
+async fn authorization_reads_redacted_power_levels() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rooms, _) = open(dir.path()).await;
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    for version in versions() {
+        let room = create(&rooms, &alice, &version, Preset::PublicChat).await;
+        rooms.join(&bob, &room).await.unwrap();
+        let mut levels = rooms
+            .state_event(&alice, &room, "m.room.power_levels", "")
+            .await
+            .unwrap();
+        levels["invite"] = json!(50);
+        let pl = rooms
+            .send_state(&alice, &room, "m.room.power_levels", "", levels.clone())
+            .await
+            .unwrap()
+            .event_id;
+        forbidden(
+            rooms.invite(&bob, &room, &carol, None).await,
+            "invite below the invite level",
+        );
+        rooms
+            .redact(&alice, "DEV", &room, &pl, "redact-pl", None)
+            .await
+            .unwrap();
+        let after = rooms.invite(&bob, &room, &carol, None).await;
+        if version == RoomVersionId::V10 {
+            after.expect("v10: the redacted power levels have no invite level");
+            rooms.leave(&carol, &room).await.unwrap();
+        } else {
+            forbidden(after, "v11+: redaction keeps the invite level");
+        }
+        let restored = rooms
+            .send_state(&alice, &room, "m.room.power_levels", "", levels)
+            .await
+            .unwrap();
+        assert!(
+            !restored.deduplicated,
+            "{version}: a redacted event is not unchanged state"
+        );
+        assert_ne!(restored.event_id, pl);
+        forbidden(
+            rooms.invite(&bob, &room, &carol, None).await,
+            "invite after the level is restored",
+        );
+    }
+}
+
+/// Redacting the create event (its sender may) leaves the room usable: the
+/// redacted create event keeps what the auth rules read (`creator` in room
+/// version 10, all content from 11).
+#[tokio::test]
+async fn a_redacted_create_event_still_authorizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rooms, _) = open(dir.path()).await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    for version in versions() {
+        let room = create(&rooms, &alice, &version, Preset::PublicChat).await;
+        let create_event = rooms
+            .state_event_full(&alice, &room, "m.room.create", "")
+            .await
+            .unwrap()["event_id"]
+            .as_str()
+            .expect("the create event's ID")
+            .to_owned();
+        let create_event = ruma::OwnedEventId::try_from(create_event).unwrap();
+        rooms
+            .redact(&alice, "DEV", &room, &create_event, "redact-create", None)
+            .await
+            .unwrap();
+        rooms
+            .join(&bob, &room)
+            .await
+            .expect("a join after the redaction");
+        rooms
+            .send_state(
+                &alice,
+                &room,
+                "m.room.topic",
+                "",
+                json!({"topic": "still here"}),
+            )
+            .await
+            .expect("a state event after the redaction");
+    }
+}

@@ -308,15 +308,9 @@ async fn events_the_filter_hides_still_count() {
     let server = TestServer::start().await;
     let (alice, _alice_id, bob, carol, room) = three_member_room(&server).await;
     let (carol_id, _) = carol.whoami().await;
-    let filter = json!({"room": {"timeline": {"not_senders": [carol_id]}}}).to_string();
+    let filter = json!({"room": {"timeline": {"not_senders": [carol_id]}}});
     let filtered = |since: &str| {
-        let encoded: String = filter
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
+        let encoded = percent_encoded(&filter);
         format!("/_matrix/client/v3/sync?timeout=0&filter={encoded}&since={since}")
     };
     let t = next(&sync(&alice, None).await);
@@ -371,5 +365,115 @@ async fn redacted_events_do_not_count() {
         (2, 0),
         "fresh, timeline holds them: {got}"
     );
+    server.stop().await;
+}
+
+/// A filter as a query parameter value.
+fn percent_encoded(filter: &Value) -> String {
+    filter
+        .to_string()
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// An initial sync of `c` with filter `filter`.
+async fn sync_filtered(c: &Client, filter: &Value) -> Value {
+    let encoded = percent_encoded(filter);
+    let (status, body) = c
+        .get(&format!(
+            "/_matrix/client/v3/sync?timeout=0&filter={encoded}"
+        ))
+        .await;
+    assert_eq!(status, 200, "sync: {body}");
+    body
+}
+
+/// `unread_thread_notifications` of `room`: `(root, notifications,
+/// highlights)` per thread listed.
+fn thread_counts(body: &Value, room: &str) -> Vec<(String, u64, u64)> {
+    let Some(threads) = body["rooms"]["join"][room]
+        .get("unread_thread_notifications")
+        .and_then(Value::as_object)
+    else {
+        return Vec::new();
+    };
+    threads
+        .iter()
+        .map(|(root, c)| {
+            let n = c["notification_count"]
+                .as_u64()
+                .expect("notification_count");
+            let h = c["highlight_count"].as_u64().expect("highlight_count");
+            (root.clone(), n, h)
+        })
+        .collect()
+}
+
+async fn threaded_receipt(c: &Client, room: &str, event: &str, thread: &str) {
+    let (status, body) = c
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{event}"),
+            json!({ "thread_id": thread }),
+        )
+        .await;
+    assert_eq!(status, 200, "receipt: {body}");
+}
+
+/// With `unread_thread_notifications` in the timeline filter, threaded
+/// events count per thread root and not in the room's (main timeline)
+/// counts; a `main` receipt clears the main timeline only, a thread
+/// receipt its thread only, an unthreaded receipt both. Without the
+/// option, every event counts in the room's counts and no thread counts
+/// are sent.
+#[tokio::test]
+async fn thread_counts_apart_from_the_main_timeline() {
+    let server = TestServer::start().await;
+    let (alice, alice_id, bob, _carol, room) = three_member_room(&server).await;
+    let threads = json!({"room": {"timeline": {"unread_thread_notifications": true}}});
+    let plain = json!({"room": {"timeline": {}}});
+    let root = say(&bob, &room, "b1", "root").await;
+    let reply = |body: &str| {
+        json!({"msgtype": "m.text", "body": body,
+               "m.relates_to": {"rel_type": "m.thread", "event_id": root}})
+    };
+    let t1 = send(&bob, &room, "b2", reply("t1")).await;
+    let t2 = send(&bob, &room, "b3", reply("t2")).await;
+    let main = say(&bob, &room, "b4", "main").await;
+
+    let got = sync_filtered(&alice, &threads).await;
+    assert_eq!(counts(&got, &room), (2, 0), "root and main: {got}");
+    assert_eq!(thread_counts(&got, &room), vec![(root.clone(), 2, 0)]);
+    let got = sync_filtered(&alice, &plain).await;
+    assert_eq!(counts(&got, &room), (4, 0), "all four: {got}");
+    assert!(thread_counts(&got, &room).is_empty(), "{got}");
+
+    // A main-timeline receipt leaves the thread unread.
+    threaded_receipt(&alice, &room, &main, "main").await;
+    let got = sync_filtered(&alice, &threads).await;
+    assert_eq!(counts(&got, &room), (0, 0), "{got}");
+    assert_eq!(thread_counts(&got, &room), vec![(root.clone(), 2, 0)]);
+    // A thread receipt reads its thread up to it.
+    threaded_receipt(&alice, &room, &t1, &root).await;
+    let got = sync_filtered(&alice, &threads).await;
+    assert_eq!(thread_counts(&got, &room), vec![(root.clone(), 1, 0)]);
+    // A mention in the thread highlights there.
+    let mut mention = reply("Alice Liddell: look");
+    mention["m.mentions"] = json!({"user_ids": [alice_id]});
+    let t3 = send(&bob, &room, "b5", mention).await;
+    let got = sync_filtered(&alice, &threads).await;
+    assert_eq!(counts(&got, &room), (0, 0), "{got}");
+    assert_eq!(thread_counts(&got, &room), vec![(root.clone(), 2, 1)]);
+    // An unthreaded receipt reads everything up to it.
+    receipt(&alice, &room, "m.read", &t2).await;
+    let got = sync_filtered(&alice, &threads).await;
+    assert_eq!(thread_counts(&got, &room), vec![(root.clone(), 1, 1)]);
+    receipt(&alice, &room, "m.read", &t3).await;
+    let got = sync_filtered(&alice, &threads).await;
+    assert_eq!(counts(&got, &room), (0, 0), "{got}");
+    assert!(thread_counts(&got, &room).is_empty(), "{got}");
     server.stop().await;
 }

@@ -1,9 +1,13 @@
 //! The transitory streams over the real server: typing (with expiry by the
 //! injected clock and collection), to-device messages (order, idempotency,
 //! bounded batches, exactly-once across restarts between send and
-//! acknowledgement) and presence (online -> unavailable -> offline).
+//! acknowledgement), presence (online -> unavailable -> offline), and a
+//! logout that fails between its two databases orphaning no inbox.
 
 mod common_api;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 
 use ruma::{RoomId, UserId};
 use serde_json::json;
@@ -386,4 +390,86 @@ async fn corrupt_to_device_content_is_an_error_not_null() {
         .await
         .unwrap();
     assert_eq!(good.messages[0].content, json!({"n": 1}));
+}
+
+/// The devices whose cleanup is still owed, by user.
+async fn owed_cleanups(server: &TestServer) -> BTreeMap<String, Vec<String>> {
+    server
+        .state
+        .accounts
+        .db()
+        .owed_cleanups(10)
+        .await
+        .expect("the marks read")
+}
+
+/// A logout whose second step (the to-device inbox, in `transitory`) fails
+/// after the first (the device, in `accounts`) committed, as a crash there
+/// would: the inbox is left, with a cleanup-owed mark; the next start
+/// deletes it and clears the mark.
+#[tokio::test]
+async fn a_logout_cut_between_its_databases_orphans_no_inbox() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw-alice-1").await;
+    let bob = server.register("bob", "pw-bob-1").await;
+    let (bob_id, bob_dev) = bob.whoami().await;
+    let got = alice
+        .put(
+            "/_matrix/client/v3/sendToDevice/m.test/t1",
+            json!({"messages": {&bob_id: {&bob_dev: {"n": 1}}}}),
+        )
+        .await;
+    assert_eq!(got.0, 200, "{}", got.1);
+    let inbox_len = |server: &TestServer| {
+        let (db, user, device) = (
+            server.state.transitory.db().clone(),
+            bob_id.clone(),
+            bob_dev.clone(),
+        );
+        async move {
+            db.to_device_since(&user, &device, None, 10)
+                .await
+                .expect("inbox reads")
+                .messages
+                .len()
+        }
+    };
+    assert_eq!(inbox_len(&server).await, 1);
+
+    let faults = server
+        .state
+        .transitory
+        .db()
+        .kv()
+        .as_embedded()
+        .expect("embedded store")
+        .faults();
+    // The databases share the one embedded store: its first writing
+    // transaction from here is the logout's in `accounts`, the second the
+    // one in `transitory`, which fails.
+    faults.fail_commit_countdown.store(2, Ordering::SeqCst);
+    let (status, _) = bob.post("/_matrix/client/v3/logout", json!({})).await;
+    assert_eq!(status, 500, "the injected failure");
+    assert_eq!(faults.fail_commit_countdown.load(Ordering::SeqCst), 0);
+    // The device is gone, its inbox not: the mark says so.
+    assert_eq!(bob.get("/_matrix/client/v3/account/whoami").await.0, 401);
+    assert_eq!(inbox_len(&server).await, 1, "orphaned until the sweep");
+    let owed = owed_cleanups(&server).await;
+    assert_eq!(owed.get(&bob_id), Some(&vec![bob_dev.clone()]));
+
+    let (clock, dir) = (server.clock.clone(), server.data_dir.clone());
+    let _tmp = server.stop().await;
+    let server = TestServer::start_at(&dir, test_config(), clock).await;
+    assert_eq!(inbox_len(&server).await, 0, "deleted at start-up");
+    let owed = owed_cleanups(&server).await;
+    assert!(owed.is_empty(), "{owed:?}");
+    // A logout that completes leaves no mark.
+    let carol = server.register("carol", "pw-carol-1").await;
+    assert_eq!(
+        carol.post("/_matrix/client/v3/logout", json!({})).await.0,
+        200
+    );
+    let owed = owed_cleanups(&server).await;
+    assert!(owed.is_empty(), "{owed:?}");
+    server.stop().await;
 }

@@ -13,6 +13,7 @@ use ruma::{OwnedDeviceId, OwnedOneTimeKeyId, OwnedUserId, UInt};
 
 use super::extract::{ApiResult, Auth, Ruma, ok};
 use super::{ApiError, AppState, route};
+use crate::sync::notifier::DatabaseId;
 
 pub(super) fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = route::<upload_keys::v3::Request, _, _>(r, upload);
@@ -173,10 +174,11 @@ async fn device_signing(
             "no cross-signing key given".into(),
         )));
     }
-    state
+    let changed_at = state
         .e2ee
         .upload_signing_keys(&authed, req.auth.as_ref(), &keys)
         .await?;
+    wake_before_answering(&state, changed_at).await;
     ok(upload_signing_keys::v3::Response::new())
 }
 
@@ -194,7 +196,11 @@ async fn signatures(
             signed.push((user.clone(), key_id.to_owned(), value));
         }
     }
-    let failures = state.e2ee.upload_signatures(&authed, &signed).await?;
+    let uploaded = state.e2ee.upload_signatures(&authed, &signed).await?;
+    if let Some(changed_at) = uploaded.changed_at {
+        wake_before_answering(&state, changed_at).await;
+    }
+    let failures = uploaded.failures;
     let mut resp = upload_signatures::v3::Response::new();
     for (user, per) in failures {
         let mut map = BTreeMap::new();
@@ -209,4 +215,29 @@ async fn signatures(
         resp.failures.insert(user, map);
     }
     ok(resp)
+}
+
+/// How long an upload waits for this process's sync notifier to publish
+/// its device-list change ([`wake_before_answering`]); the notifier
+/// publishes within milliseconds unless it is backing off after a storage
+/// error.
+const WAKE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Waits (at most [`WAKE_WAIT`]) until this process's sync notifier has
+/// published the device-list change at `changed_at`, so the uploader's
+/// long-poll is woken with it before the upload is answered, as Synapse
+/// wakes its syncs within the request. matrix-js-sdk's Rust crypto learns
+/// of its own new cross-signing signatures only from a `/keys/query` that
+/// the sync's `device_lists.changed` triggers, and reads the device's trust
+/// right after `bootstrapCrossSigning` returns: answered first, it saw its
+/// own device as not cross-signed in most runs (issue 22). Long-polls in
+/// other processes are woken by their own notifier as usual.
+async fn wake_before_answering(state: &AppState, changed_at: crate::db::transitory::Position) {
+    let published = state
+        .sync
+        .notifier()
+        .wait_published(DatabaseId::Transitory, changed_at.version());
+    if tokio::time::timeout(WAKE_WAIT, published).await.is_err() {
+        tracing::warn!("the device-list change was not published within 1 s; answering anyway");
+    }
 }

@@ -13,7 +13,8 @@
 //! Failures of every kind become Matrix JSON errors in [`error`], the one
 //! place `errcode`s are chosen.
 //!
-//! Middleware, outermost first: panic catching (500 M_UNKNOWN), request
+//! Middleware, outermost first: panic catching (500 M_UNKNOWN, logged
+//! with its location and counted: [`panics::count`]), request
 //! tracing, CORS as the spec requires for browser clients (any origin; the
 //! methods and headers of spec section "Web Browser Clients"), and a global
 //! bound on requests in flight.
@@ -33,6 +34,7 @@ pub mod game;
 pub mod leaderboard;
 mod membership;
 mod messages;
+pub mod panics;
 mod presence;
 mod profile;
 mod push_rules;
@@ -52,11 +54,9 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::handler::Handler;
 use axum::http::{Method, header};
-use axum::response::IntoResponse;
 use axum::routing::{MethodFilter, on};
 use ruma::api::IncomingRequest;
 use ruma::api::path_builder::PathBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
@@ -101,9 +101,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(cors())
         .layer(TraceLayer::new_for_http())
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::Internal.into_response()
-        }))
+        .layer(panics::layer())
         .with_state(state)
 }
 

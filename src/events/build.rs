@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use ruma::canonical_json::to_canonical_value;
 use ruma::events::StateEventType;
+use ruma::room_version_rules::RedactionRules;
 use ruma::signatures::{Ed25519KeyPair, hash_and_sign_event, reference_hash};
 use ruma::state_res::{check_state_dependent_auth_rules, check_state_independent_auth_rules};
 use ruma::{
@@ -152,10 +153,26 @@ pub fn redact(pdu: &Pdu, version: &RoomVersionId) -> Result<CanonicalJsonObject,
     )?)
 }
 
+/// The form of `pdu` that authorization reads once a redaction applies to
+/// it: the PDU redacted by `rules` (same event ID). The spec's auth rules
+/// read auth events as they are after redaction, so a redacted
+/// `m.room.power_levels` of room version 10 has lost its `invite` level
+/// and a redacted `m.room.join_rules` of version 10 its `allow` list
+/// (spec: "Redactions" in each room version; Synapse prunes redacted
+/// events when it loads them, auth included).
+///
+/// Errors: [`EventError::Redaction`], [`EventError::Malformed`].
+pub fn redacted_pdu(pdu: &Pdu, rules: &RedactionRules) -> Result<Pdu, EventError> {
+    let object = ruma::canonical_json::redact(pdu.to_object(), rules, None)?;
+    Pdu::from_object(pdu.event_id().clone(), &object)
+}
+
 /// Checks `pdu` against the authorization rules of `version`: its format,
 /// the state-independent rules against its `auth_events` (looked up in
 /// `auth_events`), and the state-dependent rules against `state`, the room
-/// state before the event (`(type, state_key) -> event`).
+/// state before the event (`(type, state_key) -> event`). Both hold each
+/// event in the form authorization reads: redacted where a redaction
+/// applies ([`redacted_pdu`]).
 ///
 /// Returns the rule that failed as text; the caller maps it to M_FORBIDDEN.
 pub fn check_auth(

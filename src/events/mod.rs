@@ -15,7 +15,8 @@
 //!   is `!` ++ its reference hash ([`room_id_of_create`]).
 //! - [`redact`]: the redaction algorithm of the event's room version.
 //! - [`check_auth`]: the spec's authorization rules (via ruma-state-res)
-//!   against the auth events and the state before the event.
+//!   against the auth events and the state before the event, each in its
+//!   redacted form where a redaction applies ([`redacted_pdu`]).
 //!
 //! Invariants: a [`Pdu`]'s `event_id` is the reference hash of its JSON (for
 //! every PDU [`build_pdu`] makes; [`Pdu::from_stored`] trusts the store),
@@ -35,7 +36,8 @@ mod pdu;
 mod tests;
 
 pub use build::{
-    PduTemplate, Signer, build_pdu, check_auth, recompute_event_id, redact, room_id_of_create,
+    PduTemplate, Signer, build_pdu, check_auth, recompute_event_id, redact, redacted_pdu,
+    room_id_of_create,
 };
 pub use pdu::Pdu;
 

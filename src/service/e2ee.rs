@@ -17,9 +17,15 @@
 //! to-device inboxes and records a device-list change for their owner. A new
 //! device (login, registration) records a change the same way. The second
 //! step is idempotent (clearing an empty inbox and recording a change again
-//! are harmless), so a failed step can simply be retried. `DeviceLifecycle`
-//! holds only the `transitory` handle, so [`Accounts`] can own it without a
-//! construction cycle (this service holds [`Accounts`]).
+//! are harmless), so a failed step can simply be retried. So that a crash
+//! (or a failure) between the two steps orphans nothing, the `accounts`
+//! transaction also writes a "cleanup owed" mark per deleted device
+//! (`sessions/cleanup_owed`); the second step clears the marks once it has
+//! committed, and [`DeviceLifecycle::finish_owed_cleanups`], run at every
+//! start-up, does the second step for every mark left behind.
+//! `DeviceLifecycle` holds only the `transitory` handle and the `accounts`
+//! storage handle, so [`Accounts`] can own it without a construction cycle
+//! (this service holds [`Accounts`]).
 //!
 //! Who may import this: `api`, `sync`, `app`, `service::accounts` (for
 //! [`DeviceLifecycle`]), the CLI and tests.
@@ -36,6 +42,7 @@ use serde_json::Value;
 
 use super::uia::Purpose;
 use super::{Accounts, Authed, Error, Result};
+use crate::db::accounts::AccountsDb;
 use crate::db::accounts::e2ee::{
     BackupRefused, BackupVersionRecord, E2eeDb, RoomKey, UploadRefused,
 };
@@ -173,6 +180,16 @@ fn parse_version(v: &str) -> Result<u64> {
         .map_err(|_| Error::NotFound(format!("unknown backup version {v:?}")))
 }
 
+/// What [`E2ee::upload_signatures`] did.
+#[derive(Debug)]
+pub struct SignaturesUploaded {
+    /// Why each refused object was refused, by user and key ID.
+    pub failures: BTreeMap<OwnedUserId, BTreeMap<String, String>>,
+    /// The position of the device-list change recorded for the signed
+    /// users, if any signature was new.
+    pub changed_at: Option<Position>,
+}
+
 /// What follows a device's creation or deletion outside the `accounts`
 /// database: its to-device inbox and its owner's device-list change record
 /// (spec: "Tracking the device list for a user", "Send-to-Device
@@ -180,13 +197,44 @@ fn parse_version(v: &str) -> Result<u64> {
 #[derive(Clone)]
 pub struct DeviceLifecycle {
     transitory: TransitoryDb,
+    accounts: AccountsDb,
 }
 
+/// At most this many owed cleanups are read per pass of
+/// [`DeviceLifecycle::finish_owed_cleanups`].
+const OWED_CLEANUPS_PER_PASS: usize = 1000;
+
 impl DeviceLifecycle {
-    /// The follow-ups over the `transitory` database of opened databases.
+    /// The follow-ups over the `transitory` database of opened databases
+    /// (and the `accounts` database, for the owed-cleanup marks).
     pub fn new(databases: &crate::db::Databases) -> Self {
         DeviceLifecycle {
             transitory: TransitoryDb::new(&databases.transitory),
+            accounts: AccountsDb::new(&databases.accounts),
+        }
+    }
+
+    /// Does the cleanup every deleted device still owes (a crash or a
+    /// failure came between its `accounts` deletion and the `transitory`
+    /// step): the step of [`DeviceLifecycle::devices_deleted`] per user,
+    /// then the marks cleared; in passes of at most 1000 marks until none is
+    /// left. Returns how many devices it cleaned up. Run at start-up; safe
+    /// beside a running server (every step is idempotent).
+    ///
+    /// Errors: either storage's (the marks that remain are done by the
+    /// next run).
+    pub async fn finish_owed_cleanups(&self) -> Result<usize> {
+        let mut done = 0;
+        loop {
+            let owed = self.accounts.owed_cleanups(OWED_CLEANUPS_PER_PASS).await?;
+            if owed.is_empty() {
+                return Ok(done);
+            }
+            for (user, devices) in owed {
+                self.transitory.devices_deleted(&user, &devices).await?;
+                self.accounts.cleanups_done(&user, &devices).await?;
+                done += devices.len();
+            }
         }
     }
 
@@ -195,8 +243,13 @@ impl DeviceLifecycle {
     /// device's to-device inbox and records one device-list change for
     /// `user`, which every user sharing a room with them (and they
     /// themselves) then sees in `device_lists.changed`, in one `transitory`
-    /// transaction. Nothing for an empty list. Idempotent: safe to repeat
-    /// after a failure.
+    /// transaction; then clears the devices' owed-cleanup marks (an
+    /// `accounts` transaction). Nothing for an empty list. Idempotent: safe
+    /// to repeat after a failure, and a failure leaves the marks for
+    /// [`DeviceLifecycle::finish_owed_cleanups`]. Once the `transitory`
+    /// step committed the cleanup is done: a failure to clear the marks is
+    /// only logged (the next start-up repeats the harmless step and clears
+    /// them).
     ///
     /// Errors: the `transitory` storage's.
     pub async fn devices_deleted(&self, user: &UserId, devices: &[String]) -> Result<()> {
@@ -206,6 +259,9 @@ impl DeviceLifecycle {
         self.transitory
             .devices_deleted(user.as_str(), devices)
             .await?;
+        if let Err(e) = self.accounts.cleanups_done(user.as_str(), devices).await {
+            tracing::warn!(%user, error = %e, "cleanup marks left for the next start-up");
+        }
         Ok(())
     }
 
@@ -237,9 +293,8 @@ impl E2ee {
         &self.db
     }
 
-    async fn mark_changed(&self, users: &[&str]) -> Result<()> {
-        self.transitory.mark_device_lists_changed(users).await?;
-        Ok(())
+    async fn mark_changed(&self, users: &[&str]) -> Result<Position> {
+        Ok(self.transitory.mark_device_lists_changed(users).await?)
     }
 
     /// `POST /keys/upload`: the device's identity keys (whose `user_id` and
@@ -418,6 +473,10 @@ impl E2ee {
     /// an existing, different master key (spec v1.11: first upload needs
     /// none).
     ///
+    /// Returns the position of the device-list change it records for the
+    /// caller (`transitory`), which the caller's own client must see in
+    /// its sync before it trusts the new keys.
+    ///
     /// Errors: [`Error::AuthRequired`]; [`Error::InvalidParam`] for keys of
     /// another user, of the wrong usage, or without exactly one key.
     pub async fn upload_signing_keys(
@@ -425,7 +484,7 @@ impl E2ee {
         authed: &Authed,
         auth: Option<&AuthData>,
         keys: &[(String, String)],
-    ) -> Result<()> {
+    ) -> Result<Position> {
         for (usage, json) in keys {
             check_key_object(&format!("the {usage} key"), json.len())?;
             let v: Value = serde_json::from_str(json)
@@ -464,8 +523,7 @@ impl E2ee {
         self.db
             .set_cross_signing_keys(authed.user_id.as_str(), keys)
             .await?;
-        self.mark_changed(&[authed.user_id.as_str()]).await?;
-        Ok(())
+        self.mark_changed(&[authed.user_id.as_str()]).await
     }
 
     /// `POST /keys/signatures/upload`: stores the caller's signatures on
@@ -474,12 +532,15 @@ impl E2ee {
     /// key object, with the caller's key it names (one of their devices'
     /// or cross-signing keys; spec "Cross-signing"): an object with any
     /// signature that does not verify fails whole. Returns failures per
-    /// user and key ID; the others are stored.
+    /// user and key ID (the others are stored) and, if any signature was
+    /// new, the position of the device-list change recorded for the signed
+    /// users (their clients, the uploader's own among them, re-query the
+    /// keys when their sync shows it).
     pub async fn upload_signatures(
         &self,
         authed: &Authed,
         signed: &[(OwnedUserId, String, Value)],
-    ) -> Result<BTreeMap<OwnedUserId, BTreeMap<String, String>>> {
+    ) -> Result<SignaturesUploaded> {
         let mut failures: BTreeMap<OwnedUserId, BTreeMap<String, String>> = BTreeMap::new();
         let mut entries = Vec::new();
         let mut touched = Vec::new();
@@ -539,14 +600,18 @@ impl E2ee {
             }
             touched.push(user.to_string());
         }
+        let mut changed_at = None;
         if !entries.is_empty() {
             self.db.add_signatures(&entries).await?;
             touched.sort();
             touched.dedup();
             let users: Vec<&str> = touched.iter().map(String::as_str).collect();
-            self.mark_changed(&users).await?;
+            changed_at = Some(self.mark_changed(&users).await?);
         }
-        Ok(failures)
+        Ok(SignaturesUploaded {
+            failures,
+            changed_at,
+        })
     }
 
     /// The ed25519 public keys `user` signs with, by key ID

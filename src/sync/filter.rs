@@ -3,7 +3,7 @@
 //!
 //! Applied: `room.rooms` / `room.not_rooms`, `room.include_leave`,
 //! `room.timeline` (`limit`, `types`, `not_types`, `senders`,
-//! `not_senders`), `room.state` (`types`, `not_types`, `lazy_load_members`,
+//! `not_senders`, `unread_thread_notifications`), `room.state` (`types`, `not_types`, `lazy_load_members`,
 //! also honoured on `room.timeline`), `room.ephemeral` and
 //! `room.account_data` (`types`, `not_types`), global `account_data` and
 //! `presence` (`types`, `not_types`, `senders`, `not_senders`). Not applied:
@@ -49,6 +49,10 @@ pub struct SyncFilter {
     pub lazy_load_members: bool,
     /// Whether an initial or `full_state` sync lists rooms the user left.
     pub include_leave: bool,
+    /// Per-thread unread counts (`room.timeline.unread_thread_notifications`):
+    /// joined rooms carry `unread_thread_notifications` and their
+    /// `unread_notifications` count the main timeline only.
+    pub unread_thread_notifications: bool,
 }
 
 impl Default for SyncFilter {
@@ -104,6 +108,7 @@ impl SyncFilter {
             rooms: room.rooms.clone(),
             not_rooms: room.not_rooms.clone(),
             include_leave: room.include_leave,
+            unread_thread_notifications: room.timeline.unread_thread_notifications,
         }
     }
 
@@ -140,7 +145,16 @@ mod tests {
     fn defaults_and_limits() {
         let f = SyncFilter::default();
         assert_eq!(f.timeline_limit, DEFAULT_TIMELINE_LIMIT);
-        assert!(!f.lazy_load_members && !f.include_leave);
+        assert!(!f.lazy_load_members && !f.include_leave && !f.unread_thread_notifications);
+        // Only the timeline filter's option counts, as in Synapse.
+        assert!(
+            parse(r#"{"room":{"timeline":{"unread_thread_notifications":true}}}"#)
+                .unread_thread_notifications
+        );
+        assert!(
+            !parse(r#"{"room":{"state":{"unread_thread_notifications":true}}}"#)
+                .unread_thread_notifications
+        );
         assert_eq!(
             parse(r#"{"room":{"timeline":{"limit":100000}}}"#).timeline_limit,
             MAX_TIMELINE_LIMIT

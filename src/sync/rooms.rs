@@ -21,7 +21,8 @@
 //!
 //! Every joined room in the response carries `unread_notifications`
 //! (`sync::unread`: the user's push rules over the events after their
-//! read receipt, at most `unread::MAX_COUNTED` per room).
+//! read receipt, at most `unread::MAX_COUNTED` per room), and with the
+//! filter's `unread_thread_notifications` the per-thread counts.
 //!
 //! Who may import this: `sync::service` and `sync::unread`.
 
@@ -517,8 +518,10 @@ async fn joined_room(
         covers_after: read.covers_after,
         events: &read.events,
     };
-    joined.unread_notifications =
+    let counts =
         super::unread::unread_notifications(ctx, room, member_event, member_pos, known).await?;
+    joined.unread_notifications = counts.room;
+    joined.unread_thread_notifications = counts.threads;
     Ok((Some(joined), changed))
 }
 

@@ -42,12 +42,27 @@
 //! timeline page (unless the response's covers them, see above) and the
 //! member list, the member and power-levels events.
 //!
-//! Not computed: per-thread counts (`unread_thread_notifications`);
-//! threaded receipts other than `main` are ignored.
+//! ## Threads (`unread_thread_notifications`)
+//! With `room.timeline.unread_thread_notifications: true` in the filter
+//! (spec: "Receiving notifications", threaded read receipts), an event in a
+//! thread (`content.m.relates_to.rel_type` `m.thread`; the root belongs to
+//! the main timeline) counts only in `unread_thread_notifications.<root>`,
+//! after the later of the user's unthreaded receipt and their receipt for
+//! that thread (and the join); `unread_notifications` then counts the main
+//! timeline only: unthreaded events after the later of the unthreaded and
+//! `main` receipts. Only threads with a count above zero are listed. The
+//! memo keeps, besides the main timeline's bits, the newest
+//! [`MAX_COUNTED`] threaded events that notify or highlight with their
+//! position and root, so a new thread receipt needs no re-evaluation.
+//! Without the option every event counts in `unread_notifications` after
+//! the later of the unthreaded and `main` receipts, and thread receipts
+//! are ignored. Not counted in a thread: events relating to a threaded
+//! event in another way (a reaction to a thread reply counts in the main
+//! timeline).
 //!
 //! Who may import this: `sync::rooms` and `sync::service`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 
@@ -81,14 +96,46 @@ pub(super) struct Rules {
 }
 
 /// What one room's counting has reached (module docs).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Memo {
     rules: u64,
+    /// Main-timeline (or, without thread counts, every) event counts after
+    /// this.
     start: StreamPosition,
+    /// With thread counts: threaded events count after this (the join or
+    /// the unthreaded receipt, at or before `start`).
+    thread_start: Option<StreamPosition>,
     through: StreamPosition,
     /// Bit 0 is the newest counted event; at most [`MAX_COUNTED`] bits.
     notify: u128,
     highlight: u128,
+    /// With thread counts: the newest threaded events (oldest first, at
+    /// most [`MAX_COUNTED`]) that notify or highlight.
+    threaded: VecDeque<Threaded>,
+}
+
+/// A threaded event that notifies or highlights.
+#[derive(Clone, Debug)]
+struct Threaded {
+    position: StreamPosition,
+    root: OwnedEventId,
+    notify: bool,
+    highlight: bool,
+}
+
+/// A room's counts: the room's (main timeline's, with thread counts) and,
+/// with thread counts, each thread's with a count above zero.
+#[derive(Debug, Default)]
+pub(super) struct Counts {
+    pub room: UnreadNotificationsCount,
+    pub threads: BTreeMap<OwnedEventId, UnreadNotificationsCount>,
+}
+
+fn count(notify: u32, highlight: u32) -> UnreadNotificationsCount {
+    let mut counts = UnreadNotificationsCount::new();
+    counts.notification_count = Some(UInt::from(notify));
+    counts.highlight_count = Some(UInt::from(highlight));
+    counts
 }
 
 impl Memo {
@@ -99,12 +146,48 @@ impl Memo {
         self.highlight = ((self.highlight << 1) | u128::from(highlight)) & Self::MASK;
     }
 
-    fn counts(&self) -> UnreadNotificationsCount {
-        let mut counts = UnreadNotificationsCount::new();
-        counts.notification_count = Some(UInt::from(self.notify.count_ones()));
-        counts.highlight_count = Some(UInt::from(self.highlight.count_ones()));
-        counts
+    fn push_threaded(&mut self, event: Threaded) {
+        if event.notify || event.highlight {
+            self.threaded.push_back(event);
+            if self.threaded.len() > MAX_COUNTED {
+                self.threaded.pop_front();
+            }
+        }
     }
+
+    /// The counts; a thread's events count after its receipt in
+    /// `thread_read` (if any).
+    fn counts(&self, thread_read: &HashMap<OwnedEventId, StreamPosition>) -> Counts {
+        let mut threads: BTreeMap<OwnedEventId, (u32, u32)> = BTreeMap::new();
+        for t in &self.threaded {
+            if thread_read
+                .get(&t.root)
+                .is_some_and(|read| t.position <= *read)
+            {
+                continue;
+            }
+            let entry = threads.entry(t.root.clone()).or_default();
+            entry.0 += u32::from(t.notify);
+            entry.1 += u32::from(t.highlight);
+        }
+        Counts {
+            room: count(self.notify.count_ones(), self.highlight.count_ones()),
+            threads: threads
+                .into_iter()
+                .map(|(root, (n, h))| (root, count(n, h)))
+                .collect(),
+        }
+    }
+}
+
+/// The thread root of a client-format event in a thread
+/// (`m.relates_to.rel_type` `m.thread`).
+fn thread_root(event: &Value) -> Option<OwnedEventId> {
+    let relates = &event["content"]["m.relates_to"];
+    if relates["rel_type"].as_str() != Some("m.thread") {
+        return None;
+    }
+    OwnedEventId::try_from(relates["event_id"].as_str()?).ok()
 }
 
 /// The per-process memo of unread counting, per user and room.
@@ -121,7 +204,7 @@ struct MemoMap {
 impl Memos {
     fn get(&self, user: &UserId, room: &RoomId) -> Option<Memo> {
         let map = self.0.lock().expect("unread memo");
-        map.by_user.get(user)?.get(room).copied()
+        map.by_user.get(user)?.get(room).cloned()
     }
 
     fn put(&self, user: &UserId, room: &RoomId, memo: Memo) {
@@ -145,44 +228,74 @@ pub(super) struct Known<'a> {
 }
 
 /// The counts of `room` for `ctx.user`, whose current member event
-/// `member_event` is at `joined_at`, as of `ctx.window.upto`.
+/// `member_event` is at `joined_at`, as of `ctx.window.upto`; per thread
+/// if the filter asks (`unread_thread_notifications`, module docs).
 pub(super) async fn unread_notifications(
     ctx: &Ctx,
     room: &RoomId,
     member_event: &OwnedEventId,
     joined_at: StreamPosition,
     known: Known<'_>,
-) -> Result<UnreadNotificationsCount, Error> {
+) -> Result<Counts, Error> {
     let db = ctx.rooms.db();
     let upto = ctx.window.upto;
-    // Where reading starts: the latest receipt's event, else the join.
-    let mut start = joined_at;
+    let by_thread = ctx.filter.unread_thread_notifications;
+    // Where reading starts: the latest receipt's event, else the join;
+    // threads start at the unthreaded receipt and their own.
+    let (mut start, mut thread_start) = (joined_at, joined_at);
+    let mut thread_read: HashMap<OwnedEventId, StreamPosition> = HashMap::new();
     for (set_at, receipt) in db.own_receipts(room, &ctx.user).await? {
-        if set_at > upto
-            || !READ_TYPES.contains(&receipt.receipt_type.as_str())
-            || !(receipt.thread.is_empty() || receipt.thread == "main")
-        {
+        if set_at > upto || !READ_TYPES.contains(&receipt.receipt_type.as_str()) {
             continue;
         }
-        if let Some(p) = db.position(&receipt.event_id).await? {
-            start = start.max(p);
+        let thread = receipt.thread.as_str();
+        let root = match thread {
+            "" | "main" => None,
+            _ if by_thread => match OwnedEventId::try_from(thread) {
+                Ok(root) => Some(root),
+                Err(_) => continue,
+            },
+            _ => continue,
+        };
+        let Some(p) = db.position(&receipt.event_id).await? else {
+            continue;
+        };
+        match root {
+            Some(root) => {
+                let read = thread_read.entry(root).or_insert(p);
+                *read = (*read).max(p);
+            }
+            None => {
+                start = start.max(p);
+                if thread.is_empty() {
+                    thread_start = thread_start.max(p);
+                }
+            }
         }
     }
+    let thread_start = by_thread.then_some(thread_start);
     let rules = ctx.push_rules.tag;
     let mut memo = ctx
         .memos
         .get(&ctx.user, room)
-        .filter(|m| m.rules == rules && m.start == start && m.through <= upto)
+        .filter(|m| {
+            m.rules == rules
+                && m.start == start
+                && m.thread_start == thread_start
+                && m.through <= upto
+        })
         .unwrap_or(Memo {
             rules,
             start,
-            through: start,
+            thread_start,
+            through: thread_start.unwrap_or(start),
             notify: 0,
             highlight: 0,
+            threaded: VecDeque::new(),
         });
     let from = memo.through;
     if from >= upto {
-        return Ok(memo.counts());
+        return Ok(memo.counts(&thread_read));
     }
     // The response's timeline read holds every event after `covers_after`;
     // what lies between `from` and it (usually nothing: the memo stopped at
@@ -191,7 +304,7 @@ pub(super) async fn unread_notifications(
     // after the user's current join is visible to them (all history
     // visibilities show a member what happens while they are joined), so
     // the gap needs no visibility check.
-    let gap_events = match known.covers_after.filter(|c| *c > from) {
+    let gap_events: Vec<(StreamPosition, Value)> = match known.covers_after.filter(|c| *c > from) {
         Some(c) => {
             let entries = db
                 .timeline(
@@ -207,6 +320,7 @@ pub(super) async fn unread_notifications(
                 // rest.
                 memo.notify = 0;
                 memo.highlight = 0;
+                memo.threaded.clear();
             }
             let ids: Vec<OwnedEventId> = entries.into_iter().rev().map(|e| e.event_id).collect();
             // Only what push rules read: the client format without
@@ -218,43 +332,49 @@ pub(super) async fn unread_notifications(
                     .await?
                     .iter()
                     .filter(|e| e.redacted_by.is_none())
-                    .map(|e| e.pdu.to_client_event(room))
+                    .map(|e| (e.position, e.pdu.to_client_event(room)))
                     .collect()
             }
         }
         None => Vec::new(),
     };
-    let mut events: Vec<&Value> = gap_events.iter().collect();
-    events.extend(
-        known
-            .events
-            .iter()
-            .filter(|(p, _)| *p > from)
-            .map(|(_, e)| e),
-    );
-    let unread: Vec<&Value> = events
+    let mut events: Vec<&(StreamPosition, Value)> = gap_events.iter().collect();
+    events.extend(known.events.iter().filter(|(p, _)| *p > from));
+    // Each unread event with its thread root (with thread counts); an
+    // unthreaded one only after the main timeline's start.
+    let unread: Vec<(StreamPosition, &Value, Option<OwnedEventId>)> = events
         .into_iter()
-        .filter(|e| {
+        .filter(|(_, e)| {
             e["sender"].as_str() != Some(ctx.user.as_str())
                 && e["unsigned"].get("redacted_because").is_none()
         })
+        .map(|(p, e)| (*p, e, thread_start.and_then(|_| thread_root(e))))
+        .filter(|(p, _, root)| root.is_some() || *p > start)
         .collect();
     if !unread.is_empty() {
         let push_ctx = room_ctx(ctx, room, member_event).await?;
-        for event in unread {
+        for (position, event, root) in unread {
             let raw: Raw<Value> = Raw::from_json(
                 serde_json::value::to_raw_value(event).expect("JSON values serialize"),
             );
             let actions = ctx.push_rules.set.get_actions(&raw, &push_ctx).await;
-            memo.push(
-                actions.iter().any(|a| a.should_notify()),
-                actions.iter().any(|a| a.is_highlight()),
-            );
+            let notify = actions.iter().any(|a| a.should_notify());
+            let highlight = actions.iter().any(|a| a.is_highlight());
+            match root {
+                Some(root) => memo.push_threaded(Threaded {
+                    position,
+                    root,
+                    notify,
+                    highlight,
+                }),
+                None => memo.push(notify, highlight),
+            }
         }
     }
     memo.through = upto;
+    let counts = memo.counts(&thread_read);
     ctx.memos.put(&ctx.user, room, memo);
-    Ok(memo.counts())
+    Ok(counts)
 }
 
 /// The push-rule context of `room` for `ctx.user` (current state).
@@ -347,15 +467,17 @@ mod tests {
         let mut memo = Memo {
             rules: 0,
             start: StreamPosition::MIN,
+            thread_start: None,
             through: StreamPosition::MIN,
             notify: 0,
             highlight: 0,
+            threaded: VecDeque::new(),
         };
         for i in 0..MAX_COUNTED + 30 {
             // The oldest 30 notify and highlight; of the rest every other.
             memo.push(i < 30 || i % 2 == 0, i < 30);
         }
-        let counts = memo.counts();
+        let counts = memo.counts(&HashMap::new()).room;
         assert_eq!(counts.notification_count, Some(UInt::from(50u32)));
         assert_eq!(counts.highlight_count, Some(UInt::from(0u32)));
     }

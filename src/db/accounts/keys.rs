@@ -22,6 +22,7 @@
 //! | `sessions` | 0 | `token` | `(0, token_sha256: bytes)` | msgpack `TokenRecord` (user, device) |
 //! | `sessions` | 1 | `device` | `(1, user_id: str, device_id: str)` | msgpack `DeviceRecord` |
 //! | `sessions` | 2 | `uia` | `(2, session: str)` | msgpack `UiaSession` |
+//! | `sessions` | 3 | `cleanup_owed` | `(3, user_id: str, device_id: str)` | empty: a deleted device's transitory cleanup is still owed |
 //! | `profiles` | 0 | `field` | `(0, user_id: str, field: str)` | json value |
 //! | `account_data` | 0 | `current` | `(0, user_id: str, room_id: str, type: str)` | 10-byte versionstamp ++ json content |
 //! | `account_data` | 1 | `log` | `(1, user_id: str, position: versionstamp)` | msgpack `LogEntry` (room, type, content) |
@@ -148,11 +149,26 @@ pub const UIA: SubspaceSpec = SubspaceSpec {
     doc: "A user-interactive authentication session: whom it authenticates and when it began.",
 };
 
+/// `sessions/cleanup_owed`: `(3, user_id, device_id) -> empty`.
+pub const CLEANUP_OWED: SubspaceSpec = SubspaceSpec {
+    name: "cleanup_owed",
+    tag: 3,
+    key: &[
+        USER_ID,
+        Field {
+            name: "device_id",
+            ty: FieldType::Str,
+        },
+    ],
+    value: ValueEncoding::Empty,
+    doc: "A deleted device whose to-device inbox (transitory) is still to be deleted and device-list change recorded: written with the deletion, cleared once that is done, swept at start-up.",
+};
+
 /// `sessions`: access tokens, devices and UIA sessions.
 pub const SESSIONS: DirectorySpec = DirectorySpec {
     path: &["sessions"],
-    doc: "Access tokens (by hash), devices and user-interactive auth sessions.",
-    subspaces: &[TOKEN, DEVICE, UIA],
+    doc: "Access tokens (by hash), devices, user-interactive auth sessions and the cleanups deleted devices still owe.",
+    subspaces: &[TOKEN, DEVICE, UIA, CLEANUP_OWED],
 };
 
 /// `profiles/field`: `(0, user_id, field) -> JSON value`.

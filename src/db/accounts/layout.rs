@@ -22,6 +22,8 @@ pub struct Layout {
     pub device: Subspace,
     /// `(session) -> UiaSession`.
     pub uia: Subspace,
+    /// `(user_id, device_id) -> ""`: a deleted device's cleanup is owed.
+    pub cleanup_owed: Subspace,
     /// `(user_id, field) -> JSON value`.
     pub profile: Subspace,
     /// `(user_id, room_id or "", type) -> versionstamp ++ JSON content`.
@@ -54,6 +56,7 @@ impl Layout {
             token: sub(&keys::SESSIONS, &keys::TOKEN),
             device: sub(&keys::SESSIONS, &keys::DEVICE),
             uia: sub(&keys::SESSIONS, &keys::UIA),
+            cleanup_owed: sub(&keys::SESSIONS, &keys::CLEANUP_OWED),
             profile: sub(&keys::PROFILES, &keys::PROFILE_FIELD),
             account_data: sub(&keys::ACCOUNT_DATA, &keys::ACCOUNT_DATA_CURRENT),
             account_data_log: sub(&keys::ACCOUNT_DATA, &keys::ACCOUNT_DATA_LOG),

@@ -1,4 +1,7 @@
-//! Users, password hashes, access tokens, devices and UIA sessions.
+//! Users, password hashes, access tokens, devices, UIA sessions and the
+//! cleanups deleted devices still owe (`sessions/cleanup_owed`).
+
+use std::collections::BTreeMap;
 
 use foundationdb_tuple::Subspace;
 
@@ -293,11 +296,50 @@ impl AccountsDb {
                             let record: DeviceRecord = decode("device", &raw)?;
                             tx.clear(&k.token.pack(&record.token_hash.as_slice()));
                             tx.clear(&key);
+                            owe_cleanup(&tx, &k, user_id, device_id);
                             deleted.push(device_id.clone());
                         }
                     }
                     Ok::<_, Error>(deleted)
                 }
+            })
+            .await
+    }
+
+    /// The owed cleanups of deleted devices (`sessions/cleanup_owed`): up
+    /// to `limit` of them, by user, in key order. One range read.
+    ///
+    /// Errors: the store's; a malformed key is `Corrupt`.
+    pub async fn owed_cleanups(&self, limit: usize) -> Result<BTreeMap<String, Vec<String>>> {
+        let k = self.keys().clone();
+        self.db
+            .run(|tx, _| {
+                let k = k.clone();
+                async move {
+                    let range = range_of(&k.cleanup_owed).limit(limit);
+                    let mut owed: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                    for kv in tx.get_range_all(range, true).await? {
+                        let (user, device): (String, String) =
+                            unpack("cleanup_owed", &k.cleanup_owed, &kv.key)?;
+                        owed.entry(user).or_default().push(device);
+                    }
+                    Ok::<_, Error>(owed)
+                }
+            })
+            .await
+    }
+
+    /// Clears the owed-cleanup marks of `devices` of `user_id` once their
+    /// cleanup is done. Blind clears: safe to run twice, and a mark that
+    /// is not there is no error.
+    pub async fn cleanups_done(&self, user_id: &str, devices: &[String]) -> Result<()> {
+        let k = self.keys().clone();
+        self.db
+            .run(|tx, _| {
+                for device in devices {
+                    tx.clear(&k.cleanup_owed.pack(&(user_id, device.as_str())));
+                }
+                async { Ok::<_, Error>(()) }
             })
             .await
     }
@@ -401,6 +443,13 @@ fn put_device(
     );
 }
 
+/// Records, in the transaction that deletes device `device_id` of
+/// `user_id`, that its cleanup in the `transitory` database (inbox,
+/// device-list change) is owed, until [`AccountsDb::cleanups_done`].
+fn owe_cleanup(tx: &Transaction, k: &super::Layout, user_id: &str, device_id: &str) {
+    tx.set(&k.cleanup_owed.pack(&(user_id, device_id)), b"");
+}
+
 /// Deletes the devices of `user_id` whose ID passes `pred`, with their
 /// tokens and E2EE keys. Returns the deleted IDs.
 async fn delete_devices_where(
@@ -419,6 +468,7 @@ async fn delete_devices_where(
             tx.clear(&k.token.pack(&record.token_hash.as_slice()));
             tx.clear(&kv.key);
             k.device_e2ee.clear(tx, user_id, &device_id);
+            owe_cleanup(tx, k, user_id, &device_id);
             deleted.push(device_id);
         }
     }

@@ -140,10 +140,9 @@ impl RoomsDb {
         // committed finds the transaction ID and returns that event. Without
         // one (state and membership changes through the service), a state
         // event the current state already holds (same sender and content:
-        // `unchanged_state`) is not sent again, so a retried join, state
-        // change or profile update finds its first attempt's event and
-        // writes nothing. A leave, kick, ban or invite sent twice is refused
-        // or repeated by the authorization rules as before.
+        // `unchanged_state`) is not sent again, so a retried join, leave,
+        // kick, ban, invite, state change or profile update finds its first
+        // attempt's event and writes nothing.
         let (outcome, info) = self
             .db
             .run_committed(|tx, _| async move {
@@ -477,13 +476,13 @@ impl Layout {
     }
 
     /// The current state event that makes `append`'s event a no-op, if
-    /// any: a state event whose (type, state key) already holds an event by
-    /// the same sender with the same content. Membership events count only
-    /// for a join (a repeated join changes nothing, as Synapse answers it
-    /// with the existing event; other membership changes keep the
-    /// authorization rules' answer). The read conflicts, so a concurrent
-    /// change of that state retries this send, and 16 parallel joins by
-    /// one user make one join event.
+    /// any: a state event whose (type, state key) already holds an
+    /// unredacted event by the same sender with the same content. That
+    /// includes every membership change (a repeated join, leave, kick, ban,
+    /// invite or knock changes nothing; Synapse answers it with the
+    /// existing event too). The read conflicts, so a concurrent change of
+    /// that state retries this send, and 16 parallel joins (or leaves) by
+    /// one user make one event.
     async fn unchanged_state(
         &self,
         tx: &Transaction,
@@ -493,10 +492,6 @@ impl Layout {
         let Some(state_key) = &event.state_key else {
             return Ok(None);
         };
-        let is_member = event.event_type == "m.room.member";
-        if is_member && event.content.get("membership").and_then(|m| m.as_str()) != Some("join") {
-            return Ok(None);
-        }
         let key = self.state_key(append.room_id, &event.event_type, state_key);
         let Some(id) = tx.get(&key, false).await? else {
             return Ok(None);
@@ -505,7 +500,11 @@ impl Layout {
         let Some(current) = self.load_pdu(tx, &id, &[]).await? else {
             return Ok(None);
         };
-        let same = current.sender() == append.sender && current.content_value() == event.content;
+        // A redacted event no longer holds its content: sending that
+        // content again restores it.
+        let same = current.sender() == append.sender
+            && current.content_value() == event.content
+            && !self.is_redacted(tx, &id).await?;
         Ok(same.then_some(id))
     }
 
@@ -609,6 +608,7 @@ impl Layout {
                 .load_pdu(tx, &id, written)
                 .await?
                 .ok_or_else(|| Error::corrupt("state", format!("{id} is not stored")))?;
+            let pdu = self.auth_form(tx, pdu, rules).await?;
             if is_auth {
                 auth_events.push(id.clone());
             }
@@ -622,6 +622,25 @@ impl Layout {
             auth_events,
             replaces_state,
         })
+    }
+
+    /// `pdu` as authorization reads it: redacted by the room version's
+    /// algorithm if a redaction names it. The redaction index is read with
+    /// a conflicting read, so a redaction of an auth event committed
+    /// concurrently retries this send against the redacted form.
+    async fn auth_form(&self, tx: &Transaction, pdu: Pdu, rules: &RoomVersionRules) -> Result<Pdu> {
+        if self.is_redacted(tx, pdu.event_id()).await? {
+            Ok(events::redacted_pdu(&pdu, &rules.redaction)?)
+        } else {
+            Ok(pdu)
+        }
+    }
+
+    /// Whether a redaction names event `id` (`events/redaction`), with a
+    /// conflicting read.
+    async fn is_redacted(&self, tx: &Transaction, id: &EventId) -> Result<bool> {
+        let key = self.events.key(&keys::REDACTION, &(id.as_str(),));
+        Ok(tx.get(&key, false).await?.is_some())
     }
 
     /// `rooms/state` key of `(room, type, state_key)`.

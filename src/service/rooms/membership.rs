@@ -13,7 +13,7 @@ use ruma::{OwnedRoomId, RoomId, RoomOrAliasId, UserId};
 use serde_json::{Value, json};
 
 use super::{Error, Result, Rooms, Sent};
-use crate::db::rooms::NewEvent;
+use crate::db::rooms::{MemberRecord, NewEvent};
 
 /// Whether `membership` still ties the user to the room: joined, invited
 /// or knocking (a member event with one of these carries the profile; kick
@@ -47,6 +47,30 @@ impl Rooms {
             .collect())
     }
 
+    /// The content of `target`'s member event for `membership`: the
+    /// profile (while not left) and the reason.
+    async fn member_content(
+        &self,
+        target: &UserId,
+        membership: &MembershipState,
+        reason: Option<&str>,
+    ) -> Result<Value> {
+        let mut content = json!({ "membership": membership });
+        if has_not_left(membership) {
+            for (k, v) in self.member_profile(target).await? {
+                content[k] = v;
+            }
+        }
+        if let Some(reason) = reason {
+            content["reason"] = reason.into();
+        }
+        Ok(content)
+    }
+
+    /// Sends `target`'s member event for `membership`. A change the
+    /// current member event already made (same sender and content) is
+    /// not sent again: the existing event is returned (`deduplicated`),
+    /// so a repeated or retried join, leave, kick or ban writes one event.
     pub(super) async fn set_membership(
         &self,
         sender: &UserId,
@@ -55,16 +79,7 @@ impl Rooms {
         membership: MembershipState,
         reason: Option<&str>,
     ) -> Result<Sent> {
-        let profiled = has_not_left(&membership);
-        let mut content = json!({ "membership": membership });
-        if profiled {
-            for (k, v) in self.member_profile(target).await? {
-                content[k] = v;
-            }
-        }
-        if let Some(reason) = reason {
-            content["reason"] = reason.into();
-        }
+        let content = self.member_content(target, &membership, reason).await?;
         self.send_event(
             sender,
             room_id,
@@ -163,8 +178,12 @@ impl Rooms {
 
     /// `POST /rooms/{roomId}/kick`: sets `target`'s membership to `leave`.
     ///
+    /// A repeat of the same kick (same sender and reason) returns the
+    /// first kick's event.
+    ///
     /// Errors: [`Error::Forbidden`] if `target` is not in the room (joined,
-    /// invited or knocking), besides the authorization rules.
+    /// invited or knocking) and was not kicked so already, besides the
+    /// authorization rules.
     pub async fn kick(
         &self,
         sender: &UserId,
@@ -173,11 +192,37 @@ impl Rooms {
         reason: Option<&str>,
     ) -> Result<Sent> {
         let current = self.db.membership(room_id, target).await?;
-        if !current.is_some_and(|m| has_not_left(&m.membership)) {
+        let in_room = current
+            .as_ref()
+            .is_some_and(|m| has_not_left(&m.membership));
+        if !in_room && !self.kicked_so(sender, target, current, reason).await? {
             return Err(Error::Forbidden(format!("{target} is not in the room")));
         }
         self.set_membership(sender, room_id, target, MembershipState::Leave, reason)
             .await
+    }
+
+    /// Whether `current` (the target's membership) is a kick of `target`
+    /// by `sender` with `reason`: the kick a repeat would make.
+    async fn kicked_so(
+        &self,
+        sender: &UserId,
+        target: &UserId,
+        current: Option<MemberRecord>,
+        reason: Option<&str>,
+    ) -> Result<bool> {
+        let Some(current) = current.filter(|m| m.membership == MembershipState::Leave) else {
+            return Ok(false);
+        };
+        let Some(event) = self.db.event(&current.event_id).await? else {
+            return Ok(false);
+        };
+        let content = self
+            .member_content(target, &MembershipState::Leave, reason)
+            .await?;
+        Ok(event.pdu.sender() == sender
+            && event.redacted_by.is_none()
+            && event.pdu.content_value() == content)
     }
 
     /// `POST /rooms/{roomId}/ban`.

@@ -120,7 +120,8 @@ impl Oracle {
 }
 
 /// The sender's power level and the level `action` needs (`redact`, `ban`,
-/// ...; `default` if unset), from current state. Room creators of room
+/// ...; `default` if unset), from current state (the power levels event
+/// redacted if a redaction applies, as the auth rules read it). Room creators of room
 /// version 12 rank above every level.
 pub(super) async fn power(
     db: &RoomsDb,
@@ -148,7 +149,13 @@ pub(super) async fn power(
         let level = if room.creator == user { 100 } else { 0 };
         return Ok((level, default));
     };
-    let content = pl.pdu.content_value();
+    // As the auth rules read it: a redacted power levels event keeps only
+    // the levels its room version's redaction keeps.
+    let pdu = match pl.redacted_by {
+        Some(_) => events::redacted_pdu(&pl.pdu, &rules.redaction)?,
+        None => pl.pdu,
+    };
+    let content = pdu.content_value();
     let level = content["users"][user.as_str()]
         .as_i64()
         .or_else(|| content["users_default"].as_i64())
