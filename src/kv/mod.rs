@@ -155,6 +155,15 @@ enum TxInner {
     Fdb(fdb::Transaction),
 }
 
+/// A transaction whose attempt failed, as the retry runner retries it: the
+/// embedded backend starts a fresh transaction after the runner's backoff;
+/// FoundationDB's transaction is kept for its `on_error`.
+enum Attempted {
+    Embedded,
+    #[cfg(feature = "fdb")]
+    Fdb(fdb::Attempted),
+}
+
 macro_rules! dispatch {
     ($self:expr, $tx:ident => $body:expr) => {
         match &$self.0 {
@@ -253,6 +262,48 @@ impl Transaction {
     /// transaction saw (its own writes included). Dropping it cancels the watch.
     pub fn watch(&self, key: &[u8]) -> Watch {
         dispatch!(self, tx => tx.watch(key))
+    }
+
+    /// Sets the backend's own bounds for this transaction: FoundationDB's
+    /// `Timeout` and `RetryLimit` options (see `src/kv/retry.rs`). The
+    /// embedded backend needs none: its runner checks the budget itself and
+    /// its reads never wait on a network.
+    fn set_bounds(
+        &self,
+        timeout: Option<std::time::Duration>,
+        retry_limit: Option<u32>,
+    ) -> Result<()> {
+        match &self.0 {
+            TxInner::Embedded(_) => {
+                let _ = (timeout, retry_limit);
+                Ok(())
+            }
+            #[cfg(feature = "fdb")]
+            TxInner::Fdb(tx) => tx.set_bounds(timeout, retry_limit),
+        }
+    }
+
+    /// This transaction after its closure failed, kept for the retry
+    /// runner's `on_error`.
+    fn into_attempted(self) -> Attempted {
+        match self.0 {
+            TxInner::Embedded(_) => Attempted::Embedded,
+            #[cfg(feature = "fdb")]
+            TxInner::Fdb(tx) => Attempted::Fdb(tx.into_attempted()),
+        }
+    }
+
+    /// As [`Transaction::commit`], and on failure also returns what the
+    /// retry runner needs to retry on the same transaction.
+    async fn commit_or_keep(self) -> std::result::Result<CommitInfo, (Error, Attempted)> {
+        match self.0 {
+            TxInner::Embedded(tx) => tx.commit().await.map_err(|e| (e, Attempted::Embedded)),
+            #[cfg(feature = "fdb")]
+            TxInner::Fdb(tx) => tx
+                .commit_or_keep()
+                .await
+                .map_err(|(e, attempted)| (e, Attempted::Fdb(attempted))),
+        }
     }
 
     /// Commits. Returns the commit version and versionstamp, or `None` for both
