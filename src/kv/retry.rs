@@ -45,7 +45,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Attempted, CommitInfo, Database, Error, KeyValue, RangeOption, Transaction};
+use super::{
+    Attempted, CommitInfo, Database, Error, KeySelector, KeyValue, RangeOption, Transaction,
+};
 use crate::random::Random;
 
 /// Bounds of the retry runner.
@@ -253,6 +255,41 @@ impl Database {
     pub async fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
         self.run(|tx, _| async move { tx.get(key, true).await })
             .await
+    }
+
+    /// One page of `range`: at most `page` pairs (and at most the range's
+    /// limit), read in a one-shot snapshot transaction, and the range that
+    /// continues after it (`None` when the range or its limit is exhausted).
+    /// A caller that loops on the continuation reads any range with no
+    /// transaction reading more than `page` keys, so none grows with the data
+    /// toward FoundationDB's 5-second and 10 MB limits. The pages are not one
+    /// snapshot: a key written between two pages may or may not appear. For
+    /// scans that tolerate that (inspection tools).
+    pub async fn read_page(
+        &self,
+        range: &RangeOption,
+        page: usize,
+    ) -> Result<(Vec<KeyValue>, Option<RangeOption>), Error> {
+        let page = page.max(1);
+        let want = range.limit.map_or(page, |limit| limit.min(page));
+        let mut this = range.clone();
+        this.limit = Some(want);
+        let kvs = self.read_range(this).await?;
+        let rest = range.limit.map(|limit| limit - kvs.len());
+        let next = match kvs.last() {
+            Some(last) if kvs.len() == want && rest != Some(0) => {
+                let mut next = range.clone();
+                next.limit = rest;
+                if range.reverse {
+                    next.end = KeySelector::first_greater_or_equal(last.key.clone());
+                } else {
+                    next.begin = KeySelector::first_greater_than(last.key.clone());
+                }
+                Some(next)
+            }
+            _ => None,
+        };
+        Ok((kvs, next))
     }
 
     /// The range (up to its limit) in a one-shot, read-only transaction with
