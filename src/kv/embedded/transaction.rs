@@ -552,6 +552,7 @@ impl Transaction {
     pub async fn commit(self) -> Result<CommitInfo> {
         let (req, reply) = {
             let mut st = self.state();
+            self.inner.db.record_costs(st.keys_read, st.mutations.len());
             self.check_live(&st)?;
             st.committed = true;
             if let Some(e) = st.error.take() {
