@@ -1,9 +1,11 @@
-//! Key backup under FoundationDB's rules (issue 24): creating a version is
-//! safe after `commit_unknown_result` (the embedded store injects it: the
-//! commit applies, the caller is told it may not have), deleting every key
-//! of a version reads none of them (a transaction that does not grow with
-//! the backup, counted with `embedded::Costs`), and a request naming one
-//! session twice counts it once though the stored keys are read at once.
+//! Key backup and one-time keys under FoundationDB's rules (issue 24):
+//! creating a backup version is safe after `commit_unknown_result` (the
+//! embedded store injects it: the commit applies, the caller is told it may
+//! not have), deleting every key of a version reads none of them (a
+//! transaction that does not grow with the backup, counted with
+//! `embedded::Costs`), and reads issued at once instead of one after another
+//! (`put_backup_keys`, `claim`) keep their answers when a request names the
+//! same thing twice.
 
 use std::sync::atomic::Ordering;
 
@@ -122,4 +124,34 @@ async fn a_session_named_twice_in_one_request_counts_once() {
         stored[0].data["first_message_index"], 2,
         "the best one is kept"
     );
+}
+
+/// `claim` reads every device's first one-time key at once; a tuple named
+/// twice still gets two different keys, as when the reads were one after
+/// another.
+#[tokio::test]
+async fn claiming_a_device_twice_in_one_request_hands_out_two_keys() {
+    let (_dir, _dbs, e2ee) = open().await;
+    let otks: Vec<(String, String, String)> = ["AAAA", "AAAB", "AAAC"]
+        .iter()
+        .map(|id| {
+            (
+                "signed_curve25519".to_owned(),
+                (*id).to_owned(),
+                format!("key-{id}"),
+            )
+        })
+        .collect();
+    e2ee.upload("@a:x", "DEV", None, &otks, &[])
+        .await
+        .expect("upload")
+        .expect("accepted");
+    let one = (
+        "@a:x".to_owned(),
+        "DEV".to_owned(),
+        "signed_curve25519".to_owned(),
+    );
+    let claimed = e2ee.claim(&[one.clone(), one]).await.expect("claim");
+    let ids: Vec<&str> = claimed.iter().map(|(_, _, k)| k.key_id.as_str()).collect();
+    assert_eq!(ids, ["signed_curve25519:AAAA", "signed_curve25519:AAAB"]);
 }
