@@ -24,7 +24,11 @@
 //! - the 10-byte versionstamp of a commit is its 8-byte commit version followed
 //!   by its 2-byte order within the commit batch, both big-endian.
 //!
-//! Transactions are retried by [`Database::run`], the only retry loop in Myelin.
+//! Transactions are retried by [`Database::run`], the only retry loop in Myelin,
+//! on FoundationDB's schedule and, on FoundationDB, through its `on_error`
+//! with the runner's time budget as the transaction's timeout (see `retry.rs`).
+//! [`Database::read_page`] reads a range of any size one bounded transaction
+//! at a time.
 //!
 //! Two layers are written against [`Transaction`] and live here so every
 //! backend shares them: FoundationDB's [`directory`] layer and the Record
