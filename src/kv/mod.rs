@@ -135,7 +135,9 @@ impl Database {
         }
     }
 
-    /// Starts a transaction. Prefer [`Database::run`], which retries.
+    /// Starts a transaction. Prefer [`Database::run`], which retries and
+    /// bounds it: a transaction started here has no `Timeout` option, so on
+    /// FoundationDB its reads wait for an unreachable cluster.
     pub fn create_transaction(&self) -> Result<Transaction> {
         Ok(Transaction(match &self.backend {
             Backend::Embedded(db) => TxInner::Embedded(db.create_transaction()?),
