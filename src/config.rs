@@ -126,6 +126,9 @@ impl DatabasesConfig {
     }
 }
 
+/// The default of [`DatabaseConfig::open_timeout_ms`]: 10 seconds.
+pub const DEFAULT_OPEN_TIMEOUT_MS: u64 = 10_000;
+
 /// `[databases.<name>]`: one database's backend and location.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -142,6 +145,11 @@ pub struct DatabaseConfig {
     /// backend's (`EmbeddedOptions::default`, 64 MiB). Databases sharing a
     /// store use the first one's setting.
     pub cache_size_bytes: Option<usize>,
+    /// How long opening waits for the store to answer one read (the
+    /// directory layer's version key), in milliseconds, before it fails
+    /// naming the cluster file. Default [`DEFAULT_OPEN_TIMEOUT_MS`]. Matters
+    /// for `fdb`, whose client waits for an unreachable cluster.
+    pub open_timeout_ms: Option<u64>,
     /// Directory path the database's directories are created under, followed
     /// by the database's name: `root ++ [name] ++ directory`. Default
     /// `["myelin"]`.
@@ -155,6 +163,7 @@ impl Default for DatabaseConfig {
             path: None,
             cluster_file: None,
             cache_size_bytes: None,
+            open_timeout_ms: None,
             root: vec![DEFAULT_ROOT.to_string()],
         }
     }

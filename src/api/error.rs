@@ -25,6 +25,7 @@
 //! | game: a tournament needs a join first | 403 | `ORG.MYELIN.TOURNAMENT_NOT_JOINED` |
 //! | game: a record reached `max_num_score` | 409 | `ORG.MYELIN.MAX_NUM_SCORE` with `max_num_score` |
 //! | game: write to an admin-only object | 403 | `M_FORBIDDEN` with `index` |
+//! | storage unavailable: the store's time budget or retry limit ran out (FoundationDB `transaction_timed_out`, 1031, e.g. cluster unreachable) | 503 | `M_UNKNOWN`, header `Retry-After` |
 //! | storage failure, panic | 500 | `M_UNKNOWN` |
 
 use std::time::Duration;
@@ -37,6 +38,7 @@ use ruma::api::error::{
     RetryAfter, StandardErrorBody, UnknownTokenErrorData, WrongRoomKeysVersionErrorData,
 };
 
+use crate::db;
 use crate::service;
 use crate::service::e2ee::BackupError;
 use crate::sync;
@@ -133,6 +135,29 @@ impl ApiError {
             FromHttpRequestError::Deserialization(e) => ApiError::InvalidParam(e.to_string()),
             FromHttpRequestError::MethodMismatch { .. } => ApiError::UnrecognizedMethod,
             other => ApiError::BadJson(other.to_string()),
+        }
+    }
+
+    /// Whether this is the store being unavailable for now (its time budget
+    /// or retry limit ran out; [`db::is_unavailable`]), whichever service
+    /// reported it: answered with 503 and [`RETRY_AFTER_SECS`].
+    fn is_unavailable(&self) -> bool {
+        use service::Error as S;
+        fn service(e: &S) -> bool {
+            match e {
+                S::Storage(e) => db::is_unavailable(e),
+                S::TransitoryStorage(e) => db::is_unavailable(e),
+                S::RoomsStorage(e) => db::is_unavailable(e),
+                _ => false,
+            }
+        }
+        match self {
+            ApiError::Service(e) => service(e),
+            ApiError::Rooms(service::rooms::Error::Storage(e)) => db::is_unavailable(e),
+            ApiError::Rooms(service::rooms::Error::Accounts(e)) => service(e),
+            ApiError::Game(service::game::Error::Db(e)) => db::is_unavailable(e),
+            ApiError::Game(service::game::Error::Accounts(e)) => service(e),
+            _ => false,
         }
     }
 
@@ -325,8 +350,32 @@ fn unknown_token() -> ErrorKind {
     ErrorKind::UnknownToken(UnknownTokenErrorData::new())
 }
 
+/// The `Retry-After` of a 503 for an unavailable store, in seconds: about
+/// the retry runner's one-second backoff cap, long enough for a cluster to
+/// recover from a recovery or a conflict storm.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if self.is_unavailable() {
+            tracing::warn!(error = %self, "storage unavailable; answering 503");
+            let body = StandardErrorBody::new(
+                ErrorKind::Unknown,
+                "storage temporarily unavailable, retry later".to_owned(),
+            );
+            let error = ruma::api::error::Error::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorBody::Standard(body),
+            );
+            let mut response = match error.try_into_http_response::<Vec<u8>>() {
+                Ok(response) => response.map(axum::body::Body::from).into_response(),
+                Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+            };
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            return response;
+        }
         if let ApiError::Service(service::Error::AuthRequired(info)) = &self {
             let body = serde_json::to_vec(info).expect("UIA info serializes");
             return (

@@ -10,7 +10,8 @@
 //!   directory tree of the configured stores (read only).
 //! - `scan <db> <path...>`: the decoded entries of one directory of a live
 //!   store, at most `--limit` of them, optionally only those under a tuple
-//!   prefix (`--prefix SUBSPACE [FIELD...]`).
+//!   prefix (`--prefix SUBSPACE [FIELD...]`), read in pages of
+//!   1,000 keys, one transaction each (not one snapshot).
 //!
 //! `decode` and `scan` never create anything: they read the directory layer's
 //! tree and refuse embedded stores that do not exist.
@@ -171,6 +172,9 @@ async fn decode(args: DecodeArgs) -> Result<(), CliError> {
     print(&out)
 }
 
+/// Keys `myelin keys scan` reads per transaction.
+const SCAN_PAGE_KEYS: usize = 1_000;
+
 async fn scan(args: ScanArgs) -> Result<(), CliError> {
     let config = load_existing(&args.config)?;
     let spec = args.db.spec();
@@ -187,14 +191,22 @@ async fn scan(args: ScanArgs) -> Result<(), CliError> {
     if !args.prefix.is_empty() {
         begin.extend(tuple_prefix(dir.spec, &args.prefix)?);
     }
-    let range = RangeOption::prefix(&begin).limit(args.limit);
-    let entries = store
-        .read_range(range)
-        .await
-        .map_err(|source: kv::Error| db::DbError::Kv {
-            database: spec.name,
-            source,
-        })?;
+    // Page by page, one transaction each, so a large --limit never makes
+    // one transaction that grows with the data (FoundationDB's 5 s rule).
+    let mut next = Some(RangeOption::prefix(&begin).limit(args.limit));
+    let mut entries = Vec::new();
+    while let Some(range) = next {
+        let (page, rest) =
+            store
+                .read_page(&range, SCAN_PAGE_KEYS)
+                .await
+                .map_err(|source: kv::Error| db::DbError::Kv {
+                    database: spec.name,
+                    source,
+                })?;
+        entries.extend(page);
+        next = rest;
+    }
     let mut out = format!(
         "# {} {} prefix {}\n",
         spec.name,

@@ -46,6 +46,7 @@ pub use position::Position;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::{Backend, ConfigError, DatabaseConfig, DatabasesConfig};
 use crate::keys::{Catalog, DatabaseSpec, Directories, DirectorySpec, KnownDirectory, Space};
@@ -77,6 +78,22 @@ pub enum DbError {
         /// The store's error.
         #[source]
         source: kv::Error,
+    },
+    /// The store did not answer one read within the configured deadline
+    /// (`databases.<name>.open_timeout_ms`): for FoundationDB, the cluster
+    /// named by the cluster file is down or unreachable.
+    #[error(
+        "{database}: the store at {} did not answer a read within {timeout:?} (for FoundationDB: is the cluster this cluster file names up and reachable? `fdbcli -C {} --exec status` tells)",
+        location.display(),
+        location.display()
+    )]
+    Unreachable {
+        /// The database being opened.
+        database: &'static str,
+        /// The cluster file (FoundationDB) or directory (embedded).
+        location: PathBuf,
+        /// The deadline that passed.
+        timeout: Duration,
     },
     /// A directory operation failed.
     #[error("{database}: directory layer: {source}")]
@@ -151,7 +168,7 @@ impl DbError {
     /// Whether the failure is the store's (I/O, cluster unreachable), as
     /// opposed to the configuration or the store's contents.
     pub fn is_storage(&self) -> bool {
-        matches!(self, DbError::Kv { .. })
+        matches!(self, DbError::Kv { .. } | DbError::Unreachable { .. })
             || matches!(self, DbError::Directory { source, .. } if source.as_kv().is_some())
     }
 }
@@ -264,9 +281,45 @@ impl Databases {
 pub async fn open(config: &DatabasesConfig) -> Result<Databases, DbError> {
     let mut all = Vec::with_capacity(SPECS.len());
     for store in connect(config)? {
+        check_answers(&store).await?;
         all.push(open_database(store).await?);
     }
     Ok(Databases::from_handles(all))
+}
+
+/// Whether `store`'s database is the store being unavailable for now: the
+/// retry runner's time budget or retry limit ran out (`kv::Error::is_unavailable`;
+/// on FoundationDB, `transaction_timed_out`). For `api`, which answers it
+/// with 503 and `Retry-After` and does not see `kv`.
+pub fn is_unavailable<E: TransactError>(e: &E) -> bool {
+    e.as_kv().is_some_and(kv::Error::is_unavailable)
+}
+
+/// Reads the directory layer's version key from `store` with the store's
+/// open deadline as the retry runner's whole budget (on FoundationDB, the
+/// transaction's `Timeout` option), so that an unreachable cluster fails the
+/// open with [`DbError::Unreachable`] naming its cluster file instead of
+/// hanging: FoundationDB's client connects lazily and waits for a cluster
+/// that does not answer (see `src/kv/fdb.rs`, `Database::open`).
+async fn check_answers(store: &Store) -> Result<(), DbError> {
+    let retry = kv::RetryOptions {
+        timeout: Some(store.open_timeout),
+        ..store.db.retry_options().clone()
+    };
+    let db = store.db.clone().with_retry_options(retry);
+    let key = DirectoryLayer::default().version_key();
+    match db.read(&key).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_unavailable() => Err(DbError::Unreachable {
+            database: store.spec.name,
+            location: store.location.clone(),
+            timeout: store.open_timeout,
+        }),
+        Err(source) => Err(DbError::Kv {
+            database: store.spec.name,
+            source,
+        }),
+    }
 }
 
 /// Opens every database in one embedded store at `dir`, under the default
@@ -319,6 +372,11 @@ pub struct Store {
     pub db: kv::Database,
     /// The configured root; the database lives under `root ++ [name]`.
     pub root: Vec<String>,
+    /// Where the store is: the embedded directory or the cluster file.
+    pub location: PathBuf,
+    /// How long [`open`] waits for the store to answer one read
+    /// (`databases.<name>.open_timeout_ms`).
+    pub open_timeout: Duration,
 }
 
 /// Opens the store of every database of [`SPECS`] without touching its
@@ -336,10 +394,16 @@ pub fn connect(config: &DatabasesConfig) -> Result<Vec<Store>, DbError> {
         .iter()
         .map(|&spec| {
             let db = config.get(spec.name);
+            let (store, location) = stores.connect(spec.name, &db)?;
+            let open_timeout_ms = db
+                .open_timeout_ms
+                .unwrap_or(crate::config::DEFAULT_OPEN_TIMEOUT_MS);
             Ok(Store {
                 spec,
-                db: stores.connect(spec.name, &db)?,
+                db: store,
                 root: db.root,
+                location,
+                open_timeout: Duration::from_millis(open_timeout_ms),
             })
         })
         .collect()
@@ -399,7 +463,7 @@ fn database_path(root: &[String], name: &str) -> Vec<String> {
 /// `root ++ [name]` and checks and records the schema version
 /// ([`meta::check_schema_version`]), in one transaction.
 async fn open_database(store: Store) -> Result<Handle, DbError> {
-    let Store { spec, db, root } = store;
+    let Store { spec, db, root, .. } = store;
     let base = database_path(&root, spec.name);
     // Safe to run twice: create_or_open finds what a first attempt created,
     // and the schema version is written only where none is recorded.
@@ -472,7 +536,7 @@ impl Stores {
         &mut self,
         name: &'static str,
         config: &DatabaseConfig,
-    ) -> Result<kv::Database, DbError> {
+    ) -> Result<(kv::Database, PathBuf), DbError> {
         let location = match config.backend {
             Backend::Embedded => config
                 .path
@@ -489,7 +553,7 @@ impl Stores {
             .iter()
             .find(|(b, l, _)| *b == config.backend && *l == location)
         {
-            return Ok(db.clone());
+            return Ok((db.clone(), location));
         }
         let db: kv::Database = match config.backend {
             Backend::Embedded => kv::embedded::Database::open(&location, embedded_options(config))
@@ -497,8 +561,9 @@ impl Stores {
                 .into(),
             Backend::Fdb => open_fdb(name, &location)?,
         };
-        self.open.push((config.backend, location, db.clone()));
-        Ok(db)
+        self.open
+            .push((config.backend, location.clone(), db.clone()));
+        Ok((db, location))
     }
 }
 

@@ -10,8 +10,10 @@
 //! before splitting existed need no migration.
 //!
 //! ## Reads
-//! [`get`] reads the head; only a head of exactly [`CHUNK_BYTES`] may have
-//! chunks, and then one range read fetches them. So a value under the limit
+//! [`get`] reads the head; only a head of [`STAMPED_HEAD_BYTES`] or more
+//! may have chunks (exactly [`CHUNK_BYTES`], or exactly
+//! [`STAMPED_HEAD_BYTES`] for a versionstamped value), and then one range
+//! read fetches them. So a value shorter than [`STAMPED_HEAD_BYTES`]
 //! costs one point read, as before. A range read of a subspace that holds
 //! split values returns each head followed by its chunks; [`join`] folds
 //! them back into one value per key. Ranges must start at a head and read
@@ -40,6 +42,12 @@ use crate::kv::{self, KeySelector, KeyValue, MutationType, RangeOption, Transact
 /// FoundationDB's value limit.
 pub const CHUNK_BYTES: usize = kv::limits::VALUE_SIZE_BYTES;
 
+/// The head of a versionstamped value: FoundationDB counts the 4-byte
+/// placeholder offset of `SetVersionstampedValue` toward its value limit
+/// (FDB 7.3 `ReadYourWritesTransaction::atomicOp` checks the operand as
+/// given), so that head holds 4 bytes less than [`CHUNK_BYTES`].
+pub const STAMPED_HEAD_BYTES: usize = CHUNK_BYTES - 4;
+
 /// The longest value callers may store: 40 chunks, 4,000,000 bytes, under
 /// half of FoundationDB's 10,000,000-byte transaction limit.
 pub const MAX_VALUE_BYTES: usize = 40 * CHUNK_BYTES;
@@ -59,8 +67,9 @@ pub fn set(tx: &Transaction, key: &[u8], value: &[u8]) {
 /// placeholder completed at commit (`SetVersionstampedValue` with offset 0).
 /// `value` excludes the 4-byte offset; the placeholder must lie in the head.
 pub fn set_versionstamped_value(tx: &Transaction, key: &[u8], value: &[u8]) {
-    let mut chunks = value.chunks(CHUNK_BYTES);
-    let mut head = chunks.next().unwrap_or_default().to_vec();
+    let (head, rest) = value.split_at(value.len().min(STAMPED_HEAD_BYTES));
+    let chunks = rest.chunks(CHUNK_BYTES);
+    let mut head = head.to_vec();
     head.extend_from_slice(&0u32.to_le_bytes());
     tx.atomic_op(key, &head, MutationType::SetVersionstampedValue);
     clear_chunks(tx, key);
@@ -103,7 +112,7 @@ pub async fn get(tx: &Transaction, key: &[u8], snapshot: bool) -> kv::Result<Opt
     let Some(mut value) = tx.get(key, snapshot).await? else {
         return Ok(None);
     };
-    if value.len() == CHUNK_BYTES {
+    if value.len() >= STAMPED_HEAD_BYTES {
         let (begin, end) = continuation_range(key);
         let range = RangeOption {
             begin: KeySelector::first_greater_or_equal(begin),

@@ -40,6 +40,39 @@ pub(crate) fn check_value(value: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// FoundationDB's per-mutation overhead in a transaction's size:
+/// `sizeof(MutationRef)` in FDB 7.3 on 64-bit platforms (a 1-byte type, two
+/// 16-byte `StringRef`s, an `Optional<uint32_t>` checksum, an
+/// `Optional<uint16_t>` index and a `bool`: 56 bytes with alignment;
+/// `fdbclient/include/fdbclient/CommitTransaction.h`). A transaction's size is
+/// `mutations.expectedSize() + read_conflict_ranges.expectedSize() +
+/// write_conflict_ranges.expectedSize()` (`Transaction::getSize`,
+/// `fdbclient/NativeAPI.actor.cpp`), and a `VectorRef`'s expected size
+/// counts `sizeof(T)` per item plus the item's bytes (`flow/include/flow/Arena.h`).
+pub(crate) const MUTATION_OVERHEAD_BYTES: usize = 56;
+/// FoundationDB's per-conflict-range overhead: `sizeof(KeyRangeRef)`, two
+/// 16-byte `StringRef`s (see [`MUTATION_OVERHEAD_BYTES`]).
+pub(crate) const CONFLICT_RANGE_OVERHEAD_BYTES: usize = 32;
+
+/// A versionstamped key (its last 4 bytes the little-endian offset of the
+/// 10-byte placeholder): checked as FoundationDB's
+/// `ReadYourWritesTransaction::atomicOp` checks it (FDB 7.3
+/// `fdbclient/ReadYourWrites.actor.cpp`): the whole key, offset included,
+/// must be before `\xff` and within [`limits::KEY_SIZE_BYTES`]. Returns the
+/// key without the offset, and the offset.
+pub(crate) fn check_versionstamped_key(key: &[u8]) -> Result<(&[u8], usize)> {
+    check_key(key)?;
+    split_versionstamp_offset(key)
+}
+
+/// A versionstamped value: the whole parameter, offset included, within
+/// [`limits::VALUE_SIZE_BYTES`] (as [`check_versionstamped_key`]). Returns the
+/// value without the offset, and the offset.
+pub(crate) fn check_versionstamped_value(value: &[u8]) -> Result<(&[u8], usize)> {
+    check_value(value)?;
+    split_versionstamp_offset(value)
+}
+
 /// Splits a versionstamped key or value into its bytes without the trailing
 /// 4-byte little-endian offset, and the offset, checking that the 10-byte stamp
 /// fits.

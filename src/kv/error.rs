@@ -56,7 +56,8 @@ pub enum Error {
         /// The limit.
         limit_bytes: usize,
     },
-    /// `transaction_timed_out` (1031): the retry runner's timeout elapsed.
+    /// `transaction_timed_out` (1031): the retry runner's time budget
+    /// elapsed (on FoundationDB, the transaction's `Timeout` option fired).
     #[error("operation aborted because the transaction timed out after {0:?} (1031)")]
     TimedOut(Duration),
     /// The retry runner gave up after its retry limit; the last error is the source.
@@ -119,6 +120,17 @@ impl Error {
             Error::Fdb(e) => e.is_maybe_committed(),
             _ => false,
         }
+    }
+
+    /// Whether the store could not do the work within the retry runner's
+    /// bounds: its time budget ([`Error::TimedOut`], FoundationDB's
+    /// `transaction_timed_out`, 1031, as when the cluster is unreachable) or
+    /// its retry limit ([`Error::RetryLimitReached`], sustained contention).
+    /// Nothing is wrong with the request; the API answers 503 with
+    /// `Retry-After` so the client tries again later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::TimedOut(_) | Error::RetryLimitReached { .. })
+            || self.code() == Some(1031)
     }
 
     /// The FoundationDB error code this error corresponds to, if any.

@@ -30,21 +30,29 @@
 //!   FoundationDB's commit consumes the transaction, so [`Transaction::commit`]
 //!   needs the last clone and fails with [`Error::UsedDuringCommit`] otherwise.
 //!
-//! Retries: `kv::Database::run` (`src/kv/retry.rs`) creates a fresh transaction
-//! per attempt and does its own exponential backoff, instead of FoundationDB's
-//! `fdb_transaction_on_error`. That loses little: `on_error` resets the
-//! transaction and waits a backoff, and the runner classifies errors with the
-//! same FoundationDB predicates (through [`Error::is_retryable`] and
-//! [`Error::maybe_committed`]). What a fresh transaction does not inherit is
-//! FoundationDB's per-transaction backoff state; the runner's own backoff stands in.
+//! Retries: `kv::Database::run` (`src/kv/retry.rs`) keeps one FoundationDB
+//! transaction for all its attempts and, after a retryable error, hands it to
+//! FoundationDB's `fdb_transaction_on_error` ([`Attempted::on_error`]), which
+//! waits FoundationDB's own backoff (its per-transaction state: 10 ms doubling
+//! to 1 s, 30 s for proxy-memory-limit errors, tag-throttle hints, jitter) and
+//! resets the transaction while keeping its options (FDB 7.3
+//! `fdbclient/NativeAPI.actor.cpp`, `Transaction::onError` and `getBackoff`).
+//! A failed commit keeps the crate's `TransactionCommitError`, whose `on_error`
+//! does the same. Before the first attempt the runner sets
+//! `TransactionOption::Timeout` (its time budget) and `RetryLimit`
+//! ([`Transaction::set_bounds`]): an unreachable cluster then fails the
+//! transaction with `transaction_timed_out` (1031) instead of waiting forever.
 //!
-//! Sizes: FoundationDB enforces its 10,000,000-byte transaction limit itself,
-//! counting read-conflict ranges and per-range overhead. The adapter also
-//! counts, as the embedded backend does, the bytes of mutations, explicit
-//! conflict ranges and non-snapshot point reads, and fails the commit with
-//! [`Error::TransactionTooLarge`] when that count alone is over the limit; when
-//! FoundationDB's fuller count rejects the commit instead (`2101`), the error
-//! reports the adapter's count, the only one available after the failed commit.
+//! Sizes: FoundationDB enforces its 10,000,000-byte transaction limit itself
+//! (`Transaction::getSize`: mutations and coalesced conflict ranges, each
+//! with its per-item overhead; the embedded backend counts the same way). The
+//! adapter also counts the bytes of mutations, explicit conflict ranges and
+//! non-snapshot point reads, without overheads (a lower bound of
+//! FoundationDB's count), and fails the commit with
+//! [`Error::TransactionTooLarge`] when that count alone is over the limit;
+//! when FoundationDB's fuller count rejects the commit instead (`2101`), the
+//! error reports the adapter's count, the only one available after the failed
+//! commit.
 //!
 //! Who may import this: `kv` (dispatch and [`FdbError`] in `kv::Error`) and
 //! `db` (which opens stores from the configuration). Layers above use
@@ -54,16 +62,19 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 /// FoundationDB's error, re-exported so that `kv::Error::Fdb` can hold it
 /// without another file naming the `foundationdb` crate.
 pub use foundationdb::FdbError;
 use foundationdb::FdbResult;
 use foundationdb::api::{FdbApiBuilder, NetworkAutoStop};
-use foundationdb::options::{self, StreamingMode};
+use foundationdb::options::{self, StreamingMode, TransactionOption};
+use foundationdb::{TransactionCommitError, TransactionCommitted};
 
 use super::checks::{
-    KEYSPACE_END, check_key, check_key_len, check_value, split_versionstamp_offset,
+    KEYSPACE_END, check_key, check_key_len, check_value, check_versionstamped_key,
+    check_versionstamped_value,
 };
 use super::{
     CommitInfo, ConflictRangeType, Error, KeySelector, KeyValue, MutationType, RangeChunk,
@@ -147,7 +158,10 @@ impl Database {
     /// (2203) if the installed libfdb_c is older than 7.3, `no_cluster_file_found`
     /// (1515), `connection_string_invalid` (2104), or `file_not_readable` (1513)
     /// for a path that is not UTF-8 or contains a NUL byte. Connecting is lazy:
-    /// an unreachable cluster shows up as reads that wait, not as an error here.
+    /// an unreachable cluster is not an error here. It shows up in the first
+    /// transaction, which waits until its `Timeout` option (set by the retry
+    /// runner) fails it with `transaction_timed_out` (1031); `db::open` reads
+    /// one key of each cluster within a deadline for that reason.
     pub fn open(cluster_file: Option<&Path>) -> Result<Database> {
         ensure_network()?;
         let path = match cluster_file {
@@ -173,12 +187,7 @@ impl Database {
     /// Starts a transaction. Its read version is taken at its first read.
     pub fn create_transaction(&self) -> Result<Transaction> {
         let tx = self.inner.create_trx().map_err(map_error)?;
-        Ok(Transaction {
-            inner: Arc::new(Inner {
-                tx,
-                state: Mutex::new(State::default()),
-            }),
-        })
+        Ok(Transaction::wrap(tx))
     }
 }
 
@@ -205,6 +214,15 @@ struct State {
 }
 
 impl Transaction {
+    fn wrap(tx: foundationdb::Transaction) -> Transaction {
+        Transaction {
+            inner: Arc::new(Inner {
+                tx,
+                state: Mutex::new(State::default()),
+            }),
+        }
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.inner.state.lock().expect("fdb transaction state lock")
     }
@@ -321,14 +339,12 @@ impl Transaction {
     /// See [`crate::kv::Transaction::atomic_op`].
     pub fn atomic_op(&self, key: &[u8], param: &[u8], op: MutationType) {
         let checked = match op {
-            MutationType::SetVersionstampedKey => split_versionstamp_offset(key)
-                .map(|(body, _)| body)
-                .and_then(check_key)
-                .and_then(|()| check_value(param)),
-            MutationType::SetVersionstampedValue => split_versionstamp_offset(param)
-                .map(|(body, _)| body)
-                .and_then(check_value)
-                .and_then(|()| check_key(key)),
+            MutationType::SetVersionstampedKey => {
+                check_versionstamped_key(key).and_then(|_| check_value(param))
+            }
+            MutationType::SetVersionstampedValue => {
+                check_versionstamped_value(param).and_then(|_| check_key(key))
+            }
             _ => check_key(key).and_then(|()| check_value(param)),
         };
         if self.record_write(checked, key.len() + param.len()) {
@@ -386,37 +402,117 @@ impl Transaction {
         Watch::new(async move { fired.await.map_err(map_error) })
     }
 
+    /// Sets FoundationDB's `Timeout` (milliseconds; `None` or zero: none)
+    /// and `RetryLimit` (`None`: none) options. FoundationDB measures the
+    /// timeout from the transaction's creation and keeps both across
+    /// `on_error` (API 610 and later; `fdb.options`, and
+    /// `ReadYourWritesTransaction::resetTimeout` in FDB 7.3's
+    /// `fdbclient/ReadYourWrites.actor.cpp`: `timebomb(timeoutInSeconds + creationTime)`).
+    pub fn set_bounds(&self, timeout: Option<Duration>, retry_limit: Option<u32>) -> Result<()> {
+        let timeout_ms = timeout.map_or(0, |t| {
+            // At least 1 ms: zero would mean "no timeout".
+            i32::try_from(t.as_millis()).unwrap_or(i32::MAX).max(1)
+        });
+        let limit = retry_limit.map_or(-1, |l| i32::try_from(l).unwrap_or(i32::MAX));
+        let tx = &self.inner.tx;
+        tx.set_option(TransactionOption::Timeout(timeout_ms))
+            .and_then(|()| tx.set_option(TransactionOption::RetryLimit(limit)))
+            .map_err(map_error)
+    }
+
+    /// This transaction after a failed attempt, for [`Attempted::on_error`].
+    /// Holds the FoundationDB transaction only if this is its last clone.
+    pub fn into_attempted(self) -> Attempted {
+        Attempted(
+            Arc::try_unwrap(self.inner)
+                .ok()
+                .map(|inner| AttemptedTx::Open(inner.tx)),
+        )
+    }
+
     /// See [`crate::kv::Transaction::commit`]. Fails with
     /// [`Error::UsedDuringCommit`] if another clone of this transaction is alive.
     pub async fn commit(self) -> Result<CommitInfo> {
-        let Inner { tx, state } =
-            Arc::try_unwrap(self.inner).map_err(|_| Error::UsedDuringCommit)?;
+        self.commit_or_keep().await.map_err(|(e, _)| e)
+    }
+
+    /// As [`Transaction::commit`], and on failure also returns the
+    /// transaction (as the crate's commit error holds it) for
+    /// [`Attempted::on_error`].
+    pub async fn commit_or_keep(self) -> std::result::Result<CommitInfo, (Error, Attempted)> {
+        let Inner { tx, state } = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner,
+            Err(_) => return Err((Error::UsedDuringCommit, Attempted(None))),
+        };
         let st = state.into_inner().expect("fdb transaction state lock");
-        if let Some(e) = st.error {
-            return Err(e);
-        }
-        if st.size_bytes > limits::TRANSACTION_SIZE_BYTES {
-            return Err(too_large(st.size_bytes));
+        let refused = match st.error {
+            Some(e) => Some(e),
+            None => {
+                (st.size_bytes > limits::TRANSACTION_SIZE_BYTES).then(|| too_large(st.size_bytes))
+            }
+        };
+        if let Some(e) = refused {
+            return Err((e, Attempted(Some(AttemptedTx::Open(tx)))));
         }
         // The versionstamp future must be requested before the commit; a
         // read-only transaction has none (its future would fail).
         let stamp = st.wrote.then(|| tx.get_versionstamp());
-        let committed = tx
-            .commit()
-            .await
-            .map_err(|e| map_commit_error(FdbError::from(e), st.size_bytes))?;
-        let version = committed.committed_version().map_err(map_error)?;
-        // FoundationDB reports -1 for a read-only commit.
-        let (Ok(version), Some(stamp)) = (u64::try_from(version), stamp) else {
-            return Ok(CommitInfo::default());
+        let committed: TransactionCommitted = match tx.commit().await {
+            Ok(committed) => committed,
+            Err(e) => {
+                let mapped = map_commit_error(*e, st.size_bytes);
+                return Err((mapped, Attempted(Some(AttemptedTx::Commit(e)))));
+            }
         };
-        let stamp = stamp.await.map_err(map_error)?;
-        let versionstamp = Versionstamp::try_from(&stamp[..])
-            .map_err(|_| Error::Fdb(FdbError::from_code(INTERNAL_ERROR)))?;
-        Ok(CommitInfo {
-            version: Some(version),
-            versionstamp: Some(versionstamp),
-        })
+        let info = async {
+            let version = committed.committed_version().map_err(map_error)?;
+            // FoundationDB reports -1 for a read-only commit.
+            let (Ok(version), Some(stamp)) = (u64::try_from(version), stamp) else {
+                return Ok(CommitInfo::default());
+            };
+            let stamp = stamp.await.map_err(map_error)?;
+            let versionstamp = Versionstamp::try_from(&stamp[..])
+                .map_err(|_| Error::Fdb(FdbError::from_code(INTERNAL_ERROR)))?;
+            Ok(CommitInfo {
+                version: Some(version),
+                versionstamp: Some(versionstamp),
+            })
+        };
+        info.await.map_err(|e| (e, Attempted(None)))
+    }
+}
+
+/// A FoundationDB transaction whose attempt failed, kept so that the retry
+/// runner can call FoundationDB's `on_error` on the same transaction.
+pub struct Attempted(Option<AttemptedTx>);
+
+enum AttemptedTx {
+    /// The closure or a check before the commit failed.
+    Open(foundationdb::Transaction),
+    /// FoundationDB refused the commit; the error holds the transaction.
+    Commit(TransactionCommitError),
+}
+
+impl Attempted {
+    /// FoundationDB's `on_error` for `error`: waits FoundationDB's backoff and
+    /// returns the reset transaction (its options kept), or fails with the
+    /// error when FoundationDB does not retry it (not retryable, retry limit
+    /// or timeout reached). `Ok(None)` when no transaction was kept (a clone
+    /// outlived the attempt); the runner then starts a fresh one.
+    pub async fn on_error(self, error: &Error) -> Result<Option<Transaction>> {
+        let tx = match self.0 {
+            None => return Ok(None),
+            Some(AttemptedTx::Commit(e)) => e.on_error().await,
+            Some(AttemptedTx::Open(tx)) => {
+                let code = match error {
+                    Error::Fdb(e) => *e,
+                    other => FdbError::from_code(other.code().unwrap_or(INTERNAL_ERROR)),
+                };
+                tx.on_error(code).await
+            }
+        }
+        .map_err(map_error)?;
+        Ok(Some(Transaction::wrap(tx)))
     }
 }
 

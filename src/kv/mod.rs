@@ -24,7 +24,11 @@
 //! - the 10-byte versionstamp of a commit is its 8-byte commit version followed
 //!   by its 2-byte order within the commit batch, both big-endian.
 //!
-//! Transactions are retried by [`Database::run`], the only retry loop in Myelin.
+//! Transactions are retried by [`Database::run`], the only retry loop in Myelin,
+//! on FoundationDB's schedule and, on FoundationDB, through its `on_error`
+//! with the runner's time budget as the transaction's timeout (see `retry.rs`).
+//! [`Database::read_page`] reads a range of any size one bounded transaction
+//! at a time.
 //!
 //! Two layers are written against [`Transaction`] and live here so every
 //! backend shares them: FoundationDB's [`directory`] layer and the Record
@@ -131,7 +135,9 @@ impl Database {
         }
     }
 
-    /// Starts a transaction. Prefer [`Database::run`], which retries.
+    /// Starts a transaction. Prefer [`Database::run`], which retries and
+    /// bounds it: a transaction started here has no `Timeout` option, so on
+    /// FoundationDB its reads wait for an unreachable cluster.
     pub fn create_transaction(&self) -> Result<Transaction> {
         Ok(Transaction(match &self.backend {
             Backend::Embedded(db) => TxInner::Embedded(db.create_transaction()?),
@@ -153,6 +159,15 @@ enum TxInner {
     Embedded(embedded::Transaction),
     #[cfg(feature = "fdb")]
     Fdb(fdb::Transaction),
+}
+
+/// A transaction whose attempt failed, as the retry runner retries it: the
+/// embedded backend starts a fresh transaction after the runner's backoff;
+/// FoundationDB's transaction is kept for its `on_error`.
+enum Attempted {
+    Embedded,
+    #[cfg(feature = "fdb")]
+    Fdb(fdb::Attempted),
 }
 
 macro_rules! dispatch {
@@ -253,6 +268,48 @@ impl Transaction {
     /// transaction saw (its own writes included). Dropping it cancels the watch.
     pub fn watch(&self, key: &[u8]) -> Watch {
         dispatch!(self, tx => tx.watch(key))
+    }
+
+    /// Sets the backend's own bounds for this transaction: FoundationDB's
+    /// `Timeout` and `RetryLimit` options (see `src/kv/retry.rs`). The
+    /// embedded backend needs none: its runner checks the budget itself and
+    /// its reads never wait on a network.
+    fn set_bounds(
+        &self,
+        timeout: Option<std::time::Duration>,
+        retry_limit: Option<u32>,
+    ) -> Result<()> {
+        match &self.0 {
+            TxInner::Embedded(_) => {
+                let _ = (timeout, retry_limit);
+                Ok(())
+            }
+            #[cfg(feature = "fdb")]
+            TxInner::Fdb(tx) => tx.set_bounds(timeout, retry_limit),
+        }
+    }
+
+    /// This transaction after its closure failed, kept for the retry
+    /// runner's `on_error`.
+    fn into_attempted(self) -> Attempted {
+        match self.0 {
+            TxInner::Embedded(_) => Attempted::Embedded,
+            #[cfg(feature = "fdb")]
+            TxInner::Fdb(tx) => Attempted::Fdb(tx.into_attempted()),
+        }
+    }
+
+    /// As [`Transaction::commit`], and on failure also returns what the
+    /// retry runner needs to retry on the same transaction.
+    async fn commit_or_keep(self) -> std::result::Result<CommitInfo, (Error, Attempted)> {
+        match self.0 {
+            TxInner::Embedded(tx) => tx.commit().await.map_err(|e| (e, Attempted::Embedded)),
+            #[cfg(feature = "fdb")]
+            TxInner::Fdb(tx) => tx
+                .commit_or_keep()
+                .await
+                .map_err(|(e, attempted)| (e, Attempted::Fdb(attempted))),
+        }
     }
 
     /// Commits. Returns the commit version and versionstamp, or `None` for both

@@ -110,19 +110,71 @@ fn fdb_backend() -> Result<Backend, String> {
         return Err("FDB_CLUSTER_FILE unset".into());
     };
     let path = std::path::PathBuf::from(path);
-    let db = kv::fdb::Database::open(Some(path.as_path()))
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    // A random 12-letter prefix under `\xfd`, a byte no tuple type code or
-    // directory-layer prefix uses; no test shares it.
-    let mut prefix = b"\xfdmyelin-test/".to_vec();
+    let db: kv::Database = kv::fdb::Database::open(Some(path.as_path()))
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?
+        .into();
+    // A prefix under `\xfd`, a byte no tuple type code or directory-layer
+    // prefix uses: the wall-clock second (10 digits, so prefixes sort by
+    // age) and 12 random letters; no test shares it.
+    let now = unix_seconds();
+    let mut prefix = FDB_TEST_PREFIX.to_vec();
+    prefix.extend(format!("{now:010}/").bytes());
     prefix.extend(myelin::random::Random::os().lowercase(12).bytes());
     prefix.push(b'/');
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(|| sweep_stale_prefixes(&db, now));
     Ok(Backend {
         kind: Kind::Fdb,
-        db: db.into(),
+        db,
         prefix,
         dir: None,
     })
+}
+
+/// Where every FoundationDB test prefix starts.
+#[cfg(feature = "fdb")]
+const FDB_TEST_PREFIX: &[u8] = b"\xfdmyelin-test/";
+
+/// Seconds since the Unix epoch, by the wall clock: dates what tests leave
+/// on a shared cluster.
+#[allow(clippy::disallowed_methods)] // Test prefixes on a shared cluster are dated by wall time, so a later run (another process) can tell stale ones.
+pub fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_secs()
+}
+
+/// Clears the prefixes a crashed run left: those dated more than an hour
+/// before `now` (a run in progress elsewhere is younger). Once per test binary.
+#[cfg(feature = "fdb")]
+fn sweep_stale_prefixes(db: &kv::Database, now: u64) {
+    let begin = FDB_TEST_PREFIX.to_vec();
+    let mut end = FDB_TEST_PREFIX.to_vec();
+    end.extend(format!("{:010}", now.saturating_sub(3600)).bytes());
+    let db = db.clone();
+    // On its own thread and runtime: this runs inside a test's runtime.
+    let swept = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(db.run(|tx, _| {
+            let (b, e) = (begin.clone(), end.clone());
+            // Safe to run twice: clearing is idempotent.
+            async move {
+                tx.clear_range(&b, &e);
+                Ok::<_, kv::Error>(())
+            }
+        }))
+    })
+    .join();
+    if !matches!(swept, Ok(Ok(()))) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "fdb backend: could not sweep stale test prefixes"
+        );
+    }
 }
 
 /// Runs `test` once on every available backend, in order. After each run on a

@@ -75,6 +75,18 @@ impl TestServer {
     /// A server over the store in `dir` (which outlives it).
     pub async fn start_at(dir: &Path, config: ServerConfig, clock: ManualClock) -> Self {
         let databases = myelin::db::open_embedded_at(dir).await.expect("open store");
+        Self::start_on(databases, dir, config, clock).await
+    }
+
+    /// A server over `databases`, opened by the caller (`data_dir` is only
+    /// recorded).
+    pub async fn start_on(
+        databases: myelin::db::Databases,
+        data_dir: &Path,
+        config: ServerConfig,
+        clock: ManualClock,
+    ) -> Self {
+        let dir = data_dir;
         let state = App::open(&databases, app_config(config), Arc::new(clock.clone()))
             .await
             .expect("state");

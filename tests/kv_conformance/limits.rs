@@ -64,6 +64,94 @@ async fn size_limits_fail_with_their_own_errors() {
     .await;
 }
 
+/// The 4-byte offset of a versionstamped key or value counts toward the key
+/// and value limits: FDB 7.3 `ReadYourWritesTransaction::atomicOp`
+/// (`fdbclient/ReadYourWrites.actor.cpp`) checks `key.size()` and
+/// `operand.size()` as given, offset included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versionstamp_offsets_count_toward_the_key_and_value_limits() {
+    each_backend(|b| async move {
+        let stamped = |len: usize| {
+            // `len` bytes in all: a body ending in the 10-byte placeholder,
+            // then the offset.
+            let mut key = b.key(vec![b'k'; len - 14 - b.prefix.len()]);
+            let offset = key.len() as u32;
+            key.extend_from_slice(&[0; 10]);
+            key.extend_from_slice(&offset.to_le_bytes());
+            key
+        };
+        let commit_key = |key: Vec<u8>| {
+            let tx = b.db.create_transaction().unwrap();
+            tx.atomic_op(&key, b"v", kv::MutationType::SetVersionstampedKey);
+            tx.commit()
+        };
+        commit_key(stamped(limits::KEY_SIZE_BYTES))
+            .await
+            .expect("at the limit, offset included");
+        let err = commit_key(stamped(limits::KEY_SIZE_BYTES + 1))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(2102), "{err:?}");
+
+        let commit_value = |len: usize| {
+            let mut param = vec![b'v'; len - 14];
+            param.extend_from_slice(&[0; 10]);
+            param.extend_from_slice(&0u32.to_le_bytes());
+            let tx = b.db.create_transaction().unwrap();
+            tx.atomic_op(
+                &b.key("vv"),
+                &param,
+                kv::MutationType::SetVersionstampedValue,
+            );
+            tx.commit()
+        };
+        commit_value(limits::VALUE_SIZE_BYTES)
+            .await
+            .expect("at the limit, offset included");
+        let err = commit_value(limits::VALUE_SIZE_BYTES + 1)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(2103), "{err:?}");
+    })
+    .await;
+}
+
+/// A transaction's size counts each mutation's and each conflict range's
+/// overhead, as FoundationDB's does (FDB 7.3 `Transaction::getSize`,
+/// `fdbclient/NativeAPI.actor.cpp`: the `expectedSize` of the mutations and
+/// of the read- and write-conflict ranges, each `VectorRef` item counting
+/// `sizeof(MutationRef)` or `sizeof(KeyRangeRef)` beside its bytes). Many
+/// small writes whose bytes alone are a tenth of the limit are too large.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_size_counts_per_item_overhead_and_write_conflicts() {
+    each_backend(|b| async move {
+        let key = |i: usize| b.key(format!("small/{i:07}/"));
+        let key_len = key(0).len();
+        // One `set` with an empty value: the mutation (overhead 56, the key)
+        // and its write-conflict range `[key, key + \x00)` (overhead 32).
+        // The keys end in `/`, so no two ranges touch and none coalesce.
+        let per_set = 56 + key_len + 32 + 2 * key_len + 1;
+        let fits = limits::TRANSACTION_SIZE_BYTES / per_set - 1_000;
+        let too_many = limits::TRANSACTION_SIZE_BYTES / per_set + 1_000;
+        assert!(too_many * key_len < limits::TRANSACTION_SIZE_BYTES / 5);
+        let write = |n: usize| {
+            let tx = b.db.create_transaction().unwrap();
+            for i in 0..n {
+                tx.set(&key(i), b"");
+            }
+            tx.commit()
+        };
+        let err = write(too_many).await.unwrap_err();
+        assert_eq!(err.code(), Some(2101), "{err:?}");
+        let tx = b.db.create_transaction().unwrap();
+        assert!(tx.get(&key(0), false).await.unwrap().is_none());
+        write(fits)
+            .await
+            .expect("under the limit with its overheads");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_transactions_fail_with_too_old() {
     // The embedded store's window is shortened rather than waited out; on a

@@ -278,3 +278,65 @@ async fn versionstamp_order_is_commit_order_across_concurrent_committers() {
     })
     .await;
 }
+
+/// After `SetVersionstampedKey`, every key of the range the key may land in
+/// is unreadable to its transaction (`accessed_unreadable`, 1036) until
+/// commit; keys outside it read as usual. FoundationDB: FDB 7.3
+/// `ReadYourWritesTransaction::atomicOp` (`fdbclient/ReadYourWrites.actor.cpp`)
+/// marks `getVersionstampKeyRange` (`fdbclient/include/fdbclient/Atomic.h`:
+/// the key with the read version's stamp up to the key with ten `\xff`
+/// bytes) "unmodified and unreadable".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_range_a_versionstamped_key_may_land_in_is_unreadable_until_commit() {
+    each_backend(|b| async move {
+        let space = Subspace::from_bytes(b.key("vk/"));
+        let before = b.key("vj");
+        let after = b.key("vl");
+        let tx = b.db.create_transaction().unwrap();
+        tx.set(&before, b"b");
+        tx.set(&after, b"a");
+        tx.commit().await.unwrap();
+
+        let tx = b.db.create_transaction().unwrap();
+        tx.get_read_version().await.unwrap();
+        let key = space.pack_with_versionstamp(&("event", Versionstamp::incomplete(0)));
+        tx.atomic_op(&key, b"payload", MutationType::SetVersionstampedKey);
+        // A key the stamp could produce: the largest version.
+        let highest = space.pack(&("event", Versionstamp::complete([0xff; 10], 0)));
+        for snapshot in [false, true] {
+            assert_eq!(
+                tx.get(&highest, snapshot).await.unwrap_err().code(),
+                Some(1036),
+                "snapshot {snapshot}"
+            );
+            assert_eq!(
+                tx.get_range_all(RangeOption::prefix(space.bytes()), snapshot)
+                    .await
+                    .unwrap_err()
+                    .code(),
+                Some(1036),
+                "snapshot {snapshot}"
+            );
+        }
+        assert_eq!(
+            tx.get(&before, false).await.unwrap().as_deref(),
+            Some(&b"b"[..])
+        );
+        assert_eq!(
+            tx.get(&after, false).await.unwrap().as_deref(),
+            Some(&b"a"[..])
+        );
+        drop(tx);
+
+        let tx = b.db.create_transaction().unwrap();
+        tx.atomic_op(&key, b"payload", MutationType::SetVersionstampedKey);
+        tx.commit().await.unwrap();
+        let tx = b.db.create_transaction().unwrap();
+        let kvs = tx
+            .get_range_all(RangeOption::prefix(space.bytes()), false)
+            .await
+            .unwrap();
+        assert_eq!(kvs.len(), 1, "readable once committed");
+    })
+    .await;
+}

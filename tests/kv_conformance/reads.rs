@@ -228,3 +228,53 @@ async fn get_ranges_streams_in_batches() {
     })
     .await;
 }
+
+/// `Database::read_page` reads a range of any size in pages, one transaction
+/// each: no transaction reads more than a page (FoundationDB's 5-second and
+/// 10 MB rules hold however large the range), the pages together are the
+/// range (up to its limit, in either direction), and a write between two
+/// pages shows in the later one, since each page is its own transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paged_reads_bound_each_transaction() {
+    each_backend(|b| async move {
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..95)
+            .map(|i| (b.key(format!("p/{i:03}")), vec![i as u8]))
+            .collect();
+        put_all(&b.db, &pairs).await;
+        let all = RangeOption::prefix(&b.key("p/"));
+        for (range, expected) in [
+            (all.clone(), pairs.clone()),
+            (all.clone().limit(42), pairs[..42].to_vec()),
+            (
+                all.clone().reverse(true).limit(31),
+                pairs.iter().rev().take(31).cloned().collect(),
+            ),
+        ] {
+            let mut next = Some(range);
+            let mut got = Vec::new();
+            let mut pages = 0;
+            while let Some(range) = next {
+                let (page, rest) = b.db.read_page(&range, 10).await.unwrap();
+                assert!(page.len() <= 10, "a page of {} keys", page.len());
+                pages += 1;
+                got.extend(page.into_iter().map(|kv| (kv.key, kv.value)));
+                next = rest;
+            }
+            assert_eq!(got, expected);
+            assert_eq!(pages, expected.len().div_ceil(10).max(1));
+        }
+
+        let (first, rest) = b.db.read_page(&all, 10).await.unwrap();
+        assert_eq!(first.len(), 10);
+        put_all(&b.db, &[(b.key("p/050x"), b"late".to_vec())]).await;
+        let mut next = rest;
+        let mut seen_late = false;
+        while let Some(range) = next {
+            let (page, rest) = b.db.read_page(&range, 10).await.unwrap();
+            seen_late |= page.iter().any(|kv| kv.value == b"late");
+            next = rest;
+        }
+        assert!(seen_late, "each page is a new transaction");
+    })
+    .await;
+}

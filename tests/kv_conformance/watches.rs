@@ -51,11 +51,17 @@ async fn watch_fires_after_a_committed_change_and_not_before() {
     .await;
 }
 
+/// A watch compares with the value its transaction saw, so a change
+/// committed in between fires it at once; and, as in FoundationDB, a watch
+/// reads its key as a non-snapshot read (FDB 7.3
+/// `fdbclient/ReadYourWrites.actor.cpp`, `RYWImpl::watch`:
+/// `readWithConflictRange(ryw, GetValueReq(key), Snapshot::False)`), so a
+/// writing transaction whose watched key changed after its read version
+/// does not commit (`not_committed`, 1020) and its watch fails. A read-only
+/// transaction has nothing to commit and never conflicts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_on_a_key_changed_before_commit_fires_at_once() {
     each_backend(|b| async move {
-        // Read-only and writing transactions alike: the watch compares with the
-        // value the transaction saw, not with the value at commit.
         for writes in [false, true] {
             let k = b.key(format!("w/{writes}"));
             put_all(&b.db, &[(k.clone(), b"old".to_vec())]).await;
@@ -69,8 +75,19 @@ async fn watch_on_a_key_changed_before_commit_fires_at_once() {
                 tx.set(&b.key("elsewhere"), b"x");
             }
             let watch = tx.watch(&k);
-            tx.commit().await.unwrap();
-            fired(watch).await;
+            let committed = tx.commit().await;
+            if writes {
+                crate::assert_code(committed, 1020);
+                let failed = tokio::time::timeout(HANG, watch)
+                    .await
+                    .expect("the watch of an uncommitted transaction ends");
+                assert!(failed.is_err(), "a watch of a failed commit fails");
+                let tx = b.db.create_transaction().unwrap();
+                assert!(tx.get(&b.key("elsewhere"), false).await.unwrap().is_none());
+            } else {
+                committed.unwrap();
+                fired(watch).await;
+            }
         }
     })
     .await;

@@ -285,11 +285,34 @@ impl E2eeDb {
                 let l = l.clone();
                 async move {
                     let mut out = Vec::new();
-                    for (user, device, alg) in wanted {
+                    // Every device's first one-time key is read at once, not
+                    // one device after another (on FoundationDB each read is
+                    // a round trip). A tuple repeated in `wanted` reads again
+                    // after its first claim, which sees that claim's clear.
+                    let space_of = |(user, device, alg): &(String, String, String)| {
+                        l.otk
+                            .subspace(&(user.as_str(), device.as_str(), alg.as_str()))
+                    };
+                    let firsts = futures::future::try_join_all(wanted.iter().map(|w| {
+                        let range = range_of(&space_of(w)).limit(1);
+                        let tx = &tx;
+                        async move { tx.get_range_all(range, false).await }
+                    }))
+                    .await?;
+                    let mut taken = std::collections::HashSet::new();
+                    for ((user, device, alg), first) in wanted.iter().zip(firsts) {
                         let (u, d, a) = (user.as_str(), device.as_str(), alg.as_str());
                         let space = l.otk.subspace(&(u, d, a));
-                        let first = tx.get_range_all(range_of(&space).limit(1), false).await?;
-                        if let Some(kv) = first.first() {
+                        let first = match first.into_iter().next() {
+                            Some(kv) if taken.contains(&kv.key) => tx
+                                .get_range_all(range_of(&space).limit(1), false)
+                                .await?
+                                .into_iter()
+                                .next(),
+                            first => first,
+                        };
+                        if let Some(kv) = first {
+                            taken.insert(kv.key.clone());
                             let id: String = unpack("one_time_key", &space, &kv.key)?;
                             tx.clear(&kv.key);
                             let key = String::from_utf8_lossy(&kv.value).into_owned();
@@ -338,24 +361,30 @@ impl E2eeDb {
                             tx.get_range_all(range, true).await?
                         }
                         Some(ds) => {
-                            let mut kvs = Vec::new();
-                            for d in ds {
+                            // Read at once, not one device after another.
+                            let found = futures::future::try_join_all(ds.iter().map(|d| {
                                 let key = l.device_keys.pack(&(user, d.as_str()));
-                                if let Some(value) = tx.get(&key, true).await? {
-                                    kvs.push(kv::KeyValue { key, value });
+                                let tx = &tx;
+                                async move {
+                                    let value = tx.get(&key, true).await?;
+                                    Ok::<_, kv::Error>(
+                                        value.map(|value| kv::KeyValue { key, value }),
+                                    )
                                 }
-                            }
-                            kvs
+                            }))
+                            .await?;
+                            found.into_iter().flatten().collect()
                         }
                     };
-                    let mut out = Vec::new();
-                    for kv in kvs {
+                    let (tx, l) = (&tx, &l);
+                    let out = futures::future::try_join_all(kvs.into_iter().map(|kv| async move {
                         let (_, device): (String, String) =
                             unpack("device_keys", &l.device_keys, &kv.key)?;
                         let mut json = parse_json("device_keys", &kv.value)?;
-                        merge_signatures(&tx, &l, user, &device, &mut json).await?;
-                        out.push((device, json));
-                    }
+                        merge_signatures(tx, l, user, &device, &mut json).await?;
+                        Ok::<_, Error>((device, json))
+                    }))
+                    .await?;
                     Ok::<_, Error>(out)
                 }
             })

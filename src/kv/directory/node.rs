@@ -197,8 +197,10 @@ impl DirectoryLayer {
         Ok(())
     }
 
-    /// `root_node[b"version"]`.
-    pub(super) fn version_key(&self) -> Vec<u8> {
+    /// `root_node[b"version"]`: the key of the layer's format version, which
+    /// every directory operation reads. `db::open` reads it to check that a
+    /// store answers within a deadline.
+    pub fn version_key(&self) -> Vec<u8> {
         self.root_node.pack(&Bytes::from(&b"version"[..]))
     }
 

@@ -48,7 +48,7 @@ mod rangeset;
 mod transaction;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -138,6 +138,34 @@ pub struct Faults {
     pub fail_commit_countdown: AtomicU32,
 }
 
+/// The largest work any one transaction did, over every transaction
+/// committed (or attempted) through this store since the last
+/// [`Costs::reset`]: how tests state that a transaction's work does not grow
+/// with the data (FoundationDB's 5-second and 10 MB rules) as counts, not
+/// timings.
+#[derive(Debug, Default)]
+pub struct Costs {
+    /// Most keys one transaction's reads served
+    /// ([`Transaction::keys_read`]).
+    pub max_keys_read: AtomicU64,
+    /// Most mutations (sets, clears, range clears, atomic operations) one
+    /// transaction sent to commit.
+    pub max_mutations: AtomicU64,
+}
+
+impl Costs {
+    /// Starts counting afresh.
+    pub fn reset(&self) {
+        self.max_keys_read.store(0, Ordering::SeqCst);
+        self.max_mutations.store(0, Ordering::SeqCst);
+    }
+
+    fn record(&self, keys_read: u64, mutations: u64) {
+        self.max_keys_read.fetch_max(keys_read, Ordering::SeqCst);
+        self.max_mutations.fetch_max(mutations, Ordering::SeqCst);
+    }
+}
+
 /// An open embedded store. Cheap to clone; the store closes when the last
 /// clone is dropped or [`Database::shutdown`] is called.
 #[derive(Clone)]
@@ -151,6 +179,7 @@ struct Shared {
     committer: Mutex<Option<JoinHandle<()>>>,
     options: EmbeddedOptions,
     faults: Arc<Faults>,
+    costs: Costs,
     path: PathBuf,
 }
 
@@ -250,6 +279,7 @@ impl Database {
                 committer: Mutex::new(Some(handle)),
                 options,
                 faults,
+                costs: Costs::default(),
                 path,
             }),
         })
@@ -289,6 +319,16 @@ impl Database {
     /// The store's options.
     pub fn options(&self) -> &EmbeddedOptions {
         &self.shared.options
+    }
+
+    /// The largest work of one transaction so far (see [`Costs`]).
+    pub fn costs(&self) -> &Costs {
+        &self.shared.costs
+    }
+
+    /// Records one transaction's work at its commit.
+    pub(crate) fn record_costs(&self, keys_read: u64, mutations: usize) {
+        self.shared.costs.record(keys_read, mutations as u64);
     }
 
     /// Fault injection for tests.

@@ -1,5 +1,7 @@
-//! A set of disjoint half-open key ranges `[begin, end)`, kept merged: the keys
-//! a transaction has cleared with `clear_range`.
+//! A set of disjoint half-open key ranges `[begin, end)`, kept merged (as
+//! FoundationDB's coalesced key-range maps are): the keys a transaction has
+//! cleared with `clear_range`, the ranges its versionstamped keys may land in,
+//! and its conflict ranges when their size is counted.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -46,6 +48,24 @@ impl RangeSet {
         self.ranges.insert(begin, end);
     }
 
+    /// Whether some key of `[begin, end)` lies in one of the ranges.
+    pub(super) fn intersects(&self, begin: &[u8], end: &[u8]) -> bool {
+        begin < end
+            && (self.contains(begin)
+                || self
+                    .ranges
+                    .range::<[u8], _>((Bound::Excluded(begin), Bound::Excluded(end)))
+                    .next()
+                    .is_some())
+    }
+
+    /// The ranges, in key order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.ranges
+            .iter()
+            .map(|(b, e)| (b.as_slice(), e.as_slice()))
+    }
+
     /// Whether `key` lies in one of the ranges.
     pub(super) fn contains(&self, key: &[u8]) -> bool {
         self.ranges
@@ -74,5 +94,17 @@ mod tests {
         assert!(s.contains(b"h") && !s.contains(b"i"));
         s.insert(b"x", b"a");
         assert_eq!(s.ranges.len(), 1);
+    }
+
+    #[test]
+    fn intersects_any_overlap_but_not_a_touch() {
+        let mut set = RangeSet::default();
+        set.insert(b"c", b"e");
+        assert!(set.intersects(b"a", b"d"));
+        assert!(set.intersects(b"d", b"z"));
+        assert!(set.intersects(b"a", b"z"));
+        assert!(!set.intersects(b"a", b"c"), "end is exclusive");
+        assert!(!set.intersects(b"e", b"z"), "the range's end is exclusive");
+        assert!(!set.intersects(b"d", b"d"), "empty");
     }
 }

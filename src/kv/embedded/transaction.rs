@@ -5,8 +5,16 @@
 //! read-your-writes layer does: a key set or cleared in the transaction reads
 //! as written (and adds no read conflict, since the store was not consulted);
 //! a key with pending atomic mutations reads the snapshot and applies them;
-//! a key written with a versionstamped mutation cannot be read
-//! (`accessed_unreadable`).
+//! a key written with a versionstamped value cannot be read
+//! (`accessed_unreadable`), nor can any key of the range a versionstamped key
+//! may land in (FoundationDB's `ReadYourWritesTransaction::atomicOp` marks
+//! `getVersionstampKeyRange` "unmodified and unreadable", FDB 7.3
+//! `fdbclient/ReadYourWrites.actor.cpp`).
+//!
+//! A transaction's size is FoundationDB's (`Transaction::getSize`,
+//! `fdbclient/NativeAPI.actor.cpp`): each mutation's bytes plus
+//! [`MUTATION_OVERHEAD_BYTES`], and each read- and write-conflict range's
+//! bytes plus [`CONFLICT_RANGE_OVERHEAD_BYTES`], the ranges coalesced first.
 //!
 //! Each transaction counts the keys its reads served
 //! ([`Transaction::keys_read`]): one per `get` and `get_key`, one per pair a
@@ -27,7 +35,8 @@ use super::conflicts::key_after;
 use super::rangeset::RangeSet;
 use super::{Database, Snapshot};
 use crate::kv::checks::{
-    KEYSPACE_END, check_key, check_key_len, check_value, split_versionstamp_offset,
+    CONFLICT_RANGE_OVERHEAD_BYTES, KEYSPACE_END, MUTATION_OVERHEAD_BYTES, check_key, check_key_len,
+    check_value, check_versionstamped_key, check_versionstamped_value,
 };
 use crate::kv::{
     CommitInfo, ConflictRangeType, Error, KeySelector, KeyValue, MutationType, RangeChunk,
@@ -66,6 +75,11 @@ struct State {
     read_conflicts: Vec<(Vec<u8>, Vec<u8>)>,
     write_conflicts: Vec<(Vec<u8>, Vec<u8>)>,
     watches: Vec<WatchRequest>,
+    /// The ranges this transaction's versionstamped keys may land in: not
+    /// readable until commit.
+    unreadable: RangeSet,
+    /// Bytes of the mutations, with [`MUTATION_OVERHEAD_BYTES`] each;
+    /// conflict ranges are added at commit.
     size_bytes: usize,
     /// Keys served by reads so far (see [`Transaction::keys_read`]).
     keys_read: u64,
@@ -79,8 +93,34 @@ impl State {
         self.error.get_or_insert(e);
     }
 
-    fn add_size(&mut self, bytes: usize) {
-        self.size_bytes += bytes;
+    /// Counts one mutation of `bytes` bytes (its parameters).
+    fn add_mutation_size(&mut self, bytes: usize) {
+        self.size_bytes += MUTATION_OVERHEAD_BYTES + bytes;
+    }
+
+    /// The transaction's size as FoundationDB counts it at commit: the
+    /// mutations, and the coalesced read- and write-conflict ranges, each
+    /// with its overhead.
+    fn size_at_commit(&self) -> usize {
+        let ranges = |list: &[(Vec<u8>, Vec<u8>)]| {
+            let mut set = RangeSet::default();
+            for (b, e) in list {
+                set.insert(b, e);
+            }
+            set.iter()
+                .map(|(b, e)| CONFLICT_RANGE_OVERHEAD_BYTES + b.len() + e.len())
+                .sum::<usize>()
+        };
+        self.size_bytes + ranges(&self.read_conflicts) + ranges(&self.write_conflicts)
+    }
+
+    /// Fails a read of `[begin, end)` that touches a range a versionstamped
+    /// key of this transaction may land in.
+    fn check_readable(&self, begin: &[u8], end: &[u8]) -> Result<()> {
+        if self.unreadable.intersects(begin, end) {
+            return Err(Error::AccessedUnreadable);
+        }
+        Ok(())
     }
 }
 
@@ -122,6 +162,7 @@ impl Transaction {
         let mut st = self.state();
         self.check_live(&st)?;
         check_key(key)?;
+        st.check_readable(key, &key_after(key))?;
         st.keys_read += 1;
         let base = match st.writes.get(key) {
             Some(Pending::Known(v)) => return Ok(v.clone()),
@@ -146,6 +187,12 @@ impl Transaction {
         let mut st = self.state();
         self.check_live(&st)?;
         let key = self.resolve(&st, selector)?;
+        let (lo, hi) = if key.as_slice() < selector.key.as_slice() {
+            (key.as_slice(), selector.key.as_slice())
+        } else {
+            (selector.key.as_slice(), key.as_slice())
+        };
+        st.check_readable(lo, &key_after(hi))?;
         st.keys_read += 1;
         if !snapshot {
             let (lo, hi) = if key.as_slice() < selector.key.as_slice() {
@@ -173,6 +220,7 @@ impl Transaction {
             }
             return Ok(RangeChunk::default());
         }
+        st.check_readable(&begin, &end)?;
         let limit = range.limit.unwrap_or(usize::MAX);
         let mut kvs = Vec::new();
         for kv in self.merged(&st, &begin, &end, range.reverse) {
@@ -324,7 +372,7 @@ impl Transaction {
         if let Err(e) = check_key(key).and_then(|()| check_value(value)) {
             return st.fail(e);
         }
-        st.add_size(key.len() + value.len());
+        st.add_mutation_size(key.len() + value.len());
         st.writes
             .insert(key.to_vec(), Pending::Known(Some(value.to_vec())));
         st.write_conflicts.push((key.to_vec(), key_after(key)));
@@ -338,7 +386,8 @@ impl Transaction {
         if let Err(e) = check_key(key) {
             return st.fail(e);
         }
-        st.add_size(key.len());
+        // FoundationDB sends it as the range `[key, key + \x00)`.
+        st.add_mutation_size(2 * key.len() + 1);
         st.writes.insert(key.to_vec(), Pending::Known(None));
         st.write_conflicts.push((key.to_vec(), key_after(key)));
         st.mutations.push(Mutation::Clear(key.to_vec()));
@@ -357,7 +406,7 @@ impl Transaction {
         if let Err(e) = check_key_len(begin).and_then(|()| check_key_len(end)) {
             return st.fail(e);
         }
-        st.add_size(begin.len() + end.len());
+        st.add_mutation_size(begin.len() + end.len());
         let inside: Vec<Vec<u8>> = st
             .writes
             .range::<[u8], _>((Bound::Included(begin), Bound::Excluded(end)))
@@ -376,23 +425,35 @@ impl Transaction {
     pub fn atomic_op(&self, key: &[u8], param: &[u8], op: MutationType) {
         let mut st = self.state();
         let checked = match op {
-            MutationType::SetVersionstampedKey => split_versionstamp_offset(key)
-                .and_then(|(body, _)| check_key(body))
-                .and_then(|()| check_value(param)),
-            MutationType::SetVersionstampedValue => split_versionstamp_offset(param)
-                .and_then(|(body, _)| check_value(body))
-                .and_then(|()| check_key(key)),
-            _ => check_key(key).and_then(|()| check_value(param)),
+            MutationType::SetVersionstampedKey => check_versionstamped_key(key)
+                .and_then(|(body, offset)| check_value(param).map(|()| Some((body, offset)))),
+            MutationType::SetVersionstampedValue => check_versionstamped_value(param)
+                .and_then(|_| check_key(key))
+                .map(|()| None),
+            _ => check_key(key)
+                .and_then(|()| check_value(param))
+                .map(|()| None),
         };
-        if let Err(e) = checked {
-            return st.fail(e);
-        }
-        st.add_size(key.len() + param.len());
+        let stamped_key = match checked {
+            Ok(stamped) => stamped,
+            Err(e) => return st.fail(e),
+        };
+        st.add_mutation_size(key.len() + param.len());
         st.mutations
             .push(Mutation::Atomic(key.to_vec(), param.to_vec(), op));
+        if let Some((body, offset)) = stamped_key {
+            // The key is not known until commit (the committer records its
+            // own write conflict then). As FoundationDB does
+            // (`getVersionstampKeyRange`, FDB 7.3 `fdbclient/Atomic.h`), the
+            // whole range it may land in, from the stamp of this read
+            // version to ten `\xff` bytes, becomes a write-conflict range and
+            // unreadable until commit.
+            let (begin, end) = versionstamp_key_range(body, offset, self.inner.snap.version);
+            st.unreadable.insert(&begin, &end);
+            st.write_conflicts.push((begin, end));
+            return;
+        }
         match op {
-            // The key is not known until commit; the committer records its
-            // write conflict then.
             MutationType::SetVersionstampedKey => return,
             MutationType::SetVersionstampedValue => {
                 st.writes.insert(key.to_vec(), Pending::Unreadable);
@@ -430,7 +491,7 @@ impl Transaction {
         }
         check_key_len(begin)?;
         check_key_len(end)?;
-        st.add_size(begin.len() + end.len());
+        // Counted at commit with the other conflict ranges.
         let range = (begin.to_vec(), end.to_vec());
         match kind {
             ConflictRangeType::Read => st.read_conflicts.push(range),
@@ -452,12 +513,28 @@ impl Transaction {
         // The value to compare with is the one this transaction sees now
         // (FoundationDB: "the value as readable by that transaction"), not the
         // value at commit: a change committed in between fires the watch at once.
-        let expected = check_key(key).and_then(|()| match st.writes.get(key) {
-            Some(Pending::Known(v)) => Ok(Some(v.clone())),
-            Some(Pending::Atomic(_) | Pending::Unreadable) => Ok(None),
-            None if st.cleared.contains(key) => Ok(Some(None)),
-            None => self.inner.snap.get(key).map(Some),
-        });
+        //
+        // FoundationDB's watch reads the key as a non-snapshot read
+        // (`RYWImpl::watch` calls `readWithConflictRange(ryw, GetValueReq(key),
+        // Snapshot::False)`, FDB 7.3 `fdbclient/ReadYourWrites.actor.cpp`), so
+        // the key joins the read-conflict ranges as `get(key, false)` would
+        // add it: a writing transaction whose watched key changed after its
+        // read version fails with `not_committed`.
+        let expected = check_key(key)
+            .and_then(|()| st.check_readable(key, &key_after(key)))
+            .and_then(|()| match st.writes.get(key) {
+                Some(Pending::Known(v)) => Ok(Some(v.clone())),
+                Some(Pending::Unreadable) => Err(Error::AccessedUnreadable),
+                Some(Pending::Atomic(_)) => Ok(None),
+                None if st.cleared.contains(key) => Ok(Some(None)),
+                None => self.inner.snap.get(key).map(Some),
+            });
+        if expected.is_ok()
+            && !matches!(st.writes.get(key), Some(Pending::Known(_)))
+            && !st.cleared.contains(key)
+        {
+            st.read_conflicts.push((key.to_vec(), key_after(key)));
+        }
         match expected {
             Err(e) => {
                 let _ = fire.send(Err(e));
@@ -475,16 +552,13 @@ impl Transaction {
     pub async fn commit(self) -> Result<CommitInfo> {
         let (req, reply) = {
             let mut st = self.state();
+            self.inner.db.record_costs(st.keys_read, st.mutations.len());
             self.check_live(&st)?;
             st.committed = true;
             if let Some(e) = st.error.take() {
                 return Err(e);
             }
-            let size_bytes = st.size_bytes
-                + st.read_conflicts
-                    .iter()
-                    .map(|(b, e)| b.len() + e.len())
-                    .sum::<usize>();
+            let size_bytes = st.size_at_commit();
             if size_bytes > limits::TRANSACTION_SIZE_BYTES {
                 return Err(Error::TransactionTooLarge {
                     size_bytes,
@@ -585,4 +659,21 @@ fn apply_all(ops: &[(MutationType, Vec<u8>)], base: Option<Vec<u8>>) -> Option<V
     ops.iter().fold(base, |v, (op, param)| {
         atomic::apply(*op, v.as_deref(), param)
     })
+}
+
+/// The range a versionstamped key with `body` (the key without its offset)
+/// and placeholder `offset` may land in once committed after read version
+/// `read_version`: FoundationDB's `getVersionstampKeyRange` (FDB 7.3
+/// `fdbclient/include/fdbclient/Atomic.h`): from the body with the stamp of
+/// `read_version` (batch order 0) to the body with ten `\xff` bytes followed
+/// by `\x00`, clamped to `\xff`.
+fn versionstamp_key_range(body: &[u8], offset: usize, read_version: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut begin = body.to_vec();
+    begin[offset..offset + 8].copy_from_slice(&read_version.to_be_bytes());
+    begin[offset + 8..offset + 10].copy_from_slice(&[0, 0]);
+    let mut end = body.to_vec();
+    end[offset..offset + 10].copy_from_slice(&[0xff; 10]);
+    end.push(0);
+    let end = end.min(KEYSPACE_END.to_vec());
+    (begin, end)
 }

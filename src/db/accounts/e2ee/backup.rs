@@ -50,8 +50,14 @@ impl E2eeDb {
         auth_data: &serde_json::Value,
     ) -> Result<u64> {
         let l = self.l.clone();
+        // Safe to run twice: after `commit_unknown_result` (MaybeCommitted),
+        // a last version that is exactly the one this call writes (same
+        // algorithm and auth_data, no keys, never changed) is taken as the
+        // earlier attempt's and returned instead of creating another. A
+        // concurrent identical create in that window would be returned too:
+        // indistinguishable to the client, which sees one empty backup.
         self.db
-            .run(|tx, _| {
+            .run(|tx, maybe_committed| {
                 let l = l.clone();
                 async move {
                     let last_key = l.backup_last.pack(&user);
@@ -60,14 +66,22 @@ impl E2eeDb {
                         .await?
                         .and_then(|v| v.try_into().ok().map(u64::from_le_bytes))
                         .unwrap_or(0);
-                    let version = last + 1;
-                    tx.set(&last_key, &version.to_le_bytes());
                     let record = BackupVersionRecord {
                         algorithm: algorithm.to_owned(),
                         auth_data: auth_data.clone(),
                         etag: 0,
                         count: 0,
                     };
+                    if maybe_committed.0
+                        && last > 0
+                        && version_record(&tx, &l, user, Some(last), false)
+                            .await?
+                            .is_some_and(|(_, stored)| stored == record)
+                    {
+                        return Ok(last);
+                    }
+                    let version = last + 1;
+                    tx.set(&last_key, &version.to_le_bytes());
                     tx.set(
                         &l.backup_version.pack(&(user, version as i64)),
                         &encode(&record),
@@ -165,23 +179,44 @@ impl E2eeDb {
                         Err(refused) => return Ok::<_, Error>(Err(refused)),
                     };
                     let mut changed = false;
-                    for (room, session, data) in keys {
-                        let key = l.backup_session.pack(&(
-                            user,
-                            version as i64,
-                            room.as_str(),
-                            session.as_str(),
-                        ));
-                        let replace = match tx.get(&key, false).await? {
-                            Some(old) => better(data, &parse_json("session", &old)?),
+                    let packed: Vec<Vec<u8>> = keys
+                        .iter()
+                        .map(|(room, session, _)| {
+                            l.backup_session.pack(&(
+                                user,
+                                version as i64,
+                                room.as_str(),
+                                session.as_str(),
+                            ))
+                        })
+                        .collect();
+                    // Every stored key is read at once, not one after another
+                    // (on FoundationDB each read is a round trip); a key named
+                    // twice in the request compares with what this request
+                    // chose for it.
+                    let stored =
+                        futures::future::try_join_all(packed.iter().map(|key| tx.get(key, false)))
+                            .await?;
+                    let mut now: std::collections::HashMap<&[u8], Option<Value>> =
+                        std::collections::HashMap::new();
+                    for (((_, _, data), key), stored) in keys.iter().zip(&packed).zip(stored) {
+                        let current = match now.remove(key.as_slice()) {
+                            Some(current) => current,
+                            None => stored.map(|old| parse_json("session", &old)).transpose()?,
+                        };
+                        let replace = match &current {
+                            Some(old) => better(data, old),
                             None => {
                                 record.count += 1;
                                 true
                             }
                         };
                         if replace {
-                            tx.set(&key, data.to_string().as_bytes());
+                            tx.set(key, data.to_string().as_bytes());
+                            now.insert(key, Some(data.clone()));
                             changed = true;
+                        } else {
+                            now.insert(key, current);
                         }
                     }
                     if changed {
@@ -279,7 +314,20 @@ impl E2eeDb {
                             (k, end)
                         }
                         (Some(r), None) => l.backup_session.subspace(&(user, v, r)).range(),
-                        _ => l.backup_session.subspace(&(user, v)).range(),
+                        _ => {
+                            // The whole version: every key goes, so the count
+                            // is 0 without reading them (a read of every key
+                            // would grow with the backup past FDB's 5 s).
+                            // Safe to run twice: the second run finds count 0.
+                            if record.count > 0 {
+                                let (b, e) = l.backup_session.subspace(&(user, v)).range();
+                                tx.clear_range(&b, &e);
+                                record.count = 0;
+                                record.etag += 1;
+                                tx.set(&l.backup_version.pack(&(user, v)), &encode(&record));
+                            }
+                            return Ok(Ok((record.count, record.etag)));
+                        }
                     };
                     let gone = tx
                         .get_range_all(RangeOption::new(b.clone(), e.clone()), false)

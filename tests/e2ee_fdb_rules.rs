@@ -1,0 +1,157 @@
+//! Key backup and one-time keys under FoundationDB's rules (issue 24):
+//! creating a backup version is safe after `commit_unknown_result` (the
+//! embedded store injects it: the commit applies, the caller is told it may
+//! not have), deleting every key of a version reads none of them (a
+//! transaction that does not grow with the backup, counted with
+//! `embedded::Costs`), and reads issued at once instead of one after another
+//! (`put_backup_keys`, `claim`) keep their answers when a request names the
+//! same thing twice.
+
+use std::sync::atomic::Ordering;
+
+use myelin::db::accounts::e2ee::E2eeDb;
+use serde_json::{Value, json};
+
+async fn open() -> (tempfile::TempDir, myelin::db::Databases, E2eeDb) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dbs = myelin::db::open_embedded_at(dir.path())
+        .await
+        .expect("open");
+    let e2ee = E2eeDb::new(&dbs.accounts);
+    (dir, dbs, e2ee)
+}
+
+fn session(index: u64) -> Value {
+    json!({
+        "first_message_index": index,
+        "forwarded_count": 0,
+        "is_verified": false,
+        "session_data": { "ciphertext": "c", "ephemeral": "e", "mac": "m" },
+    })
+}
+
+#[tokio::test]
+async fn create_backup_after_commit_unknown_result_creates_one_version() {
+    let (_dir, dbs, e2ee) = open().await;
+    let auth = json!({ "public_key": "abc" });
+    let faults = dbs.accounts.db.as_embedded().expect("embedded").faults();
+    faults.commit_unknown_result.store(1, Ordering::SeqCst);
+    let version = e2ee
+        .create_backup("@a:x", "m.megolm_backup.v1.curve25519-aes-sha2", &auth)
+        .await
+        .expect("create");
+    assert_eq!(
+        faults.commit_unknown_result.load(Ordering::SeqCst),
+        0,
+        "injected"
+    );
+    assert_eq!(
+        version, 1,
+        "the retry returned the version the first attempt made"
+    );
+    let next = e2ee
+        .create_backup("@a:x", "m.megolm_backup.v1.curve25519-aes-sha2", &auth)
+        .await
+        .expect("create");
+    assert_eq!(next, 2, "no version was created twice");
+}
+
+#[tokio::test]
+async fn deleting_a_whole_version_reads_none_of_its_keys() {
+    let (_dir, dbs, e2ee) = open().await;
+    let user = "@a:x";
+    let version = e2ee
+        .create_backup(user, "m.megolm_backup.v1.curve25519-aes-sha2", &json!({}))
+        .await
+        .expect("create");
+    for chunk in 0..20 {
+        let keys: Vec<(String, String, Value)> = (0..100)
+            .map(|i| ("!r:x".to_owned(), format!("s{chunk:02}-{i:03}"), session(1)))
+            .collect();
+        e2ee.put_backup_keys(user, version, &keys)
+            .await
+            .expect("put")
+            .expect("current version");
+    }
+    let costs = dbs.accounts.db.as_embedded().expect("embedded").costs();
+    costs.reset();
+    let (count, _) = e2ee
+        .delete_backup_keys(user, version, None, None)
+        .await
+        .expect("delete")
+        .expect("current version");
+    assert_eq!(count, 0);
+    let read = costs.max_keys_read.load(Ordering::SeqCst);
+    assert!(
+        read < 10,
+        "the delete read {read} keys of a 2,000-key backup"
+    );
+    let left = e2ee
+        .backup_keys(user, version, None, None)
+        .await
+        .expect("read")
+        .expect("version exists");
+    assert!(left.is_empty());
+}
+
+#[tokio::test]
+async fn a_session_named_twice_in_one_request_counts_once() {
+    let (_dir, _dbs, e2ee) = open().await;
+    let user = "@a:x";
+    let version = e2ee
+        .create_backup(user, "m.megolm_backup.v1.curve25519-aes-sha2", &json!({}))
+        .await
+        .expect("create");
+    let keys = vec![
+        ("!r:x".to_owned(), "s".to_owned(), session(5)),
+        ("!r:x".to_owned(), "s".to_owned(), session(2)),
+        ("!r:x".to_owned(), "s".to_owned(), session(9)),
+        ("!r:x".to_owned(), "t".to_owned(), session(1)),
+    ];
+    let (count, _) = e2ee
+        .put_backup_keys(user, version, &keys)
+        .await
+        .expect("put")
+        .expect("current version");
+    assert_eq!(count, 2);
+    let stored = e2ee
+        .backup_keys(user, version, Some("!r:x"), Some("s"))
+        .await
+        .expect("read")
+        .expect("version exists");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        stored[0].data["first_message_index"], 2,
+        "the best one is kept"
+    );
+}
+
+/// `claim` reads every device's first one-time key at once; a tuple named
+/// twice still gets two different keys, as when the reads were one after
+/// another.
+#[tokio::test]
+async fn claiming_a_device_twice_in_one_request_hands_out_two_keys() {
+    let (_dir, _dbs, e2ee) = open().await;
+    let otks: Vec<(String, String, String)> = ["AAAA", "AAAB", "AAAC"]
+        .iter()
+        .map(|id| {
+            (
+                "signed_curve25519".to_owned(),
+                (*id).to_owned(),
+                format!("key-{id}"),
+            )
+        })
+        .collect();
+    e2ee.upload("@a:x", "DEV", None, &otks, &[])
+        .await
+        .expect("upload")
+        .expect("accepted");
+    let one = (
+        "@a:x".to_owned(),
+        "DEV".to_owned(),
+        "signed_curve25519".to_owned(),
+    );
+    let claimed = e2ee.claim(&[one.clone(), one]).await.expect("claim");
+    let ids: Vec<&str> = claimed.iter().map(|(_, _, k)| k.key_id.as_str()).collect();
+    assert_eq!(ids, ["signed_curve25519:AAAA", "signed_curve25519:AAAB"]);
+}
