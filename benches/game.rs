@@ -227,6 +227,7 @@ async fn fill(db: &kv::Database, lb: &Leaderboard, owners: std::ops::Range<u64>,
                     metadata: None,
                     operator: None,
                     id: *id,
+                    max_num_score: None,
                 };
                 lb.submit(&tx, &s, NOW_MS).await?;
             }
@@ -256,6 +257,7 @@ async fn submit_random(db: &kv::Database, lb: &Leaderboard, players: u64) {
             metadata: None,
             operator: None,
             id,
+            max_num_score: None,
         };
         lb.submit(&tx, &s, NOW_MS).await
     })
