@@ -306,3 +306,143 @@ async fn the_subcommand() {
     assert_eq!(v["idle"]["woken"], 4);
     server.stop().await;
 }
+
+/// A server with an admin account `gadmin` (password `pw-admin-1`).
+async fn game_server() -> TestServer {
+    let server = TestServer::start().await;
+    server.register("gadmin", "pw-admin-1").await;
+    server
+        .state
+        .accounts
+        .set_admin("gadmin", true)
+        .await
+        .expect("make gadmin an admin");
+    server
+}
+
+const ADMIN: [&str; 4] = ["--admin-user", "gadmin", "--admin-password", "pw-admin-1"];
+
+/// `trades` at a tiny size: every trade completes (no two offer one item,
+/// funds are ample), and the check over HTTP finds the invariants hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trades_complete_and_the_invariants_hold() {
+    let server = game_server().await;
+    let mut extra = vec!["--scenario", "trades", "--players", "6", "--ops", "30"];
+    extra.extend(["--senders", "4"]);
+    extra.extend(ADMIN);
+    let report = run_bench(&args(&server.base, &extra))
+        .await
+        .expect("trades scenario runs");
+    let t = report.trades.clone().expect("trades section");
+    assert_eq!(report.setup.users, 6);
+    assert_eq!((t.completed, t.failed), (30, 0), "{t:?}");
+    assert_eq!(t.trade_latency.count, 30);
+    assert_eq!(t.minted, 6 * myelin::bench::game::MINT);
+    assert_eq!(t.items, 6 * myelin::bench::game::ITEMS_EACH as u64);
+    assert_eq!(t.gold_after, t.minted);
+    assert_eq!(
+        (t.negative_balances, t.items_missing, t.items_duplicated),
+        (0, 0, 0)
+    );
+    assert!(t.invariants_hold);
+    let v: Value = serde_json::from_str(&report.json_line()).expect("one JSON object");
+    assert_eq!(v["scenario"], "trades");
+    assert_eq!(v["trades"]["completed"], 30);
+    assert_eq!(v["trades"]["invariants_hold"], true);
+    server.stop().await;
+}
+
+/// `trades` without an admin account is refused before anything runs,
+/// and a non-admin account's mint fails with the server's 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn game_scenarios_need_an_admin() {
+    let server = TestServer::start().await;
+    server.register("plain", "pw-plain-1").await;
+    let no_admin = run_bench(&args(
+        &server.base,
+        &["--scenario", "trades", "--players", "2"],
+    ))
+    .await;
+    assert!(
+        matches!(no_admin, Err(BenchError::BadArgs(_))),
+        "{no_admin:?}"
+    );
+    let extra = [
+        "--scenario",
+        "wallet-credits",
+        "--ops",
+        "3",
+        "--admin-user",
+        "plain",
+        "--admin-password",
+        "pw-plain-1",
+    ];
+    let report = run_bench(&args(&server.base, &extra))
+        .await
+        .expect("the scenario runs; its requests fail");
+    let w = report.wallet_credits.expect("wallet-credits section");
+    assert_eq!((w.ok, w.errors), (0, 3));
+    assert!(w.first_error.expect("an error").contains("403"));
+    server.stop().await;
+}
+
+/// `wallet-credits`: every credit to the hot user is acknowledged without
+/// a conflict and the balance equals their number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wallet_credits_all_land_on_the_hot_user() {
+    let server = game_server().await;
+    let mut extra = vec![
+        "--scenario",
+        "wallet-credits",
+        "--ops",
+        "60",
+        "--senders",
+        "8",
+    ];
+    extra.extend(ADMIN);
+    let report = run_bench(&args(&server.base, &extra))
+        .await
+        .expect("wallet-credits scenario runs");
+    let w = report
+        .wallet_credits
+        .clone()
+        .expect("wallet-credits section");
+    assert_eq!((w.ok, w.conflicts, w.errors), (60, 0, 0), "{w:?}");
+    assert_eq!(w.latency.count, 60);
+    assert_eq!(w.balance_matches, Some(true));
+    let v: Value = serde_json::from_str(&report.json_line()).expect("one JSON object");
+    assert_eq!(v["wallet_credits"]["ok"], 60);
+    server.stop().await;
+}
+
+/// `storage-writes` at a paced rate: every write is acknowledged, and the
+/// objects are there afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_writes_are_paced_and_acknowledged() {
+    let server = game_server().await;
+    let extra = [
+        "--scenario",
+        "storage-writes",
+        "--users",
+        "3",
+        "--members",
+        "1",
+        "--ops",
+        "40",
+        "--rate",
+        "400",
+    ];
+    let report = run_bench(&args(&server.base, &extra))
+        .await
+        .expect("storage-writes scenario runs");
+    let w = report
+        .storage_writes
+        .clone()
+        .expect("storage-writes section");
+    assert_eq!((w.ok, w.conflicts, w.errors), (40, 0, 0), "{w:?}");
+    assert_eq!(w.rate_target_per_s, 400.0);
+    // 40 writes at 400/s: the last starts 97.5 ms after the first.
+    assert!(w.window_secs >= 0.0975, "{w:?}");
+    assert!(report.json_line().contains("\"storage_writes\""));
+    server.stop().await;
+}

@@ -15,7 +15,10 @@
 //! - `incremental-sync`: a user in 1 room against a user in R rooms, each
 //!   receiving one new event per round;
 //! - `idle`: N idle long-polls held for `--hold-secs`, then woken;
-//! - `all`: each of the above in turn.
+//! - `all`: each of the above in turn;
+//! - `trades`, `wallet-credits`, `storage-writes`: Myelin's game API
+//!   (issue 17; [`game`]), not part of `all` (they need an admin account,
+//!   `--admin-user`).
 //!
 //! With `--server-pid`, each phase also reports the server's RSS and CPU
 //! ([`server_stats`]). The result is a human table and one JSON line
@@ -35,6 +38,7 @@
 #![allow(clippy::disallowed_methods)]
 
 pub mod client;
+pub mod game;
 pub mod report;
 pub mod server_stats;
 mod setup;
@@ -70,6 +74,10 @@ pub mod caps {
     pub const SETUP_CONCURRENCY: usize = 256;
     /// `--duration-secs`, `--hold-secs` and `--drain-secs`.
     pub const SECS: u64 = 600;
+    /// `--players`.
+    pub const PLAYERS: usize = 100_000;
+    /// `--ops`.
+    pub const OPS: u64 = 10_000_000;
 }
 
 /// What to measure.
@@ -85,8 +93,14 @@ pub enum Scenario {
     IncrementalSync,
     /// Idle long-poll capacity.
     Idle,
-    /// Every scenario in turn.
+    /// Every scenario above in turn.
     All,
+    /// Random-pair trades between `--players` players (game API).
+    Trades,
+    /// Admin credits to one hot user (game API).
+    WalletCredits,
+    /// Paced storage object writes (game API).
+    StorageWrites,
 }
 
 impl Scenario {
@@ -99,6 +113,9 @@ impl Scenario {
             Scenario::IncrementalSync => "incremental-sync",
             Scenario::Idle => "idle",
             Scenario::All => "all",
+            Scenario::Trades => "trades",
+            Scenario::WalletCredits => "wallet-credits",
+            Scenario::StorageWrites => "storage-writes",
         }
     }
 }
@@ -125,7 +142,8 @@ pub struct BenchArgs {
     /// Members per room, creator included (at most `--users`).
     #[arg(long, default_value_t = 4)]
     pub members: usize,
-    /// Concurrent senders (sender s sends into room s mod R).
+    /// Concurrent senders (sender s sends into room s mod R; the game
+    /// scenarios: concurrent clients).
     #[arg(long, default_value_t = 16)]
     pub senders: usize,
     /// Long-polling syncers (syncer j syncs as user j mod U).
@@ -135,7 +153,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 2_000)]
     pub events: u64,
     /// Total send rate in events/s (0: as fast as possible; `latency`
-    /// defaults to 1000).
+    /// defaults to 1000; `storage-writes`: writes/s, default 2000;
+    /// `wallet-credits`: credits/s, default unpaced).
     #[arg(long)]
     pub rate: Option<f64>,
     /// Cap on each phase's wall time, seconds.
@@ -188,6 +207,20 @@ pub struct BenchArgs {
     /// Password of the users (registered or logged in).
     #[arg(long, default_value = "bench-password-1")]
     pub password: String,
+    /// `trades`: players to register, mint gold to and grant items to.
+    #[arg(long, default_value_t = 10_000)]
+    pub players: usize,
+    /// `trades`, `wallet-credits`, `storage-writes`: trades, credits or
+    /// writes to make.
+    #[arg(long, default_value_t = 20_000)]
+    pub ops: u64,
+    /// `trades`, `wallet-credits`: an admin account's localpart, made
+    /// beforehand with `myelin user create NAME --admin`.
+    #[arg(long)]
+    pub admin_user: Option<String>,
+    /// The admin account's password.
+    #[arg(long, env = "MYELIN_BENCH_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
     /// PID of the server, to report its RSS and CPU.
     #[arg(long)]
     pub server_pid: Option<u32>,
@@ -273,6 +306,12 @@ impl BenchArgs {
         }
         if !within(self.repeats, 1, caps::REPEATS) {
             return bad(&format!("--repeats must be 1..={}", caps::REPEATS));
+        }
+        if !within(self.players, 2, caps::PLAYERS) {
+            return bad(&format!("--players must be 2..={}", caps::PLAYERS));
+        }
+        if self.ops > caps::OPS {
+            return bad(&format!("--ops must be at most {}", caps::OPS));
         }
         if !within(self.setup_concurrency, 1, caps::SETUP_CONCURRENCY) {
             return bad(&format!(
@@ -376,6 +415,15 @@ pub async fn run_bench(args: &BenchArgs) -> Result<Report, BenchError> {
             Scenario::Idle | Scenario::All => {
                 report.idle = Some(syncs::idle(&ctx, &mut report.setup).await?);
             }
+            Scenario::Trades => {
+                report.trades = Some(game::trades(&ctx, &mut report.setup).await?);
+            }
+            Scenario::WalletCredits => {
+                report.wallet_credits = Some(game::wallet_credits(&ctx, &mut report.setup).await?);
+            }
+            Scenario::StorageWrites => {
+                report.storage_writes = Some(game::storage_writes(&ctx, &mut report.setup).await?);
+            }
         }
     }
     Ok(report)
@@ -441,6 +489,8 @@ mod tests {
             &["--idle", "20001"],
             &["--rate=-1"],
             &["--events", "10000001"],
+            &["--players", "1"],
+            &["--ops", "10000001"],
         ] {
             assert!(
                 matches!(args(bad).validate(), Err(BenchError::BadArgs(_))),

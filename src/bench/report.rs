@@ -11,6 +11,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::BenchArgs;
+use super::game::{TradesReport, WritesReport};
 use super::server_stats::ServerUsage;
 use super::stats::LatencySummary;
 
@@ -48,6 +49,15 @@ pub struct Report {
     /// `idle`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle: Option<IdleReport>,
+    /// `trades`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trades: Option<TradesReport>,
+    /// `wallet-credits`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wallet_credits: Option<WritesReport>,
+    /// `storage-writes`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_writes: Option<WritesReport>,
 }
 
 /// The sizes of the run (from the arguments).
@@ -79,6 +89,10 @@ pub struct Settings {
     pub poll_timeout_ms: u64,
     /// `--aligned-polls`.
     pub aligned_polls: bool,
+    /// `--players`.
+    pub players: usize,
+    /// `--ops`.
+    pub ops: u64,
 }
 
 /// What setup made and how long it took.
@@ -240,6 +254,8 @@ impl Report {
                 settle_ms: args.settle_ms,
                 poll_timeout_ms: args.poll_timeout_ms,
                 aligned_polls: args.aligned_polls,
+                players: args.players,
+                ops: args.ops,
             },
             setup: SetupReport::default(),
             throughput: None,
@@ -247,6 +263,9 @@ impl Report {
             initial_sync: None,
             incremental_sync: None,
             idle: None,
+            trades: None,
+            wallet_credits: None,
+            storage_writes: None,
         }
     }
 
@@ -354,6 +373,69 @@ impl Report {
             row(&mut t, "  wake", &r.wake_latency);
             server(&mut t, &r.server);
         }
+        if let Some(r) = &self.trades {
+            let _ = writeln!(
+                t,
+                "[trades] {} players, {} clients: {} completed, {} failed ({} 409s, {} other errors), {:.0} trades/s over {:.2} s",
+                r.players,
+                r.workers,
+                r.completed,
+                r.failed,
+                r.conflicts,
+                r.errors,
+                r.completed_per_s,
+                r.window_secs
+            );
+            row(&mut t, "  trade", &r.trade_latency);
+            let _ = writeln!(
+                t,
+                "  invariants    {}: gold {} of {} minted, {} negative, {} items missing, {} duplicated (check {:.1} s)",
+                if r.invariants_hold {
+                    "hold"
+                } else {
+                    "VIOLATED"
+                },
+                r.gold_after,
+                r.minted,
+                r.negative_balances,
+                r.items_missing,
+                r.items_duplicated,
+                r.check_secs
+            );
+            error(&mut t, &r.first_error);
+            server(&mut t, &r.server);
+        }
+        for (name, r) in [
+            ("wallet-credits", &self.wallet_credits),
+            ("storage-writes", &self.storage_writes),
+        ] {
+            let Some(r) = r else { continue };
+            let _ = writeln!(
+                t,
+                "[{name}] {} clients, target {}/s: {} ok, {} 409s, {} other errors, {:.0}/s over {:.2} s",
+                r.workers,
+                rate(r.rate_target_per_s),
+                r.ok,
+                r.conflicts,
+                r.errors,
+                r.ok_per_s,
+                r.window_secs
+            );
+            row(&mut t, "  latency", &r.latency);
+            if let Some(ok) = r.balance_matches {
+                let _ = writeln!(
+                    t,
+                    "  balance       {}",
+                    if ok {
+                        "equals the credits"
+                    } else {
+                        "DIFFERS from the credits"
+                    }
+                );
+            }
+            error(&mut t, &r.first_error);
+            server(&mut t, &r.server);
+        }
         t.truncate(t.trim_end().len());
         t
     }
@@ -373,6 +455,12 @@ fn row(t: &mut String, name: &str, l: &LatencySummary) {
         "{name:<15} n={} p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms  mean {:.2} ms",
         l.count, l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms, l.mean_ms
     );
+}
+
+fn error(t: &mut String, e: &Option<String>) {
+    if let Some(e) = e {
+        let _ = writeln!(t, "  first error   {e}");
+    }
 }
 
 fn server(t: &mut String, s: &Option<ServerUsage>) {

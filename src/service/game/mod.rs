@@ -70,10 +70,11 @@ pub struct Game {
 }
 
 /// A fresh random ID (128 bits, hex) for items, trades and idempotency
-/// keys made by the server.
-pub(crate) fn random_id() -> String {
+/// keys made by the server, drawn from the injected random source (the
+/// `App`'s, held by [`Accounts`]), so a seeded server makes seeded IDs.
+pub(crate) fn random_id(random: &crate::random::Random) -> String {
     let mut bytes = [0u8; 16];
-    crate::random::Random::os().fill(&mut bytes);
+    random.fill(&mut bytes);
     hex::encode(bytes)
 }
 
@@ -121,13 +122,16 @@ impl Game {
     }
 
     /// The caller's idempotency key in `scope`, or a fresh one.
-    fn key(scope: &'static str, given: Option<&str>) -> Result<IdempotencyKey> {
+    fn key(&self, scope: &'static str, given: Option<&str>) -> Result<IdempotencyKey> {
         if let Some(k) = given {
             check_name("idempotency_key", k)?;
         }
         Ok(IdempotencyKey {
             scope,
-            key: given.map_or_else(|| format!("~{}", random_id()), str::to_owned),
+            key: given.map_or_else(
+                || format!("~{}", random_id(self.accounts.random())),
+                str::to_owned,
+            ),
         })
     }
 
@@ -270,7 +274,7 @@ impl Game {
             wallets: wallet_updates(&body.updates)?,
             ..MultiUpdate::default()
         };
-        let key = Self::key("wallets", body.idempotency_key.as_deref())?;
+        let key = self.key("wallets", body.idempotency_key.as_deref())?;
         let actor = self.admin(authed).await?;
         let applied = self
             .db
@@ -282,10 +286,10 @@ impl Game {
     /// `POST /items/grant` (admin): new items for a user.
     pub async fn grant_items(&self, authed: &Authed, body: Grant) -> Result<Value> {
         let multi = MultiUpdate {
-            grants: vec![item_grant(&body)?],
+            grants: vec![item_grant(&body, self.accounts.random())?],
             ..MultiUpdate::default()
         };
-        let key = Self::key("items", body.idempotency_key.as_deref())?;
+        let key = self.key("items", body.idempotency_key.as_deref())?;
         let actor = self.admin(authed).await?;
         let applied = self
             .db
@@ -315,7 +319,7 @@ impl Game {
             ..MultiUpdate::default()
         };
         let actor = self.actor(authed).await?;
-        let key = Self::key("consume", None)?;
+        let key = self.key("consume", None)?;
         self.db
             .apply(&actor, Some(&key), &multi, self.clock.now_ms())
             .await?;
@@ -350,7 +354,7 @@ impl Game {
         let trade = self
             .db
             .open_trade(
-                &random_id(),
+                &random_id(self.accounts.random()),
                 authed.user_id.as_str(),
                 &body.counterparty,
                 &give,
@@ -434,7 +438,7 @@ impl Game {
             ..MultiUpdate::default()
         };
         for g in &body.items.grant {
-            multi.grants.push(item_grant(g)?);
+            multi.grants.push(item_grant(g, self.accounts.random())?);
         }
         for t in &body.items.transfer {
             check_name("item_id", &t.item_id)?;
@@ -447,7 +451,7 @@ impl Game {
         for c in &body.items.consume {
             multi.consumes.push(item_consume(c, None)?);
         }
-        let key = Self::key("transactions", body.idempotency_key.as_deref())?;
+        let key = self.key("transactions", body.idempotency_key.as_deref())?;
         let applied = self
             .db
             .apply(&actor, Some(&key), &multi, self.clock.now_ms())

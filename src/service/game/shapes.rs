@@ -464,7 +464,7 @@ pub fn wallet_updates(updates: &[WalletUpdate]) -> Result<Vec<db::WalletUpdate>,
 }
 
 /// Turns a grant into the database's, with fresh item IDs.
-pub fn item_grant(g: &Grant) -> Result<db::ItemGrant, Error> {
+pub fn item_grant(g: &Grant, random: &crate::random::Random) -> Result<db::ItemGrant, Error> {
     check_user("user_id", &g.user_id)?;
     check_batch("items", g.items.len())?;
     let items = g
@@ -477,7 +477,7 @@ pub fn item_grant(g: &Grant) -> Result<db::ItemGrant, Error> {
                 return Err(Error::InvalidParam("quantity must be at least 1".into()));
             }
             Ok(db::NewItem {
-                item_id: super::random_id(),
+                item_id: super::random_id(random),
                 item_type: i.item_type.clone(),
                 quantity,
                 metadata: object_text("metadata", i.metadata.as_ref(), MAX_METADATA_BYTES)?,
