@@ -30,6 +30,7 @@ pub mod error;
 pub mod extract;
 mod filters;
 pub mod game;
+mod media;
 mod membership;
 mod messages;
 mod presence;
@@ -90,6 +91,7 @@ pub fn router(state: AppState) -> Router {
     let routes = directory::routes(routes);
     let routes = receipts::routes(routes);
     let routes = game::routes(routes);
+    let routes = media::routes(routes);
     routes
         .fallback(|| async { ApiError::UnrecognizedPath })
         .method_not_allowed_fallback(|| async { ApiError::UnrecognizedMethod })
