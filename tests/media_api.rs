@@ -174,6 +174,11 @@ async fn small_upload_round_trips_bytes_and_headers() {
         "inline; filename=cat.png"
     );
     assert_safety_headers(&got);
+    // An empty file name (matrix-nio's path) is no file name.
+    let path = format!("/_matrix/client/v1/media/download/{SERVER_NAME}/{id}/");
+    let got = send(&server, &bob, Method::GET, &path, Vec::new(), None).await;
+    assert_eq!(got.body, content);
+    assert_eq!(got.header("content-disposition"), "inline; filename=cat.png");
     // The file name in the path is the one answered.
     let path = format!("/_matrix/client/v1/media/download/{SERVER_NAME}/{id}/dog.png");
     let got = send(&server, &bob, Method::GET, &path, Vec::new(), None).await;

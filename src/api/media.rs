@@ -54,6 +54,10 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
             get(download),
         )
         .route(
+            "/_matrix/client/v1/media/download/{server_name}/{media_id}/",
+            get(download),
+        )
+        .route(
             "/_matrix/client/v1/media/download/{server_name}/{media_id}/{file_name}",
             get(download),
         )
@@ -209,7 +213,8 @@ struct DownloadQuery {
 }
 
 /// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}[/{fileName}]`
-/// (spec: "GET /_matrix/client/v1/media/download/..."): the bytes, waiting
+/// (spec: "GET /_matrix/client/v1/media/download/..."; also with an empty
+/// file name, `.../{mediaId}/`, which matrix-nio sends): the bytes, waiting
 /// up to `timeout_ms` for a pending upload (then 504 `M_NOT_YET_UPLOADED`).
 async fn download(
     State(s): State<AppState>,
