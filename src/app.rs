@@ -109,7 +109,7 @@ impl App {
     /// sync notifier. Must be called within a tokio runtime.
     ///
     /// Errors: the storage's, a stored signing key that does not parse, or
-    /// a media store directory that cannot be created.
+    /// a media blob store that cannot be opened as configured.
     pub async fn open(
         databases: &Databases,
         config: AppConfig,
@@ -128,10 +128,7 @@ impl App {
         let e2ee = E2ee::new(databases, accounts.clone());
         let game = crate::service::game::Game::new(databases, accounts.clone(), clock.clone());
         let random = accounts.random().clone();
-        let blobs = match &config.media.path {
-            Some(path) => BlobStore::local(path, random.clone())?,
-            None => BlobStore::memory(random.clone()),
-        };
+        let blobs = BlobStore::from_config(&config.media, random.clone())?;
         let media = Media::new(
             MediaDb::new(&databases.media),
             blobs,

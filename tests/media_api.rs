@@ -178,7 +178,10 @@ async fn small_upload_round_trips_bytes_and_headers() {
     let path = format!("/_matrix/client/v1/media/download/{SERVER_NAME}/{id}/");
     let got = send(&server, &bob, Method::GET, &path, Vec::new(), None).await;
     assert_eq!(got.body, content);
-    assert_eq!(got.header("content-disposition"), "inline; filename=cat.png");
+    assert_eq!(
+        got.header("content-disposition"),
+        "inline; filename=cat.png"
+    );
     // The file name in the path is the one answered.
     let path = format!("/_matrix/client/v1/media/download/{SERVER_NAME}/{id}/dog.png");
     let got = send(&server, &bob, Method::GET, &path, Vec::new(), None).await;

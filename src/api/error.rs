@@ -235,7 +235,9 @@ fn media_status_and_kind(e: &service::media::Error) -> (StatusCode, ErrorKind) {
         ),
         M::InvalidParam(_) => (StatusCode::BAD_REQUEST, ErrorKind::InvalidParam),
         M::Body(_) | M::Thumbnail(_) => (StatusCode::BAD_REQUEST, ErrorKind::Unknown),
-        M::Db(_) | M::Blob(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown),
+        M::Db(_) | M::Blob(_) | M::Config(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown)
+        }
     }
 }
 

@@ -4,7 +4,9 @@
 //!
 //! The blob store is [`BlobStore`], over any `object_store::ObjectStore`
 //! (the small trait the bytes live behind): the local filesystem under the
-//! data directory by default ([`MediaConfig::path`]). Blobs are
+//! data directory by default ([`MediaConfig::path`]), or an S3-compatible
+//! store (`store = "s3"`, with the `s3` cargo feature; there the temporary
+//! object is a multipart upload and the move a copy then a delete). Blobs are
 //! content-addressed: `blobs/<first two hex digits>/<sha256 hex>`. An upload
 //! streams: each chunk of the body is hashed and written to a temporary
 //! object `tmp/<random>` (the local store itself writes it to a staged file
@@ -72,14 +74,31 @@ pub enum StoreKind {
     /// The local filesystem under [`MediaConfig::path`].
     #[default]
     Local,
+    /// An S3-compatible object store ([`MediaConfig::s3_bucket`] and the
+    /// other `s3_*` settings; builds with the `s3` cargo feature).
+    S3,
 }
 
 /// `[media]`: the media repository's settings (`docs/configuration.md`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MediaConfig {
-    /// Where blobs live. Only `"local"` is built yet.
+    /// Where blobs live: `"local"` (default) or `"s3"`.
     pub store: StoreKind,
+    /// `s3`: the bucket (required).
+    pub s3_bucket: Option<String>,
+    /// `s3`: the endpoint URL of an S3-compatible service (default: AWS's).
+    pub s3_endpoint: Option<String>,
+    /// `s3`: the region (default: `AWS_REGION` from the environment, else
+    /// `us-east-1`).
+    pub s3_region: Option<String>,
+    /// `s3`: the access key ID (default: `AWS_ACCESS_KEY_ID` from the
+    /// environment, or the instance's credentials).
+    pub s3_access_key_id: Option<String>,
+    /// `s3`: the secret access key (default: `AWS_SECRET_ACCESS_KEY`).
+    pub s3_secret_access_key: Option<String>,
+    /// `s3`: allow a plain `http://` endpoint (a local test server).
+    pub s3_allow_http: bool,
     /// The local store's directory. Default `<data_dir>/media`; unset
     /// programmatically (tests, benchmarks), blobs are kept in memory.
     pub path: Option<PathBuf>,
@@ -108,6 +127,12 @@ impl Default for MediaConfig {
     fn default() -> Self {
         MediaConfig {
             store: StoreKind::Local,
+            s3_bucket: None,
+            s3_endpoint: None,
+            s3_region: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_allow_http: false,
             path: None,
             max_upload_bytes: 100 * 1024 * 1024,
             quota_bytes: None,
@@ -130,6 +155,9 @@ pub enum Error {
     /// The blob store failed.
     #[error("blob store: {0}")]
     Blob(#[from] object_store::Error),
+    /// The blob store is configured wrongly (at start).
+    #[error("[media]: {0}")]
+    Config(String),
     /// No such media (unknown, another server's, expired or quarantined;
     /// 404 `M_NOT_FOUND`).
     #[error("{0}")]
@@ -192,7 +220,7 @@ impl From<db::Error> for Error {
 impl Error {
     /// Whether the failure is the server's (storage), not the request's.
     pub fn is_internal(&self) -> bool {
-        matches!(self, Error::Db(_) | Error::Blob(_))
+        matches!(self, Error::Db(_) | Error::Blob(_) | Error::Config(_))
     }
 }
 
@@ -307,6 +335,54 @@ impl BlobStore {
             store: Arc::new(store),
             random,
         })
+    }
+
+    /// The store `config` names: `local` in [`MediaConfig::path`] (in
+    /// memory when it is unset), or `s3`.
+    ///
+    /// Errors: [`Error::Config`] for `s3` without a bucket or in a build
+    /// without the `s3` feature; the local directory cannot be created.
+    pub fn from_config(config: &MediaConfig, random: Random) -> Result<Self> {
+        match (config.store, &config.path) {
+            (StoreKind::Local, Some(path)) => Self::local(path, random),
+            (StoreKind::Local, None) => Ok(Self::memory(random)),
+            (StoreKind::S3, _) => Self::s3(config, random),
+        }
+    }
+
+    #[cfg(feature = "s3")]
+    fn s3(config: &MediaConfig, random: Random) -> Result<Self> {
+        use object_store::aws::AmazonS3Builder;
+        let bucket = config
+            .s3_bucket
+            .as_deref()
+            .ok_or_else(|| Error::Config("store = \"s3\" needs s3_bucket".into()))?;
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_allow_http(config.s3_allow_http);
+        if let Some(endpoint) = &config.s3_endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        if let Some(region) = &config.s3_region {
+            builder = builder.with_region(region);
+        }
+        if let Some(key) = &config.s3_access_key_id {
+            builder = builder.with_access_key_id(key);
+        }
+        if let Some(secret) = &config.s3_secret_access_key {
+            builder = builder.with_secret_access_key(secret);
+        }
+        Ok(BlobStore {
+            store: Arc::new(builder.build()?),
+            random,
+        })
+    }
+
+    #[cfg(not(feature = "s3"))]
+    fn s3(_: &MediaConfig, _: Random) -> Result<Self> {
+        Err(Error::Config(
+            "store = \"s3\", but this build of Myelin lacks the `s3` feature (rebuild with `--features s3`)".into(),
+        ))
     }
 
     /// Blobs in memory (tests and benchmarks without a data directory).
