@@ -50,7 +50,7 @@ use crate::random::Random;
 use crate::service::Clock;
 
 /// Size of the parts an upload is written in, bytes (the multipart
-/// writer's buffer; at most [`PARTS_IN_FLIGHT`] more are being written).
+/// writer's buffer; at most two more parts are being written).
 pub const CHUNK_BYTES: usize = 5 * 1024 * 1024;
 
 /// Parts of an upload written concurrently.
