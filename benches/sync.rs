@@ -47,6 +47,7 @@ async fn setup(rooms: usize) -> Setup {
         server_name: "bench.local".try_into().expect("server name"),
         server: ServerConfig::default(),
         sync: Default::default(),
+        media: Default::default(),
     };
     let state = App::open(
         &databases,

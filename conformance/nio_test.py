@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import logging
 import os
@@ -31,6 +32,8 @@ import sys
 import tempfile
 import time
 import uuid
+import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import Awaitable, Callable
@@ -39,6 +42,12 @@ from nio import (
     AsyncClient,
     AsyncClientConfig,
     InviteMemberEvent,
+    MemoryDownloadResponse,
+    ProfileGetAvatarResponse,
+    ProfileSetAvatarResponse,
+    RoomMessageImage,
+    ThumbnailResponse,
+    UploadResponse,
     JoinResponse,
     KeysUploadResponse,
     LoginResponse,
@@ -263,6 +272,8 @@ class Conversation:
         self.wake_id = ""  # the message sent during B's long-poll
         self.wake_s = 0.0  # how long after that send the long-poll saw it
         self.plain_clients: list[AsyncClient] = []
+        self.image = png(64, 48)
+        self.image_uri = ""  # the image A sent in a message
 
     @property
     def a(self) -> User:
@@ -628,6 +639,66 @@ class Conversation:
     async def step_e2ee_b_to_a(self) -> None:
         await self.exchange(self.b, self.a, f"secret from B {RUN}")
 
+    # -- media ---------------------------------------------------------------
+
+    async def upload(self, u: User, data: bytes, content_type: str, filename: str) -> str:
+        r, _ = await u.client.upload(io.BytesIO(data), content_type=content_type, filename=filename, filesize=len(data))
+        r = expect(r, UploadResponse, f"{u.name}'s upload")
+        if not r.content_uri.startswith("mxc://"):
+            raise Failed(f"upload answered content_uri {r.content_uri!r}")
+        return r.content_uri
+
+    async def download(self, u: User, uri: str, what: str) -> bytes:
+        r = expect(await u.client.download(mxc=uri), MemoryDownloadResponse, f"{u.name} downloads {what}")
+        return r.body
+
+    async def step_avatar(self) -> None:
+        avatar = png(32, 32)
+        uri = await self.upload(self.a, avatar, "image/png", "avatar.png")
+        expect(await self.a.client.set_avatar(uri), ProfileSetAvatarResponse, "A sets the avatar")
+        r = expect(await self.b.client.get_avatar(self.a.user_id), ProfileGetAvatarResponse, "B reads A's avatar")
+        if r.avatar_url != uri:
+            raise Failed(f"B sees avatar_url {r.avatar_url!r}, A set {uri!r}")
+        if await self.download(self.b, uri, "A's avatar") != avatar:
+            raise Failed("B downloaded other bytes than A's avatar")
+
+    async def step_image_message(self) -> None:
+        self.image_uri = await self.upload(self.a, self.image, "image/png", "picture.png")
+        content = {
+            "msgtype": "m.image",
+            "body": "picture.png",
+            "url": self.image_uri,
+            "info": {"mimetype": "image/png", "size": len(self.image), "w": 64, "h": 48},
+        }
+        r = expect(await self.a.client.room_send(self.room_id, "m.room.message", content), RoomSendResponse, "send")
+        urls: list[str] = []
+
+        def seen(resp: SyncResponse) -> bool:
+            urls.extend(
+                e.url for e in timeline(resp, self.room_id) if isinstance(e, RoomMessageImage) and e.event_id == r.event_id
+            )
+            return bool(urls)
+
+        await self.b.sync_until(seen, "A's image message")
+        if urls[0] != self.image_uri:
+            raise Failed(f"B's image event has url {urls[0]!r}, A sent {self.image_uri!r}")
+        if await self.download(self.b, urls[0], "the image") != self.image:
+            raise Failed("B downloaded other bytes than A's image")
+
+    async def step_thumbnail(self) -> None:
+        server_name, media_id = self.image_uri[len("mxc://") :].split("/", 1)
+        r = expect(
+            await self.b.client.thumbnail(server_name, media_id, 32, 32),
+            ThumbnailResponse,
+            "B's thumbnail of the image",
+        )
+        if r.content_type != "image/png" or not r.body.startswith(b"\x89PNG"):
+            raise Failed(f"thumbnail is {r.content_type!r}, {len(r.body)} bytes")
+        width, height = struct.unpack(">II", r.body[16:24])
+        # A 64×48 original within the snapped 320×240 `scale` size is served as is.
+        if (width, height) != (64, 48):
+            raise Failed(f"thumbnail is {width}×{height}, expected the 64×48 original")
+
     # -- leaving -------------------------------------------------------------
 
     async def step_leave(self) -> None:
@@ -645,6 +716,19 @@ class Conversation:
             ),
             "B's leave in the room's timeline",
         )
+
+
+def png(width: int, height: int) -> bytes:
+    """A `width` × `height` RGB PNG (a gradient), made without an image library."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(
+        b"\x00" + b"".join(bytes((x * 4 % 256, y * 5 % 256, 128)) for x in range(width)) for y in range(height)
+    )
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
 def plan(c: Conversation) -> list[tuple[str, list[str], Callable[[], Awaitable[str | None]]]]:
@@ -688,6 +772,9 @@ def plan(c: Conversation) -> list[tuple[str, list[str], Callable[[], Awaitable[s
         ("read receipt seen", [join], c.step_receipt),
         ("to-device message delivered once", [initial], c.step_to_device),
         ("presence seen", [join], c.step_presence),
+        ("media: A uploads an avatar, sets it, and B downloads it", [login_a, login_b], c.step_avatar),
+        ("media: A sends an image message that B downloads", [join], c.step_image_message),
+        ("media: B gets a thumbnail of the image", ["media: A sends an image message that B downloads"], c.step_thumbnail),
         (enc_room, [keys, initial], c.step_e2ee_room),
         ("e2ee: B decrypts A's message", [enc_room], c.step_e2ee_a_to_b),
         ("e2ee: A decrypts B's reply", [enc_room], c.step_e2ee_b_to_a),

@@ -10,7 +10,8 @@
 //! - the server's signing key is loaded (or, on the first start, created)
 //!   once per [`App::open`] and shared with every signer;
 //! - every setting comes from [`AppConfig`], read from the configuration
-//!   file's `server_name`, `[server]` and `[sync]` ([`AppConfig::from_config`]).
+//!   file's `server_name`, `data_dir`, `[server]`, `[sync]` and `[media]`
+//!   ([`AppConfig::from_config`]).
 //!
 //! Who may import this: `api`, the CLI, tests and benchmarks.
 
@@ -21,7 +22,9 @@ use ruma::OwnedServerName;
 use crate::config::{Config, ConfigError};
 use crate::db::Databases;
 use crate::db::accounts::AccountsDb;
+use crate::db::media::MediaDb;
 use crate::service::e2ee::{DeviceLifecycle, E2ee};
+use crate::service::media::{BlobStore, Media, MediaConfig};
 use crate::service::rooms::Rooms;
 use crate::service::signing::SigningKeyError;
 use crate::service::transitory::Transitory;
@@ -37,13 +40,28 @@ pub struct AppConfig {
     pub server: ServerConfig,
     /// Sync's settings (`[sync]`).
     pub sync: SyncConfig,
+    /// The media repository's settings (`[media]`; its `path` defaults to
+    /// `<data_dir>/blobs`).
+    pub media: MediaConfig,
+}
+
+/// Why the services could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The signing key could not be loaded or created.
+    #[error(transparent)]
+    SigningKey(#[from] SigningKeyError),
+    /// The media blob store could not be opened.
+    #[error("media store: {0}")]
+    Media(#[from] crate::service::media::Error),
 }
 
 impl AppConfig {
     /// The settings of a loaded configuration.
     ///
-    /// Errors: [`ConfigError::Invalid`] naming the key, for a `[server]` or
-    /// `[sync]` value that does not deserialize or a bad `server_name`.
+    /// Errors: [`ConfigError::Invalid`] naming the key, for a `[server]`,
+    /// `[sync]` or `[media]` value that does not deserialize or a bad
+    /// `server_name`.
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
         let server_name = OwnedServerName::try_from(config.server_name.as_str()).map_err(|e| {
             ConfigError::Invalid {
@@ -51,10 +69,15 @@ impl AppConfig {
                 reason: e.to_string(),
             }
         })?;
+        let mut media: MediaConfig = config.media_settings()?;
+        if media.path.is_none() {
+            media.path = Some(config.data_dir.join("blobs"));
+        }
         Ok(AppConfig {
             server_name,
             server: config.server_settings()?,
             sync: config.sync_settings()?,
+            media,
         })
     }
 }
@@ -76,6 +99,8 @@ pub struct App {
     pub rooms: Arc<Rooms>,
     /// Game: storage objects, wallets, items, trades.
     pub game: Arc<crate::service::game::Game>,
+    /// The media repository: uploads, downloads, thumbnails.
+    pub media: Arc<Media>,
 }
 
 impl App {
@@ -83,12 +108,13 @@ impl App {
     /// start, creates and stores) the signing key, and starts this process's
     /// sync notifier. Must be called within a tokio runtime.
     ///
-    /// Errors: the storage's, or a stored signing key that does not parse.
+    /// Errors: the storage's, a stored signing key that does not parse, or
+    /// a media blob store that cannot be opened as configured.
     pub async fn open(
         databases: &Databases,
         config: AppConfig,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, SigningKeyError> {
+    ) -> Result<Self, OpenError> {
         let lifecycle = DeviceLifecycle::new(databases);
         // Devices deleted just before a crash may still owe their to-device
         // inbox's deletion (docs/accounts.md, "Logout").
@@ -102,7 +128,7 @@ impl App {
         let accounts = Arc::new(Accounts::new(
             AccountsDb::new(&databases.accounts),
             lifecycle,
-            config.server_name,
+            config.server_name.clone(),
             config.server,
             clock.clone(),
         ));
@@ -111,12 +137,23 @@ impl App {
         let transitory = Transitory::new(databases, clock.clone(), Default::default());
         let e2ee = E2ee::new(databases, accounts.clone());
         let game = crate::service::game::Game::new(databases, accounts.clone(), clock.clone());
+        let random = accounts.random().clone();
+        let blobs = BlobStore::from_config(&config.media, random.clone())?;
+        let media = Media::new(
+            MediaDb::new(&databases.media),
+            blobs,
+            config.media,
+            config.server_name.clone(),
+            clock.clone(),
+            random,
+        );
         let rooms = Rooms::open(databases, accounts.clone(), &signing_key, clock);
         Ok(App {
             transitory: Arc::new(transitory),
             e2ee: Arc::new(e2ee),
             rooms: Arc::new(rooms),
             game: Arc::new(game),
+            media: Arc::new(media),
             accounts,
             signing_key,
             sync: Arc::new(SyncService::new(databases, config.sync)),
@@ -153,10 +190,13 @@ mod tests {
         let config = config(
             "server_name = \"example.org\"\n\
              [server]\nregistration_enabled = false\n\
-             [sync]\nmax_timeout_ms = 1234\n",
+             [sync]\nmax_timeout_ms = 1234\n\
+             [media]\nmax_upload_bytes = 777\n",
         );
-        let app_config = AppConfig::from_config(&config).unwrap();
+        let mut app_config = AppConfig::from_config(&config).unwrap();
+        assert_eq!(app_config.media.path, Some(config.data_dir.join("blobs")));
         let dir = tempfile::tempdir().unwrap();
+        app_config.media.path = Some(dir.path().join("blobs"));
         let databases = crate::db::open_embedded_at(dir.path()).await.unwrap();
         let clock = Arc::new(ManualClock::new(1_700_000_000_000));
         let app = App::open(&databases, app_config, clock).await.unwrap();
@@ -164,6 +204,7 @@ mod tests {
         assert!(!app.accounts.config().registration_enabled);
         assert_eq!(app.accounts.server_name().as_str(), "example.org");
         assert_eq!(app.rooms.server_name().as_str(), "example.org");
+        assert_eq!(app.media.config().max_upload_bytes, 777);
         app.sync.notifier().stop().await;
     }
 
@@ -173,5 +214,7 @@ mod tests {
         assert!(err.to_string().contains("sync.max_timeout_ms"), "{err}");
         let err = AppConfig::from_config(&config("[sync]\nmax_timeout = 5")).unwrap_err();
         assert!(err.to_string().contains("max_timeout"), "{err}");
+        let err = AppConfig::from_config(&config("[media]\nquota = 5")).unwrap_err();
+        assert!(err.to_string().contains("quota"), "{err}");
     }
 }

@@ -57,6 +57,10 @@ pub struct Config {
     /// `[sync]`: settings of `/sync` (`sync::SyncConfig`), a raw table for
     /// the same reason. Read them with [`Config::sync_settings`].
     pub sync: Dict,
+    /// `[media]`: settings of the media repository
+    /// (`service::media::MediaConfig`), a raw table for the same reason.
+    /// Read them with [`Config::media_settings`].
+    pub media: Dict,
 }
 
 impl Default for Config {
@@ -68,6 +72,7 @@ impl Default for Config {
             databases: DatabasesConfig::default(),
             server: Dict::new(),
             sync: Dict::new(),
+            media: Dict::new(),
         }
     }
 }
@@ -266,6 +271,12 @@ impl Config {
         table_settings("sync", &self.sync)
     }
 
+    /// The `[media]` table as `T`, like [`Config::sync_settings`]. Errors
+    /// name the key (`media.<key>`).
+    pub fn media_settings<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        table_settings("media", &self.media)
+    }
+
     /// Checks values that deserialize but are not acceptable.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &str, reason: String| ConfigError::Invalid {
@@ -335,13 +346,14 @@ fn table_settings<T: DeserializeOwned>(name: &str, table: &Dict) -> Result<T, Co
 
 /// `MYELIN_*` variables whose first key is a key of [`Config`].
 fn env_provider() -> Env {
-    const TOP_LEVEL: [&str; 6] = [
+    const TOP_LEVEL: [&str; 7] = [
         "server_name",
         "bind",
         "data_dir",
         "databases",
         "server",
         "sync",
+        "media",
     ];
     Env::prefixed(ENV_PREFIX).split("__").filter(|key| {
         let first = key.as_str().split('.').next().unwrap_or_default();

@@ -9,7 +9,7 @@
 //! app      every service of a process, wired once (App::open), for api and cli
 //! sync     position tokens, notifier, /sync assembly
 //! service  accounts, rooms, transitory, e2ee: logic spanning databases
-//! db       accounts | rooms | transitory | game, and what they share (open, notify, positions)
+//! db       accounts | rooms | transitory | game | media, and what they share (open, notify, positions)
 //! events   Matrix PDUs: build, hash, sign, redact (pure)
 //! kv       FoundationDB-shaped interface, retry runner, backends, directory layer
 //! keys     tuple helpers, subspace schemas (pure byte work)
@@ -31,7 +31,7 @@
 //! | `kv` | 10 | `keys`, `config`, `random`; only `kv::fdb` names the `foundationdb` crate (`foundationdb_tuple` is free to use) |
 //! | `events` | 20 | the parts below |
 //! | `db` (open, `meta`, `codec`, `notify`, `position`, `json_text`, `split`, `leaderboard`) | 30 | the parts below, and the databases |
-//! | `db::accounts`, `db::rooms`, `db::transitory`, `db::game` | 30 | the parts below and `db`'s shared modules; never another database |
+//! | `db::accounts`, `db::rooms`, `db::transitory`, `db::game`, `db::media` | 30 | the parts below and `db`'s shared modules; never another database |
 //! | `service` | 40 | the parts below |
 //! | `sync` | 50 | the parts below (it reads `kv` directly for read versions and watches) |
 //! | `app` | 55 | the parts below: it wires every service of a process once (`App::open`) |

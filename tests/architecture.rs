@@ -81,6 +81,7 @@ const PARTS: &[Part] = &[
     Part::database("db::rooms"),
     Part::database("db::transitory"),
     Part::database("db::game"),
+    Part::database("db::media"),
     Part::layer("service", 40),
     Part::layer("sync", 50),
     Part::layer("app", 55),

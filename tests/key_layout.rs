@@ -47,7 +47,7 @@ fn resolved() -> Vec<Directories> {
 #[test]
 fn every_spec_is_valid() {
     let names: Vec<&str> = SPECS.iter().map(|s| s.name).collect();
-    assert_eq!(names, ["accounts", "rooms", "transitory", "game"]);
+    assert_eq!(names, ["accounts", "rooms", "transitory", "game", "media"]);
     for spec in SPECS {
         if let Err(errors) = spec.check() {
             panic!("{}: {errors:#?}", spec.name);

@@ -25,6 +25,10 @@
 //! | game: a tournament needs a join first | 403 | `ORG.MYELIN.TOURNAMENT_NOT_JOINED` |
 //! | game: a record reached `max_num_score` | 409 | `ORG.MYELIN.MAX_NUM_SCORE` with `max_num_score` |
 //! | game: write to an admin-only object | 403 | `M_FORBIDDEN` with `index` |
+//! | media: unknown, expired or quarantined / another user's media ID | 404 `M_NOT_FOUND` / 403 `M_FORBIDDEN` |
+//! | media: already uploaded / not uploaded in time | 409 `M_CANNOT_OVERWRITE_MEDIA` / 504 `M_NOT_YET_UPLOADED` |
+//! | media: over the size limit or the quota / too many pending uploads | 413 `M_TOO_LARGE` / 429 `M_LIMIT_EXCEEDED` |
+//! | media: cannot thumbnail / image too large to thumbnail | 400 `M_UNKNOWN` / 413 `M_TOO_LARGE` |
 //! | storage unavailable: the store's time budget or retry limit ran out (FoundationDB `transaction_timed_out`, 1031, e.g. cluster unreachable) | 503 | `M_UNKNOWN`, header `Retry-After` |
 //! | storage failure, panic | 500 | `M_UNKNOWN` |
 
@@ -55,6 +59,9 @@ pub enum ApiError {
     /// The game service refused or failed.
     #[error(transparent)]
     Game(#[from] service::game::Error),
+    /// The media repository refused or failed.
+    #[error(transparent)]
+    Media(#[from] service::media::Error),
     /// No route has this path.
     #[error("unrecognized endpoint")]
     UnrecognizedPath,
@@ -198,6 +205,7 @@ impl ApiError {
             // Answered by `game_response` (custom errcodes, extra fields);
             // the status is the same.
             ApiError::Game(e) => (game_error(e).0, ErrorKind::Unknown),
+            ApiError::Media(e) => media_status_and_kind(e),
             ApiError::UnrecognizedPath => (StatusCode::NOT_FOUND, ErrorKind::Unrecognized),
             ApiError::UnrecognizedMethod => {
                 (StatusCode::METHOD_NOT_ALLOWED, ErrorKind::Unrecognized)
@@ -237,6 +245,29 @@ fn rooms_status_and_kind(e: &service::rooms::Error) -> (StatusCode, ErrorKind) {
         R::RoomInUse(_) => (StatusCode::BAD_REQUEST, ErrorKind::RoomInUse),
         R::BadAlias(_) => (StatusCode::BAD_REQUEST, ErrorKind::BadAlias),
         R::Accounts(_) | R::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown),
+    }
+}
+
+/// The status and Matrix error kind of a media failure.
+fn media_status_and_kind(e: &service::media::Error) -> (StatusCode, ErrorKind) {
+    use service::media::Error as M;
+    match e {
+        M::NotFound(_) => (StatusCode::NOT_FOUND, ErrorKind::NotFound),
+        M::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorKind::Forbidden),
+        M::CannotOverwrite => (StatusCode::CONFLICT, ErrorKind::CannotOverwriteMedia),
+        M::NotYetUploaded => (StatusCode::GATEWAY_TIMEOUT, ErrorKind::NotYetUploaded),
+        M::TooLarge { .. } | M::QuotaExceeded { .. } | M::ThumbnailTooLarge(_) => {
+            (StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge)
+        }
+        M::TooManyPending { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::LimitExceeded(LimitExceededErrorData::new()),
+        ),
+        M::InvalidParam(_) => (StatusCode::BAD_REQUEST, ErrorKind::InvalidParam),
+        M::Body(_) | M::Thumbnail(_) => (StatusCode::BAD_REQUEST, ErrorKind::Unknown),
+        M::Db(_) | M::Blob(_) | M::Config(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown)
+        }
     }
 }
 

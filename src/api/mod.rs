@@ -32,6 +32,7 @@ pub mod extract;
 mod filters;
 pub mod game;
 pub mod leaderboard;
+mod media;
 mod membership;
 mod messages;
 pub mod panics;
@@ -93,6 +94,7 @@ pub fn router(state: AppState) -> Router {
     let routes = game::routes(routes);
     // Leaderboards and tournaments (issue 18).
     let routes = leaderboard::routes(routes);
+    let routes = media::routes(routes);
     routes
         .fallback(|| async { ApiError::UnrecognizedPath })
         .method_not_allowed_fallback(|| async { ApiError::UnrecognizedMethod })

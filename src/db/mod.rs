@@ -5,7 +5,8 @@
 //! - [`accounts`]: users, devices, tokens, account data;
 //! - [`rooms`]: events, state, timelines;
 //! - [`transitory`]: typing, receipts, presence, to-device messages;
-//! - [`game`]: storage objects, wallets and ledger, items, trades.
+//! - [`game`]: storage objects, wallets and ledger, items, trades;
+//! - [`media`]: the media repository's metadata (the bytes live in a blob store).
 //!
 //! Each declares its key schema in its `keys.rs` (a [`DatabaseSpec`]), and
 //! [`SPECS`] lists them all: everything that handles "every database"
@@ -35,6 +36,7 @@ pub mod codec;
 pub mod game;
 pub mod json_text;
 pub mod leaderboard;
+pub mod media;
 pub mod meta;
 pub mod notify;
 pub mod position;
@@ -53,18 +55,19 @@ use crate::keys::{Catalog, DatabaseSpec, Directories, DirectorySpec, KnownDirect
 use crate::kv::{self, TransactError, directory::DirectoryError, directory::DirectoryLayer};
 use meta::SchemaMismatch;
 
-/// The databases, in the order accounts, rooms, transitory, game: the one list
+/// The databases, in the order accounts, rooms, transitory, game, media: the one list
 /// that opening ([`open`]), connecting ([`connect`]), configuration
 /// checks ([`validate_config`]), [`Databases::handles`], `myelin keys` and
 /// `docs/key-layout.md` iterate. Adding a database is one entry here (see
 /// `docs/architecture.md`, "Adding a database"), appended at the end: its
 /// position is its index in [`Databases::handles`], which `sync` pairs with
 /// its own database order (`sync::DatabaseId`).
-pub static SPECS: [&DatabaseSpec; 4] = [
+pub static SPECS: [&DatabaseSpec; 5] = [
     &accounts::keys::SPEC,
     &rooms::keys::SPEC,
     &transitory::keys::SPEC,
     &game::keys::SPEC,
+    &media::keys::SPEC,
 ];
 
 /// Errors of opening and inspecting databases.
@@ -240,6 +243,8 @@ pub struct Databases {
     pub transitory: Handle,
     /// Storage objects, wallets, items, trades.
     pub game: Handle,
+    /// The media repository's metadata.
+    pub media: Handle,
     /// Every handle, in [`SPECS`] order.
     all: Vec<Handle>,
 }
@@ -258,11 +263,13 @@ impl Databases {
             rooms: named(&rooms::keys::SPEC),
             transitory: named(&transitory::keys::SPEC),
             game: named(&game::keys::SPEC),
+            media: named(&media::keys::SPEC),
             all,
         }
     }
 
-    /// Every handle, in [`SPECS`] order (accounts, rooms, transitory, game).
+    /// Every handle, in [`SPECS`] order (accounts, rooms, transitory, game,
+    /// media).
     pub fn handles(&self) -> &[Handle] {
         &self.all
     }

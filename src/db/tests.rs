@@ -209,7 +209,7 @@ async fn a_database_that_does_not_exist_is_a_configuration_error() {
     let err = open(&config).await.err().unwrap();
     assert_eq!(
         err.to_string(),
-        "invalid configuration: databases.room: no such database (known: accounts, rooms, transitory, game)"
+        "invalid configuration: databases.room: no such database (known: accounts, rooms, transitory, game, media)"
     );
     assert!(validate_config(&embedded_config(dir.path())).is_ok());
 }

@@ -29,6 +29,7 @@ pub mod clock;
 pub mod config;
 pub mod e2ee;
 pub mod game;
+pub mod media;
 pub mod password;
 pub mod ratelimit;
 pub mod rooms;

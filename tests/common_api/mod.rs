@@ -39,6 +39,7 @@ pub fn app_config(server: ServerConfig) -> AppConfig {
         server_name: SERVER_NAME.try_into().expect("server name"),
         server,
         sync: Default::default(),
+        media: Default::default(),
     }
 }
 
@@ -72,10 +73,29 @@ impl TestServer {
         server
     }
 
+    /// A server over a fresh temporary store with [`test_config`] and the
+    /// media repository's settings `media` (its blobs under the store's
+    /// directory unless `media.path` is set).
+    pub async fn start_media(media: myelin::service::media::MediaConfig) -> Self {
+        let tmp = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let mut config = app_config(test_config());
+        config.media = media;
+        let clock = ManualClock::new(1_700_000_000_000);
+        let mut server = Self::start_app(tmp.path(), config, clock).await;
+        server._tmp = Some(tmp);
+        server
+    }
+
     /// A server over the store in `dir` (which outlives it).
     pub async fn start_at(dir: &Path, config: ServerConfig, clock: ManualClock) -> Self {
+        Self::start_app(dir, app_config(config), clock).await
+    }
+
+    /// A server over the store in `dir` (which outlives it) with
+    /// `app_config`; media blobs default to `<dir>/blobs`.
+    pub async fn start_app(dir: &Path, app_config: AppConfig, clock: ManualClock) -> Self {
         let databases = myelin::db::open_embedded_at(dir).await.expect("open store");
-        Self::start_on(databases, dir, config, clock).await
+        Self::start_on_app(databases, dir, app_config, clock).await
     }
 
     /// A server over `databases`, opened by the caller (`data_dir` is only
@@ -86,8 +106,22 @@ impl TestServer {
         config: ServerConfig,
         clock: ManualClock,
     ) -> Self {
+        Self::start_on_app(databases, data_dir, app_config(config), clock).await
+    }
+
+    /// A server over `databases` with `app_config`; media blobs default to
+    /// `<data_dir>/blobs`.
+    pub async fn start_on_app(
+        databases: myelin::db::Databases,
+        data_dir: &Path,
+        mut app_config: AppConfig,
+        clock: ManualClock,
+    ) -> Self {
         let dir = data_dir;
-        let state = App::open(&databases, app_config(config), Arc::new(clock.clone()))
+        if app_config.media.path.is_none() {
+            app_config.media.path = Some(dir.join("blobs"));
+        }
+        let state = App::open(&databases, app_config, Arc::new(clock.clone()))
             .await
             .expect("state");
         drop(databases);

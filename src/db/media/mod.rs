@@ -1,0 +1,551 @@
+//! The `media` database: the media repository's metadata. Its key schema is
+//! in [`keys`]; the design (states, the blob store, the safety rules) in
+//! `docs/media.md`. The bytes are not here: they live in the blob store
+//! (`service::media`), addressed by the SHA-256 this database records.
+//!
+//! A media ID is in one of three states ([`MediaState`]): `pending`
+//! (created with `POST /_matrix/media/v1/create`, no bytes yet, with an
+//! expiry), `complete` (bytes uploaded, [`MediaRecord::content`] set) or
+//! `quarantined` (downloads answer 404). Each public method is one
+//! transaction run through [`kv::Database::run`]. Invariants:
+//! - a media ID's content is written once: a second upload is refused
+//!   ([`Error::CannotOverwrite`]), so a content URI always means the same
+//!   bytes;
+//! - a user's `users/usage` is the sum of the sizes of their completed
+//!   uploads, changed only in the transaction that completes (or purges) one,
+//!   which reads it with a conflict range and checks the quota;
+//! - a user's `users/pending` holds exactly their pending media IDs that
+//!   have not been cleared; expired ones are cleared by the next create of
+//!   that user and never counted;
+//! - `media/by_created` has one entry per record, written and cleared with it;
+//! - a rejected request writes nothing (errors return before any write).
+//!
+//! Who may import this: `db`, `service`, the CLI and tests; never the other
+//! databases.
+
+pub mod keys;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::db::codec::{Corrupt, decode, encode, unpack};
+use crate::keys::Space;
+use crate::kv::{self, RangeOption, TransactError};
+
+/// Errors of the `media` storage boundary. The API maps each to an errcode
+/// in `api/error.rs`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The key-value store failed (after retries, where retryable).
+    #[error(transparent)]
+    Kv(#[from] kv::Error),
+    /// A stored value did not decode.
+    #[error("corrupt value in media/{subspace}")]
+    Corrupt {
+        /// The subspace's name in `keys.rs`.
+        subspace: &'static str,
+        /// What failed to decode.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// No such media ID (or a pending one that expired).
+    #[error("media not found")]
+    NotFound,
+    /// The media ID was created by another user.
+    #[error("media ID belongs to another user")]
+    NotUploader,
+    /// The media ID already has its content.
+    #[error("media ID already has content")]
+    CannotOverwrite,
+    /// The media ID already exists (a random ID collided, or was reused).
+    #[error("media ID already exists")]
+    Exists,
+    /// The user has `max` pending uploads already.
+    #[error("too many pending uploads (at most {max})")]
+    TooManyPending {
+        /// The cap.
+        max: u64,
+    },
+    /// The upload would take the user past their quota.
+    #[error("upload quota exceeded: {usage} of {quota} bytes used, upload is {size} bytes")]
+    QuotaExceeded {
+        /// Bytes used before this upload.
+        usage: u64,
+        /// The quota, bytes.
+        quota: u64,
+        /// This upload's size, bytes.
+        size: u64,
+    },
+}
+
+impl TransactError for Error {
+    fn as_kv(&self) -> Option<&kv::Error> {
+        match self {
+            Error::Kv(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<Corrupt> for Error {
+    fn from(e: Corrupt) -> Self {
+        Error::Corrupt {
+            subspace: e.subspace,
+            source: e.source,
+        }
+    }
+}
+
+/// Result of the `media` storage boundary.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where a media ID is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaState {
+    /// Created, no content yet.
+    Pending,
+    /// Content uploaded.
+    Complete,
+    /// Withdrawn by an admin: downloads answer 404.
+    Quarantined,
+}
+
+/// The content of an uploaded media ID.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Content {
+    /// Size, bytes.
+    pub size: u64,
+    /// The `Content-Type` it was uploaded with, if any.
+    pub content_type: Option<String>,
+    /// The file name it was uploaded with, if any.
+    pub file_name: Option<String>,
+    /// SHA-256 of the bytes, lowercase hex: the blob's address.
+    pub sha256: String,
+}
+
+/// `media/record`: one media ID.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaRecord {
+    /// Who created (or uploaded) it.
+    pub uploader: String,
+    /// Its state.
+    pub state: MediaState,
+    /// When it was created, ms since the epoch.
+    pub created_ms: u64,
+    /// When a pending media ID expires unused, ms since the epoch.
+    pub expires_ms: Option<u64>,
+    /// The content, once uploaded.
+    pub content: Option<Content>,
+}
+
+impl MediaRecord {
+    /// Whether a pending media ID is past its expiry at `now_ms`.
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.state == MediaState::Pending && self.expires_ms.is_some_and(|e| e <= now_ms)
+    }
+}
+
+/// `media/thumbnail`: a generated thumbnail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThumbnailRecord {
+    /// SHA-256 of the thumbnail's bytes, lowercase hex: its blob's address.
+    pub sha256: String,
+    /// Size, bytes.
+    pub size: u64,
+    /// Its content type (`image/png` or `image/jpeg`).
+    pub content_type: String,
+    /// Its real width, pixels.
+    pub width: u32,
+    /// Its real height, pixels.
+    pub height: u32,
+}
+
+/// The key of a thumbnail: media ID and the pre-generated size it answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThumbnailKey {
+    /// The media ID.
+    pub media_id: String,
+    /// Requested (snapped) width, pixels.
+    pub width: u32,
+    /// Requested (snapped) height, pixels.
+    pub height: u32,
+    /// `crop` or `scale`.
+    pub method: &'static str,
+}
+
+/// A quota check: the user's limit of completed upload bytes.
+pub type Quota = Option<u64>;
+
+/// Every directory of the `media` database, resolved.
+#[derive(Debug)]
+struct Layout {
+    media: Space,
+    users: Space,
+}
+
+/// A handle on the `media` database. Cheap to clone.
+#[derive(Clone)]
+pub struct MediaDb {
+    db: kv::Database,
+    layout: Arc<Layout>,
+}
+
+fn le(value: &[u8], subspace: &'static str) -> Result<i64> {
+    let bytes: [u8; 8] = value
+        .try_into()
+        .map_err(|_| Corrupt::new(subspace, "not 8 bytes"))?;
+    Ok(i64::from_le_bytes(bytes))
+}
+
+impl MediaDb {
+    /// The `media` database of an opened [`crate::db::Databases`].
+    pub fn new(handle: &crate::db::Handle) -> Self {
+        MediaDb {
+            db: handle.db.clone(),
+            layout: Arc::new(Layout {
+                media: handle.dirs.space(&keys::MEDIA).clone(),
+                users: handle.dirs.space(&keys::USERS).clone(),
+            }),
+        }
+    }
+
+    fn record_key(&self, media_id: &str) -> Vec<u8> {
+        self.layout.media.key(&keys::RECORD, &(media_id,))
+    }
+
+    fn by_created_key(&self, created_ms: u64, media_id: &str) -> Vec<u8> {
+        self.layout
+            .media
+            .key(&keys::BY_CREATED, &(created_ms as i64, media_id))
+    }
+
+    fn usage_key(&self, user_id: &str) -> Vec<u8> {
+        self.layout.users.key(&keys::USAGE, &(user_id,))
+    }
+
+    fn pending_key(&self, user_id: &str, media_id: &str) -> Vec<u8> {
+        self.layout.users.key(&keys::PENDING, &(user_id, media_id))
+    }
+
+    async fn read_record(tx: &kv::Transaction, key: &[u8]) -> Result<Option<MediaRecord>> {
+        tx.get(key, false)
+            .await?
+            .map(|v| decode("record", &v).map_err(Error::from))
+            .transpose()
+    }
+
+    async fn read_usage(tx: &kv::Transaction, key: &[u8]) -> Result<u64> {
+        Ok(match tx.get(key, false).await? {
+            Some(v) => le(&v, "usage")?.max(0) as u64,
+            None => 0,
+        })
+    }
+
+    /// The record of `media_id`, if any.
+    pub async fn get(&self, media_id: &str) -> Result<Option<MediaRecord>> {
+        let key = self.record_key(media_id);
+        self.db
+            .run(|tx, _| {
+                let key = key.clone();
+                async move { Self::read_record(&tx, &key).await }
+            })
+            .await
+    }
+
+    /// Bytes of `user_id`'s completed uploads.
+    pub async fn usage(&self, user_id: &str) -> Result<u64> {
+        let key = self.usage_key(user_id);
+        self.db
+            .run(|tx, _| {
+                let key = key.clone();
+                async move { Self::read_usage(&tx, &key).await }
+            })
+            .await
+    }
+
+    /// Creates pending `media_id` for `user_id`, expiring at `expires_ms`,
+    /// unless the user has `max_pending` unexpired pending uploads. Clears
+    /// the user's expired pending entries on the way.
+    ///
+    /// Errors: [`Error::TooManyPending`], [`Error::Exists`] if the ID is
+    /// taken by another record.
+    pub async fn create_pending(
+        &self,
+        media_id: &str,
+        user_id: &str,
+        now_ms: u64,
+        expires_ms: u64,
+        max_pending: u64,
+    ) -> Result<()> {
+        let record_key = self.record_key(media_id);
+        let (begin, end) = self.layout.users.range(&keys::PENDING, &(user_id,));
+        let record = MediaRecord {
+            uploader: user_id.to_owned(),
+            state: MediaState::Pending,
+            created_ms: now_ms,
+            expires_ms: Some(expires_ms),
+            content: None,
+        };
+        // Safe to run twice: if a first attempt committed, the record is
+        // found as ours and nothing more is written; the count skips our
+        // own entry.
+        self.db
+            .run(|tx, _| {
+                let (record_key, begin, end, record) = (
+                    record_key.clone(),
+                    begin.clone(),
+                    end.clone(),
+                    record.clone(),
+                );
+                async move {
+                    if let Some(existing) = Self::read_record(&tx, &record_key).await? {
+                        return if existing == record {
+                            Ok(())
+                        } else {
+                            Err(Error::Exists)
+                        };
+                    }
+                    let entries = tx
+                        .get_range_all(RangeOption::new(begin, end), false)
+                        .await?;
+                    let mut live = 0u64;
+                    for entry in entries {
+                        let expires = le(&entry.value, "pending")?;
+                        if expires <= now_ms as i64 {
+                            tx.clear(&entry.key);
+                        } else {
+                            live += 1;
+                        }
+                    }
+                    if live >= max_pending {
+                        return Err(Error::TooManyPending { max: max_pending });
+                    }
+                    tx.set(&record_key, &encode(&record));
+                    tx.set(&self.by_created_key(now_ms, media_id), &[]);
+                    tx.set(
+                        &self.pending_key(user_id, media_id),
+                        &(expires_ms as i64).to_le_bytes(),
+                    );
+                    Ok(())
+                }
+            })
+            .await
+    }
+
+    /// Records `content` as `media_id`'s, uploaded by `user_id` at `now_ms`:
+    /// for a pending media ID of theirs (`create` then `PUT`), or a new one
+    /// (`POST upload`, `pending` false). Adds the size to the user's usage
+    /// after checking `quota`.
+    ///
+    /// Errors: [`Error::NotFound`] (unknown or expired pending ID),
+    /// [`Error::NotUploader`], [`Error::CannotOverwrite`], [`Error::Exists`]
+    /// (a new ID that exists), [`Error::QuotaExceeded`].
+    pub async fn complete(
+        &self,
+        media_id: &str,
+        user_id: &str,
+        content: &Content,
+        now_ms: u64,
+        pending: bool,
+        quota: Quota,
+    ) -> Result<()> {
+        let record_key = self.record_key(media_id);
+        let usage_key = self.usage_key(user_id);
+        let pending_key = self.pending_key(user_id, media_id);
+        // Safe to run twice: a first attempt that committed left the record
+        // complete with this very content by this user, which is answered as
+        // success without writing again.
+        self.db
+            .run(|tx, _| {
+                let (record_key, usage_key, pending_key) =
+                    (record_key.clone(), usage_key.clone(), pending_key.clone());
+                async move {
+                    let existing = Self::read_record(&tx, &record_key).await?;
+                    let created_ms = match (&existing, pending) {
+                        (Some(r), _)
+                            if r.uploader == user_id
+                                && r.state == MediaState::Complete
+                                && r.content.as_ref() == Some(content) =>
+                        {
+                            return Ok(());
+                        }
+                        (Some(_), false) => return Err(Error::Exists),
+                        (None, false) => now_ms,
+                        (None, true) => return Err(Error::NotFound),
+                        (Some(r), true) => {
+                            if r.uploader != user_id {
+                                return Err(Error::NotUploader);
+                            }
+                            if r.state != MediaState::Pending {
+                                return Err(Error::CannotOverwrite);
+                            }
+                            if r.expired(now_ms) {
+                                return Err(Error::NotFound);
+                            }
+                            r.created_ms
+                        }
+                    };
+                    let usage = Self::read_usage(&tx, &usage_key).await?;
+                    if let Some(quota) = quota
+                        && usage.saturating_add(content.size) > quota
+                    {
+                        return Err(Error::QuotaExceeded {
+                            usage,
+                            quota,
+                            size: content.size,
+                        });
+                    }
+                    let record = MediaRecord {
+                        uploader: user_id.to_owned(),
+                        state: MediaState::Complete,
+                        created_ms,
+                        expires_ms: None,
+                        content: Some(content.clone()),
+                    };
+                    tx.set(&record_key, &encode(&record));
+                    if existing.is_none() {
+                        tx.set(&self.by_created_key(created_ms, media_id), &[]);
+                    }
+                    tx.clear(&pending_key);
+                    let usage = usage.saturating_add(content.size) as i64;
+                    tx.set(&usage_key, &usage.to_le_bytes());
+                    Ok(())
+                }
+            })
+            .await
+    }
+
+    /// Marks `media_id` quarantined (downloads then answer 404). Returns
+    /// whether it exists.
+    pub async fn quarantine(&self, media_id: &str) -> Result<bool> {
+        let key = self.record_key(media_id);
+        // Safe to run twice: setting the state again changes nothing.
+        self.db
+            .run(|tx, _| {
+                let key = key.clone();
+                async move {
+                    let Some(mut record) = Self::read_record(&tx, &key).await? else {
+                        return Ok(false);
+                    };
+                    record.state = MediaState::Quarantined;
+                    tx.set(&key, &encode(&record));
+                    Ok(true)
+                }
+            })
+            .await
+    }
+
+    /// The thumbnail recorded for `key`, if any.
+    pub async fn thumbnail(&self, key: &ThumbnailKey) -> Result<Option<ThumbnailRecord>> {
+        let key = self.thumbnail_key(key);
+        self.db
+            .run(|tx, _| {
+                let key = key.clone();
+                async move {
+                    tx.get(&key, false)
+                        .await?
+                        .map(|v| decode("thumbnail", &v).map_err(Error::from))
+                        .transpose()
+                }
+            })
+            .await
+    }
+
+    /// Records `record` as the thumbnail for `key`.
+    pub async fn put_thumbnail(&self, key: &ThumbnailKey, record: &ThumbnailRecord) -> Result<()> {
+        let key = self.thumbnail_key(key);
+        let value = encode(record);
+        // Safe to run twice: the same value is written again.
+        self.db
+            .run(|tx, _| {
+                let (key, value) = (key.clone(), value.clone());
+                async move {
+                    tx.set(&key, &value);
+                    Ok(())
+                }
+            })
+            .await
+    }
+
+    fn thumbnail_key(&self, key: &ThumbnailKey) -> Vec<u8> {
+        self.layout.media.key(
+            &keys::THUMBNAIL,
+            &(
+                key.media_id.as_str(),
+                i64::from(key.width),
+                i64::from(key.height),
+                key.method,
+            ),
+        )
+    }
+
+    /// Up to `limit` media IDs created before `before_ms`, oldest first.
+    pub async fn created_before(&self, before_ms: u64, limit: usize) -> Result<Vec<String>> {
+        let (begin, _) = self.layout.media.range(&keys::BY_CREATED, &());
+        let end = self.by_created_key(before_ms, "");
+        let space = self.layout.media.clone();
+        self.db
+            .run(|tx, _| {
+                let (begin, end, space) = (begin.clone(), end.clone(), space.clone());
+                async move {
+                    let mut range = RangeOption::new(begin, end);
+                    range.limit = Some(limit);
+                    let entries = tx.get_range_all(range, true).await?;
+                    entries
+                        .iter()
+                        .map(|e| {
+                            unpack::<(i64, i64, String)>("by_created", &space, &e.key)
+                                .map(|(_, _, id)| id)
+                                .map_err(Error::from)
+                        })
+                        .collect()
+                }
+            })
+            .await
+    }
+
+    /// Deletes `media_id`'s record, its thumbnails' records, its creation
+    /// index entry and any pending entry, and subtracts its size from its
+    /// uploader's usage. Returns the deleted record (its blob and its
+    /// thumbnails' blobs may now be unreferenced) and the thumbnails'.
+    pub async fn delete(
+        &self,
+        media_id: &str,
+    ) -> Result<Option<(MediaRecord, Vec<ThumbnailRecord>)>> {
+        let record_key = self.record_key(media_id);
+        let (tb, te) = self.layout.media.range(&keys::THUMBNAIL, &(media_id,));
+        // Safe to run twice: a second attempt finds nothing and returns None.
+        self.db
+            .run(|tx, _| {
+                let (record_key, tb, te) = (record_key.clone(), tb.clone(), te.clone());
+                async move {
+                    let Some(record) = Self::read_record(&tx, &record_key).await? else {
+                        return Ok(None);
+                    };
+                    let thumbs = tx
+                        .get_range_all(RangeOption::new(tb.clone(), te.clone()), false)
+                        .await?
+                        .iter()
+                        .map(|e| decode::<ThumbnailRecord>("thumbnail", &e.value))
+                        .collect::<Result<Vec<_>, Corrupt>>()?;
+                    tx.clear_range(&tb, &te);
+                    tx.clear(&record_key);
+                    tx.clear(&self.by_created_key(record.created_ms, media_id));
+                    tx.clear(&self.pending_key(&record.uploader, media_id));
+                    if let Some(content) = &record.content {
+                        let usage_key = self.usage_key(&record.uploader);
+                        let usage = Self::read_usage(&tx, &usage_key).await?;
+                        let usage = usage.saturating_sub(content.size) as i64;
+                        tx.set(&usage_key, &usage.to_le_bytes());
+                    }
+                    Ok(Some((record, thumbs)))
+                }
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests;
