@@ -884,3 +884,111 @@ async fn build_room(
         ephemeral: joined.ephemeral.events,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pos_reads_back_and_anything_else_is_unknown() {
+        let pos = Pos {
+            generation: 42,
+            token: SyncToken {
+                game: Some(crate::db::Position::ZERO),
+                ..SyncToken::default()
+            },
+        };
+        assert_eq!(pos.to_string().parse::<Pos>().expect("reads back"), pos);
+        for bad in ["", "42", "x.y", "42.", ".abc", "-1.AAAA", "42.not-a-token"] {
+            assert!(
+                matches!(bad.parse::<Pos>(), Err(Error::UnknownPos)),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_to_device_position_reads_back_and_junk_is_refused() {
+        let p = transitory::Position::from_bytes([1, 2, 3, 4, 5, 6, 7, 8, 0xff, 0xfe]);
+        let s = position_string(p);
+        assert_eq!(s, "0102030405060708fffe");
+        assert_eq!(parse_position(&s), Some(p));
+        for bad in [
+            "",
+            "0102",
+            "0102030405060708fffeff",
+            "zz02030405060708fffe",
+            "é102030405060708fff",
+        ] {
+            assert_eq!(parse_position(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn required_state_matches_exact_wildcards_me_and_lazy() {
+        let me = ruma::user_id!("@me:x");
+        let senders: BTreeSet<String> = ["@bob:x".to_owned()].into();
+        let w = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(t, k)| ((*t).to_owned(), (*k).to_owned()))
+                .collect()
+        };
+        let exact = w(&[("m.room.name", "")]);
+        assert!(state_wanted(&exact, "m.room.name", "", me, &senders));
+        assert!(!state_wanted(&exact, "m.room.topic", "", me, &senders));
+        let all = w(&[("*", "*")]);
+        assert!(state_wanted(&all, "m.room.topic", "", me, &senders));
+        let mine = w(&[("m.room.member", "$ME")]);
+        assert!(state_wanted(&mine, "m.room.member", "@me:x", me, &senders));
+        assert!(!state_wanted(
+            &mine,
+            "m.room.member",
+            "@bob:x",
+            me,
+            &senders
+        ));
+        let lazy = w(&[("m.room.member", "$LAZY")]);
+        assert!(state_wanted(&lazy, "m.room.member", "@bob:x", me, &senders));
+        assert!(!state_wanted(
+            &lazy,
+            "m.room.member",
+            "@carol:x",
+            me,
+            &senders
+        ));
+        let any_key = w(&[("m.room.member", "*")]);
+        assert!(state_wanted(
+            &any_key,
+            "m.room.member",
+            "@carol:x",
+            me,
+            &senders
+        ));
+    }
+
+    #[test]
+    fn a_room_is_whole_when_unsent_or_sent_with_a_lower_limit() {
+        let room = ruma::room_id!("!r:x");
+        let mut sent = SentRooms::new();
+        assert!(needs_whole(&sent, room, 1));
+        sent.insert(room.to_string(), 5);
+        assert!(!needs_whole(&sent, room, 5));
+        assert!(!needs_whole(&sent, room, 1));
+        assert!(needs_whole(&sent, room, 6));
+    }
+
+    #[test]
+    fn the_sliding_table_of_sync_is_read_with_defaults() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("myelin.toml");
+        std::fs::write(&path, "[sync.sliding]\nconnection_expiry_ms = 1000\n").expect("write");
+        let config = crate::config::Config::load(Some(&path), &Default::default()).expect("loads");
+        let sync: super::super::SyncConfig = config.sync_settings().expect("reads");
+        assert_eq!(sync.sliding.connection_expiry_ms, 1000);
+        assert_eq!(sync.sliding.max_lists, SlidingConfig::default().max_lists);
+        std::fs::write(&path, "[sync.sliding]\nmax_listz = 3\n").expect("write");
+        let config = crate::config::Config::load(Some(&path), &Default::default()).expect("loads");
+        assert!(config.sync_settings::<super::super::SyncConfig>().is_err());
+    }
+}
