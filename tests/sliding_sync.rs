@@ -523,3 +523,61 @@ async fn long_polls_wake_on_a_message_an_invite_and_a_to_device_message() {
         "{got}"
     );
 }
+
+#[tokio::test]
+async fn list_filters_pick_dms_invites_encrypted_rooms_and_room_types() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let bob = server.register("bob", "pw").await;
+    let (alice_id, _) = alice.whoami().await;
+    let (bob_id, _) = bob.whoami().await;
+    let plain = bob.create_room(json!({"name": "plain"})).await;
+    let space = bob
+        .create_room(json!({"creation_content": {"type": "m.space"}}))
+        .await;
+    let secret = bob
+        .create_room(json!({"initial_state": [{
+            "type": "m.room.encryption", "state_key": "",
+            "content": {"algorithm": "m.megolm.v1.aes-sha2"}
+        }]}))
+        .await;
+    let dm = alice.create_room(json!({"is_direct": true})).await;
+    let (s, g) = alice
+        .post(
+            &format!("/_matrix/client/v3/rooms/{dm}/invite"),
+            json!({"user_id": bob_id}),
+        )
+        .await;
+    assert_eq!(s, 200, "{g}");
+    let (s, g) = bob
+        .put(
+            &format!("/_matrix/client/v3/user/{bob_id}/account_data/m.direct"),
+            json!({ alice_id: [dm] }),
+        )
+        .await;
+    assert_eq!(s, 200, "{g}");
+    let list =
+        |filters: Value| json!({"ranges": [[0, 9]], "timeline_limit": 0, "filters": filters});
+    let req = json!({
+        "conn_id": "filters",
+        "lists": {
+            "dms": list(json!({"is_dm": true})),
+            "invites": list(json!({"is_invite": true})),
+            "encrypted": list(json!({"is_encrypted": true})),
+            "spaces": list(json!({"room_types": ["m.space"]})),
+            "no_spaces": list(json!({"not_room_types": ["m.space"]})),
+            "untyped": list(json!({"room_types": [null]})),
+        }
+    });
+    let got = ok(&bob, None, &req).await;
+    let count = |name: &str| got["lists"][name]["count"].as_u64().expect("count");
+    assert_eq!(count("dms"), 1, "{got}");
+    assert_eq!(count("invites"), 1, "{got}");
+    assert_eq!(count("encrypted"), 1, "{got}");
+    assert_eq!(count("spaces"), 1, "{got}");
+    assert_eq!(count("no_spaces"), 3, "{got}");
+    assert_eq!(count("untyped"), 3, "{got}");
+    assert_eq!(got["rooms"][&dm]["is_dm"], true, "{got}");
+    assert_eq!(got["rooms"][&plain]["is_dm"], false, "{got}");
+    assert!(got["rooms"][&space].is_object() && got["rooms"][&secret].is_object());
+}

@@ -178,6 +178,9 @@ struct Entry {
     /// The commit version of the room's latest event (the invite's, for an
     /// invite): the list order, newest first, and `bump_stamp`.
     bump: u64,
+    /// The room's type (`m.room.create`'s `type`) and whether it has
+    /// `m.room.encryption`: read only when a list filters on them.
+    attributes: Option<(Option<String>, bool)>,
 }
 
 /// What one room needs in this answer.
@@ -258,7 +261,7 @@ pub async fn sliding_sync(
 
     // Before waiting: if some room in view must be sent whole (new range,
     // raised timeline limit, first request), answer at once.
-    let mut order = ordered_rooms(services, user).await?;
+    let mut order = ordered_rooms(services, user, needs_attributes(req)).await?;
     let mut view = in_view(req, &order, &direct, user);
     let pending_whole = view
         .iter()
@@ -311,7 +314,7 @@ pub async fn sliding_sync(
         .await?;
     if since.is_some() && found.has_news() {
         // The wait may have moved rooms: order again.
-        order = ordered_rooms(services, user).await?;
+        order = ordered_rooms(services, user, needs_attributes(req)).await?;
         view = in_view(req, &order, &direct, user);
     }
 
@@ -576,7 +579,11 @@ async fn dm_rooms(sync: &SyncService, user: &UserId) -> Result<BTreeSet<OwnedRoo
 
 /// The user's joined and invited rooms, newest bump first (ties by room
 /// ID). One membership range read and one read per room.
-async fn ordered_rooms(services: &Services, user: &UserId) -> Result<Vec<Entry>, Error> {
+async fn ordered_rooms(
+    services: &Services,
+    user: &UserId,
+    attributes: bool,
+) -> Result<Vec<Entry>, Error> {
     let rooms = services.rooms.rooms_of_user(user).await?;
     let db = services.rooms.db();
     let mut entries: Vec<Entry> = futures::stream::iter(rooms.into_iter().filter(|(_, m)| {
@@ -591,10 +598,23 @@ async fn ordered_rooms(services: &Services, user: &UserId) -> Result<Vec<Entry>,
         } else {
             db.latest_position(&room).await?
         };
+        let attributes = if attributes {
+            let create = db.state_event(&room, "m.room.create", "").await?;
+            let room_type =
+                create.and_then(|c| c.pdu.content_value()["type"].as_str().map(str::to_owned));
+            let encrypted = db
+                .state_event(&room, "m.room.encryption", "")
+                .await?
+                .is_some();
+            Some((room_type, encrypted))
+        } else {
+            None
+        };
         Ok::<_, Error>(Entry {
             room,
             membership: member.membership,
             bump: at.map_or(0, stamp),
+            attributes,
         })
     })
     .buffer_unordered(CONCURRENCY)
@@ -604,8 +624,9 @@ async fn ordered_rooms(services: &Services, user: &UserId) -> Result<Vec<Entry>,
     Ok(entries)
 }
 
-/// Whether a room passes a list's filters (`is_dm`, `is_invite`; the
-/// others are not served: `docs/sliding-sync.md`).
+/// Whether a room passes a list's filters (`is_dm`, `is_invite`,
+/// `is_encrypted`, `room_types`, `not_room_types`; `spaces` and tags are
+/// not served: `docs/sliding-sync.md`).
 fn passes(filters: Option<&ListFilters>, e: &Entry, direct: &BTreeSet<OwnedRoomId>) -> bool {
     let Some(f) = filters else {
         return true;
@@ -620,7 +641,30 @@ fn passes(filters: Option<&ListFilters>, e: &Entry, direct: &BTreeSet<OwnedRoomI
     {
         return false;
     }
-    true
+    let (room_type, encrypted) = match &e.attributes {
+        Some((t, enc)) => (t.as_deref(), *enc),
+        None => (None, false),
+    };
+    if let Some(want) = f.is_encrypted
+        && want != encrypted
+    {
+        return false;
+    }
+    let is = |filter: &ruma::directory::RoomTypeFilter| filter.as_str() == room_type;
+    if !f.room_types.is_empty() && !f.room_types.iter().any(is) {
+        return false;
+    }
+    !f.not_room_types.iter().any(is)
+}
+
+/// Whether some list filters on a room attribute (`is_encrypted`,
+/// `room_types`, `not_room_types`), which costs two state reads per room.
+fn needs_attributes(req: &v5::Request) -> bool {
+    req.lists.values().any(|l| {
+        l.filters.as_ref().is_some_and(|f| {
+            f.is_encrypted.is_some() || !f.room_types.is_empty() || !f.not_room_types.is_empty()
+        })
+    })
 }
 
 /// The rooms in view: in a range of a list, or subscribed (and the user's),
