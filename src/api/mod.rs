@@ -30,6 +30,7 @@ pub mod error;
 pub mod extract;
 mod filters;
 pub mod game;
+pub mod leaderboard;
 mod membership;
 mod messages;
 mod presence;
@@ -92,6 +93,8 @@ pub fn router(state: AppState) -> Router {
     let routes = directory::routes(routes);
     let routes = receipts::routes(routes);
     let routes = game::routes(routes);
+    // Leaderboards and tournaments (issue 18).
+    let routes = leaderboard::routes(routes);
     routes
         .fallback(|| async { ApiError::UnrecognizedPath })
         .method_not_allowed_fallback(|| async { ApiError::UnrecognizedMethod })
