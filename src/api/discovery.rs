@@ -35,7 +35,8 @@ async fn versions(
     let mut response = get_supported_versions::Response::new(
         SUPPORTED_VERSIONS.iter().map(|v| (*v).to_owned()).collect(),
     );
-    response.unstable_features = BTreeMap::new();
+    response.unstable_features =
+        BTreeMap::from([("org.matrix.simplified_msc3575".to_owned(), true)]);
     ok(response)
 }
 

@@ -45,6 +45,7 @@ mod room_keys;
 mod room_state;
 mod rooms;
 mod session;
+mod sliding_sync;
 mod sync;
 mod to_device;
 mod typing;
@@ -80,6 +81,7 @@ pub fn router(state: AppState) -> Router {
     let routes = filters::routes(routes);
     let routes = push_rules::routes(routes);
     let routes = sync::routes(routes);
+    let routes = sliding_sync::routes(routes);
     let routes = typing::routes(routes);
     let routes = to_device::routes(routes);
     let routes = presence::routes(routes);

@@ -131,6 +131,11 @@ impl Transitory {
         }
     }
 
+    /// The time now (ms since the epoch), from the injected clock.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
     /// The storage handle.
     pub fn db(&self) -> &TransitoryDb {
         &self.db

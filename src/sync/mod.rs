@@ -7,7 +7,8 @@
 //!   topics (user, rooms, peers) it names, losslessly;
 //! - [`service`]: what one `/sync` call returns, and its long-poll;
 //! - `rooms`: the `rooms` section (join, invite, leave);
-//! - [`filter`]: the parts of a filter sync applies.
+//! - [`filter`]: the parts of a filter sync applies;
+//! - [`sliding`]: simplified sliding sync (MSC4186) on top of [`service`].
 //!
 //! Writers do not import this module: they bump their database's
 //! notification key and name the change's topics with `db::notify::bump`
@@ -24,6 +25,7 @@ mod game;
 pub mod notifier;
 mod rooms;
 pub mod service;
+pub mod sliding;
 pub mod token;
 mod unread;
 
@@ -44,12 +46,15 @@ pub struct SyncConfig {
     /// The longest a `/sync` long-poll waits, whatever `timeout` the client
     /// asks for, in milliseconds.
     pub max_timeout_ms: u64,
+    /// Simplified sliding sync's settings (the `[sync.sliding]` table).
+    pub sliding: sliding::SlidingConfig,
 }
 
 impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig {
             max_timeout_ms: 60_000,
+            sliding: sliding::SlidingConfig::default(),
         }
     }
 }

@@ -269,6 +269,11 @@ impl SyncService {
         &self.notifier
     }
 
+    /// The `accounts` database (sliding sync reads `m.direct` from it).
+    pub(super) fn accounts_db(&self) -> &AccountsDb {
+        &self.accounts
+    }
+
     /// The settings.
     pub fn config(&self) -> &SyncConfig {
         &self.config

@@ -26,6 +26,7 @@
 //! | `presence` | 0 | `current` | `(0, user_id: str)` | msgpack `PresenceRecord` |
 //! | `presence` | 1 | `log` | `(1, user_id: str, position: versionstamp)` | empty: the user's presence changed |
 //! | `device_lists` | 0 | `log` | `(0, user_id: str, position: versionstamp)` | empty: the user's devices or keys changed |
+//! | `sliding_sync` | 0 | `connection` | `(0, user_id: str, device_id: str, conn_id: str)` | msgpack `ConnectionRecord`: a sliding-sync connection's generation, last use and rooms sent (`docs/sliding-sync.md`) |
 //!
 //! Every `log` and `inbox` key ends in the commit's versionstamp (written with
 //! `SetVersionstampedKey`), so "changes since position P" is one range read
@@ -52,8 +53,15 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub static SPEC: DatabaseSpec = DatabaseSpec {
     name: "transitory",
     schema_version: SCHEMA_VERSION,
-    doc: "Short-lived data: to-device messages, typing notifications, presence and device-list change records.",
-    directories: &[meta::DIRECTORY, TO_DEVICE, TYPING, PRESENCE, DEVICE_LISTS],
+    doc: "Short-lived data: to-device messages, typing notifications, presence, device-list change records and sliding-sync connections.",
+    directories: &[
+        meta::DIRECTORY,
+        TO_DEVICE,
+        TYPING,
+        PRESENCE,
+        DEVICE_LISTS,
+        SLIDING_SYNC,
+    ],
 };
 
 const USER_ID: Field = Field {
@@ -198,4 +206,28 @@ pub const DEVICE_LISTS: DirectorySpec = DirectorySpec {
     path: &["device_lists"],
     doc: "Device-list change records (for /keys/changes and sync device_lists).",
     subspaces: &[DEVICE_LIST_LOG],
+};
+
+/// `sliding_sync/connection`: `(0, user_id, device_id, conn_id) -> msgpack
+/// ConnectionRecord`, one simplified sliding sync (MSC4186) connection.
+pub const SLIDING_CONNECTION: SubspaceSpec = SubspaceSpec {
+    name: "connection",
+    tag: 0,
+    key: &[
+        USER_ID,
+        DEVICE_ID,
+        Field {
+            name: "conn_id",
+            ty: FieldType::Str,
+        },
+    ],
+    value: ValueEncoding::MsgPack("ConnectionRecord"),
+    doc: "A sliding-sync connection: its generation, when it was last used (ms) and the rooms sent at its last two generations; expires after the configured idle time.",
+};
+
+/// `sliding_sync`: simplified sliding sync connections (`docs/sliding-sync.md`).
+pub const SLIDING_SYNC: DirectorySpec = DirectorySpec {
+    path: &["sliding_sync"],
+    doc: "Simplified sliding sync (MSC4186) connection state per user, device and conn_id.",
+    subspaces: &[SLIDING_CONNECTION],
 };

@@ -1,5 +1,6 @@
 //! The `transitory` database: to-device messages, typing notifications,
-//! presence and device-list change records. Its key schema is in [`keys`];
+//! presence, device-list change records and sliding-sync connection state
+//! (`sliding`). Its key schema is in [`keys`];
 //! retention and design are in `docs/transitory.md`.
 //!
 //! Each public method is one transaction run through [`kv::Database::run`],
@@ -26,6 +27,7 @@
 //! Who may import this: `db` and layers above it; never the other databases.
 
 pub mod keys;
+mod sliding;
 mod streams;
 
 use foundationdb_tuple::{Subspace, Versionstamp};
@@ -34,6 +36,7 @@ use crate::db::codec::{Corrupt, decode, encode, unpack};
 use crate::keys::{Directories, DirectorySpec, SubspaceSpec};
 use crate::kv::{self, KeySelector, RangeOption, TransactError};
 
+pub use sliding::{ConnectionRecord, SentRooms};
 pub use streams::{PresenceRecord, ToDeviceBatch, ToDeviceMessage, TypingUpdate};
 
 /// A position in the `transitory` database: a commit versionstamp of its
@@ -90,6 +93,7 @@ pub(crate) struct Layout {
     pub presence: Subspace,
     pub presence_log: Subspace,
     pub device_list_log: Subspace,
+    pub sliding_connection: Subspace,
     pub notify: crate::db::notify::Keys,
 }
 
@@ -109,6 +113,7 @@ impl Layout {
             presence: sub(&PRESENCE, &PRESENCE_CURRENT),
             presence_log: sub(&PRESENCE, &PRESENCE_LOG),
             device_list_log: sub(&DEVICE_LISTS, &DEVICE_LIST_LOG),
+            sliding_connection: sub(&SLIDING_SYNC, &SLIDING_CONNECTION),
             notify: crate::db::notify::Keys::of(dirs)
                 .expect("transitory declares the notification keys"),
         }
