@@ -76,6 +76,9 @@ pub struct App {
     pub rooms: Arc<Rooms>,
     /// Game: storage objects, wallets, items, trades.
     pub game: Arc<crate::service::game::Game>,
+    /// The opened databases, for the readiness check
+    /// ([`crate::db::Handle::ping`]).
+    pub databases: Databases,
 }
 
 impl App {
@@ -110,6 +113,7 @@ impl App {
             accounts,
             signing_key,
             sync: Arc::new(SyncService::new(databases, config.sync)),
+            databases: databases.clone(),
         })
     }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{CommitInfo, Database, Error, KeyValue, RangeOption, Transaction};
+use super::{CommitInfo, Database, Error, KeyValue, RangeOption, Transaction, stats};
 use crate::random::Random;
 
 /// Bounds of the retry runner.
@@ -91,20 +91,30 @@ impl Database {
         loop {
             let tx = self.create_transaction()?;
             let attempt = match f(tx.clone(), MaybeCommitted(maybe_committed)).await {
-                Ok(value) => tx.commit().await.map(|info| (value, info)).map_err(E::from),
+                Ok(value) => {
+                    let commit_started = Instant::now();
+                    let committed = tx.commit().await;
+                    stats::committed(self, commit_started.elapsed());
+                    committed.map(|info| (value, info)).map_err(E::from)
+                }
                 Err(e) => Err(e),
             };
             let err = match attempt {
-                Ok(done) => return Ok(done),
+                Ok(done) => {
+                    stats::finished(self, true);
+                    return Ok(done);
+                }
                 Err(e) => e,
             };
             let Some(kv) = err.as_kv().filter(|kv| kv.is_retryable()) else {
+                stats::finished(self, false);
                 return Err(err);
             };
             maybe_committed |= kv.maybe_committed();
             if let Some(limit) = opts.retry_limit
                 && retries >= limit
             {
+                stats::finished(self, false);
                 let last = Box::new(clone_retryable(kv));
                 return Err(Error::RetryLimitReached { limit, last }.into());
             }
@@ -112,9 +122,11 @@ impl Database {
             if let Some(timeout) = opts.timeout
                 && started.elapsed() + delay >= timeout
             {
+                stats::finished(self, false);
                 return Err(Error::TimedOut(timeout).into());
             }
             retries += 1;
+            stats::retried(self, kv);
             tracing::trace!(retries, error = %kv, "retrying transaction");
             tokio::time::sleep(delay).await;
         }
