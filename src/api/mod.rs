@@ -37,6 +37,7 @@ pub mod extract;
 mod filters;
 pub mod game;
 pub mod health;
+pub mod leaderboard;
 mod membership;
 mod messages;
 mod presence;
@@ -105,6 +106,8 @@ pub fn router_with(state: AppState, ready_timeout: health::ReadyTimeout) -> Rout
     let routes = directory::routes(routes);
     let routes = receipts::routes(routes);
     let routes = game::routes(routes);
+    // Leaderboards and tournaments (issue 18).
+    let routes = leaderboard::routes(routes);
     let routes = health::routes(routes);
     routes
         .fallback(|| async { ApiError::UnrecognizedPath })
