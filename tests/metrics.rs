@@ -216,7 +216,8 @@ async fn counters_rise_with_traffic_and_parse() {
             &[("route", SEND_ROUTE), ("method", "PUT"), ("status", "200")],
         )
     };
-    assert_eq!(sends(&after) - sends(&before), SENDS as f64);
+    // At least: the other test of this binary sends too, into the same process-wide registry.
+    assert!(sends(&after) - sends(&before) >= SENDS as f64);
     let unmatched = |scrape: &Scrape| {
         value(
             scrape,
@@ -232,7 +233,7 @@ async fn counters_rise_with_traffic_and_parse() {
             &[("route", SEND_ROUTE)],
         )
     };
-    assert_eq!(latency(&after) - latency(&before), SENDS as f64);
+    assert!(latency(&after) - latency(&before) >= SENDS as f64);
     let messages = |scrape: &Scrape| {
         value(
             scrape,
@@ -240,7 +241,7 @@ async fn counters_rise_with_traffic_and_parse() {
             &[("type", "m.room.message")],
         )
     };
-    assert_eq!(messages(&after) - messages(&before), SENDS as f64);
+    assert!(messages(&after) - messages(&before) >= SENDS as f64);
     let room_commits = |scrape: &Scrape| {
         value(
             scrape,
