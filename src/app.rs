@@ -101,6 +101,9 @@ pub struct App {
     pub game: Arc<crate::service::game::Game>,
     /// The media repository: uploads, downloads, thumbnails.
     pub media: Arc<Media>,
+    /// The opened databases, for the readiness check
+    /// ([`crate::db::Handle::ping`]).
+    pub databases: Databases,
 }
 
 impl App {
@@ -157,6 +160,7 @@ impl App {
             accounts,
             signing_key,
             sync: Arc::new(SyncService::new(databases, config.sync)),
+            databases: databases.clone(),
         })
     }
 

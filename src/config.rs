@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::value::Dict;
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +38,7 @@ pub const DEFAULT_ROOT: &str = "myelin";
 pub const DEFAULT_DATA_DIR: &str = "./data";
 
 /// The whole configuration.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// The Matrix server name: the part after `:` in user and room IDs
@@ -48,19 +49,97 @@ pub struct Config {
     /// Directory under which embedded databases live by default, each in
     /// `<data_dir>/<database>`. Default `./data`.
     pub data_dir: PathBuf,
-    /// Where each logical database lives.
+    /// Where each logical database lives: one `[databases.<name>]` table
+    /// per database (`accounts`, `rooms`, `transitory`, `game`); a database
+    /// without one is embedded in `<data_dir>/<name>`.
+    #[schemars(with = "BTreeMap<String, DatabaseConfig>")]
     pub databases: DatabasesConfig,
     /// `[server]`: settings of the layers above storage (registration, rate
     /// limits, ...), kept as a raw table here because their types live in
     /// those layers. Read them with [`Config::server_settings`].
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     pub server: Dict,
     /// `[sync]`: settings of `/sync` (`sync::SyncConfig`), a raw table for
     /// the same reason. Read them with [`Config::sync_settings`].
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     pub sync: Dict,
     /// `[media]`: settings of the media repository
     /// (`service::media::MediaConfig`), a raw table for the same reason.
     /// Read them with [`Config::media_settings`].
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     pub media: Dict,
+    /// `[metrics]`: the Prometheus endpoint.
+    pub metrics: MetricsConfig,
+    /// `[log]`: log output.
+    pub log: LogConfig,
+    /// `[health]`: health checks.
+    pub health: HealthConfig,
+    /// `[shutdown]`: graceful shutdown.
+    pub shutdown: ShutdownConfig,
+}
+
+/// `[metrics]`: Prometheus metrics, served as `GET /metrics` on a listener
+/// of their own (never the client API's).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address and port of the metrics listener, e.g. `127.0.0.1:9108`.
+    /// Default: none, and metrics are neither recorded nor served.
+    pub bind: Option<SocketAddr>,
+}
+
+/// `[log]`: log output (to standard error; the level filter is `RUST_LOG`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (one human-readable line per event) or `json` (one JSON
+    /// object per line, for log shippers). Default `text`.
+    pub format: LogFormat,
+}
+
+/// A log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[health]`: the health endpoints (`/_myelin/health/*`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// How long each database has to answer the readiness read, in
+    /// milliseconds, before `/_myelin/health/ready` reports it failing.
+    /// Default 2000.
+    pub ready_timeout_ms: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            ready_timeout_ms: 2000,
+        }
+    }
+}
+
+/// `[shutdown]`: graceful shutdown on SIGTERM or SIGINT.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// How long in-flight requests (and their commits) may take to finish
+    /// after the signal, in seconds; the process exits then regardless.
+    /// Waiting long-polls are answered at once. Default 30.
+    pub deadline_secs: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig { deadline_secs: 30 }
+    }
 }
 
 impl Default for Config {
@@ -73,6 +152,10 @@ impl Default for Config {
             server: Dict::new(),
             sync: Dict::new(),
             media: Dict::new(),
+            metrics: MetricsConfig::default(),
+            log: LogConfig::default(),
+            health: HealthConfig::default(),
+            shutdown: ShutdownConfig::default(),
         }
     }
 }
@@ -135,7 +218,7 @@ impl DatabasesConfig {
 pub const DEFAULT_OPEN_TIMEOUT_MS: u64 = 10_000;
 
 /// `[databases.<name>]`: one database's backend and location.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// Which backend holds the database. Default `embedded`.
@@ -175,7 +258,7 @@ impl Default for DatabaseConfig {
 }
 
 /// A storage backend.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// The in-process backend (`kv::embedded`), durable in a local directory.
@@ -292,6 +375,12 @@ impl Config {
                 ),
             ));
         }
+        if self.metrics.bind.is_some() && self.metrics.bind == Some(self.bind) {
+            return Err(invalid(
+                "metrics.bind",
+                "must differ from bind: metrics are never served on the client port".into(),
+            ));
+        }
         for (name, db) in &self.databases.tables {
             let key = |field: &str| format!("databases.{name}.{field}");
             match db.backend {
@@ -346,7 +435,7 @@ fn table_settings<T: DeserializeOwned>(name: &str, table: &Dict) -> Result<T, Co
 
 /// `MYELIN_*` variables whose first key is a key of [`Config`].
 fn env_provider() -> Env {
-    const TOP_LEVEL: [&str; 7] = [
+    const TOP_LEVEL: [&str; 11] = [
         "server_name",
         "bind",
         "data_dir",
@@ -354,6 +443,10 @@ fn env_provider() -> Env {
         "server",
         "sync",
         "media",
+        "metrics",
+        "log",
+        "health",
+        "shutdown",
     ];
     Env::prefixed(ENV_PREFIX).split("__").filter(|key| {
         let first = key.as_str().split('.').next().unwrap_or_default();

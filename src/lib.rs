@@ -15,6 +15,7 @@
 //! keys     tuple helpers, subspace schemas (pure byte work)
 //! config   one documented Config, read by cli and app
 //! random   the injected random source (pure; every layer may import it)
+//! metrics  Prometheus metrics: the process's registry and recording API
 //! ```
 //!
 //! # Dependency rules
@@ -27,7 +28,7 @@
 //!
 //! | part | rank | may import |
 //! |------|------|------------|
-//! | `keys`, `config`, `random` | 0 | nothing above them |
+//! | `keys`, `config`, `random`, `metrics` | 0 | nothing above them |
 //! | `kv` | 10 | `keys`, `config`, `random`; only `kv::fdb` names the `foundationdb` crate (`foundationdb_tuple` is free to use) |
 //! | `events` | 20 | the parts below |
 //! | `db` (open, `meta`, `codec`, `notify`, `position`, `json_text`, `split`, `leaderboard`) | 30 | the parts below, and the databases |
@@ -51,6 +52,7 @@ pub mod db;
 pub mod events;
 pub mod keys;
 pub mod kv;
+pub mod metrics;
 pub mod random;
 pub mod service;
 pub mod sync;

@@ -1,11 +1,13 @@
-//! The `myelin` binary: initialises logging (`RUST_LOG`-style filter, default
-//! `info,ruma_common=warn,ruma_state_res=warn`, to standard error), parses the
-//! command line and runs it on a multi-threaded tokio runtime. Everything else
+//! The `myelin` binary: parses the command line, initialises logging
+//! (`RUST_LOG`-style filter, default `info,ruma_common=warn,ruma_state_res=warn`,
+//! to standard error, as text or with `[log] format = "json"` one JSON object
+//! per line) and runs the command on a multi-threaded tokio runtime. Everything else
 //! lives in [`myelin::cli`]. The global allocator is jemalloc.
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use myelin::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc, not glibc's malloc: under send load glibc's allocator took 27%
@@ -20,13 +22,16 @@ fn main() -> ExitCode {
     // push-rule evaluation opens an INFO span per JSON field of every event
     // it flattens (13% of the server's CPU while delivering messages,
     // docs/perf-log/2026-11-22.md and 2026-12-02.md): neither by default.
+    let cli = myelin::cli::Cli::parse();
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,ruma_common=warn,ruma_state_res=warn"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = myelin::cli::Cli::parse();
+        .with_writer(std::io::stderr);
+    match cli.log_format() {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -74,6 +74,7 @@ const PARTS: &[Part] = &[
     Part::layer("keys", 0),
     Part::layer("config", 0),
     Part::layer("random", 0),
+    Part::layer("metrics", 0),
     Part::layer("kv", 10),
     Part::layer("events", 20),
     Part::layer("db", DB),

@@ -13,11 +13,17 @@
 //! Failures of every kind become Matrix JSON errors in [`error`], the one
 //! place `errcode`s are chosen.
 //!
-//! Middleware, outermost first: panic catching (500 M_UNKNOWN, logged
-//! with its location and counted: [`panics::count`]), request
-//! tracing, CORS as the spec requires for browser clients (any origin; the
-//! methods and headers of spec section "Web Browser Clients"), and a global
-//! bound on requests in flight.
+//! Middleware, outermost first: request metrics (`myelin_http_*`, by
+//! axum's route template written `/rooms/:room_id/...`; a no-op unless
+//! metrics are on), panic catching (500 M_UNKNOWN, logged with its
+//! location and counted: [`panics::count`]), request tracing, CORS as the
+//! spec requires for browser clients (any origin; the methods and headers
+//! of spec section "Web Browser Clients"), and a global bound on requests
+//! in flight.
+//!
+//! Besides the Matrix API: the health endpoints ([`health`]) on the client
+//! listener, and `GET /metrics` on a listener of its own ([`ServeOptions`];
+//! never the client port).
 //!
 //! Who may import this: the CLI (`serve`) and tests. It never touches `kv`.
 
@@ -31,6 +37,7 @@ pub mod error;
 pub mod extract;
 mod filters;
 pub mod game;
+pub mod health;
 pub mod leaderboard;
 mod media;
 mod membership;
@@ -53,10 +60,13 @@ mod typing;
 use std::future::Future;
 use std::net::SocketAddr;
 
-use axum::Router;
+use axum::extract::{MatchedPath, Request};
 use axum::handler::Handler;
 use axum::http::{Method, header};
-use axum::routing::{MethodFilter, on};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{MethodFilter, get, on};
+use axum::{Extension, Router};
 use ruma::api::IncomingRequest;
 use ruma::api::path_builder::PathBuilder;
 use tower_http::cors::{Any, CorsLayer};
@@ -68,8 +78,14 @@ pub use error::ApiError;
 /// [`crate::app::App::open`]. Cheap to clone.
 pub type AppState = crate::app::App;
 
-/// The application: every route, the fallbacks and the middleware.
+/// The application: every route, the fallbacks and the middleware, with
+/// the default readiness deadline.
 pub fn router(state: AppState) -> Router {
+    router_with(state, health::ReadyTimeout::default())
+}
+
+/// [`router`] with readiness reads bounded by `ready_timeout`.
+pub fn router_with(state: AppState, ready_timeout: health::ReadyTimeout) -> Router {
     let max_in_flight = state.accounts.config().max_requests_in_flight.max(1);
     let routes = Router::new();
     let routes = discovery::routes(routes);
@@ -97,6 +113,7 @@ pub fn router(state: AppState) -> Router {
     // Leaderboards and tournaments (issue 18).
     let routes = leaderboard::routes(routes);
     let routes = media::routes(routes);
+    let routes = health::routes(routes);
     routes
         .fallback(|| async { ApiError::UnrecognizedPath })
         .method_not_allowed_fallback(|| async { ApiError::UnrecognizedMethod })
@@ -106,7 +123,50 @@ pub fn router(state: AppState) -> Router {
         .layer(cors())
         .layer(TraceLayer::new_for_http())
         .layer(panics::layer())
+        .layer(axum::middleware::from_fn(record_request))
+        .layer(Extension(ready_timeout))
         .with_state(state)
+}
+
+/// Records a request in the `myelin_http_*` metrics: in flight while it
+/// runs, then counted by route template and status with its latency.
+async fn record_request(request: Request, next: Next) -> Response {
+    if !crate::metrics::enabled() {
+        return next.run(request).await;
+    }
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| route_label(p.as_str()));
+    let method = request.method().clone();
+    let started = tokio::time::Instant::now();
+    let in_flight = crate::metrics::http_in_flight();
+    let response = next.run(request).await;
+    drop(in_flight);
+    crate::metrics::http_request(
+        method.as_str(),
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// A route template as a metrics label: axum's `{param}` written `:param`
+/// (`/rooms/:room_id/send/...`), since braces inside label values trip
+/// some text-format parsers.
+fn route_label(template: &str) -> String {
+    template.replace('{', ":").replace('}', "")
+}
+
+/// What [`serve_with`] adds to [`serve`].
+#[derive(Debug, Default)]
+pub struct ServeOptions {
+    /// Where to serve `GET /metrics` (the OpenMetrics text of
+    /// [`crate::metrics::encode`]), if anywhere. Never the client listener.
+    pub metrics: Option<tokio::net::TcpListener>,
+    /// How long each database has to answer the readiness read.
+    pub ready_timeout: health::ReadyTimeout,
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then stops
@@ -118,13 +178,34 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, state, shutdown, ServeOptions::default()).await
+}
+
+/// [`serve`], with the metrics listener and readiness deadline of
+/// `options`. On shutdown waiting long-polls are answered at once
+/// (`SyncService::begin_shutdown`), the metrics listener stops with the
+/// client one.
+///
+/// Errors: the listeners' I/O errors.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+) -> std::io::Result<()> {
+    let stopping = stop_flag();
+    let metrics = options.metrics.map(|listener| {
+        let stopped = stopping.subscribe();
+        tokio::spawn(serve_metrics(listener, stopped))
+    });
     let sync = state.sync.clone();
     let collector = (state.transitory.clone()).spawn_collector(std::time::Duration::from_secs(1));
     let shutdown = async move {
         shutdown.await;
         sync.begin_shutdown();
+        stopping.send_replace(true);
     };
-    let app = router(state);
+    let app = router_with(state, options.ready_timeout);
     tracing::info!(addr = ?listener.local_addr().ok(), "serving the client API");
     let served = axum::serve(
         listener,
@@ -134,7 +215,41 @@ pub async fn serve(
     .await;
     collector.abort();
     let _ = collector.await;
+    if let Some(metrics) = metrics {
+        match metrics.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "the metrics listener failed"),
+            Err(e) => tracing::warn!(error = %e, "the metrics listener task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
     served
+}
+
+/// A flag the client server raises when it begins shutting down.
+fn stop_flag() -> tokio::sync::watch::Sender<bool> {
+    tokio::sync::watch::channel(false).0
+}
+
+/// Serves `GET /metrics` on `listener` until `stopping` turns true.
+async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let app = Router::new().route(
+        "/metrics",
+        get(|| async {
+            (
+                [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+                crate::metrics::encode(),
+            )
+        }),
+    );
+    tracing::info!(addr = ?listener.local_addr().ok(), "serving metrics");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        })
+        .await
 }
 
 /// CORS for browser clients (spec: "Web Browser Clients").

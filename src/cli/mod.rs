@@ -5,7 +5,9 @@
 //! - `myelin keys layout | decode | scan`: inspect key schemas and stored keys
 //!   ([`keys`]);
 //! - `myelin user ...`: operator account commands ([`user`]);
-//! - `myelin game verify`: check balances against the ledger ([`game`]).
+//! - `myelin game verify`: check balances against the ledger ([`game`]);
+//! - `myelin config example | check FILE`: the commented reference
+//!   configuration, and a file checker ([`config`]).
 //!
 //! Configuration flags common to every command that touches a store live in
 //! [`ConfigArgs`] (`--config FILE`, `--data DIR`); `serve` adds `--bind` and
@@ -20,6 +22,7 @@
 //! Who may import this: `main.rs` only. The CLI sits at the top of the crate
 //! and may import every layer.
 
+pub mod config;
 pub mod game;
 pub mod keys;
 pub mod serve;
@@ -44,6 +47,22 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// The log format the command's configuration asks for (`[log]
+    /// format`): `serve`'s, read from its configuration sources; text for
+    /// every other command, and when the configuration does not load (the
+    /// command then reports why).
+    pub fn log_format(&self) -> crate::config::LogFormat {
+        match &self.command {
+            Command::Serve(args) => args
+                .load_config()
+                .map(|config| config.log.format)
+                .unwrap_or_default(),
+            _ => crate::config::LogFormat::Text,
+        }
+    }
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -60,6 +79,9 @@ pub enum Command {
     /// Game operator commands: verify.
     #[command(subcommand)]
     Game(game::GameCommand),
+    /// Configuration: print the commented example, check a file.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
 }
 
 /// Where the configuration comes from: `--config FILE` and `--data DIR`,
@@ -168,6 +190,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::User(cmd) => user::run(cmd).await,
         Command::Keys(cmd) => keys::run(cmd).await,
         Command::Game(cmd) => game::run(cmd).await,
+        Command::Config(cmd) => config::run(cmd).await,
         Command::Bench(args) => crate::bench::run(args)
             .await
             .map_err(|e| CliError::Runtime(Box::new(e))),

@@ -1,12 +1,17 @@
 //! `myelin serve`: loads the configuration, opens the databases, builds the
 //! services ([`App::open`], which loads or on the first start creates the
-//! signing key), binds the listener and serves the client API until SIGINT
-//! or SIGTERM, then drains in-flight requests and exits.
+//! signing key), binds the listener (and, with `[metrics] bind`, the
+//! metrics listener, turning metrics recording on) and serves the client
+//! API until SIGINT or SIGTERM. Then it stops accepting, answers waiting
+//! long-polls at once with their current token, lets in-flight requests
+//! (and so their commits) finish for up to `[shutdown] deadline_secs`, and
+//! exits.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{CliError, ServeArgs};
-use crate::api;
+use crate::api::{self, ServeOptions, health::ReadyTimeout};
 use crate::app::{App, AppConfig};
 use crate::service::SystemClock;
 
@@ -26,9 +31,42 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(runtime)?;
-    api::serve(listener, state, shutdown_signal())
-        .await
-        .map_err(runtime)?;
+    let metrics = match config.metrics.bind {
+        Some(addr) => {
+            crate::metrics::enable();
+            Some(tokio::net::TcpListener::bind(addr).await.map_err(runtime)?)
+        }
+        None => None,
+    };
+    let options = ServeOptions {
+        metrics,
+        ready_timeout: ReadyTimeout(Duration::from_millis(config.health.ready_timeout_ms)),
+    };
+    let signalled = Arc::new(tokio::sync::Notify::new());
+    let stop = {
+        let signalled = signalled.clone();
+        async move { signalled.notified().await }
+    };
+    let served = api::serve_with(listener, state, stop, options);
+    tokio::pin!(served);
+    let result = tokio::select! {
+        result = &mut served => result,
+        () = shutdown_signal() => {
+            signalled.notify_one();
+            let deadline = Duration::from_secs(config.shutdown.deadline_secs);
+            match tokio::time::timeout(deadline, &mut served).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!(
+                        deadline_secs = config.shutdown.deadline_secs,
+                        "requests still in flight at the shutdown deadline; exiting"
+                    );
+                    Ok(())
+                }
+            }
+        }
+    };
+    result.map_err(runtime)?;
     tracing::info!("server stopped");
     Ok(())
 }

@@ -217,6 +217,19 @@ pub struct Handle {
 }
 
 impl Handle {
+    /// Reads the database's schema version key in a one-shot snapshot read:
+    /// whether its store answers a read (the readiness check).
+    ///
+    /// Errors: the store's.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        let key = meta::schema_version_key(&self.dirs);
+        self.db
+            .read(&key)
+            .await
+            .map(drop)
+            .map_err(DbError::kv(self.spec().name))
+    }
+
     /// The database's key schema.
     pub fn spec(&self) -> &'static DatabaseSpec {
         self.dirs.spec()
@@ -407,7 +420,7 @@ pub fn connect(config: &DatabasesConfig) -> Result<Vec<Store>, DbError> {
                 .unwrap_or(crate::config::DEFAULT_OPEN_TIMEOUT_MS);
             Ok(Store {
                 spec,
-                db: store,
+                db: store.with_name(spec.name),
                 root: db.root,
                 location,
                 open_timeout: Duration::from_millis(open_timeout_ms),

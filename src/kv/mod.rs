@@ -47,6 +47,7 @@ mod error;
 pub mod fdb;
 pub mod ranked_set;
 mod retry;
+mod stats;
 mod types;
 
 use futures::Stream;
@@ -68,6 +69,8 @@ pub struct Database {
     retry: RetryOptions,
     /// The retry runner's backoff jitter.
     random: Random,
+    /// The logical database this handle serves, for metrics.
+    name: &'static str,
 }
 
 #[derive(Clone)]
@@ -83,6 +86,7 @@ impl From<embedded::Database> for Database {
             backend: Backend::Embedded(db),
             retry: RetryOptions::default(),
             random: Random::default(),
+            name: "unnamed",
         }
     }
 }
@@ -94,6 +98,7 @@ impl From<fdb::Database> for Database {
             backend: Backend::Fdb(db),
             retry: RetryOptions::default(),
             random: Random::default(),
+            name: "unnamed",
         }
     }
 }
@@ -110,6 +115,18 @@ impl Database {
     pub fn with_random(mut self, random: Random) -> Self {
         self.random = random;
         self
+    }
+
+    /// Names the logical database this handle serves (`db::SPECS`), the
+    /// `database` label of its transactions' metrics. Default `"unnamed"`.
+    pub fn with_name(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
+    }
+
+    /// The logical database this handle serves ([`Database::with_name`]).
+    pub fn name(&self) -> &'static str {
+        self.name
     }
 
     /// The retry runner's bounds.

@@ -46,7 +46,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{
-    Attempted, CommitInfo, Database, Error, KeySelector, KeyValue, RangeOption, Transaction,
+    Attempted, CommitInfo, Database, Error, KeySelector, KeyValue, RangeOption, Transaction, stats,
 };
 use crate::random::Random;
 
@@ -111,7 +111,20 @@ impl Database {
 
     /// As [`Database::run`], and also returns the successful commit's
     /// version and versionstamp.
-    pub async fn run_committed<T, E, F, Fut>(&self, mut f: F) -> Result<(T, CommitInfo), E>
+    pub async fn run_committed<T, E, F, Fut>(&self, f: F) -> Result<(T, CommitInfo), E>
+    where
+        E: TransactError,
+        F: FnMut(Transaction, MaybeCommitted) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let result = self.run_attempts(f).await;
+        stats::finished(self, result.is_ok());
+        result
+    }
+
+    /// The retry loop of [`Database::run_committed`] (which records how each
+    /// run ended).
+    async fn run_attempts<T, E, F, Fut>(&self, mut f: F) -> Result<(T, CommitInfo), E>
     where
         E: TransactError,
         F: FnMut(Transaction, MaybeCommitted) -> Fut,
@@ -125,7 +138,12 @@ impl Database {
         let mut tx = self.bounded_transaction(started)?;
         loop {
             let (err, attempted) = match f(tx.clone(), MaybeCommitted(maybe_committed)).await {
-                Ok(value) => match tx.commit_or_keep().await {
+                Ok(value) => match {
+                    let commit_started = Instant::now();
+                    let committed = tx.commit_or_keep().await;
+                    stats::committed(self, commit_started.elapsed());
+                    committed
+                } {
                     Ok(info) => {
                         observe(Observed::Committed { retries });
                         return Ok((value, info));
@@ -144,6 +162,7 @@ impl Database {
                 return Err(err);
             }
             observe(Observed::Retryable { error: kv, retries });
+            stats::retried(self, kv);
             maybe_committed |= kv.maybe_committed();
             if let Some(limit) = opts.retry_limit
                 && retries >= limit

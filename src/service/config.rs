@@ -6,10 +6,11 @@
 //! (which reads it from the configuration); `api` reads its request limits
 //! through the accounts service.
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// Settings of the accounts service.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(default)]
 pub struct ServerConfig {
     /// Whether `POST /register` accepts new accounts (the operator CLI always can).
@@ -66,7 +67,7 @@ impl Default for ServerConfig {
 }
 
 /// A token bucket: `burst` actions at once, refilled at `per_second`.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 pub struct RateLimit {
     /// Actions regained per second.
     pub per_second: f64,
@@ -83,7 +84,7 @@ impl RateLimit {
 }
 
 /// Argon2id parameters of new password hashes (old hashes keep theirs).
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(default)]
 pub struct PasswordHashing {
     /// Memory cost, in KiB.

@@ -68,7 +68,9 @@ pub const THUMBNAIL_SIZES: [(u32, u32, Method); 5] = [
 ];
 
 /// Where the blobs live.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
     /// The local filesystem under [`MediaConfig::path`].
@@ -80,7 +82,7 @@ pub enum StoreKind {
 }
 
 /// `[media]`: the media repository's settings (`docs/configuration.md`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct MediaConfig {
     /// Where blobs live: `"local"` (default) or `"s3"`.

@@ -40,7 +40,9 @@ pub use token::{SyncToken, TokenError};
 /// `MYELIN_SYNC__<KEY>`), read by `app::AppConfig::from_config` and
 /// documented in `docs/configuration.md`. Missing keys take the defaults;
 /// unknown keys are errors.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(default, deny_unknown_fields)]
 pub struct SyncConfig {
     /// The longest a `/sync` long-poll waits, whatever `timeout` the client

@@ -158,10 +158,14 @@ struct Waiter {
 }
 
 impl Waiter {
-    fn fire(&self, db: usize, version: u64) {
-        if version > self.read_versions[db] && !self.fired.swap(true, Ordering::AcqRel) {
+    /// Wakes the long-poll if `version` is newer than what it read of `db`
+    /// and it was not woken yet; whether this call woke it.
+    fn fire(&self, db: usize, version: u64) -> bool {
+        let wakes = version > self.read_versions[db] && !self.fired.swap(true, Ordering::AcqRel);
+        if wakes {
             self.notify.notify_one();
         }
+        wakes
     }
 }
 
@@ -170,6 +174,8 @@ pub struct Listener {
     waiter: Arc<Waiter>,
     shared: Arc<Shared>,
     entries: usize,
+    /// Counts this long-poll in `myelin_sync_long_polls_waiting`.
+    _waiting: crate::metrics::InFlight,
 }
 
 impl Listener {
@@ -297,6 +303,7 @@ impl Notifier {
             waiter: waiter.clone(),
             shared: self.shared.clone(),
             entries: 0,
+            _waiting: crate::metrics::sync_waiting(),
         };
         if waiter.fired.load(Ordering::Acquire) {
             return listener;
@@ -352,21 +359,29 @@ impl Shared {
     }
 
     /// Step 2 of the watcher loop for `db`: everything up to `rv` is
-    /// `entries` (`(version, topic)`), or unknown if `everyone`.
-    fn publish(&self, db: DatabaseId, rv: u64, entries: &[(u64, TopicKey)], everyone: bool) {
+    /// `entries` (`(version, topic)`), or unknown if `everyone`. Returns how
+    /// many waiting long-polls it woke.
+    fn publish(
+        &self,
+        db: DatabaseId,
+        rv: u64,
+        entries: &[(u64, TopicKey)],
+        everyone: bool,
+    ) -> usize {
         let d = db as usize;
+        let mut woken = 0;
         {
             let mut registry = self.registry.lock().expect("notifier registry");
             for (version, topic) in entries {
                 if let Some(waiters) = registry.by_topic.get(topic) {
                     for waiter in waiters.iter().filter_map(Weak::upgrade) {
-                        waiter.fire(d, *version);
+                        woken += usize::from(waiter.fire(d, *version));
                     }
                 }
             }
             if everyone {
                 for waiter in registry.everyone.iter().filter_map(Weak::upgrade) {
-                    waiter.fire(d, rv);
+                    woken += usize::from(waiter.fire(d, rv));
                 }
             }
             let recent = &mut registry.recent[d];
@@ -390,6 +405,7 @@ impl Shared {
             }
             newer
         });
+        woken
     }
 }
 
@@ -445,9 +461,11 @@ async fn watch_loop(
     let mut seen: VecDeque<(Instant, u64)> = VecDeque::new();
     let mut pruned_at = Instant::now();
     loop {
+        let round_started = Instant::now();
         let fired = match arm(&shared, &db, &keys, last).await {
             Ok(armed) => {
-                shared.publish(id, armed.rv, &armed.entries, armed.everyone);
+                let woken = shared.publish(id, armed.rv, &armed.entries, armed.everyone);
+                crate::metrics::sync_wakes(woken, round_started.elapsed());
                 last = Some(armed.rv);
                 let now = Instant::now();
                 if seen

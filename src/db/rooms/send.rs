@@ -185,6 +185,9 @@ impl RoomsDb {
                 Ok(Outcome::New(pdu.event_id().clone()))
             })
             .await?;
+        if matches!(outcome, Outcome::New(_)) {
+            crate::metrics::event_persisted(&append.event.event_type);
+        }
         match outcome {
             Outcome::New(event_id) => Ok(Sent {
                 event_id,

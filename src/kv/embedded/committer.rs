@@ -24,6 +24,19 @@ pub(super) enum Mutation {
     Atomic(Vec<u8>, Vec<u8>, MutationType),
 }
 
+impl Mutation {
+    /// The key and value bytes it names, for the bytes-written metric.
+    fn written_bytes(&self) -> u64 {
+        let bytes = match self {
+            Mutation::Set(k, v) | Mutation::ClearRange(k, v) | Mutation::Atomic(k, v, _) => {
+                k.len() + v.len()
+            }
+            Mutation::Clear(k) => k.len(),
+        };
+        bytes as u64
+    }
+}
+
 /// A watch a committing transaction asks for.
 pub(super) struct WatchRequest {
     pub(super) key: Vec<u8>,
@@ -270,6 +283,7 @@ impl Committer {
         let mut accepted: Vec<Accepted> = Vec::with_capacity(batch.len());
         let mut written_keys: Vec<Vec<u8>> = Vec::new();
         let mut written_ranges: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut written_bytes: u64 = 0;
         let result = (|| -> Result<()> {
             let wtx = self.db.begin_write().map_err(Error::storage)?;
             {
@@ -298,6 +312,7 @@ impl Committer {
                         self.history.record(b, e, version);
                     }
                     for m in &req.mutations {
+                        written_bytes += m.written_bytes();
                         self.apply(
                             &mut table,
                             m,
@@ -371,6 +386,7 @@ impl Committer {
             .lock()
             .expect("watch lock")
             .fire_changed(&snapshot, &written_keys, &written_ranges);
+        crate::metrics::kv_embedded_batch(accepted.len(), written_bytes);
         for a in accepted {
             for (w, expected) in a.watches {
                 let _ = register_watch(&self.published, self.max_watches, w.key, expected, w.fire);

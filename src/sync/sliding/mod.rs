@@ -55,7 +55,9 @@ pub const MAX_CONN_ID_BYTES: usize = 100;
 
 /// Settings of sliding sync: the `[sync.sliding]` table of the
 /// configuration file. Missing keys take the defaults.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(default, deny_unknown_fields)]
 pub struct SlidingConfig {
     /// A connection unused for this long (ms) is forgotten: its `pos`
