@@ -21,6 +21,7 @@
 //! Who may import this: the CLI (`serve`) and tests. It never touches `kv`.
 
 mod account_data;
+mod admin;
 mod body;
 mod devices;
 mod directory;
@@ -90,6 +91,7 @@ pub fn router(state: AppState) -> Router {
     let routes = directory::routes(routes);
     let routes = receipts::routes(routes);
     let routes = game::routes(routes);
+    let routes = admin::routes(routes);
     routes
         .fallback(|| async { ApiError::UnrecognizedPath })
         .method_not_allowed_fallback(|| async { ApiError::UnrecognizedMethod })

@@ -431,17 +431,33 @@ impl Accounts {
         let user_id = self
             .resolve_login_user(user)
             .ok_or_else(|| Error::NotFound(format!("no user {user}")))?;
+        self.set_password_as_operator(&user_id, new_password, true)
+            .await?;
+        Ok(user_id)
+    }
+
+    /// Operator (and the admin API): sets a new password for `user_id`;
+    /// with `logout_devices`, every device is logged out.
+    ///
+    /// Errors: [`Error::InvalidParam`] for a password over
+    /// [`MAX_PASSWORD_BYTES`], [`Error::NotFound`] for an unknown or
+    /// deactivated account.
+    pub async fn set_password_as_operator(
+        &self,
+        user_id: &UserId,
+        new_password: String,
+        logout_devices: bool,
+    ) -> Result<()> {
         check_password_length(Some(&new_password))?;
         let hash = password::hash(new_password, self.config.password_hashing, &self.random).await;
         let Some(deleted) = self
             .db
-            .set_password(user_id.as_str(), &hash, true, None)
+            .set_password(user_id.as_str(), &hash, logout_devices, None)
             .await?
         else {
             return Err(Error::NotFound(format!("no active user {user_id}")));
         };
-        self.lifecycle.devices_deleted(&user_id, &deleted).await?;
-        Ok(user_id)
+        self.lifecycle.devices_deleted(user_id, &deleted).await
     }
 
     /// Whether `password` is `user_id`'s password (false for unknown or

@@ -1,0 +1,134 @@
+//! The Synapse-compatible admin API, `/_synapse/admin/...` (issue 21;
+//! `docs/admin-api.md` lists every endpoint, its shapes and where Myelin
+//! differs from Synapse).
+//!
+//! Every route but `server_version` is for admins only: [`AdminAuth`]
+//! resolves the access token (none: 401 `M_MISSING_TOKEN`, unknown: 401
+//! `M_UNKNOWN_TOKEN`) and checks the account's admin flag (not an admin:
+//! 403 `M_FORBIDDEN`). Handlers are thin: parse the path, query
+//! ([`GameQuery`], else 400 `M_INVALID_PARAM`) and body ([`GameJson`], the
+//! checks every JSON body passes), call one [`crate::service::admin`]
+//! function, answer its JSON. Errors map in `api/error.rs`.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::Auth;
+use super::game::{GameJson, GameQuery, PathParam};
+use super::{ApiError, AppState};
+use crate::service::admin::{self, PutOutcome, PutUser, UsersQuery};
+
+/// An authenticated admin.
+pub struct AdminAuth;
+
+impl FromRequestParts<AppState> for AdminAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Auth(authed) = Auth::from_request_parts(parts, state).await?;
+        admin::require_admin(&state.accounts, &authed).await?;
+        Ok(AdminAuth)
+    }
+}
+
+type Answer = Result<Json<Value>, ApiError>;
+
+/// Registers every admin route.
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router
+        .route("/_synapse/admin/v1/server_version", get(server_version))
+        .route("/_synapse/admin/v2/users", get(list_users))
+        .route(
+            "/_synapse/admin/v2/users/{user_id}",
+            get(user).put(put_user),
+        )
+        .route("/_synapse/admin/v1/deactivate/{user_id}", post(deactivate))
+        .route(
+            "/_synapse/admin/v1/reset_password/{user_id}",
+            post(reset_password),
+        )
+        .route("/_synapse/admin/v1/whois/{user_id}", get(whois))
+}
+
+fn to_json(value: impl serde::Serialize) -> Answer {
+    serde_json::to_value(value)
+        .map(Json)
+        .map_err(|_| ApiError::Internal)
+}
+
+/// `GET /_synapse/admin/v1/server_version` (no authentication, as Synapse).
+async fn server_version() -> Answer {
+    to_json(admin::server_version())
+}
+
+/// `GET /_synapse/admin/v2/users?from&limit&name&user_id&deactivated`.
+async fn list_users(
+    State(s): State<AppState>,
+    _: AdminAuth,
+    GameQuery(q): GameQuery<UsersQuery>,
+) -> Answer {
+    to_json(admin::list_users(&s.accounts, &q).await?)
+}
+
+/// `GET /_synapse/admin/v2/users/{user_id}`.
+async fn user(State(s): State<AppState>, _: AdminAuth, PathParam(id): PathParam) -> Answer {
+    to_json(admin::user(&s.accounts, &id).await?)
+}
+
+/// `PUT /_synapse/admin/v2/users/{user_id}`: 201 when created, else 200.
+async fn put_user(
+    State(s): State<AppState>,
+    _: AdminAuth,
+    PathParam(id): PathParam,
+    GameJson(body): GameJson<PutUser>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (outcome, details) = admin::put_user(&s.accounts, &id, body).await?;
+    let status = match outcome {
+        PutOutcome::Created => StatusCode::CREATED,
+        PutOutcome::Updated => StatusCode::OK,
+    };
+    Ok((status, to_json(details)?))
+}
+
+/// `POST /_synapse/admin/v1/deactivate/{user_id}`. The body (Synapse's
+/// `{"erase": bool}`, or none) is not read: Myelin does not erase
+/// (`docs/admin-api.md`).
+async fn deactivate(State(s): State<AppState>, _: AdminAuth, PathParam(id): PathParam) -> Answer {
+    admin::deactivate(&s.accounts, &id).await?;
+    Ok(Json(json!({ "id_server_unbind_result": "success" })))
+}
+
+/// The body of `POST /_synapse/admin/v1/reset_password/{user_id}`.
+#[derive(Deserialize)]
+struct ResetBody {
+    new_password: String,
+    #[serde(default = "yes")]
+    logout_devices: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /_synapse/admin/v1/reset_password/{user_id}`.
+async fn reset_password(
+    State(s): State<AppState>,
+    _: AdminAuth,
+    PathParam(id): PathParam,
+    GameJson(body): GameJson<ResetBody>,
+) -> Answer {
+    admin::reset_password(&s.accounts, &id, body.new_password, body.logout_devices).await?;
+    Ok(Json(json!({})))
+}
+
+/// `GET /_synapse/admin/v1/whois/{user_id}`.
+async fn whois(State(s): State<AppState>, _: AdminAuth, PathParam(id): PathParam) -> Answer {
+    to_json(admin::whois(&s.accounts, &id).await?)
+}

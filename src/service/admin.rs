@@ -1,0 +1,504 @@
+//! The server administration service: what the Synapse-compatible admin API
+//! (`api::admin`, `docs/admin-api.md`) and `myelin admin ...` both call, so
+//! the HTTP and command-line paths cannot drift apart.
+//!
+//! It owns no storage of its own: accounts are read and changed through
+//! [`Accounts`] and the `accounts` database's existing operations (one
+//! transaction per change, as there). The shapes are Synapse's (admin API
+//! v2 users, v1 whois), so existing admin tools (synapse-admin, Ansible
+//! playbooks) read them; where Myelin keeps less than Synapse (guests,
+//! threepids, client IPs) the field holds Synapse's empty value.
+//!
+//! Invariants:
+//! - every function checks nothing about the caller: `api::admin` checks
+//!   the admin flag ([`require_admin`]) before calling, the CLI runs as the
+//!   operator;
+//! - only local users are named: another server's user ID is
+//!   [`Error::InvalidParam`] (400 `M_INVALID_PARAM`), as Synapse answers.
+//!
+//! Who may import this: `api` and the CLI.
+
+use ruma::{OwnedUserId, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::accounts::{Accounts, Authed};
+use super::{Error, Result};
+use crate::db::accounts::UserRecord;
+
+/// Default page size of the users list (Synapse's).
+pub const DEFAULT_USERS_LIMIT: usize = 100;
+/// Largest page of the users list accepted.
+pub const MAX_USERS_LIMIT: usize = 1_000;
+
+/// Refuses a caller who is not an active admin: 403 `M_FORBIDDEN`
+/// ("You are not a server admin", Synapse's text).
+pub async fn require_admin(accounts: &Accounts, authed: &Authed) -> Result<()> {
+    if accounts.is_admin(authed).await? {
+        Ok(())
+    } else {
+        Err(Error::Forbidden("You are not a server admin".into()))
+    }
+}
+
+/// `GET /_synapse/admin/v1/server_version`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServerVersion {
+    /// `myelin <crate version>` (Synapse: its version number).
+    pub server_version: String,
+}
+
+/// This build's version, as the admin API reports it.
+pub fn server_version() -> ServerVersion {
+    ServerVersion {
+        server_version: format!("myelin {}", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// The query of `GET /_synapse/admin/v2/users` (every field a string in
+/// the URL, as Synapse reads them).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct UsersQuery {
+    /// Offset into the list ordered by user ID (Synapse: a decimal string,
+    /// the `next_token` of the previous page). Default 0.
+    pub from: Option<String>,
+    /// Page size, 1..=[`MAX_USERS_LIMIT`]; default [`DEFAULT_USERS_LIMIT`].
+    pub limit: Option<String>,
+    /// Only users whose user ID or display name contains this
+    /// (case-insensitive).
+    pub name: Option<String>,
+    /// Only users whose user ID contains this (Synapse's `user_id`).
+    pub user_id: Option<String>,
+    /// `true` includes deactivated users (default `false`: excluded).
+    pub deactivated: Option<String>,
+}
+
+/// One user of the list, in Synapse's shape (v2 users list, checked
+/// against Synapse 1.163: booleans, `creation_ts` in milliseconds).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct UserSummary {
+    /// The full user ID.
+    pub name: String,
+    /// Always false: Myelin has no guests.
+    pub is_guest: bool,
+    /// Whether the account is an admin.
+    pub admin: bool,
+    /// Always null (no user types).
+    pub user_type: Option<String>,
+    /// Whether the account is deactivated.
+    pub deactivated: bool,
+    /// Always false (no erasure).
+    pub erased: bool,
+    /// Always false (no shadow bans).
+    pub shadow_banned: bool,
+    /// The display name from the profile, if set.
+    pub displayname: Option<String>,
+    /// The avatar URL from the profile, if set.
+    pub avatar_url: Option<String>,
+    /// When the account was created, milliseconds since the Unix epoch.
+    pub creation_ts: u64,
+    /// Always null: Myelin records no last-seen times.
+    pub last_seen_ts: Option<u64>,
+    /// Always false (no account locking).
+    pub locked: bool,
+}
+
+/// `GET /_synapse/admin/v2/users`: one page.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct UsersPage {
+    /// The users of this page, in user-ID order.
+    pub users: Vec<UserSummary>,
+    /// The `from` of the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+    /// How many users match the filters, on every page.
+    pub total: usize,
+}
+
+/// `GET /_synapse/admin/v2/users/{user_id}` and the answer of its `PUT`
+/// (Synapse's shape; as there, `creation_ts` is in seconds here).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct UserDetails {
+    /// The full user ID.
+    pub name: String,
+    /// Whether the account is an admin.
+    pub admin: bool,
+    /// Whether the account is deactivated.
+    pub deactivated: bool,
+    /// Always false (no account locking).
+    pub locked: bool,
+    /// Always false (no shadow bans).
+    pub shadow_banned: bool,
+    /// When the account was created, seconds since the Unix epoch.
+    pub creation_ts: u64,
+    /// Always null: no application services.
+    pub appservice_id: Option<String>,
+    /// Always null (no user types).
+    pub user_type: Option<String>,
+    /// Always false: Myelin has no guests.
+    pub is_guest: bool,
+    /// Always false (no suspension).
+    pub suspended: bool,
+    /// The display name from the profile, if set.
+    pub displayname: Option<String>,
+    /// The avatar URL from the profile, if set.
+    pub avatar_url: Option<String>,
+    /// Always empty: Myelin keeps no third-party identifiers.
+    pub threepids: Vec<Value>,
+    /// Always empty: no SSO.
+    pub external_ids: Vec<Value>,
+    /// Always false (no erasure).
+    pub erased: bool,
+    /// Always null: Myelin records no last-seen times.
+    pub last_seen_ts: Option<u64>,
+}
+
+impl From<UserSummary> for UserDetails {
+    fn from(s: UserSummary) -> Self {
+        UserDetails {
+            name: s.name,
+            admin: s.admin,
+            deactivated: s.deactivated,
+            locked: false,
+            shadow_banned: false,
+            creation_ts: s.creation_ts / 1000,
+            appservice_id: None,
+            user_type: None,
+            is_guest: false,
+            suspended: false,
+            displayname: s.displayname,
+            avatar_url: s.avatar_url,
+            threepids: Vec::new(),
+            external_ids: Vec::new(),
+            erased: false,
+            last_seen_ts: None,
+        }
+    }
+}
+
+/// The body of `PUT /_synapse/admin/v2/users/{user_id}`: every field
+/// optional; what is absent is left as it is.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutUser {
+    /// A new password (sets it; with `logout_devices`, logs every device out).
+    pub password: Option<String>,
+    /// With `password`: log out every device (default true).
+    pub logout_devices: Option<bool>,
+    /// A new display name (the profile field; not sent to rooms).
+    pub displayname: Option<String>,
+    /// Sets or clears the admin flag.
+    pub admin: Option<bool>,
+    /// `true` deactivates; `false` on a deactivated account is refused
+    /// (Myelin cannot reactivate).
+    pub deactivated: Option<bool>,
+    /// Synapse's fields Myelin ignores, accepted so tools may send them.
+    pub avatar_url: Option<String>,
+    /// Ignored (no third-party identifiers).
+    pub threepids: Option<Value>,
+    /// Ignored (no SSO).
+    pub external_ids: Option<Value>,
+    /// Ignored (no user types).
+    pub user_type: Option<Value>,
+    /// Ignored (no account locking).
+    pub locked: Option<bool>,
+}
+
+/// What `PUT /_synapse/admin/v2/users/{user_id}` did: 201 when created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The account was created.
+    Created,
+    /// The account existed and was updated.
+    Updated,
+}
+
+/// `GET /_synapse/admin/v1/whois/{user_id}`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Whois {
+    /// The user.
+    pub user_id: String,
+    /// Synapse's shape: one entry keyed `""` whose sessions have the
+    /// connections; Myelin has one session per device and records no
+    /// client IPs, so each connection list is empty.
+    pub devices: std::collections::BTreeMap<String, WhoisDevice>,
+}
+
+/// The sessions of [`Whois::devices`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WhoisDevice {
+    /// One per device of the user.
+    pub sessions: Vec<WhoisSession>,
+}
+
+/// One session of [`WhoisDevice`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WhoisSession {
+    /// Always empty: no client IPs are recorded.
+    pub connections: Vec<Value>,
+}
+
+/// Parses a user ID the admin API names and checks it is local.
+///
+/// Errors: [`Error::InvalidParam`] for a malformed or remote user ID.
+pub fn local_user(accounts: &Accounts, user_id: &str) -> Result<OwnedUserId> {
+    let id = UserId::parse(user_id)
+        .map_err(|e| Error::InvalidParam(format!("invalid user ID {user_id:?}: {e}")))?;
+    if id.server_name() != accounts.server_name() {
+        return Err(Error::InvalidParam("Can only look up local users".into()));
+    }
+    Ok(id)
+}
+
+/// `GET /_synapse/admin/v2/users`: filters, then pages, the accounts in
+/// user-ID order. Reads every account record (one range read) and the
+/// profile of each candidate when `name` is given, else of the page only.
+///
+/// Errors: [`Error::InvalidParam`] for a `from` or `limit` that is not a
+/// number in range, or a `deactivated` that is not `true`/`false`.
+pub async fn list_users(accounts: &Accounts, query: &UsersQuery) -> Result<UsersPage> {
+    let from = parse_number(query.from.as_deref(), "from", 0, usize::MAX)?;
+    let limit = parse_number(
+        query.limit.as_deref(),
+        "limit",
+        DEFAULT_USERS_LIMIT,
+        MAX_USERS_LIMIT,
+    )?;
+    if limit == 0 {
+        return Err(Error::InvalidParam("limit must be at least 1".into()));
+    }
+    let deactivated = parse_bool(query.deactivated.as_deref(), "deactivated")?.unwrap_or(false);
+    let name = query.name.as_deref().map(str::to_lowercase);
+    let mut matching = Vec::new();
+    for (user_id, record) in accounts.db().users().await? {
+        if record.deactivated && !deactivated {
+            continue;
+        }
+        if let Some(part) = &query.user_id
+            && !user_id.contains(part.as_str())
+        {
+            continue;
+        }
+        let known = match &name {
+            None => None,
+            Some(name) => {
+                let found = summary(accounts, &user_id, &record).await?;
+                let display = found.displayname.as_deref().unwrap_or("").to_lowercase();
+                if !user_id.to_lowercase().contains(name) && !display.contains(name) {
+                    continue;
+                }
+                Some(found)
+            }
+        };
+        matching.push((user_id, record, known));
+    }
+    let total = matching.len();
+    let mut users = Vec::new();
+    for (user_id, record, known) in matching.into_iter().skip(from).take(limit) {
+        users.push(match known {
+            Some(known) => known,
+            None => summary(accounts, &user_id, &record).await?,
+        });
+    }
+    let end = from.saturating_add(users.len());
+    Ok(UsersPage {
+        next_token: (end < total).then(|| end.to_string()),
+        users,
+        total,
+    })
+}
+
+/// `GET /_synapse/admin/v2/users/{user_id}`.
+///
+/// Errors: [`Error::NotFound`] ("User not found") for an unknown account,
+/// [`Error::InvalidParam`] for a remote or malformed user ID.
+pub async fn user(accounts: &Accounts, user_id: &str) -> Result<UserDetails> {
+    let user_id = local_user(accounts, user_id)?;
+    let record = accounts
+        .db()
+        .user(user_id.as_str())
+        .await?
+        .ok_or_else(|| Error::NotFound("User not found".into()))?;
+    Ok(summary(accounts, user_id.as_str(), &record).await?.into())
+}
+
+/// `PUT /_synapse/admin/v2/users/{user_id}`: creates the account if it does
+/// not exist (no UIA, no rate limit, registration may be disabled), then
+/// applies each given field, each in its own transaction, in the order
+/// password, display name, admin, deactivation; a retried request applies
+/// the same values again (every step is idempotent).
+///
+/// Errors: [`Error::InvalidParam`] for a remote user ID, a password over the
+/// limit or `deactivated: false` on a deactivated account;
+/// [`Error::InvalidUsername`] for a localpart registration refuses.
+pub async fn put_user(
+    accounts: &Accounts,
+    user_id: &str,
+    body: PutUser,
+) -> Result<(PutOutcome, UserDetails)> {
+    let user_id = local_user(accounts, user_id)?;
+    let existing = accounts.db().user(user_id.as_str()).await?;
+    if body.deactivated == Some(false) && existing.as_ref().is_some_and(|r| r.deactivated) {
+        return Err(Error::InvalidParam(
+            "Myelin cannot reactivate a deactivated account".into(),
+        ));
+    }
+    let outcome = match existing {
+        Some(_) => {
+            if let Some(password) = body.password {
+                accounts
+                    .set_password_as_operator(
+                        &user_id,
+                        password,
+                        body.logout_devices.unwrap_or(true),
+                    )
+                    .await?;
+            }
+            PutOutcome::Updated
+        }
+        None => {
+            match accounts
+                .create_user(user_id.localpart(), body.password)
+                .await
+            {
+                // A retry whose first attempt created the account.
+                Ok(_) | Err(Error::UserInUse) => {}
+                Err(e) => return Err(e),
+            }
+            PutOutcome::Created
+        }
+    };
+    if let Some(name) = &body.displayname {
+        accounts
+            .db()
+            .set_profile_field(
+                user_id.as_str(),
+                "displayname",
+                Some(&Value::String(name.clone())),
+            )
+            .await?;
+    }
+    if let Some(admin) = body.admin {
+        accounts.set_admin(user_id.as_str(), admin).await?;
+    }
+    if body.deactivated == Some(true) {
+        accounts.deactivate_user(user_id.as_str()).await?;
+    }
+    Ok((outcome, user(accounts, user_id.as_str()).await?))
+}
+
+/// `POST /_synapse/admin/v1/deactivate/{user_id}`: logs every device out,
+/// removes the password and marks the account deactivated (idempotent:
+/// deactivating a deactivated account succeeds).
+///
+/// Errors: [`Error::NotFound`] for an unknown account,
+/// [`Error::InvalidParam`] for a remote user ID.
+pub async fn deactivate(accounts: &Accounts, user_id: &str) -> Result<OwnedUserId> {
+    let user_id = local_user(accounts, user_id)?;
+    accounts.deactivate_user(user_id.as_str()).await
+}
+
+/// `POST /_synapse/admin/v1/reset_password/{user_id}`: sets the password;
+/// with `logout_devices` (default true) every device is logged out.
+///
+/// Errors: [`Error::NotFound`] for an unknown or deactivated account,
+/// [`Error::InvalidParam`] for a remote user ID or a password over the
+/// limit.
+pub async fn reset_password(
+    accounts: &Accounts,
+    user_id: &str,
+    new_password: String,
+    logout_devices: bool,
+) -> Result<OwnedUserId> {
+    let user_id = local_user(accounts, user_id)?;
+    accounts
+        .set_password_as_operator(&user_id, new_password, logout_devices)
+        .await?;
+    Ok(user_id)
+}
+
+/// `GET /_synapse/admin/v1/whois/{user_id}`: one session per device.
+///
+/// Errors: [`Error::NotFound`] for an unknown account,
+/// [`Error::InvalidParam`] for a remote user ID.
+pub async fn whois(accounts: &Accounts, user_id: &str) -> Result<Whois> {
+    let user_id = local_user(accounts, user_id)?;
+    if accounts.db().user(user_id.as_str()).await?.is_none() {
+        return Err(Error::NotFound("User not found".into()));
+    }
+    let sessions = accounts
+        .db()
+        .devices(user_id.as_str())
+        .await?
+        .into_iter()
+        .map(|_| WhoisSession {
+            connections: Vec::new(),
+        })
+        .collect();
+    Ok(Whois {
+        user_id: user_id.to_string(),
+        devices: [(String::new(), WhoisDevice { sessions })].into(),
+    })
+}
+
+/// The list entry of one account, with its profile (one read).
+async fn summary(accounts: &Accounts, user_id: &str, record: &UserRecord) -> Result<UserSummary> {
+    let profile = accounts.db().profile(user_id).await?;
+    let text = |field: &str| {
+        profile
+            .get(field)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    Ok(UserSummary {
+        name: user_id.to_owned(),
+        is_guest: false,
+        admin: record.admin,
+        user_type: None,
+        deactivated: record.deactivated,
+        erased: false,
+        shadow_banned: false,
+        displayname: text("displayname"),
+        avatar_url: text("avatar_url"),
+        creation_ts: record.created_ms,
+        last_seen_ts: None,
+        locked: false,
+    })
+}
+
+/// A decimal query parameter: `default` when absent, at most `max`.
+fn parse_number(raw: Option<&str>, name: &str, default: usize, max: usize) -> Result<usize> {
+    let Some(raw) = raw else { return Ok(default) };
+    match raw.parse::<usize>() {
+        Ok(n) if n <= max => Ok(n),
+        _ => Err(Error::InvalidParam(format!(
+            "{name} must be a number from 0 to {max}"
+        ))),
+    }
+}
+
+/// A `true`/`false` query parameter.
+fn parse_bool(raw: Option<&str>, name: &str) -> Result<Option<bool>> {
+    match raw {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(_) => Err(Error::InvalidParam(format!("{name} must be true or false"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_bools_are_checked() {
+        assert_eq!(parse_number(None, "limit", 100, 1000).ok(), Some(100));
+        assert_eq!(parse_number(Some("7"), "limit", 100, 1000).ok(), Some(7));
+        assert!(parse_number(Some("1001"), "limit", 100, 1000).is_err());
+        assert!(parse_number(Some("-1"), "from", 0, usize::MAX).is_err());
+        assert!(parse_number(Some("x"), "from", 0, usize::MAX).is_err());
+        assert_eq!(parse_bool(Some("true"), "d").ok(), Some(Some(true)));
+        assert!(parse_bool(Some("1"), "d").is_err());
+    }
+}
