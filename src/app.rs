@@ -76,6 +76,8 @@ pub struct App {
     pub rooms: Arc<Rooms>,
     /// Game: storage objects, wallets, items, trades.
     pub game: Arc<crate::service::game::Game>,
+    /// The opened databases (for the server-side backup, `crate::backup`).
+    pub databases: Databases,
 }
 
 impl App {
@@ -110,6 +112,7 @@ impl App {
             accounts,
             signing_key,
             sync: Arc::new(SyncService::new(databases, config.sync)),
+            databases: databases.clone(),
         })
     }
 

@@ -64,7 +64,7 @@ async fn only_admins_reach_the_admin_api() {
     let t = setup().await;
     let alice_id = t.alice.whoami().await.0;
     let paths = [
-        format!("{USERS}"),
+        USERS.to_string(),
         format!("{USERS}/{alice_id}"),
         format!("/_synapse/admin/v1/whois/{alice_id}"),
     ];

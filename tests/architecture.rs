@@ -82,6 +82,7 @@ const PARTS: &[Part] = &[
     Part::database("db::transitory"),
     Part::database("db::game"),
     Part::layer("service", 40),
+    Part::layer("backup", 45),
     Part::layer("sync", 50),
     Part::layer("app", 55),
     Part::layer("api", 60),

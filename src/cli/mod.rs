@@ -5,7 +5,8 @@
 //! - `myelin keys layout | decode | scan`: inspect key schemas and stored keys
 //!   ([`keys`]);
 //! - `myelin user ...`: operator account commands ([`user`]);
-//! - `myelin game verify`: check balances against the ledger ([`game`]).
+//! - `myelin game verify`: check balances against the ledger ([`game`]);
+//! - `myelin backup create | verify | restore` ([`backup`]).
 //!
 //! Configuration flags common to every command that touches a store live in
 //! [`ConfigArgs`] (`--config FILE`, `--data DIR`); `serve` adds `--bind` and
@@ -20,6 +21,7 @@
 //! Who may import this: `main.rs` only. The CLI sits at the top of the crate
 //! and may import every layer.
 
+pub mod backup;
 pub mod game;
 pub mod keys;
 pub mod serve;
@@ -60,6 +62,9 @@ pub enum Command {
     /// Game operator commands: verify.
     #[command(subcommand)]
     Game(game::GameCommand),
+    /// Backup and restore of every database.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
 }
 
 /// Where the configuration comes from: `--config FILE` and `--data DIR`,
@@ -168,6 +173,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::User(cmd) => user::run(cmd).await,
         Command::Keys(cmd) => keys::run(cmd).await,
         Command::Game(cmd) => game::run(cmd).await,
+        Command::Backup(cmd) => backup::run(cmd).await,
         Command::Bench(args) => crate::bench::run(args)
             .await
             .map_err(|e| CliError::Runtime(Box::new(e))),
