@@ -254,3 +254,60 @@ async fn damaged_chunks_and_full_targets_are_refused() {
     std::fs::remove_file(out.join(backup::MANIFEST)).expect("remove manifest");
     assert!(matches!(backup::verify(&out), Err(BackupError::Corrupt(_))));
 }
+
+#[tokio::test]
+async fn the_running_server_writes_backups_under_its_directory_only() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let root = tmp.path().join("backups");
+    let config = myelin::service::ServerConfig {
+        backup_dir: Some(root.clone()),
+        ..test_config()
+    };
+    let server = TestServer::start_config(config).await;
+    let admin = server.register("admin", "pw-admin-1").await;
+    let alice = server.register("alice", "pw-alice-1").await;
+    server
+        .state
+        .accounts
+        .set_admin("admin", true)
+        .await
+        .expect("make the admin");
+    const PATH: &str = "/_myelin/admin/v1/backup";
+    common_api::assert_error(
+        &alice.post(PATH, json!({"name": "b1"})).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    for bad in ["", "../escape", ".hidden", "a/b", "x y"] {
+        common_api::assert_error(
+            &admin.post(PATH, json!({"name": bad})).await,
+            400,
+            "M_INVALID_PARAM",
+        );
+    }
+    assert!(!root.exists(), "refused requests write nothing");
+    let (status, body) = admin.post(PATH, json!({"name": "b1"})).await;
+    assert_eq!(status, 200, "{body}");
+    let verified = backup::verify(&root.join("b1")).expect("the backup verifies");
+    assert_eq!(body["pairs"], verified.pairs);
+    common_api::assert_error(
+        &admin.post(PATH, json!({"name": "b1"})).await,
+        400,
+        "M_INVALID_PARAM",
+    );
+
+    // No directory configured: refused.
+    let plain = TestServer::start().await;
+    let admin = plain.register("admin", "pw-admin-1").await;
+    plain
+        .state
+        .accounts
+        .set_admin("admin", true)
+        .await
+        .expect("make the admin");
+    common_api::assert_error(
+        &admin.post(PATH, json!({"name": "b1"})).await,
+        403,
+        "M_FORBIDDEN",
+    );
+}

@@ -9,6 +9,10 @@
 //! ([`GameQuery`], else 400 `M_INVALID_PARAM`) and body ([`GameJson`], the
 //! checks every JSON body passes), call one [`crate::service::admin`]
 //! function, answer its JSON. Errors map in `api/error.rs`.
+//!
+//! Beside Synapse's paths, `POST /_myelin/admin/v1/backup` has the running
+//! server write a backup ([`crate::backup`]) under `[server] backup_dir`,
+//! which `myelin backup create --server` calls (`docs/backup.md`).
 
 use axum::Json;
 use axum::Router;
@@ -55,6 +59,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
             post(reset_password),
         )
         .route("/_synapse/admin/v1/whois/{user_id}", get(whois))
+        .route("/_myelin/admin/v1/backup", post(create_backup))
 }
 
 fn to_json(value: impl serde::Serialize) -> Answer {
@@ -131,4 +136,65 @@ async fn reset_password(
 /// `GET /_synapse/admin/v1/whois/{user_id}`.
 async fn whois(State(s): State<AppState>, _: AdminAuth, PathParam(id): PathParam) -> Answer {
     to_json(admin::whois(&s.accounts, &id).await?)
+}
+
+/// The body of `POST /_myelin/admin/v1/backup`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupBody {
+    /// The backup's directory name under `[server] backup_dir`.
+    name: String,
+}
+
+/// `POST /_myelin/admin/v1/backup`: writes a backup of every database
+/// under `[server] backup_dir` while the server keeps serving
+/// (`docs/backup.md`). 403 `M_FORBIDDEN` without a configured directory;
+/// 400 `M_INVALID_PARAM` for a name that is not one path component of
+/// `A-Z a-z 0-9 . _ -` (not starting with `.`) or names an existing,
+/// non-empty directory.
+async fn create_backup(
+    State(s): State<AppState>,
+    _: AdminAuth,
+    GameJson(body): GameJson<BackupBody>,
+) -> Answer {
+    let Some(root) = s.accounts.config().backup_dir.clone() else {
+        return Err(crate::service::Error::Forbidden(
+            "no backup directory is configured ([server] backup_dir)".into(),
+        )
+        .into());
+    };
+    let name = &body.name;
+    let valid = !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !valid {
+        return Err(ApiError::InvalidParam(
+            "name must be one path component of A-Z a-z 0-9 . _ - (not starting with .)".into(),
+        ));
+    }
+    let dir = root.join(name);
+    let stores = crate::backup::stores_of(&s.databases);
+    match crate::backup::create(&stores, &dir).await {
+        Ok((manifest, summary)) => Ok(Json(json!({
+            "name": name,
+            "read_versions": manifest.stores.iter().map(|s| s.read_version).collect::<Vec<_>>(),
+            "pairs": summary.pairs,
+            "bytes": summary.bytes,
+            "chunks": summary.chunks,
+        }))),
+        Err(crate::backup::BackupError::DirectoryNotEmpty(_)) => Err(ApiError::InvalidParam(
+            format!("backup {name} exists already"),
+        )),
+        Err(crate::backup::BackupError::Fdb { database }) => Err(crate::service::Error::Forbidden(
+            format!("databases.{database} is on FoundationDB: use fdbbackup"),
+        )
+        .into()),
+        Err(e) => {
+            tracing::error!(error = %e, "backup failed");
+            Err(ApiError::Internal)
+        }
+    }
 }

@@ -37,6 +37,10 @@ pub struct ServerConfig {
     pub register_per_ip: RateLimit,
     /// Argon2id cost of new password hashes.
     pub password_hashing: PasswordHashing,
+    /// The directory `POST /_myelin/admin/v1/backup` writes backups under
+    /// (each in a named subdirectory; `docs/backup.md`). None: the endpoint
+    /// is refused (403).
+    pub backup_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +65,7 @@ impl Default for ServerConfig {
                 burst: 3,
             },
             password_hashing: PasswordHashing::default(),
+            backup_dir: None,
         }
     }
 }

@@ -341,15 +341,7 @@ impl Database {
     // clock, not the service's.
     #[allow(clippy::disallowed_methods)]
     pub fn create_transaction(&self) -> Result<Transaction> {
-        if self
-            .shared
-            .commits
-            .lock()
-            .expect("commit channel lock")
-            .is_none()
-        {
-            return Err(Error::Closed);
-        }
+        self.check_open()?;
         Ok(Transaction::new(
             self.clone(),
             self.shared.published.snapshot(),
@@ -357,20 +349,23 @@ impl Database {
         ))
     }
 
+    /// [`Error::Closed`] after [`Database::shutdown`].
+    fn check_open(&self) -> Result<()> {
+        let open = self
+            .shared
+            .commits
+            .lock()
+            .expect("commit channel lock")
+            .is_some();
+        if open { Ok(()) } else { Err(Error::Closed) }
+    }
+
     /// A read-only view of the whole store at the current read version
     /// that never grows too old, for backups ([`SnapshotReader`]).
     ///
     /// Errors: [`Error::Closed`] after [`Database::shutdown`].
     pub fn snapshot_reader(&self) -> Result<SnapshotReader> {
-        if self
-            .shared
-            .commits
-            .lock()
-            .expect("commit channel lock")
-            .is_none()
-        {
-            return Err(Error::Closed);
-        }
+        self.check_open()?;
         Ok(SnapshotReader {
             snap: self.shared.published.snapshot(),
         })
