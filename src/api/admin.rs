@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use super::extract::Auth;
 use super::game::{GameJson, GameQuery, PathParam};
 use super::{ApiError, AppState};
-use crate::service::admin::{self, PutOutcome, PutUser, UsersQuery};
+use crate::service::admin::{self, NewToken, PutOutcome, PutUser, UpdateToken, UsersQuery};
 
 /// An authenticated admin.
 pub struct AdminAuth;
@@ -59,6 +59,20 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
             post(reset_password),
         )
         .route("/_synapse/admin/v1/whois/{user_id}", get(whois))
+        .route(
+            "/_synapse/admin/v1/registration_tokens",
+            get(registration_tokens),
+        )
+        .route(
+            "/_synapse/admin/v1/registration_tokens/new",
+            post(create_registration_token),
+        )
+        .route(
+            "/_synapse/admin/v1/registration_tokens/{token}",
+            get(registration_token)
+                .put(update_registration_token)
+                .delete(delete_registration_token),
+        )
         .route("/_myelin/admin/v1/backup", post(create_backup))
 }
 
@@ -136,6 +150,60 @@ async fn reset_password(
 /// `GET /_synapse/admin/v1/whois/{user_id}`.
 async fn whois(State(s): State<AppState>, _: AdminAuth, PathParam(id): PathParam) -> Answer {
     to_json(admin::whois(&s.accounts, &id).await?)
+}
+
+/// `?valid=` of the token list.
+#[derive(Deserialize)]
+struct ValidQuery {
+    valid: Option<String>,
+}
+
+/// `GET /_synapse/admin/v1/registration_tokens`.
+async fn registration_tokens(
+    State(s): State<AppState>,
+    _: AdminAuth,
+    GameQuery(q): GameQuery<ValidQuery>,
+) -> Answer {
+    let tokens = admin::registration_tokens(&s.accounts, q.valid.as_deref()).await?;
+    Ok(Json(json!({ "registration_tokens": tokens })))
+}
+
+/// `POST /_synapse/admin/v1/registration_tokens/new`.
+async fn create_registration_token(
+    State(s): State<AppState>,
+    _: AdminAuth,
+    GameJson(body): GameJson<NewToken>,
+) -> Answer {
+    to_json(admin::create_registration_token(&s.accounts, body).await?)
+}
+
+/// `GET /_synapse/admin/v1/registration_tokens/{token}`.
+async fn registration_token(
+    State(s): State<AppState>,
+    _: AdminAuth,
+    PathParam(token): PathParam,
+) -> Answer {
+    to_json(admin::registration_token(&s.accounts, &token).await?)
+}
+
+/// `PUT /_synapse/admin/v1/registration_tokens/{token}`.
+async fn update_registration_token(
+    State(s): State<AppState>,
+    _: AdminAuth,
+    PathParam(token): PathParam,
+    GameJson(body): GameJson<UpdateToken>,
+) -> Answer {
+    to_json(admin::update_registration_token(&s.accounts, &token, body).await?)
+}
+
+/// `DELETE /_synapse/admin/v1/registration_tokens/{token}`.
+async fn delete_registration_token(
+    State(s): State<AppState>,
+    _: AdminAuth,
+    PathParam(token): PathParam,
+) -> Answer {
+    admin::delete_registration_token(&s.accounts, &token).await?;
+    Ok(Json(json!({})))
 }
 
 /// The body of `POST /_myelin/admin/v1/backup`.

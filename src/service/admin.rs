@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use super::accounts::{Accounts, Authed};
 use super::{Error, Result};
-use crate::db::accounts::UserRecord;
+use crate::db::accounts::{RegistrationTokenRecord, UserRecord};
 
 /// Default page size of the users list (Synapse's).
 pub const DEFAULT_USERS_LIMIT: usize = 100;
@@ -439,6 +439,237 @@ pub async fn whois(accounts: &Accounts, user_id: &str) -> Result<Whois> {
         user_id: user_id.to_string(),
         devices: [(String::new(), WhoisDevice { sessions })].into(),
     })
+}
+
+/// Longest registration token, in characters (Synapse's).
+pub const MAX_TOKEN_CHARS: usize = 64;
+/// Length of a generated registration token (Synapse's default).
+pub const DEFAULT_TOKEN_LENGTH: usize = 16;
+
+/// A registration token in Synapse's admin shape.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RegistrationToken {
+    /// The token.
+    pub token: String,
+    /// Registrations allowed; null: unlimited.
+    pub uses_allowed: Option<u64>,
+    /// Always 0: every Myelin registration completes in one request.
+    pub pending: u64,
+    /// Registrations completed with it.
+    pub completed: u64,
+    /// Expiry, milliseconds since the Unix epoch; null: never.
+    pub expiry_time: Option<u64>,
+}
+
+impl RegistrationToken {
+    fn from_record(token: String, r: RegistrationTokenRecord) -> Self {
+        RegistrationToken {
+            token,
+            uses_allowed: r.uses_allowed,
+            pending: 0,
+            completed: r.completed,
+            expiry_time: r.expiry_time,
+        }
+    }
+}
+
+/// The body of `POST /_synapse/admin/v1/registration_tokens/new`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// The token; generated when absent.
+    pub token: Option<String>,
+    /// Registrations allowed (null or absent: unlimited).
+    #[serde(default)]
+    pub uses_allowed: Option<Value>,
+    /// Expiry in ms since the epoch (null or absent: never).
+    #[serde(default)]
+    pub expiry_time: Option<Value>,
+    /// Length of a generated token, 1..=64 (default 16).
+    #[serde(default)]
+    pub length: Option<Value>,
+}
+
+/// The body of `PUT /_synapse/admin/v1/registration_tokens/{token}`: a
+/// field absent is unchanged, `null` is unlimited / never.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateToken {
+    /// New uses allowed.
+    #[serde(default, deserialize_with = "present")]
+    pub uses_allowed: Option<Value>,
+    /// New expiry time.
+    #[serde(default, deserialize_with = "present")]
+    pub expiry_time: Option<Value>,
+}
+
+/// A field that is present, `null` included, is `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// A non-negative integer or `null` (Synapse's checks and messages).
+fn optional_count(value: Option<&Value>, name: &str) -> Result<Option<u64>> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            Error::InvalidParam(format!("{name} must be a non-negative integer or null"))
+        }),
+    }
+}
+
+/// A random token of `length` characters of `A-Z a-z 0-9 . _ ~ -`
+/// (Synapse's alphabet).
+fn generate_token(random: &crate::random::Random, length: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-";
+    (0..length)
+        .map(|_| char::from(ALPHABET[random.range(0..ALPHABET.len())]))
+        .collect()
+}
+
+/// Checks a token's characters (`A-Z a-z 0-9 . _ ~ -`) and length.
+fn check_token(token: &str) -> Result<()> {
+    if token.is_empty() || token.chars().count() > MAX_TOKEN_CHARS {
+        return Err(Error::InvalidParam(format!(
+            "token must be 1 to {MAX_TOKEN_CHARS} characters"
+        )));
+    }
+    if !token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'))
+    {
+        return Err(Error::InvalidParam(
+            "token must consist only of A-Z, a-z, 0-9, '.', '_', '~' and '-'".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `GET /_synapse/admin/v1/registration_tokens?valid=`: every token in
+/// token order; `valid=true` only those a registration could use now,
+/// `false` only the others.
+///
+/// Errors: [`Error::InvalidParam`] for a `valid` that is not a boolean.
+pub async fn registration_tokens(
+    accounts: &Accounts,
+    valid: Option<&str>,
+) -> Result<Vec<RegistrationToken>> {
+    let valid = parse_bool(valid, "valid")?;
+    let now = accounts.now_ms();
+    Ok(accounts
+        .db()
+        .registration_tokens()
+        .await?
+        .into_iter()
+        .filter(|(_, r)| valid.is_none_or(|v| r.is_valid(now) == v))
+        .map(|(t, r)| RegistrationToken::from_record(t, r))
+        .collect())
+}
+
+/// `GET /_synapse/admin/v1/registration_tokens/{token}`.
+///
+/// Errors: [`Error::NotFound`] for an unknown token.
+pub async fn registration_token(accounts: &Accounts, token: &str) -> Result<RegistrationToken> {
+    let record = accounts
+        .db()
+        .registration_token(token)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("No such registration token: {token}")))?;
+    Ok(RegistrationToken::from_record(token.to_owned(), record))
+}
+
+/// `POST /_synapse/admin/v1/registration_tokens/new`.
+///
+/// Errors: [`Error::InvalidParam`] for a token with other characters or
+/// over 64, a token that exists, a negative or non-integer
+/// `uses_allowed`, `expiry_time` (or one in the past) or `length`.
+pub async fn create_registration_token(
+    accounts: &Accounts,
+    body: NewToken,
+) -> Result<RegistrationToken> {
+    let uses_allowed = optional_count(body.uses_allowed.as_ref(), "uses_allowed")?;
+    let expiry_time = optional_count(body.expiry_time.as_ref(), "expiry_time")?;
+    if expiry_time.is_some_and(|t| t < accounts.now_ms()) {
+        return Err(Error::InvalidParam(
+            "expiry_time must not be in the past".into(),
+        ));
+    }
+    let token = match body.token {
+        Some(token) => {
+            if body.length.is_some() {
+                return Err(Error::InvalidParam("give token or length, not both".into()));
+            }
+            check_token(&token)?;
+            token
+        }
+        None => {
+            let length = match optional_count(body.length.as_ref(), "length")? {
+                None => DEFAULT_TOKEN_LENGTH,
+                Some(n @ 1..=64) => n as usize,
+                Some(_) => {
+                    return Err(Error::InvalidParam(format!(
+                        "length must be an integer from 1 to {MAX_TOKEN_CHARS}"
+                    )));
+                }
+            };
+            generate_token(accounts.random(), length)
+        }
+    };
+    let record = RegistrationTokenRecord {
+        uses_allowed,
+        completed: 0,
+        expiry_time,
+    };
+    if !accounts
+        .db()
+        .create_registration_token(&token, &record)
+        .await?
+    {
+        return Err(Error::InvalidParam(format!(
+            "Token already exists: {token}"
+        )));
+    }
+    Ok(RegistrationToken::from_record(token, record))
+}
+
+/// `PUT /_synapse/admin/v1/registration_tokens/{token}`.
+///
+/// Errors: [`Error::NotFound`] for an unknown token,
+/// [`Error::InvalidParam`] for values as in creation.
+pub async fn update_registration_token(
+    accounts: &Accounts,
+    token: &str,
+    body: UpdateToken,
+) -> Result<RegistrationToken> {
+    let uses = body
+        .uses_allowed
+        .as_ref()
+        .map(|v| optional_count(Some(v), "uses_allowed"))
+        .transpose()?;
+    let expiry = body
+        .expiry_time
+        .as_ref()
+        .map(|v| optional_count(Some(v), "expiry_time"))
+        .transpose()?;
+    let record = accounts
+        .db()
+        .update_registration_token(token, uses, expiry)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("No such registration token: {token}")))?;
+    Ok(RegistrationToken::from_record(token.to_owned(), record))
+}
+
+/// `DELETE /_synapse/admin/v1/registration_tokens/{token}`.
+///
+/// Errors: [`Error::NotFound`] for an unknown token.
+pub async fn delete_registration_token(accounts: &Accounts, token: &str) -> Result<()> {
+    if accounts.db().delete_registration_token(token).await? {
+        Ok(())
+    } else {
+        Err(Error::NotFound(format!(
+            "No such registration token: {token}"
+        )))
+    }
 }
 
 /// The list entry of one account, with its profile (one read).
