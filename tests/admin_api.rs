@@ -288,3 +288,102 @@ async fn reset_password_and_deactivate() {
         "M_NOT_FOUND",
     );
 }
+
+#[tokio::test]
+async fn rooms_list_details_members_and_state() {
+    let t = setup().await;
+    let lobby = t
+        .alice
+        .create_room(json!({"preset": "public_chat", "name": "Lobby", "room_alias_name": "lobby"}))
+        .await;
+    let quiet = t.alice.create_room(json!({"name": "Attic"})).await;
+    let bob = t.server.register("bob", "pw-bob-1").await;
+    bob.join(&lobby).await;
+    let (status, page) = t.admin.get("/_synapse/admin/v1/rooms").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["total_rooms"], 2);
+    assert_eq!(page["offset"], 0);
+    // Ordered by name: Attic, Lobby.
+    assert_eq!(page["rooms"][0]["room_id"], quiet.as_str());
+    let first = &page["rooms"][1];
+    assert_eq!(first["name"], "Lobby");
+    assert_eq!(first["canonical_alias"], "#lobby:test.local");
+    assert_eq!(first["joined_members"], 2);
+    assert_eq!(first["creator"], "@alice:test.local");
+    assert_eq!(first["join_rules"], "public");
+
+    let (_, by_members) = t
+        .admin
+        .get("/_synapse/admin/v1/rooms?order_by=joined_members&dir=b&limit=1")
+        .await;
+    assert_eq!(by_members["rooms"][0]["room_id"], lobby.as_str());
+    assert_eq!(by_members["next_batch"], 1);
+    let (_, searched) = t
+        .admin
+        .get("/_synapse/admin/v1/rooms?search_term=attic")
+        .await;
+    assert_eq!(searched["total_rooms"], 1);
+    assert_eq!(searched["rooms"][0]["name"], "Attic");
+
+    let (status, details) = t
+        .admin
+        .get(&format!("/_synapse/admin/v1/rooms/{lobby}"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(details["name"], "Lobby");
+    assert_eq!(details["forgotten"], false);
+    let (_, members) = t
+        .admin
+        .get(&format!("/_synapse/admin/v1/rooms/{lobby}/members"))
+        .await;
+    assert_eq!(members["total"], 2);
+    assert_eq!(
+        members["members"],
+        json!(["@alice:test.local", "@bob:test.local"])
+    );
+    let (_, state) = t
+        .admin
+        .get(&format!("/_synapse/admin/v1/rooms/{lobby}/state"))
+        .await;
+    assert!(
+        state["state"]
+            .as_array()
+            .expect("state")
+            .iter()
+            .any(|e| e["type"] == "m.room.create")
+    );
+
+    for bad in ["order_by=size", "dir=up", "limit=0", "from=x"] {
+        assert_error(
+            &t.admin
+                .get(&format!("/_synapse/admin/v1/rooms?{bad}"))
+                .await,
+            400,
+            "M_INVALID_PARAM",
+        );
+    }
+    assert_error(
+        &t.admin
+            .get("/_synapse/admin/v1/rooms/!nope:test.local")
+            .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &t.admin.get("/_synapse/admin/v1/rooms/nope").await,
+        400,
+        "M_INVALID_PARAM",
+    );
+    assert_error(
+        &t.alice.get("/_synapse/admin/v1/rooms").await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &t.alice
+            .get(&format!("/_synapse/admin/v1/rooms/{lobby}/state"))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+}

@@ -27,7 +27,9 @@ use serde_json::{Value, json};
 use super::extract::Auth;
 use super::game::{GameJson, GameQuery, PathParam};
 use super::{ApiError, AppState};
-use crate::service::admin::{self, NewToken, PutOutcome, PutUser, UpdateToken, UsersQuery};
+use crate::service::admin::{
+    self, NewToken, PutOutcome, PutUser, RoomsQuery, UpdateToken, UsersQuery,
+};
 
 /// An authenticated admin.
 pub struct AdminAuth;
@@ -73,6 +75,13 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
                 .put(update_registration_token)
                 .delete(delete_registration_token),
         )
+        .route("/_synapse/admin/v1/rooms", get(list_rooms))
+        .route("/_synapse/admin/v1/rooms/{room_id}", get(room))
+        .route(
+            "/_synapse/admin/v1/rooms/{room_id}/members",
+            get(room_members),
+        )
+        .route("/_synapse/admin/v1/rooms/{room_id}/state", get(room_state))
         .route("/_myelin/admin/v1/backup", post(create_backup))
 }
 
@@ -150,6 +159,30 @@ async fn reset_password(
 /// `GET /_synapse/admin/v1/whois/{user_id}`.
 async fn whois(State(s): State<AppState>, _: AdminAuth, PathParam(id): PathParam) -> Answer {
     to_json(admin::whois(&s.accounts, &id).await?)
+}
+
+/// `GET /_synapse/admin/v1/rooms?from&limit&order_by&dir&search_term`.
+async fn list_rooms(
+    State(s): State<AppState>,
+    _: AdminAuth,
+    GameQuery(q): GameQuery<RoomsQuery>,
+) -> Answer {
+    to_json(admin::list_rooms(&s.rooms, &q).await?)
+}
+
+/// `GET /_synapse/admin/v1/rooms/{room_id}`.
+async fn room(State(s): State<AppState>, _: AdminAuth, PathParam(id): PathParam) -> Answer {
+    to_json(admin::room(&s.rooms, &id).await?)
+}
+
+/// `GET /_synapse/admin/v1/rooms/{room_id}/members`.
+async fn room_members(State(s): State<AppState>, _: AdminAuth, PathParam(id): PathParam) -> Answer {
+    Ok(Json(admin::room_members(&s.rooms, &id).await?))
+}
+
+/// `GET /_synapse/admin/v1/rooms/{room_id}/state`.
+async fn room_state(State(s): State<AppState>, _: AdminAuth, PathParam(id): PathParam) -> Answer {
+    Ok(Json(admin::room_state(&s.rooms, &id).await?))
 }
 
 /// `?valid=` of the token list.

@@ -18,11 +18,14 @@
 //!
 //! Who may import this: `api` and the CLI.
 
-use ruma::{OwnedUserId, UserId};
+use std::collections::BTreeMap;
+
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::accounts::{Accounts, Authed};
+use super::rooms::Rooms;
 use super::{Error, Result};
 use crate::db::accounts::{RegistrationTokenRecord, UserRecord};
 
@@ -670,6 +673,334 @@ pub async fn delete_registration_token(accounts: &Accounts, token: &str) -> Resu
             "No such registration token: {token}"
         )))
     }
+}
+
+/// Default page size of the rooms list (Synapse's).
+pub const DEFAULT_ROOMS_LIMIT: usize = 100;
+
+/// The query of `GET /_synapse/admin/v1/rooms`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct RoomsQuery {
+    /// Offset (decimal), default 0.
+    pub from: Option<String>,
+    /// Page size, 1..=1000, default 100.
+    pub limit: Option<String>,
+    /// `name` (default), `canonical_alias`, `joined_members`,
+    /// `joined_local_members`, `version`, `creator`, `encryption`,
+    /// `federatable`, `public`, `join_rules`, `guest_access`,
+    /// `history_visibility` or `state_events`.
+    pub order_by: Option<String>,
+    /// `f` (default) or `b`.
+    pub dir: Option<String>,
+    /// Only rooms whose name, canonical alias or ID contains this
+    /// (case-insensitive).
+    pub search_term: Option<String>,
+}
+
+/// One room of the list, in Synapse's shape.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RoomSummary {
+    /// The room ID.
+    pub room_id: String,
+    /// `m.room.name`, if set.
+    pub name: Option<String>,
+    /// `m.room.canonical_alias`, if set.
+    pub canonical_alias: Option<String>,
+    /// Members whose membership is `join`.
+    pub joined_members: u64,
+    /// The same (every member is local).
+    pub joined_local_members: u64,
+    /// The room version.
+    pub version: String,
+    /// The creator.
+    pub creator: String,
+    /// The `m.room.encryption` algorithm, if any.
+    pub encryption: Option<String>,
+    /// `m.federate` of the create event (default true).
+    pub federatable: bool,
+    /// Whether the room is in the public room directory.
+    pub public: bool,
+    /// `m.room.join_rules`' rule.
+    pub join_rules: Option<String>,
+    /// `m.room.guest_access`, if set.
+    pub guest_access: Option<String>,
+    /// `m.room.history_visibility`, if set.
+    pub history_visibility: Option<String>,
+    /// Current state events.
+    pub state_events: u64,
+    /// The create event's `type`, if any.
+    pub room_type: Option<String>,
+}
+
+/// `GET /_synapse/admin/v1/rooms`: one page.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RoomsPage {
+    /// The `from` of this page.
+    pub offset: usize,
+    /// The rooms.
+    pub rooms: Vec<RoomSummary>,
+    /// Rooms matching `search_term`.
+    pub total_rooms: usize,
+    /// The `from` of the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_batch: Option<usize>,
+    /// The `from` of the previous page; absent on the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prev_batch: Option<usize>,
+}
+
+/// `GET /_synapse/admin/v1/rooms/{room_id}`: the list's fields and more.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RoomDetails {
+    /// The list's fields.
+    #[serde(flatten)]
+    pub summary: RoomSummary,
+    /// `m.room.avatar`'s URL, if set.
+    pub avatar: Option<String>,
+    /// `m.room.topic`, if set.
+    pub topic: Option<String>,
+    /// Always false (no per-server forgetting).
+    pub forgotten: bool,
+}
+
+/// The current state of `room_id` as `(type, state_key) -> content`.
+async fn current_state(
+    rooms: &Rooms,
+    room_id: &RoomId,
+) -> Result<BTreeMap<(String, String), (Value, Value)>> {
+    let ids = rooms.db().current_state_ids(room_id).await?;
+    let events = rooms
+        .db()
+        .events(&ids.values().cloned().collect::<Vec<_>>())
+        .await?;
+    Ok(events
+        .into_iter()
+        .filter_map(|e| {
+            let key = (e.pdu.kind().to_string(), e.pdu.state_key()?.to_owned());
+            Some((key, (e.pdu.content_value(), e.pdu.to_client_event(room_id))))
+        })
+        .collect())
+}
+
+/// The details of one room from its record and current state.
+async fn room_details(
+    rooms: &Rooms,
+    room_id: &RoomId,
+    record: &crate::db::rooms::RoomRecord,
+) -> Result<RoomDetails> {
+    let state = current_state(rooms, room_id).await?;
+    let field = |kind: &str, name: &str| {
+        state
+            .get(&(kind.to_owned(), String::new()))
+            .and_then(|(content, _)| content.get(name))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let joined = state
+        .iter()
+        .filter(|((kind, _), (content, _))| {
+            kind == "m.room.member"
+                && content.get("membership").and_then(Value::as_str) == Some("join")
+        })
+        .count() as u64;
+    let create = state.get(&("m.room.create".to_owned(), String::new()));
+    let federatable = create
+        .and_then(|(c, _)| c.get("m.federate"))
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    Ok(RoomDetails {
+        summary: RoomSummary {
+            room_id: room_id.to_string(),
+            name: field("m.room.name", "name"),
+            canonical_alias: field("m.room.canonical_alias", "alias"),
+            joined_members: joined,
+            joined_local_members: joined,
+            version: record.version.to_string(),
+            creator: record.creator.to_string(),
+            encryption: field("m.room.encryption", "algorithm"),
+            federatable,
+            public: rooms.db().is_listed(room_id).await?,
+            join_rules: field("m.room.join_rules", "join_rule"),
+            guest_access: field("m.room.guest_access", "guest_access"),
+            history_visibility: field("m.room.history_visibility", "history_visibility"),
+            state_events: state.len() as u64,
+            room_type: field("m.room.create", "type"),
+        },
+        avatar: field("m.room.avatar", "url"),
+        topic: field("m.room.topic", "topic"),
+        forgotten: false,
+    })
+}
+
+/// `GET /_synapse/admin/v1/rooms`: every room's summary (the current state
+/// of each is read), filtered, ordered and paged.
+///
+/// Errors: [`Error::InvalidParam`] for a bad `from`, `limit`, `order_by`
+/// or `dir`.
+pub async fn list_rooms(rooms: &Rooms, query: &RoomsQuery) -> Result<RoomsPage> {
+    let from = parse_number(query.from.as_deref(), "from", 0, usize::MAX)?;
+    let limit = parse_number(
+        query.limit.as_deref(),
+        "limit",
+        DEFAULT_ROOMS_LIMIT,
+        MAX_USERS_LIMIT,
+    )?;
+    if limit == 0 {
+        return Err(Error::InvalidParam("limit must be at least 1".into()));
+    }
+    let backwards = match query.dir.as_deref() {
+        None | Some("f") => false,
+        Some("b") => true,
+        Some(_) => return Err(Error::InvalidParam("dir must be f or b".into())),
+    };
+    let order_by = query.order_by.as_deref().unwrap_or("name");
+    let key = |r: &RoomSummary| -> Value {
+        match order_by {
+            "name" => json_of(&r.name),
+            "canonical_alias" => json_of(&r.canonical_alias),
+            "joined_members" => r.joined_members.into(),
+            "joined_local_members" => r.joined_local_members.into(),
+            "version" => r.version.clone().into(),
+            "creator" => r.creator.clone().into(),
+            "encryption" => json_of(&r.encryption),
+            "federatable" => r.federatable.into(),
+            "public" => r.public.into(),
+            "join_rules" => json_of(&r.join_rules),
+            "guest_access" => json_of(&r.guest_access),
+            "history_visibility" => json_of(&r.history_visibility),
+            "state_events" => r.state_events.into(),
+            _ => Value::Null,
+        }
+    };
+    const ORDERS: &[&str] = &[
+        "name",
+        "canonical_alias",
+        "joined_members",
+        "joined_local_members",
+        "version",
+        "creator",
+        "encryption",
+        "federatable",
+        "public",
+        "join_rules",
+        "guest_access",
+        "history_visibility",
+        "state_events",
+    ];
+    if !ORDERS.contains(&order_by) {
+        return Err(Error::InvalidParam(format!(
+            "unknown order_by {order_by:?}"
+        )));
+    }
+    let term = query.search_term.as_deref().map(str::to_lowercase);
+    let mut all = Vec::new();
+    for (room_id, record) in rooms.db().all_rooms().await? {
+        let summary = room_details(rooms, &room_id, &record).await?.summary;
+        if let Some(term) = &term {
+            let hay = [
+                Some(summary.room_id.as_str()),
+                summary.name.as_deref(),
+                summary.canonical_alias.as_deref(),
+            ];
+            if !hay
+                .iter()
+                .flatten()
+                .any(|h| h.to_lowercase().contains(term.as_str()))
+            {
+                continue;
+            }
+        }
+        all.push(summary);
+    }
+    all.sort_by(|a, b| compare_json(&key(a), &key(b)).then_with(|| a.room_id.cmp(&b.room_id)));
+    if backwards {
+        all.reverse();
+    }
+    let total_rooms = all.len();
+    let page: Vec<RoomSummary> = all.into_iter().skip(from).take(limit).collect();
+    let end = from.saturating_add(page.len());
+    Ok(RoomsPage {
+        offset: from,
+        next_batch: (end < total_rooms).then_some(end),
+        prev_batch: (from > 0).then(|| from.saturating_sub(limit)),
+        rooms: page,
+        total_rooms,
+    })
+}
+
+fn json_of(v: &Option<String>) -> Value {
+    v.clone().map_or(Value::Null, Value::String)
+}
+
+/// Orders null first, then numbers, booleans and strings by value.
+fn compare_json(a: &Value, b: &Value) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a, b) {
+        (Value::Null, Value::Null) => Ordering::Equal,
+        (Value::Null, _) => Ordering::Less,
+        (_, Value::Null) => Ordering::Greater,
+        (Value::Number(x), Value::Number(y)) => x.as_u64().cmp(&y.as_u64()),
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        _ => Ordering::Equal,
+    }
+}
+
+/// Parses a room ID of the admin API.
+fn room_id(raw: &str) -> Result<OwnedRoomId> {
+    RoomId::parse(raw).map_err(|e| Error::InvalidParam(format!("invalid room ID {raw:?}: {e}")))
+}
+
+/// The record of a room, or 404 "Room not found".
+async fn room_record(rooms: &Rooms, room_id: &RoomId) -> Result<crate::db::rooms::RoomRecord> {
+    rooms
+        .db()
+        .room(room_id)
+        .await?
+        .ok_or_else(|| Error::NotFound("Room not found".into()))
+}
+
+/// `GET /_synapse/admin/v1/rooms/{room_id}`.
+///
+/// Errors: [`Error::InvalidParam`] for a malformed room ID,
+/// [`Error::NotFound`] for an unknown room.
+pub async fn room(rooms: &Rooms, raw_room_id: &str) -> Result<RoomDetails> {
+    let room_id = room_id(raw_room_id)?;
+    let record = room_record(rooms, &room_id).await?;
+    room_details(rooms, &room_id, &record).await
+}
+
+/// `GET /_synapse/admin/v1/rooms/{room_id}/members`: the joined members'
+/// user IDs and their count, `{"members": [...], "total": n}`.
+///
+/// Errors: as [`room`].
+pub async fn room_members(rooms: &Rooms, raw_room_id: &str) -> Result<Value> {
+    let room_id = room_id(raw_room_id)?;
+    room_record(rooms, &room_id).await?;
+    let members: Vec<String> = rooms
+        .db()
+        .members(&room_id)
+        .await?
+        .into_iter()
+        .filter(|(_, m)| m.membership == ruma::events::room::member::MembershipState::Join)
+        .map(|(user, _)| user.to_string())
+        .collect();
+    Ok(serde_json::json!({ "total": members.len(), "members": members }))
+}
+
+/// `GET /_synapse/admin/v1/rooms/{room_id}/state`: the current state
+/// events in client format, `{"state": [...]}`.
+///
+/// Errors: as [`room`].
+pub async fn room_state(rooms: &Rooms, raw_room_id: &str) -> Result<Value> {
+    let room_id = room_id(raw_room_id)?;
+    room_record(rooms, &room_id).await?;
+    let state: Vec<Value> = current_state(rooms, &room_id)
+        .await?
+        .into_values()
+        .map(|(_, event)| event)
+        .collect();
+    Ok(serde_json::json!({ "state": state }))
 }
 
 /// The list entry of one account, with its profile (one read).

@@ -190,6 +190,21 @@ impl RoomsDb {
         Ok(value.is_some())
     }
 
+    /// Every room of this server, in room ID order, with its record (for
+    /// the admin API's room list). One range read.
+    pub async fn all_rooms(&self) -> Result<Vec<(OwnedRoomId, super::RoomRecord)>> {
+        let space = &self.layout.rooms;
+        let (begin, end) = space.range(&keys::ROOM, &());
+        let kvs = self.db.read_range(RangeOption::new(begin, end)).await?;
+        kvs.iter()
+            .map(|kv| {
+                let (_, room): (i64, String) = unpack("room", space, &kv.key)?;
+                let room = OwnedRoomId::try_from(room).map_err(|e| Error::corrupt("room", e))?;
+                Ok((room, decode("room", &kv.value)?))
+            })
+            .collect()
+    }
+
     /// The rooms in the public directory, in room ID order, after
     /// `after` (exclusive), at most `limit`. One range read.
     pub async fn listed_rooms(
