@@ -6,7 +6,9 @@
 //!   ([`keys`]);
 //! - `myelin user ...`: operator account commands ([`user`]);
 //! - `myelin game verify`: check balances against the ledger ([`game`]);
-//! - `myelin backup create | verify | restore` ([`backup`]).
+//! - `myelin backup create | verify | restore` ([`backup`]);
+//! - `myelin admin users | rooms | registration-tokens ...`: the admin API's
+//!   operations ([`admin`]).
 //!
 //! Configuration flags common to every command that touches a store live in
 //! [`ConfigArgs`] (`--config FILE`, `--data DIR`); `serve` adds `--bind` and
@@ -21,6 +23,7 @@
 //! Who may import this: `main.rs` only. The CLI sits at the top of the crate
 //! and may import every layer.
 
+pub mod admin;
 pub mod backup;
 pub mod game;
 pub mod keys;
@@ -65,6 +68,9 @@ pub enum Command {
     /// Backup and restore of every database.
     #[command(subcommand)]
     Backup(backup::BackupCommand),
+    /// The admin API's operations: users, rooms, registration tokens.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
 }
 
 /// Where the configuration comes from: `--config FILE` and `--data DIR`,
@@ -174,6 +180,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Keys(cmd) => keys::run(cmd).await,
         Command::Game(cmd) => game::run(cmd).await,
         Command::Backup(cmd) => backup::run(cmd).await,
+        Command::Admin(cmd) => admin::run(cmd).await,
         Command::Bench(args) => crate::bench::run(args)
             .await
             .map_err(|e| CliError::Runtime(Box::new(e))),
