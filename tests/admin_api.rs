@@ -387,3 +387,127 @@ async fn rooms_list_details_members_and_state() {
         "M_FORBIDDEN",
     );
 }
+
+#[tokio::test]
+async fn room_delete_with_block_kicks_unlists_and_blocks() {
+    let t = setup().await;
+    let room = t
+        .alice
+        .create_room(json!({"preset": "public_chat", "name": "Doomed", "room_alias_name": "doomed", "visibility": "public"}))
+        .await;
+    let bob = t.server.register("bob", "pw-bob-1").await;
+    bob.join(&room).await;
+    let path = format!("/_synapse/admin/v2/rooms/{room}");
+    assert_error(
+        &t.alice.delete(&path, json!({"block": true})).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &t.admin
+            .delete("/_synapse/admin/v2/rooms/!nope:test.local", json!({}))
+            .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &t.admin
+            .delete(&path, json!({"new_room_user_id": "@admin:test.local"}))
+            .await,
+        400,
+        "M_INVALID_PARAM",
+    );
+    assert_error(
+        &t.admin.delete(&path, json!({"block": "yes"})).await,
+        400,
+        "M_BAD_JSON",
+    );
+    // Refusals changed nothing: bob is still joined.
+    let (_, members) = t
+        .admin
+        .get(&format!("/_synapse/admin/v1/rooms/{room}/members"))
+        .await;
+    assert_eq!(members["total"], 2);
+
+    let (status, answer) = t.admin.delete(&path, json!({"block": true})).await;
+    assert_eq!(status, 200, "{answer}");
+    let delete_id = answer["delete_id"].as_str().expect("delete_id").to_owned();
+    let (status, by_room) = t.admin.get(&format!("{path}/delete_status")).await;
+    assert_eq!(status, 200, "{by_room}");
+    let result = &by_room["results"][0];
+    assert_eq!(result["delete_id"], delete_id.as_str());
+    assert_eq!(result["status"], "complete");
+    let mut kicked: Vec<String> =
+        serde_json::from_value(result["shutdown_room"]["kicked_users"].clone())
+            .expect("kicked users");
+    kicked.sort();
+    assert_eq!(kicked, ["@alice:test.local", "@bob:test.local"]);
+    assert_eq!(
+        result["shutdown_room"]["local_aliases"],
+        json!(["#doomed:test.local"])
+    );
+    let (_, by_id) = t
+        .admin
+        .get(&format!(
+            "/_synapse/admin/v2/rooms/delete_status/{delete_id}"
+        ))
+        .await;
+    assert_eq!(&by_id, result);
+
+    // Nobody is left, the alias and the directory entry are gone, and the
+    // room cannot be joined again.
+    let (_, members) = t
+        .admin
+        .get(&format!("/_synapse/admin/v1/rooms/{room}/members"))
+        .await;
+    assert_eq!(members["total"], 0);
+    assert_error(
+        &bob.get("/_matrix/client/v3/directory/room/%23doomed:test.local")
+            .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    let (_, public) = bob.get("/_matrix/client/v3/publicRooms").await;
+    assert_eq!(public["chunk"], json!([]));
+    assert_error(
+        &bob.post(&format!("/_matrix/client/v3/rooms/{room}/join"), json!({}))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &t.alice
+            .post(&format!("/_matrix/client/v3/join/{room}"), json!({}))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &t.admin
+            .get("/_synapse/admin/v2/rooms/delete_status/nope")
+            .await,
+        404,
+        "M_NOT_FOUND",
+    );
+
+    // The status is stored: it outlives a restart.
+    let clock = t.server.clock.clone();
+    let dir = t.server.data_dir.clone();
+    let _tmp = t.server.stop().await;
+    let server = TestServer::start_at(&dir, common_api::test_config(), clock).await;
+    let admin = server.login("admin", "pw-admin-1").await.expect("admin");
+    let (status, again) = admin
+        .get(&format!(
+            "/_synapse/admin/v2/rooms/delete_status/{delete_id}"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(again["status"], "complete");
+    let bob = server.login("bob", "pw-bob-1").await.expect("bob");
+    assert_error(
+        &bob.post(&format!("/_matrix/client/v3/rooms/{room}/join"), json!({}))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+}

@@ -105,6 +105,17 @@ fn admin_commands_on_a_stopped_store() {
         0
     );
 
+    let out = myelin(&[
+        "admin",
+        "rooms",
+        "delete",
+        "!nope:localhost",
+        "--block",
+        "--data",
+        d,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "an unknown room is bad input");
+
     // Bad input exits 2 with a message.
     let out = myelin(&[
         "admin",

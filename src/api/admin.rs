@@ -20,7 +20,7 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -28,7 +28,7 @@ use super::extract::Auth;
 use super::game::{GameJson, GameQuery, PathParam};
 use super::{ApiError, AppState};
 use crate::service::admin::{
-    self, NewToken, PutOutcome, PutUser, RoomsQuery, UpdateToken, UsersQuery,
+    self, DeleteRoom, NewToken, PutOutcome, PutUser, RoomsQuery, UpdateToken, UsersQuery,
 };
 
 /// An authenticated admin.
@@ -82,6 +82,15 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
             get(room_members),
         )
         .route("/_synapse/admin/v1/rooms/{room_id}/state", get(room_state))
+        .route("/_synapse/admin/v2/rooms/{room_id}", delete(delete_room))
+        .route(
+            "/_synapse/admin/v2/rooms/{room_id}/delete_status",
+            get(room_delete_status),
+        )
+        .route(
+            "/_synapse/admin/v2/rooms/delete_status/{delete_id}",
+            get(delete_status),
+        )
         .route("/_myelin/admin/v1/backup", post(create_backup))
 }
 
@@ -183,6 +192,35 @@ async fn room_members(State(s): State<AppState>, _: AdminAuth, PathParam(id): Pa
 /// `GET /_synapse/admin/v1/rooms/{room_id}/state`.
 async fn room_state(State(s): State<AppState>, _: AdminAuth, PathParam(id): PathParam) -> Answer {
     Ok(Json(admin::room_state(&s.rooms, &id).await?))
+}
+
+/// `DELETE /_synapse/admin/v2/rooms/{room_id}`: `{"delete_id": "..."}`.
+async fn delete_room(
+    State(s): State<AppState>,
+    _: AdminAuth,
+    PathParam(id): PathParam,
+    GameJson(body): GameJson<DeleteRoom>,
+) -> Answer {
+    let delete_id = admin::delete_room(&s.accounts, &s.rooms, &id, body).await?;
+    Ok(Json(json!({ "delete_id": delete_id })))
+}
+
+/// `GET /_synapse/admin/v2/rooms/{room_id}/delete_status`.
+async fn room_delete_status(
+    State(s): State<AppState>,
+    _: AdminAuth,
+    PathParam(id): PathParam,
+) -> Answer {
+    Ok(Json(admin::room_delete_status(&s.rooms, &id).await?))
+}
+
+/// `GET /_synapse/admin/v2/rooms/delete_status/{delete_id}`.
+async fn delete_status(
+    State(s): State<AppState>,
+    _: AdminAuth,
+    PathParam(id): PathParam,
+) -> Answer {
+    Ok(Json(admin::delete_status(&s.rooms, &id).await?))
 }
 
 /// `?valid=` of the token list.

@@ -95,6 +95,22 @@ pub enum RoomsCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Shut a room down: members leave, aliases and directory entry go
+    /// (`DELETE /_synapse/admin/v2/rooms/{room_id}`); prints its status.
+    Delete(DeleteArgs),
+}
+
+/// `myelin admin rooms delete ROOM_ID [--block]`.
+#[derive(Debug, clap::Args)]
+pub struct DeleteArgs {
+    /// The room ID.
+    pub room_id: String,
+    /// Block the room: nobody may join it again.
+    #[arg(long)]
+    pub block: bool,
+    /// Configuration sources.
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 /// `myelin admin registration-tokens ...`.
@@ -187,6 +203,27 @@ pub async fn run(cmd: AdminCommand) -> Result<(), CliError> {
                 search_term,
             };
             to_value(admin::list_rooms(&app.rooms, &query).await)?
+        }
+        AdminCommand::Rooms(RoomsCommand::Delete(DeleteArgs {
+            room_id,
+            block,
+            config,
+        })) => {
+            let app = open(&config).await?;
+            let body = admin::DeleteRoom {
+                block,
+                purge: false,
+                new_room_user_id: None,
+                room_name: None,
+                message: None,
+                force_purge: false,
+            };
+            let delete_id = admin::delete_room(&app.accounts, &app.rooms, &room_id, body)
+                .await
+                .map_err(service_error)?;
+            admin::delete_status(&app.rooms, &delete_id)
+                .await
+                .map_err(service_error)?
         }
         AdminCommand::RegistrationTokens(TokensCommand::Create {
             token,

@@ -1003,6 +1003,152 @@ pub async fn room_state(rooms: &Rooms, raw_room_id: &str) -> Result<Value> {
     Ok(serde_json::json!({ "state": state }))
 }
 
+/// The body of `DELETE /_synapse/admin/v2/rooms/{room_id}`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteRoom {
+    /// Block the room: nobody may join it again, by ID or alias.
+    #[serde(default)]
+    pub block: bool,
+    /// Accepted, but the room's events are kept (`docs/admin-api.md`).
+    #[serde(default = "default_true")]
+    pub purge: bool,
+    /// Refused when given: Myelin makes no replacement room.
+    pub new_room_user_id: Option<String>,
+    /// Ignored (no replacement room).
+    pub room_name: Option<String>,
+    /// Ignored (no replacement room).
+    pub message: Option<String>,
+    /// Ignored (nothing is purged).
+    #[serde(default)]
+    pub force_purge: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `DELETE /_synapse/admin/v2/rooms/{room_id}`: shuts the room down, as a
+/// job whose status is stored in the `rooms` database (so
+/// `delete_status` survives a restart): with `block`, the room is blocked
+/// first; every joined, invited or knocking member then leaves (their own
+/// leave event, so no power level is needed); every local alias is
+/// deleted; the room leaves the public directory. The job runs before the
+/// answer (`status` is `complete`, or `failed` with the error); a crash
+/// part-way leaves `shutting_down`, and the request may be repeated (each
+/// step is idempotent). Returns the `delete_id`.
+///
+/// Errors: [`Error::InvalidParam`] for a malformed room ID or a
+/// `new_room_user_id`, [`Error::NotFound`] for an unknown room.
+pub async fn delete_room(
+    accounts: &Accounts,
+    rooms: &Rooms,
+    raw_room_id: &str,
+    body: DeleteRoom,
+) -> Result<String> {
+    let room_id = room_id(raw_room_id)?;
+    if body.new_room_user_id.is_some() {
+        return Err(Error::InvalidParam(
+            "new_room_user_id is not supported: Myelin makes no replacement room".into(),
+        ));
+    }
+    room_record(rooms, &room_id).await?;
+    let delete_id = generate_token(accounts.random(), 16);
+    let status = |status: &str, shutdown: Value| {
+        serde_json::json!({
+            "delete_id": delete_id,
+            "room_id": room_id.as_str(),
+            "status": status,
+            "shutdown_room": shutdown,
+        })
+    };
+    let empty = serde_json::json!({
+        "kicked_users": [], "failed_to_kick_users": [], "local_aliases": [], "new_room_id": null,
+    });
+    rooms
+        .db()
+        .put_deletion(&delete_id, &status("shutting_down", empty))
+        .await?;
+    let outcome = shut_down(rooms, &room_id, body.block).await;
+    let done = match &outcome {
+        Ok(shutdown) => status("complete", shutdown.clone()),
+        Err(e) => {
+            let mut failed = status("failed", Value::Null);
+            failed["error"] = Value::String(e.to_string());
+            failed
+        }
+    };
+    rooms.db().put_deletion(&delete_id, &done).await?;
+    outcome.map(|_| delete_id)
+}
+
+/// The steps of [`delete_room`]; the `shutdown_room` object.
+async fn shut_down(rooms: &Rooms, room_id: &RoomId, block: bool) -> Result<Value> {
+    use ruma::events::room::member::MembershipState as M;
+    if block {
+        rooms.db().set_blocked(room_id, true).await?;
+    }
+    let (mut kicked, mut failed) = (Vec::new(), Vec::new());
+    for (user, member) in rooms.db().members(room_id).await? {
+        if matches!(member.membership, M::Join | M::Invite | M::Knock) {
+            match rooms.leave(&user, room_id).await {
+                Ok(_) => kicked.push(user.to_string()),
+                Err(e) => {
+                    tracing::warn!(%user, %room_id, error = %e, "room delete: leave failed");
+                    failed.push(user.to_string());
+                }
+            }
+        }
+    }
+    let mut aliases = Vec::new();
+    for alias in rooms.db().room_aliases(room_id).await? {
+        rooms.db().delete_alias(&alias, None).await?;
+        aliases.push(alias.to_string());
+    }
+    rooms.db().set_listed(room_id, false).await?;
+    Ok(serde_json::json!({
+        "kicked_users": kicked,
+        "failed_to_kick_users": failed,
+        "local_aliases": aliases,
+        "new_room_id": null,
+    }))
+}
+
+/// `GET /_synapse/admin/v2/rooms/{room_id}/delete_status`:
+/// `{"results": [status, ...]}`.
+///
+/// Errors: [`Error::InvalidParam`] for a malformed room ID,
+/// [`Error::NotFound`] when the room has no deletion.
+pub async fn room_delete_status(rooms: &Rooms, raw_room_id: &str) -> Result<Value> {
+    let room_id = room_id(raw_room_id)?;
+    let results: Vec<Value> = rooms
+        .db()
+        .deletions()
+        .await?
+        .into_iter()
+        .filter(|d| d["room_id"] == room_id.as_str())
+        .collect();
+    if results.is_empty() {
+        return Err(Error::NotFound(format!(
+            "No delete task for room_id '{room_id}' found"
+        )));
+    }
+    Ok(serde_json::json!({ "results": results }))
+}
+
+/// `GET /_synapse/admin/v2/rooms/delete_status/{delete_id}`.
+///
+/// Errors: [`Error::NotFound`] for an unknown delete ID.
+pub async fn delete_status(rooms: &Rooms, delete_id: &str) -> Result<Value> {
+    rooms
+        .db()
+        .deletions()
+        .await?
+        .into_iter()
+        .find(|d| d["delete_id"] == delete_id)
+        .ok_or_else(|| Error::NotFound(format!("delete id '{delete_id}' not found")))
+}
+
 /// The list entry of one account, with its profile (one read).
 async fn summary(accounts: &Accounts, user_id: &str, record: &UserRecord) -> Result<UserSummary> {
     let profile = accounts.db().profile(user_id).await?;
