@@ -1,4 +1,5 @@
-//! `docs/game-openapi.yaml` against real responses: every game endpoint is
+//! `docs/game-openapi.yaml` against real responses: every game endpoint (the
+//! leaderboards and tournaments of issue 18 too) is
 //! called (successes and the errors with extra fields), and each answer is
 //! checked against the schema the file gives for its path, method and
 //! status. The file is written in YAML's JSON subset, so it is read here
@@ -9,6 +10,7 @@
 
 mod common_api;
 
+use myelin::service::Clock;
 use serde_json::{Map, Value, json};
 
 use common_api::{Client, TestServer};
@@ -342,4 +344,205 @@ async fn every_answer_matches_the_openapi_file() {
         "items": {"grant": [{"user_id": b, "items": [{"type": "shield"}]}]},
         "storage": {"write": [{"collection": "q", "key": "1", "value": {}, "owner": a}]}});
     check!(admin, "post", "/transactions", "/transactions", Some(tx));
+    // Leaderboards and tournaments (issue 18).
+    let lb = json!({"id": "lb", "reset": "0 0 * * *", "metadata": {"s": 1}});
+    check!(
+        admin,
+        "post",
+        "/leaderboards",
+        "/leaderboards",
+        Some(lb.clone())
+    );
+    check!(alice, "post", "/leaderboards", "/leaderboards", Some(lb)); // 403
+    check!(
+        admin,
+        "post",
+        "/leaderboards",
+        "/leaderboards",
+        Some(json!({"id": "lb", "sort": "asc"}))
+    ); // 409
+    check!(
+        admin,
+        "post",
+        "/leaderboards",
+        "/leaderboards",
+        Some(json!({"id": "x", "metadata": {"b": "x".repeat(17_000)}}))
+    ); // 413
+    check!(
+        admin,
+        "post",
+        "/leaderboards",
+        "/leaderboards",
+        Some(json!({"id": "x", "reset": "never"}))
+    ); // 400
+    check!(alice, "get", "/leaderboards/{id}", "/leaderboards/lb", None);
+    check!(
+        alice,
+        "get",
+        "/leaderboards/{id}",
+        "/leaderboards/none",
+        None
+    ); // 404
+    let rec = json!({"score": 5, "metadata": {"m": 1}});
+    check!(
+        alice,
+        "post",
+        "/leaderboards/{id}/records",
+        "/leaderboards/lb/records",
+        Some(rec.clone())
+    );
+    check!(
+        bob,
+        "post",
+        "/leaderboards/{id}/records",
+        "/leaderboards/lb/records",
+        Some(json!({"score": 3, "owner": a}))
+    ); // 403
+    check!(
+        bob,
+        "post",
+        "/leaderboards/{id}/records",
+        "/leaderboards/lb/records",
+        Some(json!({"score": 3}))
+    );
+    let page = check!(
+        alice,
+        "get",
+        "/leaderboards/{id}/records",
+        format!("/leaderboards/lb/records?limit=1&owner_ids={b}"),
+        None
+    );
+    let expiry = page["expiry"].as_u64().expect("game test step");
+    check!(
+        alice,
+        "get",
+        "/leaderboards/{id}/records",
+        format!("/leaderboards/lb/records?expiry={expiry}&limit=0"),
+        None
+    ); // 400
+    check!(
+        alice,
+        "get",
+        "/leaderboards/{id}/records/{owner}",
+        format!("/leaderboards/lb/records/{a}"),
+        None
+    );
+    check!(
+        alice,
+        "get",
+        "/leaderboards/{id}/records/around/{owner}",
+        format!("/leaderboards/lb/records/around/{b}?limit=2"),
+        None
+    );
+    check!(
+        alice,
+        "delete",
+        "/leaderboards/{id}/records",
+        "/leaderboards/lb/records",
+        None
+    );
+    check!(
+        alice,
+        "delete",
+        "/leaderboards/{id}/records",
+        "/leaderboards/lb/records",
+        None
+    ); // 404
+    check!(
+        admin,
+        "delete",
+        "/leaderboards/{id}",
+        "/leaderboards/lb",
+        None
+    );
+    let now_s = server.clock.now_ms() / 1000;
+    let cup = json!({"id": "cup", "category": 2, "title": "Cup", "start_time": now_s - 10,
+        "max_size": 1, "max_num_score": 1, "join_required": true});
+    check!(admin, "post", "/tournaments", "/tournaments", Some(cup));
+    check!(
+        admin,
+        "post",
+        "/tournaments",
+        "/tournaments",
+        Some(json!({"id": "late", "start_time": now_s + 100}))
+    );
+    check!(
+        alice,
+        "get",
+        "/tournaments",
+        "/tournaments?category_end=2&limit=1",
+        None
+    );
+    check!(alice, "get", "/tournaments", "/tournaments?limit=0", None); // 400
+    check!(alice, "get", "/tournaments/{id}", "/tournaments/cup", None);
+    check!(
+        alice,
+        "post",
+        "/tournaments/{id}/records",
+        "/tournaments/cup/records",
+        Some(json!({"score": 1}))
+    ); // 403: not joined
+    check!(
+        alice,
+        "post",
+        "/tournaments/{id}/join",
+        "/tournaments/cup/join",
+        Some(json!({}))
+    );
+    check!(
+        bob,
+        "post",
+        "/tournaments/{id}/join",
+        "/tournaments/cup/join",
+        Some(json!({}))
+    ); // 409: full
+    check!(
+        alice,
+        "post",
+        "/tournaments/{id}/records",
+        "/tournaments/cup/records",
+        Some(json!({"score": 1}))
+    );
+    check!(
+        alice,
+        "post",
+        "/tournaments/{id}/records",
+        "/tournaments/cup/records",
+        Some(json!({"score": 1}))
+    ); // 409: max_num_score
+    check!(
+        alice,
+        "post",
+        "/tournaments/{id}/records",
+        "/tournaments/late/records",
+        Some(json!({"score": 1}))
+    ); // 409: not started
+    check!(
+        alice,
+        "get",
+        "/tournaments/{id}/records",
+        "/tournaments/cup/records",
+        None
+    );
+    check!(
+        alice,
+        "get",
+        "/tournaments/{id}/records/{owner}",
+        format!("/tournaments/cup/records/{a}"),
+        None
+    );
+    check!(
+        alice,
+        "get",
+        "/tournaments/{id}/records/around/{owner}",
+        format!("/tournaments/cup/records/around/{a}"),
+        None
+    );
+    check!(
+        alice,
+        "post",
+        "/tournaments/{id}/join",
+        "/tournaments/none/join",
+        Some(json!({}))
+    ); // 404
 }

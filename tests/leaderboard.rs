@@ -51,6 +51,7 @@ async fn submit(
             metadata: None,
             operator,
             id,
+            max_num_score: None,
         };
         lb.submit(&tx, &s, now_ms).await
     })
@@ -243,6 +244,7 @@ async fn a_submission_run_twice_applies_once() {
         metadata: Some(r#"{"level":3}"#),
         operator: None,
         id: 99,
+        max_num_score: None,
     };
     // Two attempts of one submission, as after commit_unknown_result.
     for _ in 0..2 {
@@ -392,6 +394,7 @@ async fn ranks_equal_a_brute_force_sort_of_random_boards() {
                             metadata: None,
                             operator: Some(*op),
                             id: *id,
+                            max_num_score: None,
                         };
                         lb.submit(&tx, &s, 1).await?;
                     }

@@ -19,6 +19,11 @@
 //! | game: a balance would go below zero | 409 | `ORG.MYELIN.INSUFFICIENT_FUNDS` with `user_id`, `currency`, `balance`, `delta` |
 //! | game: an item missing, not the owner's, or too few | 409 | `ORG.MYELIN.INSUFFICIENT_ITEMS` with `item_id`, `held`, `wanted` |
 //! | game: the trade is no longer open | 409 | `ORG.MYELIN.TRADE_NOT_OPEN` with `state` |
+//! | game: a leaderboard with this ID and another definition exists | 409 | `ORG.MYELIN.LEADERBOARD_EXISTS` |
+//! | game: a tournament takes no submission now | 409 | `ORG.MYELIN.TOURNAMENT_NOT_ACTIVE` with `reason` |
+//! | game: a tournament window is full | 409 | `ORG.MYELIN.TOURNAMENT_FULL` with `max_size` |
+//! | game: a tournament needs a join first | 403 | `ORG.MYELIN.TOURNAMENT_NOT_JOINED` |
+//! | game: a record reached `max_num_score` | 409 | `ORG.MYELIN.MAX_NUM_SCORE` with `max_num_score` |
 //! | game: write to an admin-only object | 403 | `M_FORBIDDEN` with `index` |
 //! | storage failure, panic | 500 | `M_UNKNOWN` |
 
@@ -261,6 +266,39 @@ fn game_error(e: &service::game::Error) -> (StatusCode, &'static str, serde_json
             D::BalanceOverflow { .. } => (StatusCode::BAD_REQUEST, "M_INVALID_PARAM", none),
             D::TradeNotFound => (StatusCode::NOT_FOUND, "M_NOT_FOUND", none),
             D::NotAllowed(_) => (StatusCode::FORBIDDEN, "M_FORBIDDEN", none),
+            D::BoardNotFound => (StatusCode::NOT_FOUND, "M_NOT_FOUND", none),
+            D::BoardExists => (StatusCode::CONFLICT, "ORG.MYELIN.LEADERBOARD_EXISTS", none),
+            D::TournamentNotActive(reason) => (
+                StatusCode::CONFLICT,
+                "ORG.MYELIN.TOURNAMENT_NOT_ACTIVE",
+                json!({ "reason": reason }),
+            ),
+            D::TournamentFull { max_size } => (
+                StatusCode::CONFLICT,
+                "ORG.MYELIN.TOURNAMENT_FULL",
+                json!({ "max_size": max_size }),
+            ),
+            D::NotJoined => (
+                StatusCode::FORBIDDEN,
+                "ORG.MYELIN.TOURNAMENT_NOT_JOINED",
+                none,
+            ),
+            D::Leaderboard(l) => {
+                use crate::db::leaderboard::LeaderboardError as L;
+                match l {
+                    L::MaxNumScore(max) => (
+                        StatusCode::CONFLICT,
+                        "ORG.MYELIN.MAX_NUM_SCORE",
+                        json!({ "max_num_score": max }),
+                    ),
+                    L::BadOwner | L::BadReset(_) | L::BadCursor | L::BadLimit => {
+                        (StatusCode::BAD_REQUEST, "M_INVALID_PARAM", none)
+                    }
+                    L::Malformed(_) | L::RankedSet(_) => {
+                        (StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", none)
+                    }
+                }
+            }
             D::Kv(_) | D::Corrupt { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", none),
         },
     }

@@ -31,6 +31,7 @@ pub mod error;
 pub mod extract;
 mod filters;
 pub mod game;
+pub mod leaderboard;
 mod membership;
 mod messages;
 mod presence;
@@ -91,6 +92,8 @@ pub fn router(state: AppState) -> Router {
     let routes = directory::routes(routes);
     let routes = receipts::routes(routes);
     let routes = game::routes(routes);
+    // Leaderboards and tournaments (issue 18).
+    let routes = leaderboard::routes(routes);
     let routes = admin::routes(routes);
     routes
         .fallback(|| async { ApiError::UnrecognizedPath })

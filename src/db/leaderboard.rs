@@ -60,7 +60,13 @@
 //! not change, as for a `best` that did not beat the record), whose
 //! conflicts are those of
 //! [`crate::kv::ranked_set`] (inserts far apart commit together); the rank it
-//! returns is read at snapshot isolation, so it adds no conflict.
+//! returns is read at snapshot isolation, so it adds no conflict. Why 8
+//! remembered IDs suffice (a retry follows its unknown result within
+//! milliseconds, and 8 other submissions to the same record would have to
+//! commit in between, serialized by the record's conflict range) is in
+//! `docs/leaderboards.md`. [`Leaderboard::bulk_load`] is the exception: it
+//! fills an empty window in several transactions, for loading before
+//! traffic.
 //!
 //! Who may import this: `db::*` databases (the `game` database), tests. Of
 //! Myelin's modules it imports only `kv`.
@@ -79,6 +85,9 @@ pub const MAX_OWNER_BYTES: usize = 255;
 pub const REMEMBERED_SUBMISSIONS: usize = 8;
 /// Most records one page or around-owner read returns.
 pub const MAX_LIMIT: usize = 1000;
+/// Records one transaction of [`Leaderboard::bulk_load`] writes (about
+/// 100 bytes each: far below FoundationDB's 10 MB).
+pub const BULK_RECORDS_PER_TRANSACTION: usize = 1000;
 
 /// The direction of a board: which end is rank 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +154,14 @@ impl Reset {
         &self.expression
     }
 
+    /// The start (ms since the Unix epoch) of the window holding `now_ms`:
+    /// the last occurrence at or before it, or `None` before the first.
+    pub fn start_at_or_before(&self, now_ms: u64) -> Option<u64> {
+        let now = chrono::DateTime::from_timestamp_millis(i64::try_from(now_ms).ok()?)?;
+        let previous = self.cron.find_previous_occurrence(&now, true).ok()?;
+        u64::try_from(previous.timestamp_millis()).ok()
+    }
+
     /// The expiry (ms since the Unix epoch) of the window holding `now_ms`:
     /// the first occurrence strictly after it.
     ///
@@ -189,6 +206,10 @@ pub enum LeaderboardError {
     /// A limit outside 1..=[`MAX_LIMIT`].
     #[error("limit must be 1 to {MAX_LIMIT}")]
     BadLimit,
+    /// The owner's record already holds this many submissions in the
+    /// window (a tournament's `max_num_score`); nothing was written.
+    #[error("the record already has the most submissions allowed ({0})")]
+    MaxNumScore(u64),
     /// A stored record that does not decode.
     #[error("malformed leaderboard record: {0}")]
     Malformed(String),
@@ -269,6 +290,10 @@ pub struct Submission<'a> {
     /// Chosen by the caller once per submission (not per attempt), so a
     /// retried transaction recognises its own earlier commit.
     pub id: u64,
+    /// Refuse the submission ([`LeaderboardError::MaxNumScore`]) when the
+    /// record already counts this many (a tournament's `max_num_score`);
+    /// `None`: no limit.
+    pub max_num_score: Option<u64>,
 }
 
 /// A position to continue reading from: after (or before) one record.
@@ -477,6 +502,11 @@ impl Leaderboard {
             // An earlier attempt of this submission committed.
             return self.ranked(tx, &set, expiry_ms, owner, old.clone()).await;
         }
+        if let (Some(max), Some(old)) = (submission.max_num_score, &old)
+            && old.entry.num_score >= max
+        {
+            return Err(LeaderboardError::MaxNumScore(max));
+        }
         let op = submission.operator.unwrap_or(self.board.operator);
         let (score, subscore) = apply(
             sort,
@@ -666,6 +696,68 @@ impl Leaderboard {
         let elements = set.range_by_rank(tx, start, limit, true).await?;
         let records = self.records_of(tx, expiry_ms, &elements, start + 1).await?;
         Ok(Some(records))
+    }
+
+    /// Loads `records` (owner, score, subscore; a repeated owner keeps its
+    /// last) into the **empty** window `expiry_ms` in several transactions:
+    /// the records in batches of blind writes, then the ranked set by
+    /// [`RankedSet::bulk_build`]. Each record gets `num_score` 1 and times
+    /// `now_ms`. For loading a board before it takes traffic (imports,
+    /// benchmarks, tests): the window is not consistent until it returns,
+    /// and it must not be written meanwhile. Returns the number loaded.
+    ///
+    /// Errors: [`LeaderboardError::BadOwner`] (before anything is written);
+    /// the ranked set's (`NotEmpty` for a window that holds records); the
+    /// store's.
+    pub async fn bulk_load(
+        &self,
+        db: &kv::Database,
+        expiry_ms: u64,
+        records: &[(String, i64, i64)],
+        now_ms: u64,
+    ) -> Result<u64> {
+        let mut by_owner = std::collections::BTreeMap::new();
+        for (owner, score, subscore) in records {
+            check_owner(owner)?;
+            by_owner.insert(owner.as_str(), (*score, *subscore));
+        }
+        let set = self.ranked_set(expiry_ms)?;
+        // The set is checked empty first (a second load is refused before
+        // it overwrites records).
+        if set.count(&db.create_transaction()?, true).await? > 0 {
+            return Err(RankedSetError::NotEmpty.into());
+        }
+        let owners: Vec<(&str, (i64, i64))> = by_owner.into_iter().collect();
+        for chunk in owners.chunks(BULK_RECORDS_PER_TRANSACTION) {
+            db.run(|tx, _| async move {
+                // Blind writes of fixed values: safe to run twice.
+                for (owner, (score, subscore)) in chunk {
+                    let stored = Stored {
+                        entry: Entry {
+                            score: *score,
+                            subscore: *subscore,
+                            num_score: 1,
+                            metadata: "{}".to_owned(),
+                            create_ms: now_ms,
+                            update_ms: now_ms,
+                        },
+                        submissions: Vec::new(),
+                    };
+                    let bytes = rmp_serde::to_vec_named(&stored)
+                        .map_err(|e| LeaderboardError::Malformed(e.to_string()))?;
+                    tx.set(&self.record_key(expiry_ms, owner), &bytes);
+                }
+                Ok::<_, LeaderboardError>(())
+            })
+            .await?;
+        }
+        let sort = self.board.sort;
+        let mut elements: Vec<Vec<u8>> = owners
+            .iter()
+            .map(|(owner, (score, subscore))| element(sort, *score, *subscore, owner))
+            .collect();
+        elements.sort();
+        Ok(set.bulk_build(db, elements).await?)
     }
 
     /// The records of consecutive `elements`, the first at rank

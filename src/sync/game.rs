@@ -11,9 +11,19 @@
 //!   "wallet": {"balances": {"gold": 120}},      // when a balance changed
 //!   "inventory_changed": true,
 //!   "trades": [{"trade_id": "...", "state": "completed", ...}],
-//!   "storage": [{"collection": "saves", "key": "slot1", "version": "..."}]
+//!   "storage": [{"collection": "saves", "key": "slot1", "version": "..."}],
+//!   "leaderboards": [{"id": "weekly", "expiry": 0, "score": 120,
+//!                     "subscore": 0, "num_score": 3, "rank": 7}],
+//!   "tournaments": [{"id": "cup", "expiry": 0, "joined": true}]
 //! }
 //! ```
+//!
+//! `leaderboards` lists the user's own records that the user (or an admin
+//! on an authoritative board) submitted or deleted, with their current
+//! scores and rank read at the sync (a deleted record answers
+//! `"deleted": true` instead of scores); `tournaments` the tournament
+//! windows the user joined. Both are present only when non-empty. Rank
+//! changes caused by other players are not pushed: read them on demand.
 //!
 //! The section is absent when nothing changed. On an initial sync it holds
 //! the current balances and the open trades. A token from before the game
@@ -28,7 +38,7 @@ use crate::db::Position;
 use crate::db::game::{self as db, GameDb, ObjectId, TradeState};
 use crate::service::game::shapes::trade_json;
 
-/// Most trades listed in one section.
+/// Most trades (and leaderboard records) listed in one section.
 const MAX_TRADES: usize = 100;
 
 /// The section for `user` between `since` (`None`: initial sync;
@@ -96,6 +106,37 @@ pub async fn section(
         "trades": trades,
         "storage": storage,
     });
+    let mut records = Vec::new();
+    for (id, expiry) in change.leaderboards.iter().rev().take(MAX_TRADES) {
+        let record = match game.record(id, Some(*expiry), user, 0).await {
+            Ok(r) => r,
+            // Deleted since: the record went with it.
+            Err(db::Error::BoardNotFound) => None,
+            Err(e) => return Err(e),
+        };
+        records.push(match record {
+            Some(r) => json!({
+                "id": id,
+                "expiry": expiry,
+                "score": r.entry.score,
+                "subscore": r.entry.subscore,
+                "num_score": r.entry.num_score,
+                "rank": r.rank,
+            }),
+            None => json!({ "id": id, "expiry": expiry, "deleted": true }),
+        });
+    }
+    if !records.is_empty() {
+        out["leaderboards"] = json!(records);
+    }
+    if !change.joins.is_empty() {
+        let joins: Vec<Value> = change
+            .joins
+            .iter()
+            .map(|(id, expiry)| json!({ "id": id, "expiry": expiry, "joined": true }))
+            .collect();
+        out["tournaments"] = json!(joins);
+    }
     if change.wallet {
         out["wallet"] = json!({ "balances": game.balances(user).await? });
     }

@@ -27,6 +27,12 @@
 //! | `trades` | 1 | `by_user` | `(1, user_id: str, state: str, trade_id: str)` | empty |
 //! | `changes` | 0 | `idempotency` | `(0, scope: str, key: str, part: int)` | part of the first result's JSON |
 //! | `changes` | 1 | `user_log` | `(1, user_id: str, position: versionstamp)` | msgpack `UserChange` |
+//! | `leaderboards` | 0 | `board` | `(0, board_id: str)` | msgpack `BoardRecord` |
+//! | `leaderboards` | 1 | `record` | `(1, board_id: str, expiry: int, owner: str)` | msgpack record (`db::leaderboard`) |
+//! | `leaderboards` | 2 | `rank` | `(2, board_id: str, expiry: int, level: int, element: bytes)` | i64 little-endian count (`kv::ranked_set`) |
+//! | `leaderboards` | 3 | `by_category` | `(3, category: int, board_id: str)` | empty |
+//! | `leaderboards` | 4 | `joined` | `(4, board_id: str, expiry: int, owner: str)` | empty |
+//! | `leaderboards` | 5 | `join_count` | `(5, board_id: str, expiry: int, shard: int)` | i64 little-endian |
 //!
 //! System objects (owner `null` in the API) have owner `""` in `object`
 //! keys. A storage object's version is the 12-byte position of the commit
@@ -53,7 +59,15 @@ pub static SPEC: DatabaseSpec = DatabaseSpec {
     name: "game",
     schema_version: SCHEMA_VERSION,
     doc: "Game data: storage objects, wallets and their ledger, items and inventories, trades, idempotency keys and each user's change log for sync.",
-    directories: &[meta::DIRECTORY, STORAGE, WALLET, ITEMS, TRADES, CHANGES],
+    directories: &[
+        meta::DIRECTORY,
+        STORAGE,
+        WALLET,
+        ITEMS,
+        TRADES,
+        CHANGES,
+        LEADERBOARDS,
+    ],
 };
 
 const fn str_field(name: &'static str) -> Field {
@@ -195,6 +209,97 @@ pub const CHANGES: DirectorySpec = DirectorySpec {
     path: &["changes"],
     doc: "Idempotency keys and each user's change log (sync).",
     subspaces: &[IDEMPOTENCY, USER_LOG],
+};
+
+const BOARD_ID: Field = str_field("board_id");
+const EXPIRY: Field = Field {
+    name: "expiry",
+    ty: FieldType::Int,
+};
+
+/// `leaderboards/board`: `(0, board_id) -> msgpack BoardRecord`.
+pub const BOARD: SubspaceSpec = SubspaceSpec {
+    name: "board",
+    tag: 0,
+    key: &[BOARD_ID],
+    value: ValueEncoding::MsgPack("BoardRecord"),
+    doc: "A leaderboard or tournament: sort, operator, reset, authority, metadata, creation time (ms) and, for a tournament, its category, title, times and limits.",
+};
+
+/// `leaderboards/record`: `(1, board_id, expiry, owner) -> msgpack record`.
+pub const RECORD: SubspaceSpec = SubspaceSpec {
+    name: "record",
+    tag: 1,
+    key: &[BOARD_ID, EXPIRY, str_field("owner")],
+    value: ValueEncoding::MsgPack("leaderboard::Stored"),
+    doc: "An owner's record in one window of a board (expiry ms, 0: never): score, subscore, num_score, metadata, times, the last submission IDs (db::leaderboard).",
+};
+
+/// `leaderboards/rank`: `(2, board_id, expiry, level, element) -> i64 LE`.
+pub const RANK: SubspaceSpec = SubspaceSpec {
+    name: "rank",
+    tag: 2,
+    key: &[
+        BOARD_ID,
+        EXPIRY,
+        Field {
+            name: "level",
+            ty: FieldType::Int,
+        },
+        Field {
+            name: "element",
+            ty: FieldType::Bytes,
+        },
+    ],
+    value: ValueEncoding::I64Le,
+    doc: "The ranked set of one window of a board (kv::ranked_set): per level, each element's count of elements up to the next key of that level.",
+};
+
+/// `leaderboards/by_category`: `(3, category, board_id) -> empty`.
+pub const BY_CATEGORY: SubspaceSpec = SubspaceSpec {
+    name: "by_category",
+    tag: 3,
+    key: &[
+        Field {
+            name: "category",
+            ty: FieldType::Int,
+        },
+        BOARD_ID,
+    ],
+    value: ValueEncoding::Empty,
+    doc: "The board is a tournament of this category (0 to 127): the tournament listing.",
+};
+
+/// `leaderboards/joined`: `(4, board_id, expiry, owner) -> empty`.
+pub const JOINED: SubspaceSpec = SubspaceSpec {
+    name: "joined",
+    tag: 4,
+    key: &[BOARD_ID, EXPIRY, str_field("owner")],
+    value: ValueEncoding::Empty,
+    doc: "The owner joined this window of a tournament.",
+};
+
+/// `leaderboards/join_count`: `(5, board_id, expiry, shard) -> i64 LE`.
+pub const JOIN_COUNT: SubspaceSpec = SubspaceSpec {
+    name: "join_count",
+    tag: 5,
+    key: &[
+        BOARD_ID,
+        EXPIRY,
+        Field {
+            name: "shard",
+            ty: FieldType::Int,
+        },
+    ],
+    value: ValueEncoding::I64Le,
+    doc: "Joins of one window of a tournament counted in one of 16 shards, each capped at its share of max_size, so joins rarely conflict and the total never passes max_size.",
+};
+
+/// `leaderboards`: boards, their records and ranked sets, tournaments.
+pub const LEADERBOARDS: DirectorySpec = DirectorySpec {
+    path: &["leaderboards"],
+    doc: "Leaderboards and tournaments: definitions, records and ranked sets per window, the tournament listing, joins.",
+    subspaces: &[BOARD, RECORD, RANK, BY_CATEGORY, JOINED, JOIN_COUNT],
 };
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The `game` database: storage objects, wallets and their ledger, items
-//! and inventories, player-to-player trades and server transactions. Its
+//! and inventories, player-to-player trades, server transactions, and
+//! leaderboards and tournaments (`leaderboards.rs`). Its
 //! key schema is in [`keys`]; the design (each transaction's reads, writes
 //! and conflict ranges, the invariants, the API) in `docs/game.md`.
 //!
@@ -33,6 +34,7 @@
 mod apply;
 mod ctx;
 pub mod keys;
+mod leaderboards;
 mod model;
 pub(crate) mod read;
 mod storage;
@@ -45,6 +47,10 @@ use crate::keys::{Directories, Space, SubspaceSpec};
 use crate::kv::{self, TransactError};
 
 pub use apply::IdempotencyKey;
+pub use leaderboards::{
+    BoardRecord, JOIN_SHARDS, MAX_SUBMISSIONS, RecordsPage, ScoreSubmission, TournamentPage,
+    TournamentRecord,
+};
 pub use model::*;
 pub use read::{LedgerPage, ObjectPage};
 pub use verify::{Mismatch, VerifyReport};
@@ -129,12 +135,36 @@ pub enum Error {
     /// cancel).
     #[error("trade is {}", .0.as_str())]
     TradeNotOpen(TradeState),
+    /// No such leaderboard (or tournament).
+    #[error("leaderboard not found")]
+    BoardNotFound,
+    /// A leaderboard with this ID and another definition exists.
+    #[error("a leaderboard with this ID and another definition exists")]
+    BoardExists,
+    /// The record layer refused (bad owner, cursor, limit, reset, or
+    /// `max_num_score` reached) or failed.
+    #[error(transparent)]
+    Leaderboard(#[from] crate::db::leaderboard::LeaderboardError),
+    /// The tournament takes no submission now: `not_started`, `ended` or
+    /// `window_closed`.
+    #[error("tournament is not active: {0}")]
+    TournamentNotActive(&'static str),
+    /// The tournament's window already has `max_size` joins.
+    #[error("tournament is full ({max_size} joined)")]
+    TournamentFull {
+        /// The tournament's cap.
+        max_size: u64,
+    },
+    /// The tournament needs a join before a submission.
+    #[error("join the tournament before submitting")]
+    NotJoined,
 }
 
 impl TransactError for Error {
     fn as_kv(&self) -> Option<&kv::Error> {
         match self {
             Error::Kv(e) => Some(e),
+            Error::Leaderboard(e) => e.as_kv(),
             _ => None,
         }
     }
@@ -160,6 +190,7 @@ pub(crate) struct Layout {
     pub items: Space,
     pub trades: Space,
     pub changes: Space,
+    pub leaderboards: Space,
     pub notify: crate::db::notify::Keys,
 }
 
@@ -171,6 +202,7 @@ impl Layout {
             items: dirs.space(&keys::ITEMS).clone(),
             trades: dirs.space(&keys::TRADES).clone(),
             changes: dirs.space(&keys::CHANGES).clone(),
+            leaderboards: dirs.space(&keys::LEADERBOARDS).clone(),
             notify: crate::db::notify::Keys::of(dirs).expect("game declares the notification keys"),
         }
     }

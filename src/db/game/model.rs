@@ -360,6 +360,13 @@ pub struct UserChange {
     /// Objects of the user's written or deleted by someone else
     /// (collection, key).
     pub storage: Vec<(String, String)>,
+    /// The user's own leaderboard records submitted or deleted (board ID,
+    /// window expiry ms). Absent in entries written before leaderboards.
+    #[serde(default)]
+    pub leaderboards: Vec<(String, u64)>,
+    /// Tournament windows the user joined (tournament ID, expiry ms).
+    #[serde(default)]
+    pub joins: Vec<(String, u64)>,
 }
 
 impl UserChange {
@@ -377,11 +384,26 @@ impl UserChange {
                 self.storage.push(s);
             }
         }
+        for b in other.leaderboards {
+            if !self.leaderboards.contains(&b) {
+                self.leaderboards.push(b);
+            }
+        }
+        for j in other.joins {
+            if !self.joins.contains(&j) {
+                self.joins.push(j);
+            }
+        }
     }
 
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
-        !self.wallet && !self.inventory && self.trades.is_empty() && self.storage.is_empty()
+        !self.wallet
+            && !self.inventory
+            && self.trades.is_empty()
+            && self.storage.is_empty()
+            && self.leaderboards.is_empty()
+            && self.joins.is_empty()
     }
 }
 

@@ -15,8 +15,11 @@
 //! Item and trade IDs are made here, before the transaction, for the same
 //! reason. The time of every change comes from the injected [`Clock`].
 //!
+//! Leaderboards and tournaments (issue 18) are in [`leaderboard`].
+//!
 //! Who may import this: `api`, `sync` (for the `game` section), `cli`.
 
+pub mod leaderboard;
 pub mod shapes;
 
 use std::sync::Arc;
