@@ -102,7 +102,8 @@ pub struct App {
     /// The media repository: uploads, downloads, thumbnails.
     pub media: Arc<Media>,
     /// The opened databases, for the readiness check
-    /// ([`crate::db::Handle::ping`]).
+    /// ([`crate::db::Handle::ping`]) and the server-side backup
+    /// (`crate::backup`).
     pub databases: Databases,
 }
 

@@ -8,6 +8,7 @@
 //! api      axum routes, one file per API area; errcode mapping in api/error.rs
 //! app      every service of a process, wired once (App::open), for api and cli
 //! sync     position tokens, notifier, /sync assembly
+//! backup   backup and restore: every store read at one version, chunked, checksummed
 //! service  accounts, rooms, transitory, e2ee: logic spanning databases
 //! db       accounts | rooms | transitory | game | media, and what they share (open, notify, positions)
 //! events   Matrix PDUs: build, hash, sign, redact (pure)
@@ -34,6 +35,7 @@
 //! | `db` (open, `meta`, `codec`, `notify`, `position`, `json_text`, `split`, `leaderboard`) | 30 | the parts below, and the databases |
 //! | `db::accounts`, `db::rooms`, `db::transitory`, `db::game`, `db::media` | 30 | the parts below and `db`'s shared modules; never another database |
 //! | `service` | 40 | the parts below |
+//! | `backup` | 45 | the parts below (it reads `kv` directly: a store's snapshot at one version) |
 //! | `sync` | 50 | the parts below (it reads `kv` directly for read versions and watches) |
 //! | `app` | 55 | the parts below: it wires every service of a process once (`App::open`) |
 //! | `api` | 60 | the parts below except `kv`: a handler calls a service |
@@ -45,6 +47,7 @@
 //! and `cli` name `axum`.
 pub mod api;
 pub mod app;
+pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod config;

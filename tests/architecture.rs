@@ -84,6 +84,7 @@ const PARTS: &[Part] = &[
     Part::database("db::game"),
     Part::database("db::media"),
     Part::layer("service", 40),
+    Part::layer("backup", 45),
     Part::layer("sync", 50),
     Part::layer("app", 55),
     Part::layer("api", 60),

@@ -28,6 +28,7 @@
 //! Who may import this: the CLI (`serve`) and tests. It never touches `kv`.
 
 mod account_data;
+mod admin;
 mod body;
 mod devices;
 mod directory;
@@ -114,6 +115,7 @@ pub fn router_with(state: AppState, ready_timeout: health::ReadyTimeout) -> Rout
     let routes = leaderboard::routes(routes);
     let routes = media::routes(routes);
     let routes = health::routes(routes);
+    let routes = admin::routes(routes);
     routes
         .fallback(|| async { ApiError::UnrecognizedPath })
         .method_not_allowed_fallback(|| async { ApiError::UnrecognizedMethod })

@@ -1,8 +1,11 @@
-//! Registration: `POST /register` and `GET /register/available`.
+//! Registration: `POST /register`, `GET /register/available` and `GET
+//! /register/m.login.registration_token/validity`.
 
 use axum::Router;
 use axum::extract::State;
-use ruma::api::client::account::{get_username_availability, register};
+use ruma::api::client::account::{
+    check_registration_token_validity, get_username_availability, register,
+};
 
 use super::extract::{ApiResult, ClientIp, Ruma, ok};
 use super::{AppState, route};
@@ -10,7 +13,24 @@ use crate::service::{self, RegisterParams};
 
 pub(super) fn routes(r: Router<AppState>) -> Router<AppState> {
     let r = route::<register::v3::Request, _, _>(r, register);
-    route::<get_username_availability::v3::Request, _, _>(r, available)
+    let r = route::<get_username_availability::v3::Request, _, _>(r, available);
+    route::<check_registration_token_validity::v1::Request, _, _>(r, token_validity)
+}
+
+/// `GET /_matrix/client/v1/register/m.login.registration_token/validity`
+/// (spec: "Token-authenticated registration"): whether a registration
+/// could use the token now. 403 `M_FORBIDDEN` when registration is
+/// disabled, as Synapse.
+async fn token_validity(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Ruma(req): Ruma<check_registration_token_validity::v1::Request>,
+) -> ApiResult<check_registration_token_validity::v1::Response> {
+    let valid = state
+        .accounts
+        .registration_token_valid(&req.token, ip)
+        .await?;
+    ok(check_registration_token_validity::v1::Response::new(valid))
 }
 
 /// `POST /_matrix/client/v3/register` (spec: "Account registration"):

@@ -8,6 +8,9 @@
 //! - `myelin game verify`: check balances against the ledger ([`game`]);
 //! - `myelin config example | check FILE`: the commented reference
 //!   configuration, and a file checker ([`config`]).
+//! - `myelin backup create | verify | restore` ([`backup`]);
+//! - `myelin admin users | rooms | registration-tokens ...`: the admin API's
+//!   operations ([`admin`]).
 //!
 //! Configuration flags common to every command that touches a store live in
 //! [`ConfigArgs`] (`--config FILE`, `--data DIR`); `serve` adds `--bind` and
@@ -22,6 +25,8 @@
 //! Who may import this: `main.rs` only. The CLI sits at the top of the crate
 //! and may import every layer.
 
+pub mod admin;
+pub mod backup;
 pub mod config;
 pub mod game;
 pub mod keys;
@@ -82,6 +87,12 @@ pub enum Command {
     /// Configuration: print the commented example, check a file.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Backup and restore of every database.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
+    /// The admin API's operations: users, rooms, registration tokens.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
 }
 
 /// Where the configuration comes from: `--config FILE` and `--data DIR`,
@@ -191,6 +202,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Keys(cmd) => keys::run(cmd).await,
         Command::Game(cmd) => game::run(cmd).await,
         Command::Config(cmd) => config::run(cmd).await,
+        Command::Backup(cmd) => backup::run(cmd).await,
+        Command::Admin(cmd) => admin::run(cmd).await,
         Command::Bench(args) => crate::bench::run(args)
             .await
             .map_err(|e| CliError::Runtime(Box::new(e))),

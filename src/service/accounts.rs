@@ -157,6 +157,11 @@ impl Accounts {
         self.verifications.load(Ordering::Relaxed)
     }
 
+    /// The injected clock's time, milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
     /// This server's name.
     pub fn server_name(&self) -> &ServerName {
         &self.server_name
@@ -244,15 +249,21 @@ impl Accounts {
         let now = self.clock.now_ms();
         let created = self
             .db
-            .create_user(
+            .create_user_with_token(
                 user_id.as_str(),
                 hash.as_deref(),
                 now,
                 session.as_ref().map(|(_, device)| device),
+                self.admin_token_used(params.auth.as_ref()),
             )
             .await?;
-        if created == CreateUser::InUse {
-            return Err(Error::UserInUse);
+        match created {
+            CreateUser::Created => {}
+            CreateUser::InUse => return Err(Error::UserInUse),
+            // Used up or expired between the UIA check and the commit.
+            CreateUser::TokenRefused => {
+                return Err(Error::Forbidden("invalid registration token".into()));
+            }
         }
         self.limiter
             .charge(Action::RegisterByIp, &ip, self.config.register_per_ip);
@@ -383,6 +394,8 @@ impl Accounts {
         {
             CreateUser::Created => Ok(user_id),
             CreateUser::InUse => Err(Error::UserInUse),
+            // No token was given.
+            CreateUser::TokenRefused => Err(Error::Forbidden("invalid registration token".into())),
         }
     }
 
@@ -431,17 +444,80 @@ impl Accounts {
         let user_id = self
             .resolve_login_user(user)
             .ok_or_else(|| Error::NotFound(format!("no user {user}")))?;
+        self.set_password_as_operator(&user_id, new_password, true)
+            .await?;
+        Ok(user_id)
+    }
+
+    /// Operator (and the admin API): sets a new password for `user_id`;
+    /// with `logout_devices`, every device is logged out.
+    ///
+    /// Errors: [`Error::InvalidParam`] for a password over
+    /// [`MAX_PASSWORD_BYTES`], [`Error::NotFound`] for an unknown or
+    /// deactivated account.
+    pub async fn set_password_as_operator(
+        &self,
+        user_id: &UserId,
+        new_password: String,
+        logout_devices: bool,
+    ) -> Result<()> {
         check_password_length(Some(&new_password))?;
         let hash = password::hash(new_password, self.config.password_hashing, &self.random).await;
         let Some(deleted) = self
             .db
-            .set_password(user_id.as_str(), &hash, true, None)
+            .set_password(user_id.as_str(), &hash, logout_devices, None)
             .await?
         else {
             return Err(Error::NotFound(format!("no active user {user_id}")));
         };
-        self.lifecycle.devices_deleted(&user_id, &deleted).await?;
-        Ok(user_id)
+        self.lifecycle.devices_deleted(user_id, &deleted).await
+    }
+
+    /// The admin-made registration token `auth` uses, whose use the
+    /// account's creation counts (not the configured `registration_token`,
+    /// which has no count).
+    fn admin_token_used<'a>(&self, auth: Option<&'a AuthData>) -> Option<&'a str> {
+        match auth {
+            Some(AuthData::RegistrationToken(t))
+                if self.config.registration_token.as_deref() != Some(t.token.as_str()) =>
+            {
+                Some(t.token.as_str())
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether `token` would be accepted for registration now: the
+    /// configured `registration_token`, or an admin-made token that is
+    /// neither used up nor expired (`GET
+    /// /_matrix/client/v1/register/m.login.registration_token/validity`).
+    ///
+    /// Errors: [`Error::Forbidden`] when registration is disabled,
+    /// [`Error::LimitExceeded`] past `register_per_ip` (the availability
+    /// checks' bucket).
+    pub async fn registration_token_valid(&self, token: &str, ip: IpAddr) -> Result<bool> {
+        self.rate_limit(
+            Action::AvailabilityByIp,
+            &ip.to_string(),
+            self.config.register_per_ip,
+        )?;
+        if !self.config.registration_enabled {
+            return Err(Error::Forbidden("Registration has been disabled".into()));
+        }
+        self.token_valid(token).await
+    }
+
+    /// Whether `token` admits a registration now (no rate limit).
+    pub(super) async fn token_valid(&self, token: &str) -> Result<bool> {
+        if self.config.registration_token.as_deref() == Some(token) {
+            return Ok(true);
+        }
+        let now = self.clock.now_ms();
+        Ok(self
+            .db
+            .registration_token(token)
+            .await?
+            .is_some_and(|r| r.is_valid(now)))
     }
 
     /// Whether `password` is `user_id`'s password (false for unknown or

@@ -18,6 +18,10 @@ pub struct ServerConfig {
     /// If set, registration requires the `m.login.registration_token` stage
     /// with this token instead of `m.login.dummy`.
     pub registration_token: Option<String>,
+    /// Registration requires the `m.login.registration_token` stage with a
+    /// token made through the admin API (or `registration_token`), as
+    /// Synapse's `registration_requires_token`.
+    pub registration_requires_token: bool,
     /// Largest accepted request body, in bytes (M_TOO_LARGE above it).
     pub max_request_bytes: usize,
     /// Most requests served at once (in flight); a request beyond it waits
@@ -38,6 +42,10 @@ pub struct ServerConfig {
     pub register_per_ip: RateLimit,
     /// Argon2id cost of new password hashes.
     pub password_hashing: PasswordHashing,
+    /// The directory `POST /_myelin/admin/v1/backup` writes backups under
+    /// (each in a named subdirectory; `docs/backup.md`). None: the endpoint
+    /// is refused (403).
+    pub backup_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -45,6 +53,7 @@ impl Default for ServerConfig {
         ServerConfig {
             registration_enabled: true,
             registration_token: None,
+            registration_requires_token: false,
             max_request_bytes: 1 << 20,
             max_requests_in_flight: 4096,
             public_base_url: None,
@@ -62,6 +71,7 @@ impl Default for ServerConfig {
                 burst: 3,
             },
             password_hashing: PasswordHashing::default(),
+            backup_dir: None,
         }
     }
 }

@@ -25,6 +25,7 @@
 //! `events` and `kv`'s types below it, never `sync`, `app` or `api`.
 
 pub mod accounts;
+pub mod admin;
 pub mod clock;
 pub mod config;
 pub mod e2ee;

@@ -3,6 +3,12 @@
 //! valid `auth` completes it; sessions are stored in the `accounts` database
 //! (any server process can continue one) and expire after
 //! [`UIA_SESSION_TTL_MS`].
+//!
+//! Registration asks for `m.login.registration_token` when a
+//! `registration_token` is configured or `registration_requires_token` is
+//! set (Synapse's name); the configured token and the admin API's tokens
+//! (neither used up nor expired) pass. The use of an admin token is counted
+//! when the account is created, in the same transaction.
 
 use base64::Engine;
 use ruma::UserId;
@@ -29,7 +35,10 @@ impl Accounts {
     /// The flows offered for `purpose`.
     fn flows(&self, purpose: Purpose<'_>) -> Vec<AuthFlow> {
         let stage = match purpose {
-            Purpose::Register if self.config.registration_token.is_some() => {
+            Purpose::Register
+                if self.config.registration_token.is_some()
+                    || self.config.registration_requires_token =>
+            {
                 AuthType::RegistrationToken
             }
             Purpose::Register => AuthType::Dummy,
@@ -69,7 +78,7 @@ impl Accounts {
         let failure = match (auth, purpose) {
             (AuthData::Dummy(_), _) if offered(AuthType::Dummy) => None,
             (AuthData::RegistrationToken(t), _) if offered(AuthType::RegistrationToken) => {
-                (self.config.registration_token.as_deref() != Some(t.token.as_str()))
+                (!self.token_valid(&t.token).await?)
                     .then_some((ErrorKind::Forbidden, "invalid registration token"))
             }
             (AuthData::Password(p), Purpose::User(user_id)) if offered(AuthType::Password) => {

@@ -29,6 +29,7 @@
 //! | `filters` | 0 | `filter` | `(0, user_id: str, filter_id: str)` | json filter definition |
 //! | `push_rules` | 0 | `ruleset` | `(0, user_id: str)` | json push rule set |
 //! | `server` | 0 | `signing_key` | `(0)` | msgpack `SigningKeyRecord` |
+//! | `server` | 1 | `registration_token` | `(1, token: str)` | msgpack `RegistrationTokenRecord` (uses allowed, completed, expiry) |
 //! | `e2ee` | 0 | `device_keys` | `(0, user_id: str, device_id: str)` | json signed device keys |
 //! | `e2ee` | 1 | `one_time_key` | `(1, user_id: str, device_id: str, algorithm: str, key_id: str)` | json one-time key |
 //! | `e2ee` | 2 | `fallback_key` | `(2, user_id: str, device_id: str, algorithm: str)` | msgpack `FallbackKeyRecord` |
@@ -281,11 +282,24 @@ pub const SIGNING_KEY: SubspaceSpec = SubspaceSpec {
     doc: "The server's ed25519 signing key (version and PKCS#8 document), created on first start.",
 };
 
+/// `server/registration_token`: `(1, token) -> msgpack
+/// RegistrationTokenRecord`.
+pub const REGISTRATION_TOKEN: SubspaceSpec = SubspaceSpec {
+    name: "registration_token",
+    tag: 1,
+    key: &[Field {
+        name: "token",
+        ty: FieldType::Str,
+    }],
+    value: ValueEncoding::MsgPack("RegistrationTokenRecord"),
+    doc: "A registration token made through the admin API: uses allowed and completed, expiry time.",
+};
+
 /// `server`: server-wide secrets.
 pub const SERVER: DirectorySpec = DirectorySpec {
     path: &["server"],
     doc: "Server-wide state shared by every server process.",
-    subspaces: &[SIGNING_KEY],
+    subspaces: &[SIGNING_KEY, REGISTRATION_TOKEN],
 };
 
 // ---- End-to-end encryption keys and key backup (storage: `e2ee.rs`) ----

@@ -36,6 +36,8 @@ pub struct Layout {
     pub push_rules: Subspace,
     /// `() -> SigningKeyRecord`.
     pub signing_key: Subspace,
+    /// `(token) -> RegistrationTokenRecord`.
+    pub registration_token: Subspace,
     /// The notification keys (`meta/notify`, `meta/wake`), bumped by
     /// writes that sync delivers.
     pub notify: crate::db::notify::Keys,
@@ -63,6 +65,7 @@ impl Layout {
             filter: sub(&keys::FILTERS, &keys::FILTER),
             push_rules: sub(&keys::PUSH_RULES, &keys::RULESET),
             signing_key: sub(&keys::SERVER, &keys::SIGNING_KEY),
+            registration_token: sub(&keys::SERVER, &keys::REGISTRATION_TOKEN),
             notify: crate::db::notify::Keys::of(dirs)
                 .expect("accounts declares the notification keys"),
             device_e2ee: super::e2ee::DeviceKeySpaces::from_dirs(dirs),

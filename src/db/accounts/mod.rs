@@ -14,6 +14,10 @@
 //!   deletion, password change, deactivation) deletes its token in the same
 //!   transaction, and so are the device's E2EE keys (`e2ee` subspaces keyed
 //!   by the device, cleared through [`e2ee::DeviceKeySpaces`]);
+//! - a registration that uses an admin-made registration token creates the
+//!   account and counts the use in one transaction, so a token with `n`
+//!   uses allowed admits exactly `n` registrations however many race
+//!   (`registration_tokens.rs`);
 //! - a deactivated user has no password hash, devices, tokens or profile;
 //! - every account-data write sets the current value and appends to the
 //!   per-user change log in the same transaction, both stamped with the
@@ -30,6 +34,7 @@ pub mod e2ee;
 pub mod keys;
 mod layout;
 pub mod model;
+mod registration_tokens;
 mod users;
 
 use foundationdb_tuple::Subspace;
@@ -39,7 +44,9 @@ use crate::kv::{self, TransactError};
 
 pub use data::AccountDataChange;
 pub use layout::Layout;
-pub use model::{DeviceRecord, SigningKeyRecord, TokenRecord, UiaSession, UserRecord};
+pub use model::{
+    DeviceRecord, RegistrationTokenRecord, SigningKeyRecord, TokenRecord, UiaSession, UserRecord,
+};
 pub use users::{CreateUser, NewDevice};
 
 /// Errors of the `accounts` storage boundary.

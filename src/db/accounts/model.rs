@@ -53,6 +53,29 @@ pub struct UiaSession {
     pub created_ms: u64,
 }
 
+/// A registration token made through the admin API (Synapse's
+/// `registration_tokens` row, without `pending`: every Myelin registration
+/// completes in one request, so no use is ever pending).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationTokenRecord {
+    /// How many registrations may use it; `None`: unlimited.
+    pub uses_allowed: Option<u64>,
+    /// Registrations completed with it.
+    pub completed: u64,
+    /// When it stops being valid, milliseconds since the Unix epoch;
+    /// `None`: never.
+    pub expiry_time: Option<u64>,
+}
+
+impl RegistrationTokenRecord {
+    /// Whether a registration may use the token at `now_ms`: not expired,
+    /// and fewer completed uses than allowed.
+    pub fn is_valid(&self, now_ms: u64) -> bool {
+        self.uses_allowed.is_none_or(|n| self.completed < n)
+            && self.expiry_time.is_none_or(|t| now_ms < t)
+    }
+}
+
 /// The server's ed25519 signing key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SigningKeyRecord {

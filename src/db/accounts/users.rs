@@ -27,6 +27,8 @@ pub enum CreateUser {
     Created,
     /// An account with that ID exists (or existed: IDs are never reused).
     InUse,
+    /// The registration token is unknown, used up or expired.
+    TokenRefused,
 }
 
 impl AccountsDb {
@@ -39,6 +41,25 @@ impl AccountsDb {
         now_ms: u64,
         device: Option<&NewDevice>,
     ) -> Result<CreateUser> {
+        self.create_user_with_token(user_id, password_hash, now_ms, device, None)
+            .await
+    }
+
+    /// As [`AccountsDb::create_user`], and with `registration_token`, uses
+    /// that admin-made token in the same transaction: refused
+    /// ([`CreateUser::TokenRefused`], nothing written) unless it is valid at
+    /// `now_ms`, else its `completed` count goes up by one. The token's
+    /// record is read with a conflict, so of racing registrations at most
+    /// `uses_allowed` commit. Safe to run twice: a retry after an unknown
+    /// commit result finds the user and answers `InUse`, counting nothing.
+    pub async fn create_user_with_token(
+        &self,
+        user_id: &str,
+        password_hash: Option<&str>,
+        now_ms: u64,
+        device: Option<&NewDevice>,
+        registration_token: Option<&str>,
+    ) -> Result<CreateUser> {
         let k = self.keys().clone();
         self.db
             .run(|tx, _| {
@@ -47,6 +68,11 @@ impl AccountsDb {
                     let user_key = k.user.pack(&user_id);
                     if tx.get(&user_key, false).await?.is_some() {
                         return Ok(CreateUser::InUse);
+                    }
+                    if let Some(token) = registration_token
+                        && !super::registration_tokens::use_token(&tx, &k, token, now_ms).await?
+                    {
+                        return Ok(CreateUser::TokenRefused);
                     }
                     let record = UserRecord {
                         created_ms: now_ms,
@@ -399,7 +425,7 @@ impl AccountsDb {
     }
 }
 
-async fn tx_get(tx: Transaction, key: Vec<u8>) -> Result<Option<Vec<u8>>> {
+pub(super) async fn tx_get(tx: Transaction, key: Vec<u8>) -> Result<Option<Vec<u8>>> {
     Ok(tx.get(&key, false).await?)
 }
 

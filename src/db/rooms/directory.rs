@@ -190,6 +190,65 @@ impl RoomsDb {
         Ok(value.is_some())
     }
 
+    /// Blocks (or unblocks) `room_id`: a blocked room cannot be joined.
+    /// Safe to run twice: it sets a given value.
+    pub async fn set_blocked(&self, room_id: &RoomId, blocked: bool) -> Result<()> {
+        let key = self.layout.rooms.key(&keys::BLOCKED, &(room_id.as_str(),));
+        self.db
+            .run(|tx, _| {
+                if blocked {
+                    tx.set(&key, b"");
+                } else {
+                    tx.clear(&key);
+                }
+                async { Ok(()) }
+            })
+            .await
+    }
+
+    /// Whether an admin blocked `room_id`. One read.
+    pub async fn is_blocked(&self, room_id: &RoomId) -> Result<bool> {
+        let key = self.layout.rooms.key(&keys::BLOCKED, &(room_id.as_str(),));
+        Ok(self.db.read(&key).await?.is_some())
+    }
+
+    /// Stores the status of room deletion `delete_id` (replacing it).
+    /// Safe to run twice: it sets a given value.
+    pub async fn put_deletion(&self, delete_id: &str, status: &Value) -> Result<()> {
+        let key = self.layout.rooms.key(&keys::DELETION, &(delete_id,));
+        let value = serde_json::to_vec(status).expect("JSON values serialize");
+        self.db
+            .run(|tx, _| {
+                tx.set(&key, &value);
+                async { Ok(()) }
+            })
+            .await
+    }
+
+    /// Every room deletion's status, in delete ID order. One range read.
+    pub async fn deletions(&self) -> Result<Vec<Value>> {
+        let (begin, end) = self.layout.rooms.range(&keys::DELETION, &());
+        let kvs = self.db.read_range(RangeOption::new(begin, end)).await?;
+        kvs.iter()
+            .map(|kv| serde_json::from_slice(&kv.value).map_err(|e| Error::corrupt("deletion", e)))
+            .collect()
+    }
+
+    /// Every room of this server, in room ID order, with its record (for
+    /// the admin API's room list). One range read.
+    pub async fn all_rooms(&self) -> Result<Vec<(OwnedRoomId, super::RoomRecord)>> {
+        let space = &self.layout.rooms;
+        let (begin, end) = space.range(&keys::ROOM, &());
+        let kvs = self.db.read_range(RangeOption::new(begin, end)).await?;
+        kvs.iter()
+            .map(|kv| {
+                let (_, room): (i64, String) = unpack("room", space, &kv.key)?;
+                let room = OwnedRoomId::try_from(room).map_err(|e| Error::corrupt("room", e))?;
+                Ok((room, decode("room", &kv.value)?))
+            })
+            .collect()
+    }
+
     /// The rooms in the public directory, in room ID order, after
     /// `after` (exclusive), at most `limit`. One range read.
     pub async fn listed_rooms(

@@ -23,6 +23,8 @@
 //! | `rooms` | 1 | `state` | `(1, room_id: str, type: str, state_key: str)` | utf-8 event ID: current state |
 //! | `rooms` | 2 | `extremity` | `(2, room_id: str, event_id: str)` | u64 little-endian depth: forward extremities |
 //! | `rooms` | 3 | `member` | `(3, room_id: str, user_id: str)` | msgpack `MemberRecord` |
+//! | `rooms` | 4 | `blocked` | `(4, room_id: str)` | empty: an admin blocked the room |
+//! | `rooms` | 5 | `deletion` | `(5, delete_id: str)` | json: an admin room deletion and its status |
 //! | `events` | 0 | `pdu` | `(0, event_id: str)` | 12-byte stream position (versionstamp ++ order), then msgpack `StoredEvent` (room, canonical JSON, `unsigned` metadata) |
 //! | `events` | 2 | `redaction` | `(2, event_id: str)` | utf-8 ID of the redaction event |
 //! | `timeline` | 0 | `stream` | `(0, room_id: str, position: versionstamp)` | utf-8 event ID |
@@ -129,11 +131,32 @@ pub const MEMBER: SubspaceSpec = SubspaceSpec {
     doc: "Current membership of each user in a room, and its event.",
 };
 
+/// `rooms/blocked`: `(4, room_id) -> ()`.
+pub const BLOCKED: SubspaceSpec = SubspaceSpec {
+    name: "blocked",
+    tag: 4,
+    key: &[ROOM_ID],
+    value: ValueEncoding::Empty,
+    doc: "A room an admin blocked (admin API room delete with `block`): no one may join it.",
+};
+
+/// `rooms/deletion`: `(5, delete_id) -> json deletion status`.
+pub const DELETION: SubspaceSpec = SubspaceSpec {
+    name: "deletion",
+    tag: 5,
+    key: &[Field {
+        name: "delete_id",
+        ty: FieldType::Str,
+    }],
+    value: ValueEncoding::Json,
+    doc: "An admin API room deletion job and its status (Synapse's delete_status shape).",
+};
+
 /// `rooms`: per-room current facts.
 pub const ROOMS: DirectorySpec = DirectorySpec {
     path: &["rooms"],
     doc: "Rooms: version, current state, forward extremities and current members.",
-    subspaces: &[ROOM, STATE, EXTREMITY, MEMBER],
+    subspaces: &[ROOM, STATE, EXTREMITY, MEMBER, BLOCKED, DELETION],
 };
 
 /// `events/pdu`: `(0, event_id) -> position (12 bytes) ++ msgpack StoredEvent`.

@@ -122,6 +122,87 @@ impl Published {
     }
 }
 
+/// A read-only view of the store at one commit version, for backups.
+///
+/// Unlike a [`Transaction`] it has no age limit: it holds a `redb` read
+/// transaction, an MVCC snapshot that keeps the pages of its version for as
+/// long as it lives, so a store of any size can be read at one version
+/// while commits go on. Holding it keeps those pages from being reused
+/// (the file grows under a heavy write load): drop it when done.
+pub struct SnapshotReader {
+    snap: Arc<Snapshot>,
+}
+
+impl SnapshotReader {
+    /// The commit version this view reads at: it sees exactly the commits
+    /// at or below it.
+    pub fn version(&self) -> u64 {
+        self.snap.version
+    }
+
+    /// Calls `visit` with every pair in `[begin, end)`, in key order, until
+    /// it returns `false`. Blocking (disk reads): async callers run it on a
+    /// blocking thread.
+    ///
+    /// Errors: [`Error::Storage`] if the file cannot be read.
+    pub fn scan(
+        &self,
+        begin: &[u8],
+        end: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        if begin >= end {
+            return Ok(());
+        }
+        let range = self
+            .snap
+            .table
+            .range::<&[u8]>(begin..end)
+            .map_err(Error::storage)?;
+        for entry in range {
+            let (k, v) = entry.map_err(Error::storage)?;
+            if !visit(k.value(), v.value()) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Raises the last commit version of the store in `dir` to at least
+/// `min_version` and returns it, so commits made after a restore get
+/// versions (and versionstamps) above every one the restored data holds.
+/// The store must not be open (in this process or another): `redb` locks
+/// the file.
+///
+/// Errors: [`Error::Storage`] if there is no store in `dir`, it is open or
+/// it cannot be written.
+pub fn advance_version(dir: &Path, min_version: u64) -> Result<u64> {
+    let path = dir.join("store.redb");
+    if !path.exists() {
+        return Err(Error::storage(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no store at {}", path.display()),
+        )));
+    }
+    let db = redb::Database::open(&path).map_err(Error::storage)?;
+    let wtx = db.begin_write().map_err(Error::storage)?;
+    let version = {
+        let mut meta = wtx.open_table(META).map_err(Error::storage)?;
+        let current = meta
+            .get("version")
+            .map_err(Error::storage)?
+            .map(|v| u64::from_be_bytes(v.value().try_into().unwrap_or([0; 8])))
+            .unwrap_or(0);
+        let version = current.max(min_version);
+        meta.insert("version", version.to_be_bytes().as_slice())
+            .map_err(Error::storage)?;
+        version
+    };
+    wtx.commit().map_err(Error::storage)?;
+    Ok(version)
+}
+
 /// Test hooks that make the store misbehave on purpose, as FoundationDB's
 /// simulation does. Never set outside tests.
 #[doc(hidden)]
@@ -290,20 +371,34 @@ impl Database {
     // clock, not the service's.
     #[allow(clippy::disallowed_methods)]
     pub fn create_transaction(&self) -> Result<Transaction> {
-        if self
-            .shared
-            .commits
-            .lock()
-            .expect("commit channel lock")
-            .is_none()
-        {
-            return Err(Error::Closed);
-        }
+        self.check_open()?;
         Ok(Transaction::new(
             self.clone(),
             self.shared.published.snapshot(),
             Instant::now(),
         ))
+    }
+
+    /// [`Error::Closed`] after [`Database::shutdown`].
+    fn check_open(&self) -> Result<()> {
+        let open = self
+            .shared
+            .commits
+            .lock()
+            .expect("commit channel lock")
+            .is_some();
+        if open { Ok(()) } else { Err(Error::Closed) }
+    }
+
+    /// A read-only view of the whole store at the current read version
+    /// that never grows too old, for backups ([`SnapshotReader`]).
+    ///
+    /// Errors: [`Error::Closed`] after [`Database::shutdown`].
+    pub fn snapshot_reader(&self) -> Result<SnapshotReader> {
+        self.check_open()?;
+        Ok(SnapshotReader {
+            snap: self.shared.published.snapshot(),
+        })
     }
 
     /// The version of the last durable commit.

@@ -103,6 +103,7 @@ impl Rooms {
         if self.db.room(room_id).await?.is_none() {
             return Err(Error::NotFound(format!("room {room_id} not found")));
         }
+        self.refuse_blocked(room_id).await?;
         let joined = self.db.membership(room_id, user).await?;
         if joined.map(|m| m.membership) != Some(MembershipState::Join) {
             return Err(Error::Forbidden(format!("{user} is not in {room_id}")));

@@ -96,6 +96,7 @@ impl Rooms {
     /// `POST /rooms/{roomId}/join`: joins `user` to the room (allowed by the
     /// join rules, an invite, or an existing join).
     pub async fn join(&self, user: &UserId, room_id: &RoomId) -> Result<Sent> {
+        self.refuse_blocked(room_id).await?;
         self.set_membership(user, room_id, user, MembershipState::Join, None)
             .await
     }
@@ -126,6 +127,7 @@ impl Rooms {
         reason: Option<&str>,
     ) -> Result<OwnedRoomId> {
         let room_id = self.resolve_room(room).await?;
+        self.refuse_blocked(&room_id).await?;
         self.set_membership(user, &room_id, user, MembershipState::Join, reason)
             .await?;
         Ok(room_id)

@@ -20,6 +20,7 @@
 //!
 //! Who may import this: `api`, `sync` and `app`.
 
+mod blocked;
 mod create;
 mod directory;
 mod membership;
