@@ -138,18 +138,18 @@ impl Database {
         let mut tx = self.bounded_transaction(started)?;
         loop {
             let (err, attempted) = match f(tx.clone(), MaybeCommitted(maybe_committed)).await {
-                Ok(value) => match {
+                Ok(value) => {
                     let commit_started = Instant::now();
                     let committed = tx.commit_or_keep().await;
                     stats::committed(self, commit_started.elapsed());
-                    committed
-                } {
-                    Ok(info) => {
-                        observe(Observed::Committed { retries });
-                        return Ok((value, info));
+                    match committed {
+                        Ok(info) => {
+                            observe(Observed::Committed { retries });
+                            return Ok((value, info));
+                        }
+                        Err((e, attempted)) => (E::from(e), attempted),
                     }
-                    Err((e, attempted)) => (E::from(e), attempted),
-                },
+                }
                 Err(e) => (e, tx.into_attempted()),
             };
             let Some(kv) = err.as_kv() else {
