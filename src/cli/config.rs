@@ -386,12 +386,21 @@ mod tests {
         let defaults = Config {
             server: config.server.clone(),
             sync: config.sync.clone(),
+            media: config.media.clone(),
             ..Config::default()
         };
         assert_eq!(config, defaults);
         let app = AppConfig::from_config(&config).unwrap();
         assert_eq!(app.server, crate::service::ServerConfig::default());
         assert_eq!(app.sync, crate::sync::SyncConfig::default());
+        // The only filled-in default: blobs live under the data directory.
+        assert_eq!(
+            app.media,
+            crate::service::media::MediaConfig {
+                path: Some(config.data_dir.join("blobs")),
+                ..Default::default()
+            }
+        );
         assert!(text.contains("[metrics]"), "{text}");
         assert!(text.contains("# [databases.<name>]"), "{text}");
         let document: toml::Table = toml::from_str(&text).unwrap();
