@@ -420,12 +420,12 @@ async fn self_signature_uploads_wait_for_the_uploaders_own_keys_read() {
         .await;
     assert_eq!(got.0, 200, "{}", got.1);
     let (self_signing, self_public) = key_pair();
-    let key = json!({"user_id": uid, "usage": ["self_signing"],
-                     "keys": {format!("ed25519:{self_public}"): self_public}});
+    let key = |usage: &str, public: &str| json!({"user_id": uid, "usage": [usage], "keys": {format!("ed25519:{public}"): public}});
     let up = alice
         .post(
             "/_matrix/client/v3/keys/device_signing/upload",
-            json!({"self_signing_key": key}),
+            json!({"master_key": key("master", "MASTER1"),
+                   "self_signing_key": key("self_signing", &self_public)}),
         )
         .await;
     assert_eq!(up.0, 200, "{}", up.1);
@@ -486,7 +486,10 @@ async fn self_signature_uploads_wait_for_the_uploaders_own_keys_read() {
         })
     };
     own_query().await;
-    assert!(waiting.await.expect("the wait task"), "released by the read");
+    assert!(
+        waiting.await.expect("the wait task"),
+        "released by the read"
+    );
     // That read saw the signature.
     let q = bob
         .post(

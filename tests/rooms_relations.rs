@@ -76,7 +76,9 @@ async fn messages(c: &Client, room: &str) -> Vec<Value> {
 async fn sync_timeline(c: &Client, room: &str) -> Vec<Value> {
     let filter = enc(&json!({"room": {"timeline": {"limit": 50}}}).to_string());
     let (status, got) = c
-        .get(&format!("/_matrix/client/v3/sync?timeout=0&filter={filter}"))
+        .get(&format!(
+            "/_matrix/client/v3/sync?timeout=0&filter={filter}"
+        ))
         .await;
     assert_eq!(status, 200, "sync: {got}");
     got["rooms"]["join"][room]["timeline"]["events"]
@@ -118,7 +120,13 @@ async fn the_latest_edit_is_bundled_on_every_read_path() {
     server.clock.advance_ms(1000);
     let first = send(&alice, &room, "e1", edit_of(&original, "hello, edited")).await;
     server.clock.advance_ms(1000);
-    let latest = send(&alice, &room, "e2", edit_of(&original, "hello, edited twice")).await;
+    let latest = send(
+        &alice,
+        &room,
+        "e2",
+        edit_of(&original, "hello, edited twice"),
+    )
+    .await;
     server.clock.advance_ms(1000);
     // Later, but not valid: another sender, and an edit of an edit.
     send(&bob, &room, "b1", edit_of(&original, "bob was here")).await;
@@ -127,7 +135,10 @@ async fn the_latest_edit_is_bundled_on_every_read_path() {
     let got = event(&bob, &room, &original).await;
     assert_eq!(bundled_edit(&got), Some(latest.as_str()), "/event: {got}");
     let edit = &got["unsigned"]["m.relations"]["m.replace"];
-    assert_eq!(edit["content"]["m.new_content"]["body"], "hello, edited twice");
+    assert_eq!(
+        edit["content"]["m.new_content"]["body"],
+        "hello, edited twice"
+    );
     assert_eq!(edit["sender"], got["sender"]);
     assert_eq!(edit["room_id"], room.as_str());
     assert!(bundled_edit(&event(&bob, &room, &plain).await).is_none());
@@ -165,7 +176,10 @@ async fn the_latest_edit_is_bundled_on_every_read_path() {
     assert_eq!(bundled_edit(&of_original), Some(latest.as_str()));
 
     let timeline = sync_timeline(&bob, &room).await;
-    assert_eq!(bundled_edit(find(&timeline, &original)), Some(latest.as_str()));
+    assert_eq!(
+        bundled_edit(find(&timeline, &original)),
+        Some(latest.as_str())
+    );
 
     // Redacting the latest edit falls back to the one before.
     let (status, got) = alice

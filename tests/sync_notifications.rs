@@ -517,9 +517,7 @@ async fn reactions_and_edits_of_thread_replies_count_in_their_thread() {
             got["event_id"].as_str().expect("event_id").to_owned()
         }
     };
-    let annotation = |parent: &str, key: &str| {
-        json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": parent, "key": key}})
-    };
+    let annotation = |parent: &str, key: &str| json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": parent, "key": key}});
     relate("b3", "m.reaction", annotation(&t1, "👍")).await;
     let edit = relate(
         "b4",
@@ -556,6 +554,10 @@ async fn reactions_and_edits_of_thread_replies_count_in_their_thread() {
     )
     .await;
     assert_eq!(counts(&got, &room), (1, 0), "{got}");
-    assert_eq!(thread_counts(&got, &room), vec![(root.clone(), 4, 0)], "{got}");
+    assert_eq!(
+        thread_counts(&got, &room),
+        vec![(root.clone(), 4, 0)],
+        "{got}"
+    );
     server.stop().await;
 }

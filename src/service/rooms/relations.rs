@@ -88,7 +88,8 @@ impl Rooms {
                 chunk.push(self.client_event(room_id, &stored, viewer).await?);
             }
         }
-        self.bundle_aggregations(viewer, room_id, &mut chunk).await?;
+        self.bundle_aggregations(viewer, room_id, &mut chunk)
+            .await?;
         Ok(RelationsPage { chunk, next_batch })
     }
 
@@ -230,8 +231,8 @@ impl Rooms {
         let shown: Vec<&StoredPdu> = replies.iter().filter_map(|id| read.get(id)).collect();
         if let Some(latest) = shown.first() {
             let hidden = replies.len() - shown.len();
-            let participated =
-                sender == viewer.user.as_str() || shown.iter().any(|r| r.pdu.sender() == viewer.user);
+            let participated = sender == viewer.user.as_str()
+                || shown.iter().any(|r| r.pdu.sender() == viewer.user);
             out.insert(
                 "m.thread".into(),
                 json!({

@@ -250,7 +250,8 @@ impl Rooms {
             return Err(not_found());
         }
         let mut event = [self.client_event(room_id, &stored, viewer).await?];
-        self.bundle_aggregations(viewer, room_id, &mut event).await?;
+        self.bundle_aggregations(viewer, room_id, &mut event)
+            .await?;
         let [event] = event;
         Ok(event)
     }
