@@ -177,10 +177,10 @@ impl Rooms {
         let mut replies_total = 0usize;
         for child in children {
             match child.rel_type.as_str() {
-                "m.replace" if !is_edit && child.event_type == kind => {
-                    if edits.len() < MAX_BUNDLED_READS {
-                        edits.push(child.event_id);
-                    }
+                "m.replace"
+                    if !is_edit && child.event_type == kind && edits.len() < MAX_BUNDLED_READS =>
+                {
+                    edits.push(child.event_id);
                 }
                 "m.reference" if references.len() < MAX_BUNDLED_READS => {
                     references.push(child.event_id);
