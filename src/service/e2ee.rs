@@ -27,6 +27,12 @@
 //! storage handle, so [`Accounts`] can own it without a construction cycle
 //! (this service holds [`Accounts`]).
 //!
+//! Own-keys reads (per process, in memory): each device's `/keys/query`
+//! naming its own user is noted with a ticket, so a signature upload on the
+//! uploader's own keys can be answered after that device re-read them
+//! ([`E2ee::wait_for_own_keys_read`]; why: docs/transitory.md). At most
+//! 100,000 devices are remembered; past that the record starts afresh.
+//!
 //! Who may import this: `api`, `sync`, `app`, `service::accounts` (for
 //! [`DeviceLifecycle`]), the CLI and tests.
 
