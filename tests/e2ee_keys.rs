@@ -392,6 +392,127 @@ async fn key_changes_cross_signing_signatures() {
     assert_eq!(sigs[format!("ed25519:{dev}")], "selfsig");
 }
 
+/// A signature upload on the uploader's own keys is answered only after the
+/// uploading device re-read its own keys with a `/keys/query` that saw it
+/// (issue 22: matrix-js-sdk's Rust crypto reads its own device's trust the
+/// moment `bootstrapCrossSigning` returns; docs/transitory.md). Checked on
+/// the service's wait directly: before such a query it does not resolve
+/// (a zero bound polls it once); a query by the same device naming only
+/// another user does not count; the device's next own-keys query releases
+/// a pending wait; a device that never queried its own keys is not waited
+/// for.
+#[tokio::test]
+async fn self_signature_uploads_wait_for_the_uploaders_own_keys_read() {
+    use std::time::Duration;
+
+    use myelin::service::Authed;
+
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw-alice-1").await;
+    let bob = server.register("bob", "pw-bob-1").await;
+    let (uid, dev) = alice.whoami().await;
+    let (bob_id, bob_dev) = bob.whoami().await;
+    let got = alice
+        .post(
+            "/_matrix/client/v3/keys/upload",
+            json!({"device_keys": device_keys(&uid, &dev)}),
+        )
+        .await;
+    assert_eq!(got.0, 200, "{}", got.1);
+    let (self_signing, self_public) = key_pair();
+    let key = |usage: &str, public: &str| json!({"user_id": uid, "usage": [usage], "keys": {format!("ed25519:{public}"): public}});
+    let up = alice
+        .post(
+            "/_matrix/client/v3/keys/device_signing/upload",
+            json!({"master_key": key("master", "MASTER1"),
+                   "self_signing_key": key("self_signing", &self_public)}),
+        )
+        .await;
+    assert_eq!(up.0, 200, "{}", up.1);
+    let own_query = || async {
+        let q = alice
+            .post(
+                "/_matrix/client/v3/keys/query",
+                json!({"device_keys": {&uid: []}}),
+            )
+            .await;
+        assert_eq!(q.0, 200, "{}", q.1);
+    };
+    // Alice's client tracks her own keys.
+    own_query().await;
+
+    let authed = Authed {
+        user_id: UserId::parse(&uid).unwrap(),
+        device_id: dev.as_str().into(),
+    };
+    let signed = sign(&uid, &self_signing, device_keys(&uid, &dev));
+    let uploaded = server
+        .state
+        .e2ee
+        .upload_signatures(
+            &authed,
+            &[(authed.user_id.clone(), dev.clone(), signed.clone())],
+        )
+        .await
+        .expect("upload");
+    assert!(uploaded.failures.is_empty(), "{:?}", uploaded.failures);
+    let ticket = uploaded.own_ticket.expect("a signature on her own keys");
+    let e2ee = server.state.e2ee.clone();
+    assert!(
+        !e2ee
+            .wait_for_own_keys_read(&authed, ticket, Duration::ZERO)
+            .await,
+        "no own-keys read since the upload"
+    );
+    let q = alice
+        .post(
+            "/_matrix/client/v3/keys/query",
+            json!({"device_keys": {&bob_id: []}}),
+        )
+        .await;
+    assert_eq!(q.0, 200, "{}", q.1);
+    assert!(
+        !e2ee
+            .wait_for_own_keys_read(&authed, ticket, Duration::ZERO)
+            .await,
+        "a query about bob is not a read of her own keys"
+    );
+    // A pending wait (bounded far beyond the test) ends with her next read.
+    let waiting = {
+        let (e2ee, authed) = (e2ee.clone(), authed.clone());
+        tokio::spawn(async move {
+            e2ee.wait_for_own_keys_read(&authed, ticket, Duration::from_secs(600))
+                .await
+        })
+    };
+    own_query().await;
+    assert!(
+        waiting.await.expect("the wait task"),
+        "released by the read"
+    );
+    // That read saw the signature.
+    let q = bob
+        .post(
+            "/_matrix/client/v3/keys/query",
+            json!({"device_keys": {&uid: [&dev]}}),
+        )
+        .await;
+    assert_eq!(
+        q.1["device_keys"][&uid][&dev]["signatures"][&uid][format!("ed25519:{self_public}")],
+        signed["signatures"][&uid][format!("ed25519:{self_public}")]
+    );
+    // Bob's device never read its own keys: nothing to wait for.
+    let bob_authed = Authed {
+        user_id: UserId::parse(&bob_id).unwrap(),
+        device_id: bob_dev.as_str().into(),
+    };
+    assert!(
+        e2ee.wait_for_own_keys_read(&bob_authed, u64::MAX, Duration::ZERO)
+            .await
+    );
+    server.stop().await;
+}
+
 /// A new ed25519 key pair whose key ID is its public key (unpadded base64),
 /// as cross-signing keys are named.
 fn key_pair() -> (ruma::signatures::Ed25519KeyPair, String) {

@@ -477,3 +477,87 @@ async fn thread_counts_apart_from_the_main_timeline() {
     assert!(thread_counts(&got, &room).is_empty(), "{got}");
     server.stop().await;
 }
+
+/// An event relating to a thread reply in another way (a reaction, an
+/// edit, a reaction to that edit) belongs to the reply's thread and counts
+/// there (spec v1.4 "Threading", MSC3771), not in the main timeline; one
+/// relating to the root counts in the main timeline. Alice's own rule
+/// makes every event notify (by default reactions and edits never do).
+#[tokio::test]
+async fn reactions_and_edits_of_thread_replies_count_in_their_thread() {
+    let server = TestServer::start().await;
+    let (alice, _alice_id, bob, _carol, room) = three_member_room(&server).await;
+    let (status, body) = alice
+        .put(
+            "/_matrix/client/v3/pushrules/global/override/everything",
+            json!({"conditions": [], "actions": ["notify"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "override rule: {body}");
+    let root = say(&bob, &room, "b1", "root").await;
+    receipt(&alice, &room, "m.read", &root).await;
+    let t1 = send(
+        &bob,
+        &room,
+        "b2",
+        json!({"msgtype": "m.text", "body": "t1",
+               "m.relates_to": {"rel_type": "m.thread", "event_id": root}}),
+    )
+    .await;
+    let relate = |txn: &'static str, kind: &'static str, content: Value| {
+        let (bob, room) = (&bob, &room);
+        async move {
+            let (status, got) = bob
+                .put(
+                    &format!("/_matrix/client/v3/rooms/{room}/send/{kind}/{txn}"),
+                    content,
+                )
+                .await;
+            assert_eq!(status, 200, "send {kind}: {got}");
+            got["event_id"].as_str().expect("event_id").to_owned()
+        }
+    };
+    let annotation = |parent: &str, key: &str| json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": parent, "key": key}});
+    relate("b3", "m.reaction", annotation(&t1, "👍")).await;
+    let edit = relate(
+        "b4",
+        "m.room.message",
+        json!({"msgtype": "m.text", "body": "* t1 edited",
+               "m.new_content": {"msgtype": "m.text", "body": "t1 edited"},
+               "m.relates_to": {"rel_type": "m.replace", "event_id": t1}}),
+    )
+    .await;
+    relate("b5", "m.reaction", annotation(&edit, "🎉")).await;
+    relate("b6", "m.reaction", annotation(&root, "👀")).await;
+
+    let threads = json!({"room": {"timeline": {"unread_thread_notifications": true}}});
+    let got = sync_filtered(&alice, &threads).await;
+    assert_eq!(counts(&got, &room), (1, 0), "the root's reaction: {got}");
+    assert_eq!(
+        thread_counts(&got, &room),
+        vec![(root.clone(), 4, 0)],
+        "t1, its reaction, its edit, the edit's reaction: {got}"
+    );
+    // The same when counted afresh (another rule set) with the related
+    // events outside the response's timeline: they come from the gap read
+    // and their parents from storage.
+    let (status, body) = alice
+        .put(
+            "/_matrix/client/v3/pushrules/global/override/everything_too",
+            json!({"conditions": [], "actions": ["notify"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "second override rule: {body}");
+    let got = sync_filtered(
+        &alice,
+        &json!({"room": {"timeline": {"unread_thread_notifications": true, "limit": 1}}}),
+    )
+    .await;
+    assert_eq!(counts(&got, &room), (1, 0), "{got}");
+    assert_eq!(
+        thread_counts(&got, &room),
+        vec![(root.clone(), 4, 0)],
+        "{got}"
+    );
+    server.stop().await;
+}

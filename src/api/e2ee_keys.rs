@@ -200,6 +200,14 @@ async fn signatures(
     if let Some(changed_at) = uploaded.changed_at {
         wake_before_answering(&state, changed_at).await;
     }
+    if let Some(ticket) = uploaded.own_ticket
+        && !state
+            .e2ee
+            .wait_for_own_keys_read(&authed, ticket, OWN_KEYS_READ_WAIT)
+            .await
+    {
+        tracing::debug!("the uploader did not re-read its own keys within 2 s; answering anyway");
+    }
     let failures = uploaded.failures;
     let mut resp = upload_signatures::v3::Response::new();
     for (user, per) in failures {
@@ -216,6 +224,12 @@ async fn signatures(
     }
     ok(resp)
 }
+
+/// How long a signature upload on the uploader's own keys waits for the
+/// uploader's client to re-read them (`E2ee::wait_for_own_keys_read`): its
+/// sync answers with the change within milliseconds, and its `/keys/query`
+/// follows.
+const OWN_KEYS_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long an upload waits for this process's sync notifier to publish
 /// its device-list change ([`wake_before_answering`]); the notifier

@@ -27,11 +27,21 @@
 //! storage handle, so [`Accounts`] can own it without a construction cycle
 //! (this service holds [`Accounts`]).
 //!
+//! Own-keys reads (per process, in memory): each device's `/keys/query`
+//! naming its own user is noted with a ticket, so a signature upload on the
+//! uploader's own keys can be answered after that device re-read them
+//! ([`E2ee::wait_for_own_keys_read`]; why: docs/transitory.md). At most
+//! 100,000 devices are remembered; past that the record starts afresh.
+//!
 //! Who may import this: `api`, `sync`, `app`, `service::accounts` (for
 //! [`DeviceLifecycle`]), the CLI and tests.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
@@ -55,6 +65,48 @@ pub struct E2ee {
     transitory: TransitoryDb,
     rooms: RoomsDb,
     accounts: Arc<Accounts>,
+    own_queries: OwnKeyQueries,
+}
+
+/// The entries [`OwnKeyQueries`] keeps before it forgets them all (a
+/// forgotten device's next upload is answered without waiting).
+const OWN_QUERY_DEVICES: usize = 100_000;
+
+/// Per process: which devices re-read their own user's keys with
+/// `/keys/query`, and the newest such read each has had answered, so a
+/// signature upload can be answered after the uploader's client has
+/// fetched the signature (see [`E2ee::wait_for_own_keys_read`]).
+///
+/// Reads and uploads are ordered by tickets from one counter: a read takes
+/// its ticket before it reads storage, an upload after its write
+/// committed, so a read with a later ticket saw the upload.
+#[derive(Default)]
+struct OwnKeyQueries {
+    next_ticket: AtomicU64,
+    /// (user, device) -> the largest ticket of an answered own-keys read.
+    answered: Mutex<HashMap<(OwnedUserId, OwnedDeviceId), watch::Sender<u64>>>,
+}
+
+impl OwnKeyQueries {
+    fn ticket(&self) -> u64 {
+        self.next_ticket.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn answered(&self, authed: &Authed, ticket: u64) {
+        let mut map = self.answered.lock().expect("own key queries");
+        if map.len() >= OWN_QUERY_DEVICES {
+            map.clear();
+        }
+        map.entry((authed.user_id.clone(), authed.device_id.clone()))
+            .or_insert_with(|| watch::channel(0).0)
+            .send_modify(|t| *t = (*t).max(ticket));
+    }
+
+    fn watch(&self, authed: &Authed) -> Option<watch::Receiver<u64>> {
+        let map = self.answered.lock().expect("own key queries");
+        map.get(&(authed.user_id.clone(), authed.device_id.clone()))
+            .map(watch::Sender::subscribe)
+    }
 }
 
 /// What `/keys/query` finds for the local users asked about.
@@ -188,6 +240,9 @@ pub struct SignaturesUploaded {
     /// The position of the device-list change recorded for the signed
     /// users, if any signature was new.
     pub changed_at: Option<Position>,
+    /// With a new signature on the uploader's own keys: the upload's ticket
+    /// for [`E2ee::wait_for_own_keys_read`].
+    pub own_ticket: Option<u64>,
 }
 
 /// What follows a device's creation or deletion outside the `accounts`
@@ -285,6 +340,7 @@ impl E2ee {
             transitory: TransitoryDb::new(&databases.transitory),
             rooms: RoomsDb::new(&databases.rooms),
             accounts,
+            own_queries: OwnKeyQueries::default(),
         }
     }
 
@@ -367,6 +423,10 @@ impl E2ee {
         authed: &Authed,
         wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
     ) -> Result<QueryResult> {
+        // Taken before any read (see `OwnKeyQueries`).
+        let own = wanted
+            .contains_key(&authed.user_id)
+            .then(|| self.own_queries.ticket());
         let mut out = QueryResult::default();
         for (user, devices) in wanted {
             let ds: Vec<String> = devices.iter().map(|d| d.to_string()).collect();
@@ -389,7 +449,37 @@ impl E2ee {
                 out.user_signing_keys.insert(user.clone(), k);
             }
         }
+        if let Some(ticket) = own {
+            self.own_queries.answered(authed, ticket);
+        }
         Ok(out)
+    }
+
+    /// After a signature upload by `authed` that signed their own keys
+    /// (`SignaturesUploaded::own_ticket`): waits, at most `bound`, until
+    /// this device's client has re-read its own user's keys with a
+    /// `/keys/query` that saw the upload, and says whether it did.
+    /// Returns `true` at once for a device that never queried its own
+    /// keys through this process (a client that does not track its device
+    /// list would wait in vain).
+    ///
+    /// Why: matrix-js-sdk's Rust crypto learns of its own device's new
+    /// cross-signing signature only from that `/keys/query` (which the
+    /// sync's `device_lists.changed` triggers) and reads the device's trust
+    /// the moment `bootstrapCrossSigning` returns, that is right after
+    /// this upload's answer (issue 22, docs/transitory.md).
+    pub async fn wait_for_own_keys_read(
+        &self,
+        authed: &Authed,
+        own_ticket: u64,
+        bound: Duration,
+    ) -> bool {
+        let Some(mut rx) = self.own_queries.watch(authed) else {
+            return true;
+        };
+        tokio::time::timeout(bound, rx.wait_for(|t| *t > own_ticket))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// `POST /keys/claim`: one key per (user, device, algorithm), atomically
@@ -600,9 +690,13 @@ impl E2ee {
             }
             touched.push(user.to_string());
         }
-        let mut changed_at = None;
+        let (mut changed_at, mut own_ticket) = (None, None);
         if !entries.is_empty() {
             self.db.add_signatures(&entries).await?;
+            // After the write committed (see `OwnKeyQueries`).
+            if touched.iter().any(|u| *u == authed.user_id.as_str()) {
+                own_ticket = Some(self.own_queries.ticket());
+            }
             touched.sort();
             touched.dedup();
             let users: Vec<&str> = touched.iter().map(String::as_str).collect();
@@ -611,6 +705,7 @@ impl E2ee {
         Ok(SignaturesUploaded {
             failures,
             changed_at,
+            own_ticket,
         })
     }
 

@@ -354,14 +354,21 @@ async fn read_timeline(
     events.reverse();
     let oldest = events.first().map(|(p, _)| *p);
     let mut senders = BTreeSet::new();
+    let mut shown: Vec<Value> = Vec::new();
     for (_, event) in &events {
         if SyncFilter::allows_event(&ctx.filter.timeline, event) {
             if let Some(s) = event["sender"].as_str() {
                 senders.insert(s.to_owned());
             }
-            timeline.events.push(raw(event));
+            shown.push(event.clone());
         }
     }
+    // Bundled aggregations on what the client gets (`events` stays as
+    // read: unread counting evaluates push rules over it).
+    ctx.rooms
+        .bundle_aggregations(viewer, room, &mut shown)
+        .await?;
+    timeline.events.extend(shown.iter().map(raw));
     timeline.prev_batch = oldest.map(|p| p.to_string());
     let covers_after = match (timeline.limited, oldest) {
         (false, _) => after,

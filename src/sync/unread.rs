@@ -16,7 +16,8 @@
 //! the room's power levels (`@room` needs them).
 //!
 //! Invariant (cost bound): at most [`MAX_COUNTED`] events are read per
-//! room and sync besides those the response's timeline holds; both counts
+//! room and sync besides those the response's timeline holds (and, with
+//! thread counts, the parents of related events, see "Threads"); both counts
 //! are over at most the [`MAX_COUNTED`] newest unread events, so never
 //! above it.
 //!
@@ -56,9 +57,12 @@
 //! position and root, so a new thread receipt needs no re-evaluation.
 //! Without the option every event counts in `unread_notifications` after
 //! the later of the unthreaded and `main` receipts, and thread receipts
-//! are ignored. Not counted in a thread: events relating to a threaded
-//! event in another way (a reaction to a thread reply counts in the main
-//! timeline).
+//! are ignored. An event relating to an event in a thread in another way
+//! (a reaction or an edit of a thread reply: `m.annotation`, `m.replace`)
+//! belongs to that thread too (spec v1.4 "Threading", MSC3771), as in
+//! Synapse; finding its thread reads its parent (at most
+//! [`MAX_RELATION_HOPS`] reads per such event, none for a parent in the
+//! same batch), once per event since the memo keeps the result.
 //!
 //! Who may import this: `sync::rooms` and `sync::service`.
 
@@ -180,14 +184,61 @@ impl Memo {
     }
 }
 
-/// The thread root of a client-format event in a thread
-/// (`m.relates_to.rel_type` `m.thread`).
-fn thread_root(event: &Value) -> Option<OwnedEventId> {
-    let relates = &event["content"]["m.relates_to"];
-    if relates["rel_type"].as_str() != Some("m.thread") {
-        return None;
+/// How many relations other than `m.thread` [`thread_of`] follows from an
+/// event towards a thread (a reaction to an edit of a thread reply is two).
+const MAX_RELATION_HOPS: usize = 3;
+
+/// Where an event's `m.relates_to` points: the thread root of an
+/// `m.thread` child, or the parent of any other relation.
+enum RelatesTo {
+    Thread(OwnedEventId),
+    Parent(OwnedEventId),
+}
+
+/// The relation of an event's `content` (client format or the PDU's).
+fn relates_to(content: &Value) -> Option<RelatesTo> {
+    let relates = &content["m.relates_to"];
+    let target = OwnedEventId::try_from(relates["event_id"].as_str()?).ok()?;
+    match relates["rel_type"].as_str()? {
+        "m.thread" => Some(RelatesTo::Thread(target)),
+        _ => Some(RelatesTo::Parent(target)),
     }
-    OwnedEventId::try_from(relates["event_id"].as_str()?).ok()
+}
+
+/// The thread a client-format event of `room` belongs to (spec v1.4
+/// "Threading", MSC3771/MSC3773): an `m.thread` child belongs to its
+/// root's thread; an event relating to an event in a thread in another
+/// way (`m.annotation`, `m.replace`, ...) belongs to that thread too; the
+/// root and everything relating to it belong to the main timeline. Follows
+/// at most [`MAX_RELATION_HOPS`] such relations; a parent among `batch`
+/// (the events being counted, by ID) is not read again, any other is one
+/// read (a parent in another room, or unknown, ends the walk: main
+/// timeline).
+async fn thread_of(
+    ctx: &Ctx,
+    room: &RoomId,
+    event: &Value,
+    batch: &HashMap<&str, &Value>,
+) -> Result<Option<OwnedEventId>, Error> {
+    let mut relation = relates_to(&event["content"]);
+    for _ in 0..MAX_RELATION_HOPS {
+        let parent = match relation {
+            None => return Ok(None),
+            Some(RelatesTo::Thread(root)) => return Ok(Some(root)),
+            Some(RelatesTo::Parent(parent)) => parent,
+        };
+        relation = match batch.get(parent.as_str()) {
+            Some(parent) => relates_to(&parent["content"]),
+            None => match ctx.rooms.db().event(&parent).await? {
+                Some(stored) if stored.room_id == room => relates_to(&stored.pdu.content_value()),
+                _ => None,
+            },
+        };
+    }
+    Ok(match relation {
+        Some(RelatesTo::Thread(root)) => Some(root),
+        _ => None,
+    })
 }
 
 /// The per-process memo of unread counting, per user and room.
@@ -342,15 +393,29 @@ pub(super) async fn unread_notifications(
     events.extend(known.events.iter().filter(|(p, _)| *p > from));
     // Each unread event with its thread root (with thread counts); an
     // unthreaded one only after the main timeline's start.
-    let unread: Vec<(StreamPosition, &Value, Option<OwnedEventId>)> = events
-        .into_iter()
-        .filter(|(_, e)| {
-            e["sender"].as_str() != Some(ctx.user.as_str())
-                && e["unsigned"].get("redacted_because").is_none()
-        })
-        .map(|(p, e)| (*p, e, thread_start.and_then(|_| thread_root(e))))
-        .filter(|(p, _, root)| root.is_some() || *p > start)
-        .collect();
+    let batch: HashMap<&str, &Value> = if by_thread {
+        events
+            .iter()
+            .filter_map(|(_, e)| Some((e["event_id"].as_str()?, e)))
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    let mut unread: Vec<(StreamPosition, &Value, Option<OwnedEventId>)> = Vec::new();
+    for (p, e) in events.iter().copied() {
+        if e["sender"].as_str() == Some(ctx.user.as_str())
+            || e["unsigned"].get("redacted_because").is_some()
+        {
+            continue;
+        }
+        let root = match by_thread {
+            true => thread_of(ctx, room, e, &batch).await?,
+            false => None,
+        };
+        if root.is_some() || *p > start {
+            unread.push((*p, e, root));
+        }
+    }
     if !unread.is_empty() {
         let push_ctx = room_ctx(ctx, room, member_event).await?;
         for (position, event, root) in unread {

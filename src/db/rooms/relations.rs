@@ -113,13 +113,43 @@ impl RoomsDb {
             (Some(r), None) => space.range(&keys::RELATION, &(room, parent_s, r)),
             _ => space.range(&keys::RELATION, &(room, parent_s)),
         };
+        let mut out = self.children(begin, end).await?;
+        out.retain(|r| {
+            !(after.is_some_and(|a| r.position <= a) || before.is_some_and(|b| r.position >= b))
+        });
+        if dir == Direction::Backward {
+            out.reverse();
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// The children of `parent` in `room_id` that bundled aggregations
+    /// read, newest first: those whose relation type sorts at or after
+    /// `m.reference` (`m.reference`, `m.replace`, `m.thread`, and custom
+    /// types that sort after them), so `m.annotation` (reactions, usually
+    /// most of an event's children) is left out. One range read.
+    pub async fn aggregated_children(
+        &self,
+        room_id: &RoomId,
+        parent: &OwnedEventId,
+    ) -> Result<Vec<Relation>> {
+        let space = &self.layout.relations;
+        let (room, parent) = (room_id.as_str(), parent.as_str());
+        let (begin, _) = space.range(&keys::RELATION, &(room, parent, "m.reference"));
+        let (_, end) = space.range(&keys::RELATION, &(room, parent));
+        let mut out = self.children(begin, end).await?;
+        out.reverse();
+        Ok(out)
+    }
+
+    /// The relations stored in `begin..end` of `relations/child`, oldest
+    /// first. One range read.
+    async fn children(&self, begin: Vec<u8>, end: Vec<u8>) -> Result<Vec<Relation>> {
+        let space = &self.layout.relations;
         let kvs = self.db.read_range(RangeOption::new(begin, end)).await?;
         let mut out = Vec::with_capacity(kvs.len());
         for kv in &kvs {
-            let position = trailing_position("child", &kv.key)?;
-            if after.is_some_and(|a| position <= a) || before.is_some_and(|b| position >= b) {
-                continue;
-            }
             let (_, _, _, rel_type, event_type, _): (
                 i64,
                 String,
@@ -130,16 +160,12 @@ impl RoomsDb {
             ) = unpack("child", space, &kv.key)?;
             out.push(Relation {
                 event_id: decode_event_id("child", &kv.value)?,
-                position,
+                position: trailing_position("child", &kv.key)?,
                 rel_type,
                 event_type,
             });
         }
         out.sort_by_key(|r| r.position);
-        if dir == Direction::Backward {
-            out.reverse();
-        }
-        out.truncate(limit);
         Ok(out)
     }
 

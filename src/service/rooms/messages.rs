@@ -191,6 +191,8 @@ impl Rooms {
                 end = Some(cut_after(next));
             }
         }
+        self.bundle_aggregations(viewer, room_id, &mut chunk)
+            .await?;
         let state = if filter.lazy_load_members {
             self.member_events_of(viewer, room_id, &chunk).await?
         } else {

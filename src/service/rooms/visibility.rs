@@ -226,7 +226,7 @@ impl Rooms {
     }
 
     /// `GET /rooms/{roomId}/event/{eventId}`: the event, if `user` may see
-    /// it.
+    /// it, with its bundled aggregations (`Rooms::bundle_aggregations`).
     ///
     /// Errors: [`Error::NotFound`] if it does not exist in this room or is
     /// not visible to `user` (the two are not told apart).
@@ -249,7 +249,11 @@ impl Rooms {
         if !oracle.allows(user, &stored) {
             return Err(not_found());
         }
-        self.client_event(room_id, &stored, viewer).await
+        let mut event = [self.client_event(room_id, &stored, viewer).await?];
+        self.bundle_aggregations(viewer, room_id, &mut event)
+            .await?;
+        let [event] = event;
+        Ok(event)
     }
 
     /// The state `user` may see: the current state while joined (or if the
