@@ -465,7 +465,11 @@ async fn leaderboard_submits_and_reads_ranks() {
         .expect("leaderboard scenario runs");
     let l = report.leaderboard.clone().expect("leaderboard section");
     assert_eq!((report.setup.users, l.players), (5, 5));
-    for (name, p) in [("submit", &l.submit), ("rank", &l.rank), ("around", &l.around)] {
+    for (name, p) in [
+        ("submit", &l.submit),
+        ("rank", &l.rank),
+        ("around", &l.around),
+    ] {
         assert_eq!((p.ok, p.conflicts, p.errors), (40, 0, 0), "{name}: {p:?}");
         assert_eq!(p.latency.count, 40, "{name}");
         assert!(p.ok_per_s > 0.0, "{name}");

@@ -715,7 +715,10 @@ async fn an_initial_sync_carries_own_records_and_joins_bounded() {
     let listed = section["leaderboards"].as_array().expect("records");
     assert_eq!(listed.len(), MAX_OWNED - 2);
     assert_eq!(listed[0]["id"], "z000");
-    assert_eq!(listed[MAX_OWNED - 3]["id"], format!("z{:03}", MAX_OWNED - 3));
+    assert_eq!(
+        listed[MAX_OWNED - 3]["id"],
+        format!("z{:03}", MAX_OWNED - 3)
+    );
     assert_eq!(section["tournaments"][0]["id"], "cup");
 }
 

@@ -88,7 +88,13 @@ async fn build(data: &Path, big: u64) {
     for (id, n) in [("small", SMALL), ("big", big)] {
         game.create_board(id, &board).await.expect("create board");
         let records: Vec<(String, i64, i64)> = (0..n)
-            .map(|i| (owner(i), (i.wrapping_mul(2_654_435_761) % 1_000_000_007) as i64, 0))
+            .map(|i| {
+                (
+                    owner(i),
+                    (i.wrapping_mul(2_654_435_761) % 1_000_000_007) as i64,
+                    0,
+                )
+            })
             .collect();
         let loaded = game
             .load_records(id, &records, 1)
@@ -194,10 +200,7 @@ password_hashing = { memory_kib = 8, iterations = 1, parallelism = 1 }
     let client = Client::new(&base, Duration::from_secs(60)).expect("client");
     let http = reqwest::Client::new();
     loop {
-        if let Ok(r) = http
-            .get(format!("{base}/_myelin/health/live"))
-            .send()
-            .await
+        if let Ok(r) = http.get(format!("{base}/_myelin/health/live")).send().await
             && r.status().is_success()
         {
             break;
@@ -205,7 +208,10 @@ password_hashing = { memory_kib = 8, iterations = 1, parallelism = 1 }
         if let Some(status) = server.0.try_wait().expect("try_wait") {
             panic!("myelin serve exited with {status}");
         }
-        assert!(spawned.elapsed() < START_TIMEOUT, "myelin serve did not answer");
+        assert!(
+            spawned.elapsed() < START_TIMEOUT,
+            "myelin serve did not answer"
+        );
         // Polling for the listener: there is no readiness signal to wait on.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -51,7 +51,10 @@ async fn a_submission_follows_the_window_the_join_and_max_num_score() {
     assert_eq!(t["join_required"], true);
     // The read is the create answer plus `size`: no joins yet.
     let mut read = ok(alice.get(&format!("{P}/tournaments/cup")).await);
-    assert_eq!(read.as_object_mut().and_then(|r| r.remove("size")), Some(json!(0)));
+    assert_eq!(
+        read.as_object_mut().and_then(|r| r.remove("size")),
+        Some(json!(0))
+    );
     assert_eq!(read, t);
     let records = format!("{P}/tournaments/cup/records");
     let not_active = |got: &(u16, Value), reason: &str| {
@@ -310,7 +313,10 @@ async fn size_counts_the_current_windows_joins() {
             json!({"id": "open", "category": 5, "reset": "0 * * * *"}),
         )
         .await);
-    assert!(t.get("size").is_none(), "the create answer has no size: {t}");
+    assert!(
+        t.get("size").is_none(),
+        "the create answer has no size: {t}"
+    );
     let size = |path: &'static str| {
         let admin = admin.clone();
         async move { ok(admin.get(&format!("{P}{path}")).await) }
@@ -320,7 +326,9 @@ async fn size_counts_the_current_windows_joins() {
     for i in 0..3 {
         let c = server.register(&format!("joiner{i}"), "pw-joiner-1").await;
         for first in [true, false] {
-            let got = ok(c.post(&format!("{P}/tournaments/open/join"), json!({})).await);
+            let got = ok(c
+                .post(&format!("{P}/tournaments/open/join"), json!({}))
+                .await);
             assert_eq!(got["joined"], first);
             expiry = got["expiry"].as_u64();
         }

@@ -219,7 +219,14 @@ pub async fn run(ctx: &Ctx<'_>, setup: &mut SetupReport) -> Result<LeaderboardRe
     let body = json!({"id": board_id, "sort": "desc", "operator": "set"});
     let path = format!("{PREFIX}/leaderboards");
     ctx.client
-        .call(CREATE, Method::POST, &path, Some(&admin.token), &[], Some(&body))
+        .call(
+            CREATE,
+            Method::POST,
+            &path,
+            Some(&admin.token),
+            &[],
+            Some(&body),
+        )
         .await
         .map_err(BenchError::request("create board"))?;
     let players = ctx.accounts(Kind::User, a.players, setup).await?;
@@ -230,7 +237,14 @@ pub async fn run(ctx: &Ctx<'_>, setup: &mut SetupReport) -> Result<LeaderboardRe
         let (token, submit_path) = (who.token.clone(), &submit_path);
         async move {
             ctx.client
-                .call(SUBMIT, Method::POST, submit_path, Some(&token), &[], Some(&body))
+                .call(
+                    SUBMIT,
+                    Method::POST,
+                    submit_path,
+                    Some(&token),
+                    &[],
+                    Some(&body),
+                )
                 .await
                 .map(|_| ())
         }
@@ -279,7 +293,14 @@ pub async fn run(ctx: &Ctx<'_>, setup: &mut SetupReport) -> Result<LeaderboardRe
         async move {
             let page = ctx
                 .client
-                .call(AROUND, Method::GET, &path, Some(token), &[("limit", limit.as_str())], None)
+                .call(
+                    AROUND,
+                    Method::GET,
+                    &path,
+                    Some(token),
+                    &[("limit", limit.as_str())],
+                    None,
+                )
                 .await?;
             checked(
                 around_is_consistent(&page, owner, want),

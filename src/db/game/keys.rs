@@ -316,7 +316,15 @@ pub const BY_OWNER: SubspaceSpec = SubspaceSpec {
 pub const LEADERBOARDS: DirectorySpec = DirectorySpec {
     path: &["leaderboards"],
     doc: "Leaderboards and tournaments: definitions, records and ranked sets per window, the tournament listing, joins, each owner's boards.",
-    subspaces: &[BOARD, RECORD, RANK, BY_CATEGORY, JOINED, JOIN_COUNT, BY_OWNER],
+    subspaces: &[
+        BOARD,
+        RECORD,
+        RANK,
+        BY_CATEGORY,
+        JOINED,
+        JOIN_COUNT,
+        BY_OWNER,
+    ],
 };
 
 #[cfg(test)]

@@ -715,9 +715,8 @@ impl GameDb {
                         if tx.get(&k, true).await?.is_some() {
                             out.joins.push((id, expiry));
                         }
-                    } else if let Some(r) = mount(layout, &id, &board)?
-                        .get(&tx, expiry, owner)
-                        .await?
+                    } else if let Some(r) =
+                        mount(layout, &id, &board)?.get(&tx, expiry, owner).await?
                     {
                         out.records.push((id, r));
                     }
