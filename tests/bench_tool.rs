@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use common_api::TestServer;
-use myelin::bench::{BenchArgs, BenchError, client, run_bench};
+use myelin::bench::{BenchArgs, BenchError, Report, client, run_bench};
 use serde_json::{Value, json};
 
 fn args(base: &str, extra: &[&str]) -> BenchArgs {
@@ -322,17 +322,24 @@ async fn game_server() -> TestServer {
 
 const ADMIN: [&str; 4] = ["--admin-user", "gadmin", "--admin-password", "pw-admin-1"];
 
+/// Runs game `scenario` as `gadmin` with 4 clients, `players` players and
+/// `ops` operations.
+async fn four_clients(server: &TestServer, scenario: &str, players: u32, ops: u32) -> Report {
+    let (players, ops) = (players.to_string(), ops.to_string());
+    let mut extra = vec!["--scenario", scenario, "--players", &players, "--ops", &ops];
+    extra.extend(["--senders", "4"]);
+    extra.extend(ADMIN);
+    run_bench(&args(&server.base, &extra))
+        .await
+        .unwrap_or_else(|e| panic!("{scenario} runs: {e}"))
+}
+
 /// `trades` at a tiny size: every trade completes (no two offer one item,
 /// funds are ample), and the check over HTTP finds the invariants hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trades_complete_and_the_invariants_hold() {
     let server = game_server().await;
-    let mut extra = vec!["--scenario", "trades", "--players", "6", "--ops", "30"];
-    extra.extend(["--senders", "4"]);
-    extra.extend(ADMIN);
-    let report = run_bench(&args(&server.base, &extra))
-        .await
-        .expect("trades scenario runs");
+    let report = four_clients(&server, "trades", 6, 30).await;
     let t = report.trades.clone().expect("trades section");
     assert_eq!(report.setup.users, 6);
     assert_eq!((t.completed, t.failed), (30, 0), "{t:?}");
@@ -457,12 +464,7 @@ async fn storage_writes_are_paced_and_acknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaderboard_submits_and_reads_ranks() {
     let server = game_server().await;
-    let mut extra = vec!["--scenario", "leaderboard", "--players", "5", "--ops", "40"];
-    extra.extend(["--senders", "4"]);
-    extra.extend(ADMIN);
-    let report = run_bench(&args(&server.base, &extra))
-        .await
-        .expect("leaderboard scenario runs");
+    let report = four_clients(&server, "leaderboard", 5, 40).await;
     let l = report.leaderboard.clone().expect("leaderboard section");
     assert_eq!((report.setup.users, l.players), (5, 5));
     for (name, p) in [
