@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use common_api::TestServer;
-use myelin::bench::{BenchArgs, BenchError, client, run_bench};
+use myelin::bench::{BenchArgs, BenchError, Report, client, run_bench};
 use serde_json::{Value, json};
 
 fn args(base: &str, extra: &[&str]) -> BenchArgs {
@@ -322,17 +322,24 @@ async fn game_server() -> TestServer {
 
 const ADMIN: [&str; 4] = ["--admin-user", "gadmin", "--admin-password", "pw-admin-1"];
 
+/// Runs game `scenario` as `gadmin` with 4 clients, `players` players and
+/// `ops` operations.
+async fn four_clients(server: &TestServer, scenario: &str, players: u32, ops: u32) -> Report {
+    let (players, ops) = (players.to_string(), ops.to_string());
+    let mut extra = vec!["--scenario", scenario, "--players", &players, "--ops", &ops];
+    extra.extend(["--senders", "4"]);
+    extra.extend(ADMIN);
+    run_bench(&args(&server.base, &extra))
+        .await
+        .unwrap_or_else(|e| panic!("{scenario} runs: {e}"))
+}
+
 /// `trades` at a tiny size: every trade completes (no two offer one item,
 /// funds are ample), and the check over HTTP finds the invariants hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trades_complete_and_the_invariants_hold() {
     let server = game_server().await;
-    let mut extra = vec!["--scenario", "trades", "--players", "6", "--ops", "30"];
-    extra.extend(["--senders", "4"]);
-    extra.extend(ADMIN);
-    let report = run_bench(&args(&server.base, &extra))
-        .await
-        .expect("trades scenario runs");
+    let report = four_clients(&server, "trades", 6, 30).await;
     let t = report.trades.clone().expect("trades section");
     assert_eq!(report.setup.users, 6);
     assert_eq!((t.completed, t.failed), (30, 0), "{t:?}");
@@ -352,21 +359,24 @@ async fn trades_complete_and_the_invariants_hold() {
     server.stop().await;
 }
 
-/// `trades` without an admin account is refused before anything runs,
-/// and a non-admin account's mint fails with the server's 403.
+/// `trades` and `leaderboard` without an admin account are refused before
+/// anything runs, and a non-admin account's mint fails with the server's
+/// 403.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn game_scenarios_need_an_admin() {
     let server = TestServer::start().await;
     server.register("plain", "pw-plain-1").await;
-    let no_admin = run_bench(&args(
-        &server.base,
-        &["--scenario", "trades", "--players", "2"],
-    ))
-    .await;
-    assert!(
-        matches!(no_admin, Err(BenchError::BadArgs(_))),
-        "{no_admin:?}"
-    );
+    for scenario in ["trades", "leaderboard"] {
+        let no_admin = run_bench(&args(
+            &server.base,
+            &["--scenario", scenario, "--players", "2"],
+        ))
+        .await;
+        assert!(
+            matches!(no_admin, Err(BenchError::BadArgs(_))),
+            "{scenario}: {no_admin:?}"
+        );
+    }
     let extra = [
         "--scenario",
         "wallet-credits",
@@ -444,5 +454,50 @@ async fn storage_writes_are_paced_and_acknowledged() {
     // 40 writes at 400/s: the last starts 97.5 ms after the first.
     assert!(w.window_secs >= 0.0975, "{w:?}");
     assert!(report.json_line().contains("\"storage_writes\""));
+    server.stop().await;
+}
+
+/// `leaderboard` at a tiny size: every submission and read is acknowledged,
+/// every read answer is consistent (ranks within the board, around pages of
+/// consecutive ranks holding the owner), and the board holds one record per
+/// player afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaderboard_submits_and_reads_ranks() {
+    let server = game_server().await;
+    let report = four_clients(&server, "leaderboard", 5, 40).await;
+    let l = report.leaderboard.clone().expect("leaderboard section");
+    assert_eq!((report.setup.users, l.players), (5, 5));
+    for (name, p) in [
+        ("submit", &l.submit),
+        ("rank", &l.rank),
+        ("around", &l.around),
+    ] {
+        assert_eq!((p.ok, p.conflicts, p.errors), (40, 0, 0), "{name}: {p:?}");
+        assert_eq!(p.latency.count, 40, "{name}");
+        assert!(p.ok_per_s > 0.0, "{name}");
+    }
+    assert_eq!(l.wrong_answers, 0);
+    let v: Value = serde_json::from_str(&report.json_line()).expect("one JSON object");
+    assert_eq!(v["scenario"], "leaderboard");
+    assert_eq!(v["leaderboard"]["submit"]["ok"], 40);
+    assert!(v["leaderboard"]["around"]["latency"]["p99_ms"].is_number());
+    assert!(report.table().contains("[leaderboard] board "));
+
+    // The board, read over HTTP: one record per player, ranks 1..=5.
+    let admin = server.login("gadmin", "pw-admin-1").await.expect("login");
+    let page = admin
+        .get(&format!(
+            "/_myelin/game/v1/leaderboards/{}/records?limit=100",
+            l.board_id
+        ))
+        .await;
+    assert_eq!(page.0, 200, "{}", page.1);
+    let ranks: Vec<u64> = page.1["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| r["rank"].as_u64().expect("rank"))
+        .collect();
+    assert_eq!(ranks, vec![1, 2, 3, 4, 5]);
     server.stop().await;
 }

@@ -14,7 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use common_api::{Client, TestServer};
+use common_api::{Client, TestServer, sync_now};
 
 /// Long enough that a poll must be woken, not time out.
 const LONG_POLL_MS: u64 = 20_000;
@@ -24,24 +24,6 @@ const P: &str = "/_myelin/game/v1";
 async fn ok(got: (u16, Value)) -> Value {
     assert_eq!(got.0, 200, "{}", got.1);
     got.1
-}
-
-/// `user`'s sync position now, and the answer.
-async fn sync_now(user: &Client, since: Option<&str>) -> (String, Value) {
-    let q = since.map_or(String::new(), |s| format!("&since={s}"));
-    let body = ok(user
-        .get(&format!(
-            "/_matrix/client/v3/sync?timeout=0&set_presence=offline{q}"
-        ))
-        .await)
-    .await;
-    (
-        body["next_batch"]
-            .as_str()
-            .expect("game test step")
-            .to_owned(),
-        body,
-    )
 }
 
 fn poll(user: &Client, since: &str) -> tokio::task::JoinHandle<(u16, Value)> {

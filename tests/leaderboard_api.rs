@@ -3,7 +3,8 @@
 //! injected clock, authority, every error (and that it writes nothing),
 //! cursors visiting each record once, ranks equal to a brute-force sort of
 //! 10,000 records written by concurrent HTTP clients, and `/sync` carrying
-//! the caller's own record changes.
+//! the caller's own record changes (an initial sync: the caller's current
+//! records and joins, bounded).
 
 mod common_api;
 
@@ -12,7 +13,7 @@ use std::collections::BTreeMap;
 use myelin::service::Clock;
 use serde_json::{Value, json};
 
-use common_api::{Client, TestServer, assert_error};
+use common_api::{Client, TestServer, assert_error, sync_now};
 
 const P: &str = "/_myelin/game/v1";
 
@@ -583,20 +584,6 @@ async fn ranks_equal_a_brute_force_sort_of_10000_records_from_concurrent_writers
     }
 }
 
-/// `user`'s sync position now.
-async fn sync_now(user: &Client, since: Option<&str>) -> (String, Value) {
-    let q = since.map_or(String::new(), |s| format!("&since={s}"));
-    let body = ok(user
-        .get(&format!(
-            "/_matrix/client/v3/sync?timeout=0&set_presence=offline{q}"
-        ))
-        .await);
-    (
-        body["next_batch"].as_str().expect("next_batch").to_owned(),
-        body,
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_carries_own_record_changes_and_wakes_a_long_poll() {
     let g = game().await;
@@ -643,3 +630,97 @@ async fn sync_carries_own_record_changes_and_wakes_a_long_poll() {
         json!([{"id": "s", "expiry": 0, "deleted": true}])
     );
 }
+
+/// An initial sync carries the caller's current records (with ranks) and
+/// tournament joins; what was deleted since is left out; past
+/// `MAX_OWNED` boards the list stops and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_initial_sync_carries_own_records_and_joins_bounded() {
+    let g = game().await;
+    create(&g.admin, json!({"id": "a"})).await;
+    create(&g.admin, json!({"id": "b", "sort": "asc"})).await;
+    ok(g.admin
+        .post(&format!("{P}/tournaments"), json!({"id": "cup"}))
+        .await);
+    ok(submit(&g.bob, "a", json!({"score": 50})).await);
+    ok(submit(&g.alice, "a", json!({"score": 10, "subscore": 2})).await);
+    ok(submit(&g.alice, "b", json!({"score": 5})).await);
+    ok(submit(&g.alice, "b", json!({"score": 3})).await);
+    ok(g.alice
+        .post(&format!("{P}/tournaments/cup/join"), json!({}))
+        .await);
+    let initial = |c: &Client| {
+        let c = c.clone();
+        async move { sync_now(&c, None).await.1["org.myelin.game"].clone() }
+    };
+    let section = initial(&g.alice).await;
+    assert_eq!(
+        section["leaderboards"],
+        json!([
+            {"id": "a", "expiry": 0, "score": 10, "subscore": 2, "num_score": 1, "rank": 2},
+            {"id": "b", "expiry": 0, "score": 3, "subscore": 0, "num_score": 2, "rank": 1},
+        ])
+    );
+    assert_eq!(
+        section["tournaments"],
+        json!([{"id": "cup", "expiry": 0, "joined": true}])
+    );
+    assert!(section.get("leaderboards_limited").is_none(), "{section}");
+    let bob = initial(&g.bob).await;
+    assert_eq!(bob["leaderboards"][0]["rank"], 1, "{bob}");
+    assert_eq!(bob["leaderboards"].as_array().map(Vec::len), Some(1));
+    assert!(bob.get("tournaments").is_none(), "{bob}");
+
+    // Her delete on `b`, and board `a` deleted and made again (empty):
+    // neither record is listed any more.
+    ok(g.alice
+        .delete(&format!("{P}/leaderboards/b/records"), json!({}))
+        .await);
+    ok(g.admin
+        .delete(&format!("{P}/leaderboards/a"), json!({}))
+        .await);
+    create(&g.admin, json!({"id": "a"})).await;
+    let section = initial(&g.alice).await;
+    assert!(section.get("leaderboards").is_none(), "{section}");
+    assert_eq!(section["tournaments"][0]["id"], "cup");
+
+    // Records on MAX_OWNED more boards (through the database, for speed).
+    let game = g.server.state.game.db();
+    let alice = uid(&g.alice).await;
+    let admin = myelin::db::game::Actor {
+        user_id: uid(&g.admin).await,
+        admin: true,
+    };
+    let now = g.server.clock.now_ms();
+    let template = game.board("a").await.expect("board a");
+    for i in 0..MAX_OWNED {
+        let id = format!("z{i:03}");
+        game.create_board(&id, &template).await.expect("create");
+        let s = myelin::db::game::ScoreSubmission {
+            owner: alice.clone(),
+            score: i as i64,
+            subscore: 0,
+            metadata: None,
+            operator: None,
+            id: i as u64,
+        };
+        game.submit_scores(&admin, &id, &[s], now)
+            .await
+            .expect("submit");
+    }
+    // Board IDs in order: `a` (left behind by the delete, skipped), `cup`,
+    // `z000`...: the first MAX_OWNED entries are read.
+    let section = initial(&g.alice).await;
+    assert_eq!(section["leaderboards_limited"], true, "{section}");
+    let listed = section["leaderboards"].as_array().expect("records");
+    assert_eq!(listed.len(), MAX_OWNED - 2);
+    assert_eq!(listed[0]["id"], "z000");
+    assert_eq!(
+        listed[MAX_OWNED - 3]["id"],
+        format!("z{:03}", MAX_OWNED - 3)
+    );
+    assert_eq!(section["tournaments"][0]["id"], "cup");
+}
+
+/// `src/sync/game.rs`'s `MAX_OWNED`.
+const MAX_OWNED: usize = 100;

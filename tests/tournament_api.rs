@@ -10,7 +10,7 @@ mod common_api;
 use myelin::service::Clock;
 use serde_json::{Value, json};
 
-use common_api::{Client, TestServer, assert_error};
+use common_api::{Client, TestServer, assert_error, sync_now};
 
 const P: &str = "/_myelin/game/v1";
 
@@ -32,18 +32,6 @@ async fn server_with_admin() -> (TestServer, Client) {
     (server, admin)
 }
 
-/// `user`'s sync position now, and the answer.
-async fn sync_now(user: &Client, since: Option<&str>) -> (String, Value) {
-    let q = since.map_or(String::new(), |s| format!("&since={s}"));
-    let body = ok(user
-        .get(&format!(
-            "/_matrix/client/v3/sync?timeout=0&set_presence=offline{q}"
-        ))
-        .await);
-    let next = body["next_batch"].as_str().expect("next_batch").to_owned();
-    (next, body)
-}
-
 #[tokio::test]
 async fn a_submission_follows_the_window_the_join_and_max_num_score() {
     let (server, admin) = server_with_admin().await;
@@ -61,7 +49,13 @@ async fn a_submission_follows_the_window_the_join_and_max_num_score() {
         .await);
     assert_eq!(t["category"], 3);
     assert_eq!(t["join_required"], true);
-    assert_eq!(ok(alice.get(&format!("{P}/tournaments/cup")).await), t);
+    // The read is the create answer plus `size`: no joins yet.
+    let mut read = ok(alice.get(&format!("{P}/tournaments/cup")).await);
+    assert_eq!(
+        read.as_object_mut().and_then(|r| r.remove("size")),
+        Some(json!(0))
+    );
+    assert_eq!(read, t);
     let records = format!("{P}/tournaments/cup/records");
     let not_active = |got: &(u16, Value), reason: &str| {
         assert_error(got, 409, "ORG.MYELIN.TOURNAMENT_NOT_ACTIVE");
@@ -300,4 +294,61 @@ async fn concurrent_joins_stop_at_max_size() {
     }
     assert_eq!(again, MAX_SIZE);
     assert_eq!(joins(&server, "small").await, MAX_SIZE);
+    // The read and the listing say the same as the counters.
+    let read = ok(admin.get(&format!("{P}/tournaments/small")).await);
+    assert_eq!(read["size"], MAX_SIZE);
+    let listed = ok(admin.get(&format!("{P}/tournaments")).await);
+    assert_eq!(listed["tournaments"][0]["size"], MAX_SIZE, "{listed}");
+}
+
+/// `size` counts the joins of the current window for a tournament without
+/// `max_size` too (each join counted once), in the read and the listing;
+/// a new window starts at 0 and the old one keeps its count.
+#[tokio::test]
+async fn size_counts_the_current_windows_joins() {
+    let (server, admin) = server_with_admin().await;
+    let t = ok(admin
+        .post(
+            &format!("{P}/tournaments"),
+            json!({"id": "open", "category": 5, "reset": "0 * * * *"}),
+        )
+        .await);
+    assert!(
+        t.get("size").is_none(),
+        "the create answer has no size: {t}"
+    );
+    let size = |path: &'static str| {
+        let admin = admin.clone();
+        async move { ok(admin.get(&format!("{P}{path}")).await) }
+    };
+    assert_eq!(size("/tournaments/open").await["size"], 0);
+    let mut expiry = None;
+    for i in 0..3 {
+        let c = server.register(&format!("joiner{i}"), "pw-joiner-1").await;
+        for first in [true, false] {
+            let got = ok(c
+                .post(&format!("{P}/tournaments/open/join"), json!({}))
+                .await);
+            assert_eq!(got["joined"], first);
+            expiry = got["expiry"].as_u64();
+        }
+    }
+    assert_eq!(size("/tournaments/open").await["size"], 3);
+    let listed = size("/tournaments?category_start=5&category_end=5").await;
+    assert_eq!(listed["tournaments"][0]["id"], "open");
+    assert_eq!(listed["tournaments"][0]["size"], 3);
+    // The next window has no joins yet; the last one's count stays.
+    server.clock.advance_ms(3_600_000);
+    assert_eq!(size("/tournaments/open").await["size"], 0);
+    let expiry = expiry.expect("a join's expiry");
+    assert_eq!(
+        server
+            .state
+            .game
+            .db()
+            .join_count("open", expiry)
+            .await
+            .expect("join count"),
+        3
+    );
 }

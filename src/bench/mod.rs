@@ -18,7 +18,10 @@
 //! - `all`: each of the above in turn;
 //! - `trades`, `wallet-credits`, `storage-writes`: Myelin's game API
 //!   (issue 17; [`game`]), not part of `all` (they need an admin account,
-//!   `--admin-user`).
+//!   `--admin-user`);
+//! - `leaderboard`: score submissions, rank and around-owner reads on one
+//!   board of `--players` records (issue 18; [`leaderboard`]), not part of
+//!   `all` either.
 //!
 //! With `--server-pid`, each phase also reports the server's RSS and CPU
 //! ([`server_stats`]). The result is a human table and one JSON line
@@ -39,6 +42,7 @@
 
 pub mod client;
 pub mod game;
+pub mod leaderboard;
 pub mod report;
 pub mod server_stats;
 mod setup;
@@ -101,6 +105,8 @@ pub enum Scenario {
     WalletCredits,
     /// Paced storage object writes (game API).
     StorageWrites,
+    /// Score submissions, rank and around-owner reads (leaderboard API).
+    Leaderboard,
 }
 
 impl Scenario {
@@ -116,6 +122,7 @@ impl Scenario {
             Scenario::Trades => "trades",
             Scenario::WalletCredits => "wallet-credits",
             Scenario::StorageWrites => "storage-writes",
+            Scenario::Leaderboard => "leaderboard",
         }
     }
 }
@@ -207,15 +214,17 @@ pub struct BenchArgs {
     /// Password of the users (registered or logged in).
     #[arg(long, default_value = "bench-password-1")]
     pub password: String,
-    /// `trades`: players to register, mint gold to and grant items to.
+    /// `trades`: players to register, mint gold to and grant items to;
+    /// `leaderboard`: players to register, each with one record.
     #[arg(long, default_value_t = 10_000)]
     pub players: usize,
     /// `trades`, `wallet-credits`, `storage-writes`: trades, credits or
-    /// writes to make.
+    /// writes to make; `leaderboard`: submissions, then as many rank reads
+    /// and as many around-owner reads.
     #[arg(long, default_value_t = 20_000)]
     pub ops: u64,
-    /// `trades`, `wallet-credits`: an admin account's localpart, made
-    /// beforehand with `myelin user create NAME --admin`.
+    /// `trades`, `wallet-credits`, `leaderboard`: an admin account's
+    /// localpart, made beforehand with `myelin user create NAME --admin`.
     #[arg(long)]
     pub admin_user: Option<String>,
     /// The admin account's password.
@@ -423,6 +432,9 @@ pub async fn run_bench(args: &BenchArgs) -> Result<Report, BenchError> {
             }
             Scenario::StorageWrites => {
                 report.storage_writes = Some(game::storage_writes(&ctx, &mut report.setup).await?);
+            }
+            Scenario::Leaderboard => {
+                report.leaderboard = Some(leaderboard::run(&ctx, &mut report.setup).await?);
             }
         }
     }

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::BenchArgs;
 use super::game::{TradesReport, WritesReport};
+use super::leaderboard::LeaderboardReport;
 use super::server_stats::ServerUsage;
 use super::stats::LatencySummary;
 
@@ -58,6 +59,9 @@ pub struct Report {
     /// `storage-writes`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_writes: Option<WritesReport>,
+    /// `leaderboard`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leaderboard: Option<LeaderboardReport>,
 }
 
 /// The sizes of the run (from the arguments).
@@ -266,6 +270,7 @@ impl Report {
             trades: None,
             wallet_credits: None,
             storage_writes: None,
+            leaderboard: None,
         }
     }
 
@@ -435,6 +440,27 @@ impl Report {
             }
             error(&mut t, &r.first_error);
             server(&mut t, &r.server);
+        }
+        if let Some(r) = &self.leaderboard {
+            let _ = writeln!(
+                t,
+                "[leaderboard] board {}: {} players, one record each (seeded in {:.2} s); {} wrong read answers",
+                r.board_id, r.players, r.seed_secs, r.wrong_answers
+            );
+            for (name, p) in [
+                ("submit", &r.submit),
+                ("rank", &r.rank),
+                ("around 20", &r.around),
+            ] {
+                let _ = writeln!(
+                    t,
+                    "  {name:<13} {} clients: {} ok, {} 409s, {} other errors, {:.0}/s over {:.2} s",
+                    p.workers, p.ok, p.conflicts, p.errors, p.ok_per_s, p.window_secs
+                );
+                row(&mut t, "    latency", &p.latency);
+                error(&mut t, &p.first_error);
+                server(&mut t, &p.server);
+            }
         }
         t.truncate(t.trim_end().len());
         t

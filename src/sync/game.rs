@@ -26,7 +26,15 @@
 //! changes caused by other players are not pushed: read them on demand.
 //!
 //! The section is absent when nothing changed. On an initial sync it holds
-//! the current balances and the open trades. A token from before the game
+//! the current balances, the open trades (at most [`MAX_TRADES`]) and what
+//! the user has on boards (`GameDb::owned`): `leaderboards`, the user's
+//! record on each board in the window last submitted to, with its rank
+//! read at the sync, and `tournaments`, the windows last joined, in the
+//! shapes above, by board ID. That list is bounded: at most
+//! [`MAX_OWNED`] boards are read; past it the section says
+//! `"leaderboards_limited": true` and the client reads the records of the
+//! boards it knows by ID (`GET .../records/{owner}`), as after any sync.
+//! Records bulk-loaded by an import are not listed. A token from before the game
 //! database (format version 1, no `game` part) owes no game changes: its
 //! first sync answers no section and a token positioned at the read.
 //!
@@ -36,10 +44,82 @@ use serde_json::{Value, json};
 
 use crate::db::Position;
 use crate::db::game::{self as db, GameDb, ObjectId, TradeState};
+use crate::db::leaderboard::Record;
 use crate::service::game::shapes::trade_json;
 
 /// Most trades (and leaderboard records) listed in one section.
 const MAX_TRADES: usize = 100;
+
+/// Most boards (records and joins together) an initial sync reads for the
+/// user; past it, `"leaderboards_limited": true`.
+pub const MAX_OWNED: usize = 100;
+
+/// A record of the user as a sync lists it.
+fn record_entry(id: &str, r: &Record) -> Value {
+    json!({
+        "id": id,
+        "expiry": r.expiry_ms,
+        "score": r.entry.score,
+        "subscore": r.entry.subscore,
+        "num_score": r.entry.num_score,
+        "rank": r.rank,
+    })
+}
+
+/// A join of the user as a sync lists it.
+fn join_entry(id: &str, expiry: u64) -> Value {
+    json!({ "id": id, "expiry": expiry, "joined": true })
+}
+
+/// Adds `leaderboards` (`records`) and `tournaments` (`joins`) to a
+/// section, each only when not empty.
+fn put_boards(out: &mut Value, records: Vec<Value>, joins: &[(String, u64)]) {
+    if !records.is_empty() {
+        out["leaderboards"] = json!(records);
+    }
+    if !joins.is_empty() {
+        let joins: Vec<Value> = joins
+            .iter()
+            .map(|(id, expiry)| join_entry(id, *expiry))
+            .collect();
+        out["tournaments"] = json!(joins);
+    }
+}
+
+/// The initial section: current balances, open trades, the user's records
+/// and joins (module docs); `None` when there is none of these.
+async fn initial(game: &GameDb, user: &str) -> Result<Option<Value>, db::Error> {
+    let balances = game.balances(user).await?;
+    let trades: Vec<Value> = game
+        .trades(user, Some(TradeState::Open), MAX_TRADES)
+        .await?
+        .iter()
+        .map(trade_json)
+        .collect();
+    let owned = game.owned(user, MAX_OWNED).await?;
+    if balances.is_empty()
+        && trades.is_empty()
+        && owned.records.is_empty()
+        && owned.joins.is_empty()
+        && !owned.more
+    {
+        return Ok(None);
+    }
+    let mut out = json!({ "inventory_changed": false, "trades": trades, "storage": [] });
+    if !balances.is_empty() {
+        out["wallet"] = json!({ "balances": balances });
+    }
+    let records = owned
+        .records
+        .iter()
+        .map(|(id, r)| record_entry(id, r))
+        .collect();
+    put_boards(&mut out, records, &owned.joins);
+    if owned.more {
+        out["leaderboards_limited"] = json!(true);
+    }
+    Ok(Some(out))
+}
 
 /// The section for `user` between `since` (`None`: initial sync;
 /// `Some(None)`: a version-1 token) and read version `rv`.
@@ -53,23 +133,7 @@ pub async fn section(
 ) -> Result<Option<Value>, db::Error> {
     let change = match since {
         Some(None) => return Ok(None),
-        None => {
-            let balances = game.balances(user).await?;
-            let trades: Vec<Value> = game
-                .trades(user, Some(TradeState::Open), MAX_TRADES)
-                .await?
-                .iter()
-                .map(trade_json)
-                .collect();
-            if balances.is_empty() && trades.is_empty() {
-                return Ok(None);
-            }
-            let mut out = json!({ "inventory_changed": false, "trades": trades, "storage": [] });
-            if !balances.is_empty() {
-                out["wallet"] = json!({ "balances": balances });
-            }
-            return Ok(Some(out));
-        }
+        None => return initial(game, user).await,
         Some(Some(since)) => game.changes(user, Some(since.to_bytes()), rv).await?.0,
     };
     if change.is_empty() {
@@ -115,28 +179,11 @@ pub async fn section(
             Err(e) => return Err(e),
         };
         records.push(match record {
-            Some(r) => json!({
-                "id": id,
-                "expiry": expiry,
-                "score": r.entry.score,
-                "subscore": r.entry.subscore,
-                "num_score": r.entry.num_score,
-                "rank": r.rank,
-            }),
+            Some(r) => record_entry(id, &r),
             None => json!({ "id": id, "expiry": expiry, "deleted": true }),
         });
     }
-    if !records.is_empty() {
-        out["leaderboards"] = json!(records);
-    }
-    if !change.joins.is_empty() {
-        let joins: Vec<Value> = change
-            .joins
-            .iter()
-            .map(|(id, expiry)| json!({ "id": id, "expiry": expiry, "joined": true }))
-            .collect();
-        out["tournaments"] = json!(joins);
-    }
+    put_boards(&mut out, records, &change.joins);
     if change.wallet {
         out["wallet"] = json!({ "balances": game.balances(user).await? });
     }

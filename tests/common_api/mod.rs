@@ -356,3 +356,17 @@ pub fn assert_error(got: &(u16, Value), status: u16, errcode: &str) {
     assert_eq!(got.1["errcode"], errcode, "errcode of {}", got.1);
     assert!(got.1["error"].is_string(), "error message in {}", got.1);
 }
+
+/// `user`'s `/sync` now (`timeout=0`, after `since` or initial): asserts
+/// 200 and returns `next_batch` and the whole answer.
+pub async fn sync_now(user: &Client, since: Option<&str>) -> (String, Value) {
+    let q = since.map_or(String::new(), |s| format!("&since={s}"));
+    let (status, body) = user
+        .get(&format!(
+            "/_matrix/client/v3/sync?timeout=0&set_presence=offline{q}"
+        ))
+        .await;
+    assert_eq!(status, 200, "sync: {body}");
+    let next = body["next_batch"].as_str().expect("next_batch").to_owned();
+    (next, body)
+}

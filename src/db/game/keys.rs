@@ -33,6 +33,7 @@
 //! | `leaderboards` | 3 | `by_category` | `(3, category: int, board_id: str)` | empty |
 //! | `leaderboards` | 4 | `joined` | `(4, board_id: str, expiry: int, owner: str)` | empty |
 //! | `leaderboards` | 5 | `join_count` | `(5, board_id: str, expiry: int, shard: int)` | i64 little-endian |
+//! | `leaderboards` | 6 | `by_owner` | `(6, owner: str, board_id: str, kind: int)` | i64 little-endian expiry |
 //!
 //! System objects (owner `null` in the API) have owner `""` in `object`
 //! keys. A storage object's version is the 12-byte position of the commit
@@ -295,11 +296,35 @@ pub const JOIN_COUNT: SubspaceSpec = SubspaceSpec {
     doc: "Joins of one window of a tournament counted in one of 16 shards, each capped at its share of max_size, so joins rarely conflict and the total never passes max_size.",
 };
 
+/// `leaderboards/by_owner`: `(6, owner, board_id, kind) -> i64 LE expiry`.
+pub const BY_OWNER: SubspaceSpec = SubspaceSpec {
+    name: "by_owner",
+    tag: 6,
+    key: &[
+        str_field("owner"),
+        BOARD_ID,
+        Field {
+            name: "kind",
+            ty: FieldType::Int,
+        },
+    ],
+    value: ValueEncoding::I64Le,
+    doc: "The boards an owner has a record on (kind 0) or joined (kind 1), with the window's expiry (ms; 0: never): an initial sync's list of the owner's records and joins. Not cleared when the board is deleted: readers check the board and the record or join.",
+};
+
 /// `leaderboards`: boards, their records and ranked sets, tournaments.
 pub const LEADERBOARDS: DirectorySpec = DirectorySpec {
     path: &["leaderboards"],
-    doc: "Leaderboards and tournaments: definitions, records and ranked sets per window, the tournament listing, joins.",
-    subspaces: &[BOARD, RECORD, RANK, BY_CATEGORY, JOINED, JOIN_COUNT],
+    doc: "Leaderboards and tournaments: definitions, records and ranked sets per window, the tournament listing, joins, each owner's boards.",
+    subspaces: &[
+        BOARD,
+        RECORD,
+        RANK,
+        BY_CATEGORY,
+        JOINED,
+        JOIN_COUNT,
+        BY_OWNER,
+    ],
 };
 
 #[cfg(test)]

@@ -6,8 +6,14 @@
 //! Keys (`keys.rs`, directory `leaderboards`): `board (id)`, then per board
 //! `record (id, expiry, owner)` and `rank (id, expiry, level, element)`
 //! (the two subspaces [`Leaderboard`] is given), `by_category (category,
-//! id)` for tournaments, `joined (id, expiry, owner)` and `join_count (id,
-//! expiry, shard)`.
+//! id)` for tournaments, `joined (id, expiry, owner)`, `join_count (id,
+//! expiry, shard)` and `by_owner (owner, id, kind) -> expiry`, the boards an
+//! owner has a record on (kind [`OWNED_RECORD`]) or joined (kind
+//! [`OWNED_JOIN`]) with the window last written, which an initial sync
+//! lists ([`GameDb::owned`]). `by_owner` is written blind (a set, no read)
+//! and is not cleared when a board is deleted (its keys are spread over
+//! every owner): its readers check that the board, and the record or join,
+//! still exist, and skip what does not.
 //!
 //! Transactions, each one [`crate::kv::Database::run`] and safe to run
 //! twice:
@@ -21,11 +27,12 @@
 //! - submit: reads the board with a conflict range (a concurrent delete
 //!   makes one of the two retry, so no record outlives its board), checks a
 //!   tournament's window, join and `max_num_score`, then
-//!   [`Leaderboard::submit`] (idempotent by submission ID) and logs
-//!   `(board, expiry)` in the owner's change log;
+//!   [`Leaderboard::submit`] (idempotent by submission ID), logs
+//!   `(board, expiry)` in the owner's change log and sets the owner's
+//!   `by_owner` key (a second run sets the same value);
 //! - join: reads the owner's `joined` key (a second run finds it and counts
 //!   nothing), then takes a slot in one of [`JOIN_SHARDS`] counters
-//!   (below);
+//!   (below) and sets the owner's `by_owner` key;
 //! - reads: snapshot isolation, no conflicts.
 //!
 //! **Join counting without a hot key.** A window's joins are counted in
@@ -37,7 +44,11 @@
 //! The total can never pass `max_size` (each shard's check holds at commit:
 //! a concurrent join to the same shard conflicts), and two joins conflict
 //! only when they land on the same shard (about 1 in 16 while the window is
-//! far from full), not on every join.
+//! far from full), not on every join. Without `max_size`, a join adds 1 to
+//! the shard of its owner's hash without reading it (an atomic add: no
+//! conflict at all), so every tournament's `size` (the joins of its current
+//! window, [`GameDb::tournament`]) is the sum of its 16 shards, read with
+//! one snapshot range read.
 //!
 //! Who may import this: `db::game` (it is part of the database).
 
@@ -53,6 +64,11 @@ use crate::kv::{MutationType, RangeOption, Transaction};
 
 /// How many counters a tournament window's joins are spread over.
 pub const JOIN_SHARDS: u64 = 16;
+
+/// `by_owner` kind: the owner has a record on the board.
+pub const OWNED_RECORD: i64 = 0;
+/// `by_owner` kind: the owner joined the tournament.
+pub const OWNED_JOIN: i64 = 1;
 
 /// A leaderboard's (or tournament's) definition, `leaderboards/board`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,10 +199,23 @@ pub struct ScoreSubmission {
 /// One page of tournaments by category.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TournamentPage {
-    /// `(id, definition)`, by category then ID.
-    pub tournaments: Vec<(String, BoardRecord)>,
+    /// `(id, definition, size)`, by category then ID; `size` as
+    /// [`GameDb::tournament`] answers it.
+    pub tournaments: Vec<(String, BoardRecord, u64)>,
     /// The last `(category, id)` listed, when more may follow.
     pub next: Option<(u8, String)>,
+}
+
+/// What an owner has on boards ([`GameDb::owned`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Owned {
+    /// `(board id, record with its rank)`, by board ID; each in the window
+    /// the owner last submitted to.
+    pub records: Vec<(String, Record)>,
+    /// `(tournament id, window expiry)` of the windows last joined, by ID.
+    pub joins: Vec<(String, u64)>,
+    /// Whether the owner has more `by_owner` entries than were read.
+    pub more: bool,
 }
 
 /// A page of a board's records and the named owners' records.
@@ -244,6 +273,37 @@ async fn read_window(
     let board = read_board(tx, layout, id, true).await?;
     let expiry = expiry.map_or_else(|| board.expiry_at(now_ms), Ok)?;
     Ok((mount(layout, id, &board)?, expiry))
+}
+
+fn owned_key(layout: &Layout, owner: &str, id: &str, kind: i64) -> Vec<u8> {
+    layout.leaderboards.key(&keys::BY_OWNER, &(owner, id, kind))
+}
+
+/// Notes in `by_owner` that `owner` wrote window `expiry` of board `id`
+/// (a blind set: running it twice writes the same value).
+fn set_owned(tx: &Transaction, layout: &Layout, owner: &str, id: &str, kind: i64, expiry: u64) {
+    tx.set(
+        &owned_key(layout, owner, id, kind),
+        &(expiry as i64).to_le_bytes(),
+    );
+}
+
+/// The joins of tournament `id`'s window `expiry`: the sum of its shards
+/// (one snapshot range read of at most [`JOIN_SHARDS`] keys).
+async fn window_size(tx: &Transaction, layout: &Layout, id: &str, expiry: u64) -> Result<u64> {
+    let (begin, end) = layout.leaderboards.range(&keys::JOIN_COUNT, &(id, expiry));
+    let rows = tx.get_range_all(RangeOption::new(begin, end), true).await?;
+    let mut total = 0u64;
+    for row in &rows {
+        total += super::decode_balance(&row.value)?.max(0) as u64;
+    }
+    Ok(total)
+}
+
+/// The window of tournament `t` (board `board`) that a join at `now_ms`
+/// goes to: before the start, the first one.
+fn join_window(board: &BoardRecord, t: &TournamentRecord, now_ms: u64) -> Result<u64> {
+    board.expiry_at(now_ms.max(t.start_time.saturating_mul(1000)))
 }
 
 /// Shard `shard`'s share of `max_size` (module docs).
@@ -385,6 +445,7 @@ impl GameDb {
                         max_num_score,
                     };
                     let record = lb.submit(&tx, &submission, now_ms).await?;
+                    set_owned(&tx, layout, owner, id, OWNED_RECORD, record.expiry_ms);
                     let entry = (id.to_owned(), record.expiry_ms);
                     let log = &mut ctx.log(owner).leaderboards;
                     if !log.contains(&entry) {
@@ -400,8 +461,8 @@ impl GameDb {
 
     /// Loads `records` (owner, score, subscore) into board `id`'s window
     /// current at `now_ms`, which must be empty, with
-    /// [`Leaderboard::bulk_load`]: several transactions, no change-log
-    /// entries. For imports, benchmarks and tests, before the board takes
+    /// [`Leaderboard::bulk_load`]: several transactions, no change-log or
+    /// `by_owner` entries (an initial sync does not list these records). For imports, benchmarks and tests, before the board takes
     /// traffic. Returns the number loaded.
     ///
     /// Errors: [`Error::BoardNotFound`], [`Error::Leaderboard`] (a bad
@@ -437,6 +498,9 @@ impl GameDb {
                 let lb = mount(layout, id, &board)?;
                 let found = lb.delete(&tx, owner, now_ms).await?;
                 if found {
+                    // The owner's record was in the current window, the
+                    // one `by_owner` names: none is left to list.
+                    tx.clear(&owned_key(layout, owner, id, OWNED_RECORD));
                     let mut ctx = Ctx::new(&tx, layout, now_ms);
                     let expiry = board.expiry_at(now_ms)?;
                     ctx.log(owner).leaderboards.push((id.to_owned(), expiry));
@@ -540,8 +604,7 @@ impl GameDb {
                 if t.end_time != 0 && now_ms >= t.end_time.saturating_mul(1000) {
                     return Err(Error::TournamentNotActive("ended"));
                 }
-                // Before the start, the join is for the first window.
-                let expiry = board.expiry_at(now_ms.max(t.start_time.saturating_mul(1000)))?;
+                let expiry = join_window(&board, t, now_ms)?;
                 let space = &layout.leaderboards;
                 let joined = space.key(&keys::JOINED, &(id, expiry, owner));
                 if tx.get(&joined, false).await?.is_some() {
@@ -573,8 +636,13 @@ impl GameDb {
                         });
                     };
                     tx.atomic_op(&k, &1i64.to_le_bytes(), MutationType::Add);
+                } else {
+                    // Counted for `size` only: a blind add, no conflict.
+                    let k = space.key(&keys::JOIN_COUNT, &(id, expiry, first_shard(owner)));
+                    tx.atomic_op(&k, &1i64.to_le_bytes(), MutationType::Add);
                 }
                 tx.set(&joined, b"");
+                set_owned(&tx, layout, owner, id, OWNED_JOIN, expiry);
                 let mut ctx = Ctx::new(&tx, layout, now_ms);
                 ctx.log(owner).joins.push((id.to_owned(), expiry));
                 ctx.flush();
@@ -589,20 +657,78 @@ impl GameDb {
     pub async fn join_count(&self, id: &str, expiry: u64) -> Result<u64> {
         let layout = &*self.layout;
         self.db
+            .run(|tx, _| async move { window_size(&tx, layout, id, expiry).await })
+            .await
+    }
+
+    /// Tournament `id`'s definition and `size`: the joins of the window a
+    /// join at `now_ms` goes to. `None` for a board that is not a
+    /// tournament. Snapshot reads.
+    ///
+    /// Errors: [`Error::BoardNotFound`], the store's.
+    pub async fn tournament(&self, id: &str, now_ms: u64) -> Result<Option<(BoardRecord, u64)>> {
+        let layout = &*self.layout;
+        self.db
             .run(|tx, _| async move {
-                let (begin, end) = layout.leaderboards.range(&keys::JOIN_COUNT, &(id, expiry));
-                let rows = tx.get_range_all(RangeOption::new(begin, end), true).await?;
-                let mut total = 0u64;
-                for row in &rows {
-                    total += super::decode_balance(&row.value)?.max(0) as u64;
+                let board = read_board(&tx, layout, id, true).await?;
+                let Some(t) = &board.tournament else {
+                    return Ok(None);
+                };
+                let size = window_size(&tx, layout, id, join_window(&board, t, now_ms)?).await?;
+                Ok(Some((board, size)))
+            })
+            .await
+    }
+
+    /// What `owner` has on boards, for an initial sync: the first `limit`
+    /// `by_owner` entries (by board ID), each checked (module docs): a
+    /// record with its rank where the board and the record still exist, a
+    /// join where the board and the join still exist. Snapshot reads: up
+    /// to `limit` boards, each a board read and a rank (O(log n) reads) or
+    /// a join key.
+    ///
+    /// Errors: the store's, corrupt values.
+    pub async fn owned(&self, owner: &str, limit: usize) -> Result<Owned> {
+        let layout = &*self.layout;
+        self.db
+            .run(|tx, _| async move {
+                let space = &layout.leaderboards;
+                let (begin, end) = space.range(&keys::BY_OWNER, &(owner,));
+                let mut range = RangeOption::new(begin, end);
+                range.limit = Some(limit + 1);
+                let rows = tx.get_range_all(range, true).await?;
+                let mut out = Owned {
+                    more: rows.len() > limit,
+                    ..Owned::default()
+                };
+                for row in rows.iter().take(limit) {
+                    let (_, id, kind): (String, String, i64) =
+                        unpack(space, &keys::BY_OWNER, &row.key)?;
+                    let expiry = super::decode_balance(&row.value)?.max(0) as u64;
+                    let board = match read_board(&tx, layout, &id, true).await {
+                        Ok(b) => b,
+                        Err(Error::BoardNotFound) => continue,
+                        Err(e) => return Err(e),
+                    };
+                    if kind == OWNED_JOIN {
+                        let k = space.key(&keys::JOINED, &(id.as_str(), expiry, owner));
+                        if tx.get(&k, true).await?.is_some() {
+                            out.joins.push((id, expiry));
+                        }
+                    } else if let Some(r) =
+                        mount(layout, &id, &board)?.get(&tx, expiry, owner).await?
+                    {
+                        out.records.push((id, r));
+                    }
                 }
-                Ok(total)
+                Ok(out)
             })
             .await
     }
 
     /// Up to `limit` tournaments with category in `categories`, after
-    /// `after` (the last `(category, id)` of the previous page).
+    /// `after` (the last `(category, id)` of the previous page), with their
+    /// sizes at `now_ms`.
     ///
     /// Errors: the store's, corrupt values.
     pub async fn tournaments(
@@ -610,6 +736,7 @@ impl GameDb {
         categories: std::ops::RangeInclusive<u8>,
         after: Option<&(u8, String)>,
         limit: usize,
+        now_ms: u64,
     ) -> Result<TournamentPage> {
         let layout = &*self.layout;
         let categories = &categories;
@@ -641,8 +768,15 @@ impl GameDb {
                     let category = u8::try_from(category)
                         .map_err(|_| super::corrupt("by_category", "category out of range"))?;
                     let record = read_board(&tx, layout, &id, true).await?;
+                    let size = match &record.tournament {
+                        Some(t) => {
+                            let expiry = join_window(&record, t, now_ms)?;
+                            window_size(&tx, layout, &id, expiry).await?
+                        }
+                        None => 0,
+                    };
                     page.next = Some((category, id.clone()));
-                    page.tournaments.push((id, record));
+                    page.tournaments.push((id, record, size));
                 }
                 if rows.len() <= limit {
                     page.next = None;

@@ -48,8 +48,8 @@ use crate::kv::{self, TransactError};
 
 pub use apply::IdempotencyKey;
 pub use leaderboards::{
-    BoardRecord, JOIN_SHARDS, MAX_SUBMISSIONS, RecordsPage, ScoreSubmission, TournamentPage,
-    TournamentRecord,
+    BoardRecord, JOIN_SHARDS, MAX_SUBMISSIONS, OWNED_JOIN, OWNED_RECORD, Owned, RecordsPage,
+    ScoreSubmission, TournamentPage, TournamentRecord,
 };
 pub use model::*;
 pub use read::{LedgerPage, ObjectPage};

@@ -158,8 +158,9 @@ fn operator_str(o: Operator) -> &'static str {
 }
 
 /// A board (or tournament) as answered; `next_reset` is the current
-/// window's expiry at `now_ms` for a board with a reset.
-fn board_json(id: &str, b: &BoardRecord, now_ms: u64) -> Value {
+/// window's expiry at `now_ms` for a board with a reset; `size` (the joins
+/// of a tournament's current window) where it was read.
+fn board_json(id: &str, b: &BoardRecord, now_ms: u64, size: Option<u64>) -> Value {
     let mut out = json!({
         "id": id,
         "sort": sort_str(b.sort),
@@ -180,6 +181,9 @@ fn board_json(id: &str, b: &BoardRecord, now_ms: u64) -> Value {
         out["max_size"] = json!(t.max_size);
         out["max_num_score"] = json!(t.max_num_score);
         out["join_required"] = json!(t.join_required);
+        if let Some(size) = size {
+            out["size"] = json!(size);
+        }
     }
     out
 }
@@ -243,7 +247,7 @@ impl Game {
         let record = board_record(&body, now_ms)?;
         self.admin(authed).await?;
         let stored = self.db.create_board(&body.id, &record).await?;
-        Ok(board_json(&body.id, &stored, now_ms))
+        Ok(board_json(&body.id, &stored, now_ms, None))
     }
 
     /// `POST /tournaments` (admin): creates a tournament.
@@ -283,25 +287,25 @@ impl Game {
         });
         self.admin(authed).await?;
         let stored = self.db.create_board(&body.board.id, &record).await?;
-        Ok(board_json(&body.board.id, &stored, now_ms))
+        Ok(board_json(&body.board.id, &stored, now_ms, None))
     }
 
     /// `GET /leaderboards/{id}`: the definition (a tournament's too).
     pub async fn leaderboard(&self, id: &str) -> Result<Value> {
         check_name("id", id)?;
         let board = self.db.board(id).await?;
-        Ok(board_json(id, &board, self.clock.now_ms()))
+        Ok(board_json(id, &board, self.clock.now_ms(), None))
     }
 
-    /// `GET /tournaments/{id}`: a tournament's definition (a plain
-    /// leaderboard is not one: 404).
+    /// `GET /tournaments/{id}`: a tournament's definition and `size` (a
+    /// plain leaderboard is not one: 404).
     pub async fn tournament(&self, id: &str) -> Result<Value> {
         check_name("id", id)?;
-        let board = self.db.board(id).await?;
-        if board.tournament.is_none() {
+        let now_ms = self.clock.now_ms();
+        let Some((board, size)) = self.db.tournament(id, now_ms).await? else {
             return Err(Error::NotFound("no such tournament".into()));
-        }
-        Ok(board_json(id, &board, self.clock.now_ms()))
+        };
+        Ok(board_json(id, &board, now_ms, Some(size)))
     }
 
     /// `DELETE /leaderboards/{id}` (admin): deletes a board with all its
@@ -491,15 +495,15 @@ impl Game {
         }
         let limit = check_limit(limit, MAX_TOURNAMENTS_LIMIT, MAX_TOURNAMENTS_LIMIT)?;
         let after = cursor.map(decode_tournament_cursor).transpose()?;
+        let now_ms = self.clock.now_ms();
         let page = self
             .db
-            .tournaments(start..=end, after.as_ref(), limit)
+            .tournaments(start..=end, after.as_ref(), limit, now_ms)
             .await?;
-        let now_ms = self.clock.now_ms();
         let tournaments: Vec<Value> = page
             .tournaments
             .iter()
-            .map(|(id, b)| board_json(id, b, now_ms))
+            .map(|(id, b, size)| board_json(id, b, now_ms, Some(*size)))
             .collect();
         Ok(json!({
             "tournaments": tournaments,
