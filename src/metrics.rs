@@ -231,7 +231,7 @@ impl Metrics {
         );
         r.register(
             "myelin_registered_users",
-            "Accounts that are not deactivated, as of the latest store sample",
+            "Accounts registered (deactivated ones included), as of the latest store sample",
             m.registered_users.clone(),
         );
         r.register(
@@ -387,7 +387,7 @@ pub fn kv_embedded_batch(transactions: usize, bytes: u64) {
 /// Stored counts, as one sample of the store reads them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreCounts {
-    /// Accounts that are not deactivated.
+    /// Accounts registered (deactivated ones included).
     pub registered_users: u64,
     /// Devices of all users.
     pub devices: u64,
