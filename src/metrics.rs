@@ -17,16 +17,26 @@
 //!
 //! Gauges of the process (CPU, resident memory, open file descriptors) are
 //! read from `/proc/self` at scrape time; nothing scans a store per scrape.
+//! Three kinds of value are not recorded by call sites but read when
+//! scraped, from sources registered once:
+//! - caches ([`register_cache`]): hits, misses, entries and weight, read
+//!   from the cache's own counters (quick_cache's `stats`) of every live
+//!   cache of a name, summed;
+//! - handler panics ([`set_panic_counter`]): the API's process-wide count;
+//! - stored counts (registered users, devices, queued to-device messages):
+//!   gauges the periodic sampler (`service::admin::sample_store_gauges`)
+//!   sets from bounded paged reads ([`store_counts`]), never a scrape.
 //!
 //! Who may import this: everyone (rank 0, like `random`); it imports nothing
 //! of Myelin's.
 
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{LazyLock, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
@@ -126,6 +136,9 @@ struct Metrics {
     kv_commit_duration: HistogramFamily<DbLabels>,
     kv_batch_size: Histogram,
     kv_bytes_written: Counter,
+    registered_users: Gauge,
+    devices: Gauge,
+    to_device_queued: Gauge,
 }
 
 impl Metrics {
@@ -145,6 +158,9 @@ impl Metrics {
             kv_commit_duration: Family::new_with_constructor(latency_histogram),
             kv_batch_size: batch_histogram(),
             kv_bytes_written: Counter::default(),
+            registered_users: Gauge::default(),
+            devices: Gauge::default(),
+            to_device_queued: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -214,11 +230,27 @@ impl Metrics {
             m.kv_bytes_written.clone(),
         );
         r.register(
+            "myelin_registered_users",
+            "Accounts registered (deactivated ones included), as of the latest store sample",
+            m.registered_users.clone(),
+        );
+        r.register(
+            "myelin_devices",
+            "Devices (logged-in sessions) of all users, as of the latest store sample",
+            m.devices.clone(),
+        );
+        r.register(
+            "myelin_to_device_queued_messages",
+            "To-device messages waiting in device inboxes (not yet acknowledged by a sync), as of the latest store sample",
+            m.to_device_queued.clone(),
+        );
+        r.register(
             "myelin_build",
             "The running build",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
         r.register_collector(Box::new(ProcessCollector));
+        r.register_collector(Box::new(SourcesCollector));
         Metrics { registry, ..m }
     }
 }
@@ -350,6 +382,153 @@ pub fn kv_embedded_batch(transactions: usize, bytes: u64) {
     let Some(m) = get() else { return };
     m.kv_batch_size.observe(transactions as f64);
     m.kv_bytes_written.inc_by(bytes);
+}
+
+/// Stored counts, as one sample of the store reads them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreCounts {
+    /// Accounts registered (deactivated ones included).
+    pub registered_users: u64,
+    /// Devices of all users.
+    pub devices: u64,
+    /// To-device messages in device inboxes.
+    pub to_device_queued: u64,
+}
+
+/// Sets the stored-count gauges from one sample.
+pub fn store_counts(counts: StoreCounts) {
+    let Some(m) = get() else { return };
+    let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    m.registered_users.set(gauge(counts.registered_users));
+    m.devices.set(gauge(counts.devices));
+    m.to_device_queued.set(gauge(counts.to_device_queued));
+}
+
+/// What a cache reports of itself when scraped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheSample {
+    /// Lookups that found their entry, since the cache was made.
+    pub hits: u64,
+    /// Lookups that did not, since the cache was made.
+    pub misses: u64,
+    /// Entries held now.
+    pub entries: u64,
+    /// The entries' weight now, in bytes (as the cache weighs them).
+    pub bytes: u64,
+}
+
+/// A cache that can report its [`CacheSample`].
+pub trait CacheStats: Send + Sync {
+    /// The cache's counters now.
+    fn sample(&self) -> CacheSample;
+}
+
+/// The registered caches: name and a weak handle (a dropped cache is
+/// forgotten at the next registration or scrape).
+static CACHES: Mutex<Vec<(&'static str, Weak<dyn CacheStats>)>> = Mutex::new(Vec::new());
+
+/// Registers a cache, exported as `myelin_cache_*{cache="<name>"}` (the
+/// samples of every live cache of one name summed). Registration works
+/// whether or not recording is on; it costs nothing after.
+pub fn register_cache(name: &'static str, cache: Weak<dyn CacheStats>) {
+    let mut caches = CACHES.lock().unwrap_or_else(|e| e.into_inner());
+    caches.retain(|(_, c)| c.strong_count() > 0);
+    caches.push((name, cache));
+}
+
+/// Where the handler-panic count comes from (`api::panics::count`).
+static PANIC_COUNTER: OnceLock<fn() -> u64> = OnceLock::new();
+
+/// Names the function that counts handler panics (answered 500), exported
+/// as `myelin_http_panics_total`. The first call wins.
+pub fn set_panic_counter(count: fn() -> u64) {
+    let _ = PANIC_COUNTER.set(count);
+}
+
+/// Labels naming a cache.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    cache: &'static str,
+}
+
+/// The metrics read from registered sources at scrape time.
+#[derive(Debug)]
+struct SourcesCollector;
+
+impl Collector for SourcesCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let panics = ConstCounter::new(PANIC_COUNTER.get().map_or(0, |count| count()));
+        panics.encode(encoder.encode_descriptor(
+            "myelin_http_panics",
+            "Request handlers that panicked (each answered 500 M_UNKNOWN)",
+            None,
+            panics.metric_type(),
+        )?)?;
+        let mut sums: Vec<(&'static str, CacheSample)> = Vec::new();
+        {
+            let mut caches = CACHES.lock().unwrap_or_else(|e| e.into_inner());
+            caches.retain(|(_, c)| c.strong_count() > 0);
+            for (name, cache) in caches.iter() {
+                let Some(cache) = cache.upgrade() else {
+                    continue;
+                };
+                let s = cache.sample();
+                let i = match sums.iter().position(|(n, _)| n == name) {
+                    Some(i) => i,
+                    None => {
+                        sums.push((name, CacheSample::default()));
+                        sums.len() - 1
+                    }
+                };
+                let sum = &mut sums[i].1;
+                sum.hits += s.hits;
+                sum.misses += s.misses;
+                sum.entries += s.entries;
+                sum.bytes += s.bytes;
+            }
+        }
+        type Field = fn(&CacheSample) -> u64;
+        let counters: [(&str, &str, Field); 2] = [
+            (
+                "myelin_cache_hits",
+                "Cache lookups that found their entry, by cache",
+                |s| s.hits,
+            ),
+            (
+                "myelin_cache_misses",
+                "Cache lookups that did not, by cache",
+                |s| s.misses,
+            ),
+        ];
+        for (name, help, field) in counters {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (cache, sample) in &sums {
+                let labels = CacheLabels { cache };
+                ConstCounter::new(field(sample)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let gauges: [(&str, &str, Field); 2] = [
+            (
+                "myelin_cache_entries",
+                "Entries a cache holds, by cache",
+                |s| s.entries,
+            ),
+            (
+                "myelin_cache_size_bytes",
+                "The weight of a cache's entries in bytes (as it weighs them), by cache",
+                |s| s.bytes,
+            ),
+        ];
+        for (name, help, field) in gauges {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (cache, sample) in &sums {
+                let labels = CacheLabels { cache };
+                let value = i64::try_from(field(sample)).unwrap_or(i64::MAX);
+                ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The standard process metrics, read from `/proc/self` at scrape time.

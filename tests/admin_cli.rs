@@ -111,6 +111,7 @@ fn admin_commands_on_a_stopped_store() {
         "delete",
         "!nope:localhost",
         "--block",
+        "--purge",
         "--data",
         d,
     ]);

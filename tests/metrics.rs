@@ -352,3 +352,106 @@ async fn a_waiting_long_poll_shows_and_its_wake_counts() {
     assert!(value(&after, "myelin_sync_delivery_seconds", &[]) >= 1.0);
     server.stop().await;
 }
+
+/// Registers `name`; returns its access token and device ID.
+async fn register(server: &Server, name: &str) -> (String, String) {
+    let (status, body) = server
+        .call(
+            reqwest::Method::POST,
+            "/_matrix/client/v3/register",
+            None,
+            Some(json!({"username": name, "password": "secret-pass", "auth": {"type": "m.login.dummy"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    (
+        body["access_token"].as_str().expect("token").to_owned(),
+        body["device_id"].as_str().expect("device").to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_counts_and_the_event_cache_move_with_traffic() {
+    let server = Server::start().await;
+    let sample = || async {
+        let counts = myelin::service::admin::sample_store_counts(&server.app.databases)
+            .await
+            .expect("sample");
+        myelin::metrics::store_counts(counts);
+        counts
+    };
+    let before = sample().await;
+    let (token, _) = register(&server, "carol").await;
+    let (_, dave_device) = register(&server, "dave").await;
+    // Three to-device messages for dave, waiting in his device's inbox.
+    for i in 0..3 {
+        let (status, body) = server
+            .call(
+                reqwest::Method::PUT,
+                &format!("/_matrix/client/v3/sendToDevice/m.test/t{i}"),
+                Some(&token),
+                Some(json!({"messages": {"@dave:metrics.test": {dave_device.as_str(): {"n": i}}}})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let after = sample().await;
+    // Exact: the gauges are sampled here, and the other tests of this
+    // binary register other users concurrently only into other stores.
+    assert_eq!(after.registered_users, before.registered_users + 2);
+    assert_eq!(after.devices, before.devices + 2);
+    assert_eq!(after.to_device_queued, before.to_device_queued + 3);
+    let (_, scrape) = server.scrape().await;
+    // Each test's server has its own store, but the gauges are process-wide:
+    // the latest sample of any test sets them, so check they are present.
+    for name in [
+        "myelin_registered_users",
+        "myelin_devices",
+        "myelin_to_device_queued_messages",
+    ] {
+        assert!(
+            scrape.samples.iter().any(|s| s.metric == name),
+            "{name} missing"
+        );
+    }
+
+    // The event cache: sends authorize against cached state events (hits)
+    // and read them once (misses); its entries and bytes are non-zero.
+    let cache = |scrape: &Scrape, name: &str| value(scrape, name, &[("cache", "events")]);
+    let hits_before = cache(&scrape, "myelin_cache_hits_total");
+    let (status, body) = server
+        .call(
+            reqwest::Method::POST,
+            "/_matrix/client/v3/createRoom",
+            Some(&token),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let room = body["room_id"].as_str().expect("room id").to_owned();
+    for i in 0..3 {
+        let (status, body) = server
+            .call(
+                reqwest::Method::PUT,
+                &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/c{i}"),
+                Some(&token),
+                Some(json!({"msgtype": "m.text", "body": "cached"})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (_, scrape) = server.scrape().await;
+    assert!(cache(&scrape, "myelin_cache_hits_total") > hits_before);
+    assert!(cache(&scrape, "myelin_cache_misses_total") > 0.0);
+    assert!(cache(&scrape, "myelin_cache_entries") > 0.0);
+    assert!(cache(&scrape, "myelin_cache_size_bytes") > 0.0);
+    // The panic counter is exported (it moves in `api::panics`'s tests,
+    // where a handler panics).
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "myelin_http_panics_total")
+    );
+    server.stop().await;
+}

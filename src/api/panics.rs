@@ -1,8 +1,9 @@
 //! Panics in request handlers: each one that reaches the API's panic
 //! catcher (the outermost middleware, which answers 500 `M_UNKNOWN`) is
 //! logged at error level with its message and source location, and
-//! counted in one process-wide counter, [`count`], for the metrics
-//! endpoint to export (as a Prometheus counter).
+//! counted in one process-wide counter, [`count`], which the metrics
+//! endpoint exports as `myelin_http_panics_total` (`layer` names it to
+//! `metrics`).
 //!
 //! The location comes from a panic hook installed once by `layer`: it
 //! records the location of each panic in a thread-local slot, then calls
@@ -38,7 +39,7 @@ thread_local! {
 }
 
 /// How many request handlers have panicked in this process (each answered
-/// 500 `M_UNKNOWN`). Monotonic; for the `myelin_handler_panics_total`
+/// 500 `M_UNKNOWN`). Monotonic; exported as the `myelin_http_panics_total`
 /// metric.
 pub fn count() -> u64 {
     PANICS.load(Ordering::Relaxed)
@@ -48,6 +49,7 @@ pub fn count() -> u64 {
 /// `M_UNKNOWN`, logged with its location and counted.
 pub(super) fn layer() -> CatchPanicLayer<fn(Box<dyn Any + Send + 'static>) -> Response> {
     install_hook();
+    crate::metrics::set_panic_counter(count);
     CatchPanicLayer::custom(caught as fn(Box<dyn Any + Send + 'static>) -> Response)
 }
 
@@ -140,5 +142,14 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
         assert_eq!(json["errcode"], "M_UNKNOWN");
         assert_eq!(count() - before, 1);
+        // The metrics endpoint exports the same count.
+        crate::metrics::enable();
+        let text = crate::metrics::encode();
+        let exported = text
+            .lines()
+            .find_map(|l| l.strip_prefix("myelin_http_panics_total "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no panic counter in {text}"));
+        assert!(exported > before, "{exported} <= {before}");
     }
 }

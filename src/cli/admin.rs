@@ -95,12 +95,13 @@ pub enum RoomsCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
-    /// Shut a room down: members leave, aliases and directory entry go
+    /// Shut a room down: members leave, aliases and directory entry go;
+    /// with `--purge` every key of the room is removed too
     /// (`DELETE /_synapse/admin/v2/rooms/{room_id}`); prints its status.
     Delete(DeleteArgs),
 }
 
-/// `myelin admin rooms delete ROOM_ID [--block]`.
+/// `myelin admin rooms delete ROOM_ID [--block] [--purge]`.
 #[derive(Debug, clap::Args)]
 pub struct DeleteArgs {
     /// The room ID.
@@ -108,6 +109,10 @@ pub struct DeleteArgs {
     /// Block the room: nobody may join it again.
     #[arg(long)]
     pub block: bool,
+    /// Remove the room's events, state and indexes after the members are
+    /// kicked (the HTTP API's `purge`, which defaults to true there).
+    #[arg(long)]
+    pub purge: bool,
     /// Configuration sources.
     #[command(flatten)]
     pub config: ConfigArgs,
@@ -207,12 +212,13 @@ pub async fn run(cmd: AdminCommand) -> Result<(), CliError> {
         AdminCommand::Rooms(RoomsCommand::Delete(DeleteArgs {
             room_id,
             block,
+            purge,
             config,
         })) => {
             let app = open(&config).await?;
             let body = admin::DeleteRoom {
                 block,
-                purge: false,
+                purge,
                 new_room_user_id: None,
                 room_name: None,
                 message: None,

@@ -1,7 +1,8 @@
 //! `myelin serve`: loads the configuration, opens the databases, builds the
 //! services ([`App::open`], which loads or on the first start creates the
 //! signing key), binds the listener (and, with `[metrics] bind`, the
-//! metrics listener, turning metrics recording on) and serves the client
+//! metrics listener, turning metrics recording on and sampling the stored
+//! counts every minute) and serves the client
 //! API until SIGINT or SIGTERM. Then it stops accepting, answers waiting
 //! long-polls at once with their current token, lets in-flight requests
 //! (and so their commits) finish for up to `[shutdown] deadline_secs`, and
@@ -34,6 +35,10 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let metrics = match config.metrics.bind {
         Some(addr) => {
             crate::metrics::enable();
+            tokio::spawn(crate::service::admin::sample_store_gauges(
+                databases.clone(),
+                crate::service::admin::SAMPLE_EVERY,
+            ));
             Some(tokio::net::TcpListener::bind(addr).await.map_err(runtime)?)
         }
         None => None,

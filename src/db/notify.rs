@@ -172,6 +172,11 @@ impl Keys {
         &self.floor
     }
 
+    /// The [`WAKE`] key of `topic` at the complete versionstamp `stamp`.
+    pub fn wake_key(&self, stamp: &Versionstamp, topic: Topic<'_>) -> Vec<u8> {
+        self.meta.key(&WAKE, &(stamp, topic.kind(), topic.id()))
+    }
+
     /// The range of [`WAKE`] entries with a commit version above `after`
     /// (every entry if `None`).
     pub fn wake_after(&self, after: Option<u64>) -> (Vec<u8>, Vec<u8>) {

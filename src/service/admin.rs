@@ -29,6 +29,79 @@ use super::rooms::Rooms;
 use super::{Error, Result};
 use crate::db::accounts::{RegistrationTokenRecord, UserRecord};
 
+/// The most keys one store sample counts per count
+/// ([`sample_store_counts`]): a larger count reads as this many.
+pub const SAMPLE_CAP: u64 = 10_000_000;
+
+/// Keys per read transaction of a store sample: each page is one snapshot
+/// range read, well inside FDB's 5 s and its reply sizes.
+const SAMPLE_PAGE: usize = 1_000;
+
+/// How often `myelin serve` samples the stored counts when metrics are on.
+pub const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Counts the stored users (deactivated included: their records stay),
+/// devices and queued to-device messages, each with paged snapshot range
+/// reads (`accounts` `users/user`, `sessions/device`; `transitory`
+/// `to_device/inbox`), at most [`SAMPLE_CAP`] each. Read-only: it writes and
+/// conflicts with nothing. Pages are separate transactions, so a count
+/// taken under writes is approximate (each key is counted at most once).
+pub async fn sample_store_counts(
+    databases: &crate::db::Databases,
+) -> crate::kv::Result<crate::metrics::StoreCounts> {
+    use crate::db::{accounts::keys as ak, transitory::keys as tk};
+    let accounts = &databases.accounts;
+    let users = accounts.space(&ak::USERS).range(&ak::USER, &());
+    let devices = accounts.space(&ak::SESSIONS).range(&ak::DEVICE, &());
+    let transitory = &databases.transitory;
+    let inbox = transitory
+        .space(&tk::TO_DEVICE)
+        .range(&tk::TO_DEVICE_INBOX, &());
+    Ok(crate::metrics::StoreCounts {
+        registered_users: count_keys(&accounts.db, users).await?,
+        devices: count_keys(&accounts.db, devices).await?,
+        to_device_queued: count_keys(&transitory.db, inbox).await?,
+    })
+}
+
+/// The keys in `[begin, end)`, at most [`SAMPLE_CAP`], read in pages of
+/// [`SAMPLE_PAGE`].
+async fn count_keys(
+    db: &crate::kv::Database,
+    (begin, end): (Vec<u8>, Vec<u8>),
+) -> crate::kv::Result<u64> {
+    let mut count = 0;
+    let mut from = begin;
+    while count < SAMPLE_CAP {
+        let range = crate::kv::RangeOption::new(from.clone(), end.clone()).limit(SAMPLE_PAGE);
+        let page = db.read_range(range).await?;
+        count += page.len() as u64;
+        match page.last() {
+            Some(last) if page.len() == SAMPLE_PAGE => {
+                from = last.key.clone();
+                from.push(0x00);
+            }
+            _ => break,
+        }
+    }
+    Ok(count.min(SAMPLE_CAP))
+}
+
+/// Samples the stored counts into the metrics every `every`, forever (the
+/// task ends with the process). A failed sample is logged and the gauges
+/// keep their last values.
+pub async fn sample_store_gauges(databases: crate::db::Databases, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match sample_store_counts(&databases).await {
+            Ok(counts) => crate::metrics::store_counts(counts),
+            Err(e) => tracing::warn!(error = %e, "sampling the stored counts failed"),
+        }
+    }
+}
+
 /// Default page size of the users list (Synapse's).
 pub const DEFAULT_USERS_LIMIT: usize = 100;
 /// Largest page of the users list accepted.
@@ -1010,7 +1083,8 @@ pub struct DeleteRoom {
     /// Block the room: nobody may join it again, by ID or alias.
     #[serde(default)]
     pub block: bool,
-    /// Accepted, but the room's events are kept (`docs/admin-api.md`).
+    /// Remove every key of the room from the `rooms` database after the
+    /// members are kicked (default true, as Synapse).
     #[serde(default = "default_true")]
     pub purge: bool,
     /// Refused when given: Myelin makes no replacement room.
@@ -1019,7 +1093,7 @@ pub struct DeleteRoom {
     pub room_name: Option<String>,
     /// Ignored (no replacement room).
     pub message: Option<String>,
-    /// Ignored (nothing is purged).
+    /// Ignored: members are always kicked before a purge.
     #[serde(default)]
     pub force_purge: bool,
 }
@@ -1033,10 +1107,15 @@ fn default_true() -> bool {
 /// `delete_status` survives a restart): with `block`, the room is blocked
 /// first; every joined, invited or knocking member then leaves (their own
 /// leave event, so no power level is needed); every local alias is
-/// deleted; the room leaves the public directory. The job runs before the
-/// answer (`status` is `complete`, or `failed` with the error); a crash
-/// part-way leaves `shutting_down`, and the request may be repeated (each
-/// step is idempotent). Returns the `delete_id`.
+/// deleted; the room leaves the public directory. With `purge` (the
+/// default), the status becomes `purging` and every key of the room is
+/// then removed from the `rooms` database in pages
+/// ([`crate::db::rooms::RoomsDb::purge_page`], progress under `purge` in
+/// the status), the room record last: the room is then unknown (404). The
+/// job runs before the answer (`status` is `complete`, or `failed` with the
+/// error); a crash part-way leaves `shutting_down` or `purging`, and the
+/// request may be repeated (each step is idempotent; a purge resumes where
+/// it stopped). Returns the `delete_id`.
 ///
 /// Errors: [`Error::InvalidParam`] for a malformed room ID or a
 /// `new_room_user_id`, [`Error::NotFound`] for an unknown room.
@@ -1069,7 +1148,23 @@ pub async fn delete_room(
         .db()
         .put_deletion(&delete_id, &status("shutting_down", empty))
         .await?;
-    let outcome = shut_down(rooms, &room_id, body.block).await;
+    let mut outcome = shut_down(rooms, &room_id, body.block).await;
+    if body.purge
+        && let Ok(shutdown) = &outcome
+    {
+        rooms
+            .db()
+            .put_deletion(&delete_id, &status("purging", shutdown.clone()))
+            .await?;
+        if let Err(e) = purge(rooms, &room_id, &delete_id).await {
+            outcome = Err(e);
+        }
+    }
+    // The purge's progress, kept in the final status.
+    let progress = delete_status(rooms, &delete_id)
+        .await
+        .ok()
+        .and_then(|s| s.get("purge").cloned());
     let done = match &outcome {
         Ok(shutdown) => status("complete", shutdown.clone()),
         Err(e) => {
@@ -1078,8 +1173,25 @@ pub async fn delete_room(
             failed
         }
     };
+    let mut done = done;
+    if let Some(progress) = progress {
+        done["purge"] = progress;
+    }
     rooms.db().put_deletion(&delete_id, &done).await?;
     outcome.map(|_| delete_id)
+}
+
+/// Purges `room_id` page by page until it is gone, recording progress in
+/// deletion `delete_id`'s status.
+async fn purge(rooms: &Rooms, room_id: &RoomId, delete_id: &str) -> Result<()> {
+    use crate::db::rooms::{PURGE_PAGE, PurgeStep};
+    while rooms
+        .db()
+        .purge_page(room_id, delete_id, PURGE_PAGE)
+        .await?
+        == PurgeStep::More
+    {}
+    Ok(())
 }
 
 /// The steps of [`delete_room`]; the `shutdown_room` object.

@@ -27,6 +27,7 @@
 
 mod directory;
 pub mod keys;
+mod purge;
 mod read;
 mod receipts;
 mod relations;
@@ -48,6 +49,7 @@ use crate::kv::{self, TransactError};
 use crate::random::Random;
 
 pub use directory::Unname;
+pub use purge::{PURGE_PAGE, PurgeStep};
 pub use read::{Direction, StoredPdu, TimelineEntry};
 pub use receipts::{ReceiptRecord, ReceiptUpdate};
 pub use relations::{Relation, RelationsOf};
@@ -306,6 +308,12 @@ struct Layout {
     random: Random,
 }
 
+impl crate::metrics::CacheStats for Layout {
+    fn sample(&self) -> crate::metrics::CacheSample {
+        self.cache.sample()
+    }
+}
+
 /// A handle on the `rooms` database. Cheap to clone.
 #[derive(Clone)]
 pub struct RoomsDb {
@@ -323,25 +331,25 @@ impl RoomsDb {
     /// more forward extremities than [`MAX_PREV_EVENTS`] samples them from
     /// `random` (tests pass a seeded one).
     pub fn from_dirs(db: kv::Database, dirs: &Directories, random: Random) -> Self {
-        RoomsDb {
-            db,
-            layout: Arc::new(Layout {
-                rooms: dirs.space(&keys::ROOMS).clone(),
-                events: dirs.space(&keys::EVENTS).clone(),
-                timeline: dirs.space(&keys::TIMELINE).clone(),
-                state_log: dirs.space(&keys::STATE_LOG).clone(),
-                memberships: dirs.space(&keys::MEMBERSHIPS).clone(),
-                txns: dirs.space(&keys::TXNS).clone(),
-                aliases: dirs.space(&keys::ALIASES).clone(),
-                public_rooms: dirs.space(&keys::PUBLIC_ROOMS).clone(),
-                receipts: dirs.space(&keys::RECEIPTS).clone(),
-                relations: dirs.space(&keys::RELATIONS).clone(),
-                notify: crate::db::notify::Keys::of(dirs)
-                    .expect("rooms declares the notification keys"),
-                cache: read::EventCache::new(read::EVENT_CACHE_BYTES),
-                random,
-            }),
-        }
+        let layout = Arc::new(Layout {
+            rooms: dirs.space(&keys::ROOMS).clone(),
+            events: dirs.space(&keys::EVENTS).clone(),
+            timeline: dirs.space(&keys::TIMELINE).clone(),
+            state_log: dirs.space(&keys::STATE_LOG).clone(),
+            memberships: dirs.space(&keys::MEMBERSHIPS).clone(),
+            txns: dirs.space(&keys::TXNS).clone(),
+            aliases: dirs.space(&keys::ALIASES).clone(),
+            public_rooms: dirs.space(&keys::PUBLIC_ROOMS).clone(),
+            receipts: dirs.space(&keys::RECEIPTS).clone(),
+            relations: dirs.space(&keys::RELATIONS).clone(),
+            notify: crate::db::notify::Keys::of(dirs)
+                .expect("rooms declares the notification keys"),
+            cache: read::EventCache::new(read::EVENT_CACHE_BYTES),
+            random,
+        });
+        // The event cache's counters are exported as `myelin_cache_*{cache="events"}`.
+        crate::metrics::register_cache("events", Arc::downgrade(&layout) as _);
+        RoomsDb { db, layout }
     }
 
     /// The underlying key-value database.

@@ -115,6 +115,16 @@ impl EventCache {
             ByJsonLength,
         ))
     }
+
+    /// Its counters, for the metrics (`myelin_cache_*{cache="events"}`).
+    pub(super) fn sample(&self) -> crate::metrics::CacheSample {
+        crate::metrics::CacheSample {
+            hits: self.0.hits(),
+            misses: self.0.misses(),
+            entries: self.0.len() as u64,
+            bytes: self.0.weight(),
+        }
+    }
 }
 
 impl Layout {
