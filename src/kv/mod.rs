@@ -28,7 +28,11 @@
 //! on FoundationDB's schedule and, on FoundationDB, through its `on_error`
 //! with the runner's time budget as the transaction's timeout (see `retry.rs`).
 //! [`Database::read_page`] reads a range of any size one bounded transaction
-//! at a time.
+//! at a time; [`Database::read_range_paged`] does so with every page at one
+//! read version (one snapshot, within its 5-second window). Transactions
+//! started outside the runner ([`Database::create_transaction`]: watches,
+//! one-off checks) get the runner's `Timeout` and `RetryLimit` on
+//! FoundationDB all the same.
 //!
 //! Two layers are written against [`Transaction`] and live here so every
 //! backend shares them: FoundationDB's [`directory`] layer and the Record

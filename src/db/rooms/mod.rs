@@ -48,7 +48,7 @@ use crate::kv::{self, TransactError};
 use crate::random::Random;
 
 pub use directory::Unname;
-pub use read::{Direction, StoredPdu, TimelineEntry};
+pub use read::{Direction, EVENTS_PER_TRANSACTION, PAGE_KEYS, StoredPdu, TimelineEntry};
 pub use receipts::{ReceiptRecord, ReceiptUpdate};
 pub use relations::{Relation, RelationsOf};
 pub use send::{Append, MAX_PREV_EVENTS, NewEvent, NewRoom, Sent, TxnKey};

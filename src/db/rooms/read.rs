@@ -241,6 +241,7 @@ fn split_position<'a>(id: &OwnedEventId, bytes: &'a [u8]) -> Result<(StreamPosit
 impl RoomsDb {
     /// The room's record, or `None` if it does not exist here.
     pub async fn room(&self, room_id: &RoomId) -> Result<Option<RoomRecord>> {
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| async move { self.room_in(&tx, room_id).await })
             .await
@@ -248,6 +249,7 @@ impl RoomsDb {
 
     /// The event with this ID, or `None`.
     pub async fn event(&self, event_id: &OwnedEventId) -> Result<Option<StoredPdu>> {
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| async move { self.layout.load_stored(&tx, event_id).await })
             .await
@@ -327,6 +329,7 @@ impl RoomsDb {
         state_key: &str,
     ) -> Result<Option<StoredPdu>> {
         let key = self.layout.state_key(room_id, kind, state_key);
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| {
                 let key = key.clone();
@@ -539,6 +542,7 @@ impl RoomsDb {
                     .key(&keys::MEMBER, &(r.as_str(), user.as_str()))
             })
             .collect();
+        // Read-only: safe to run any number of times.
         let values = self
             .db
             .run(|tx, _| {

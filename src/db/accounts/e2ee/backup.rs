@@ -100,6 +100,7 @@ impl E2eeDb {
         version: Option<u64>,
     ) -> Result<Option<(u64, BackupVersionRecord)>> {
         let l = self.l.clone();
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| {
                 let l = l.clone();
@@ -117,6 +118,7 @@ impl E2eeDb {
         auth_data: &serde_json::Value,
     ) -> Result<Result<(), BackupRefused>> {
         let l = self.l.clone();
+        // Safe to run twice: sets auth_data to a fixed value.
         self.db
             .run(|tx, _| {
                 let l = l.clone();
@@ -143,6 +145,8 @@ impl E2eeDb {
     /// Deletes a version and its keys. Returns whether it existed.
     pub async fn delete_backup(&self, user: &str, version: u64) -> Result<bool> {
         let l = self.l.clone();
+        // Safe to run twice: a second run finds the version gone and answers false (the
+        // first deleted it).
         self.db
             .run(|tx, _| {
                 let l = l.clone();
@@ -170,6 +174,8 @@ impl E2eeDb {
         keys: &[(String, String, Value)],
     ) -> Result<Result<(u64, u64), BackupRefused>> {
         let l = self.l.clone();
+        // Safe to run twice: a second run compares with the keys the first stored, finds
+        // them no better, counts nothing new and leaves the etag.
         self.db
             .run(|tx, _| {
                 let l = l.clone();
@@ -302,6 +308,7 @@ impl E2eeDb {
         }
         let range = session_range(l, user, version, room, session);
         loop {
+            // Safe to run twice: see the method's docs (each step re-reads its page).
             let step = self
                 .db
                 .run(|tx, _| {
