@@ -171,7 +171,11 @@ async fn registering_after_commit_unknown_result_reports_created() {
         .create_user("@new:x", Some("hash"), 1_000, None)
         .await
         .expect("create");
-    assert_eq!(faults.commit_unknown_result.load(Ordering::SeqCst), 0, "injected");
+    assert_eq!(
+        faults.commit_unknown_result.load(Ordering::SeqCst),
+        0,
+        "injected"
+    );
     assert!(matches!(created, CreateUser::Created), "{created:?}");
     let again = accounts
         .create_user("@new:x", Some("other"), 2_000, None)
@@ -193,7 +197,11 @@ async fn device_keys_uploaded_after_commit_unknown_result_count_as_changed() {
         .await
         .expect("upload")
         .expect("accepted");
-    assert_eq!(faults.commit_unknown_result.load(Ordering::SeqCst), 0, "injected");
+    assert_eq!(
+        faults.commit_unknown_result.load(Ordering::SeqCst),
+        0,
+        "injected"
+    );
     assert!(changed, "the retry reports the first attempt's change");
     let (again, _) = e2ee
         .upload("@a:x", "DEV", Some(r#"{"k":1}"#), &[], &[])

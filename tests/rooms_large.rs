@@ -73,7 +73,11 @@ async fn whole_room_reads_stay_within_one_page_per_transaction() {
     within("current state");
     assert!(current.len() > sent, "{} entries", current.len());
 
-    let latest = db.latest_position(&room).await.expect("latest").expect("some");
+    let latest = db
+        .latest_position(&room)
+        .await
+        .expect("latest")
+        .expect("some");
     costs.reset();
     let at = db.state_at(&room, latest).await.expect("state at");
     within("state at the latest event");
@@ -101,7 +105,10 @@ async fn whole_room_reads_stay_within_one_page_per_transaction() {
     within("the events of the whole state");
     assert_eq!(events.len(), ids.len());
     assert!(
-        events.iter().zip(&ids).all(|(e, id)| e.pdu.event_id() == id),
+        events
+            .iter()
+            .zip(&ids)
+            .all(|(e, id)| e.pdu.event_id() == id),
         "in the order asked"
     );
 
@@ -155,7 +162,10 @@ async fn whole_backup_reads_and_room_deletes_stay_within_one_page() {
         .expect("version exists");
     assert_eq!(all.len(), keys_in_room);
     let read = costs.max_keys_read.load(Ordering::SeqCst);
-    assert!(read <= bound, "a whole-version read read {read} keys in one transaction");
+    assert!(
+        read <= bound,
+        "a whole-version read read {read} keys in one transaction"
+    );
 
     costs.reset();
     let (count, _) = e2ee
@@ -165,7 +175,10 @@ async fn whole_backup_reads_and_room_deletes_stay_within_one_page() {
         .expect("version exists");
     assert_eq!(count, 0, "every key of the room is gone and counted");
     let read = costs.max_keys_read.load(Ordering::SeqCst);
-    assert!(read <= bound, "a room's delete read {read} keys in one transaction");
+    assert!(
+        read <= bound,
+        "a room's delete read {read} keys in one transaction"
+    );
     let left = e2ee
         .backup_keys(user, version, Some("!big:x"), None)
         .await
