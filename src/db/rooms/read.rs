@@ -258,7 +258,7 @@ impl RoomsDb {
     /// The events with these IDs (absent ones left out), in the given order.
     /// Read in batches of [`EVENTS_PER_TRANSACTION`] IDs, each batch one
     /// read-only transaction of concurrent point reads, at most
-    /// [`CONCURRENT_EVENT_BATCHES`] batches at a time: no transaction grows
+    /// `CONCURRENT_EVENT_BATCHES` (4) batches at a time: no transaction grows
     /// with the number of IDs (a room's whole state can be 50,000 events).
     /// Safe across transactions because an event never changes once stored;
     /// only its redaction can appear between two batches, and each event is
