@@ -155,3 +155,58 @@ async fn claiming_a_device_twice_in_one_request_hands_out_two_keys() {
     let ids: Vec<&str> = claimed.iter().map(|(_, _, k)| k.key_id.as_str()).collect();
     assert_eq!(ids, ["signed_curve25519:AAAA", "signed_curve25519:AAAB"]);
 }
+
+/// Registering after `commit_unknown_result` (the commit applied, the
+/// caller told it may not have): the retry finds the account its first
+/// attempt made and reports it created, not "in use"; a different
+/// registration of the same ID still is.
+#[tokio::test]
+async fn registering_after_commit_unknown_result_reports_created() {
+    use myelin::db::accounts::{AccountsDb, CreateUser};
+    let (_dir, dbs, _e2ee) = open().await;
+    let accounts = AccountsDb::new(&dbs.accounts);
+    let faults = dbs.accounts.db.as_embedded().expect("embedded").faults();
+    faults.commit_unknown_result.store(1, Ordering::SeqCst);
+    let created = accounts
+        .create_user("@new:x", Some("hash"), 1_000, None)
+        .await
+        .expect("create");
+    assert_eq!(
+        faults.commit_unknown_result.load(Ordering::SeqCst),
+        0,
+        "injected"
+    );
+    assert!(matches!(created, CreateUser::Created), "{created:?}");
+    let again = accounts
+        .create_user("@new:x", Some("other"), 2_000, None)
+        .await
+        .expect("create");
+    assert!(matches!(again, CreateUser::InUse), "{again:?}");
+}
+
+/// Uploading device keys after `commit_unknown_result`: the retry finds the
+/// keys its first attempt stored and still reports them changed, so the
+/// caller marks the device list changed.
+#[tokio::test]
+async fn device_keys_uploaded_after_commit_unknown_result_count_as_changed() {
+    let (_dir, dbs, e2ee) = open().await;
+    let faults = dbs.accounts.db.as_embedded().expect("embedded").faults();
+    faults.commit_unknown_result.store(1, Ordering::SeqCst);
+    let (changed, _) = e2ee
+        .upload("@a:x", "DEV", Some(r#"{"k":1}"#), &[], &[])
+        .await
+        .expect("upload")
+        .expect("accepted");
+    assert_eq!(
+        faults.commit_unknown_result.load(Ordering::SeqCst),
+        0,
+        "injected"
+    );
+    assert!(changed, "the retry reports the first attempt's change");
+    let (again, _) = e2ee
+        .upload("@a:x", "DEV", Some(r#"{"k":1}"#), &[], &[])
+        .await
+        .expect("upload")
+        .expect("accepted");
+    assert!(!again, "an unchanged upload is still unchanged");
+}

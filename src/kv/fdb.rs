@@ -189,6 +189,17 @@ impl Database {
         let tx = self.inner.create_trx().map_err(map_error)?;
         Ok(Transaction::wrap(tx))
     }
+
+    /// Starts a transaction that reads at `version` (FoundationDB's
+    /// `fdb_transaction_set_read_version`): it sees what a transaction with
+    /// that read version saw, and fails with `transaction_too_old` (1007)
+    /// once the version is older than the MVCC window (5 s).
+    pub fn create_transaction_at(&self, version: u64) -> Result<Transaction> {
+        let tx = self.inner.create_trx().map_err(map_error)?;
+        // FoundationDB versions fit in an i64 (they are never negative).
+        tx.set_read_version(i64::try_from(version).unwrap_or(i64::MAX));
+        Ok(Transaction::wrap(tx))
+    }
 }
 
 /// A FoundationDB transaction. Clones share the transaction.

@@ -28,7 +28,11 @@
 //! on FoundationDB's schedule and, on FoundationDB, through its `on_error`
 //! with the runner's time budget as the transaction's timeout (see `retry.rs`).
 //! [`Database::read_page`] reads a range of any size one bounded transaction
-//! at a time.
+//! at a time; [`Database::read_range_paged`] does so with every page at one
+//! read version (one snapshot, within its 5-second window). Transactions
+//! started outside the runner ([`Database::create_transaction`]: watches,
+//! one-off checks) get the runner's `Timeout` and `RetryLimit` on
+//! FoundationDB all the same.
 //!
 //! Two layers are written against [`Transaction`] and live here so every
 //! backend shares them: FoundationDB's [`directory`] layer and the Record
@@ -152,15 +156,51 @@ impl Database {
         }
     }
 
-    /// Starts a transaction. Prefer [`Database::run`], which retries and
-    /// bounds it: a transaction started here has no `Timeout` option, so on
-    /// FoundationDB its reads wait for an unreachable cluster.
+    /// Starts a transaction outside the retry runner. Prefer
+    /// [`Database::run`], which retries it. A transaction started here gets
+    /// the runner's bounds all the same: on FoundationDB its `Timeout`
+    /// option is [`RetryOptions::timeout`] and its `RetryLimit` the retry
+    /// limit, so its reads, its commit (and a watch's arming commit) fail
+    /// with [`Error::TimedOut`]'s code 1031 instead of waiting for an
+    /// unreachable cluster; the embedded backend's reads never wait on a
+    /// network and its age limit (5 s) applies as to every transaction.
     pub fn create_transaction(&self) -> Result<Transaction> {
+        let tx = self.unbounded_transaction()?;
+        tx.set_bounds(self.retry.timeout, self.retry.retry_limit)?;
+        Ok(tx)
+    }
+
+    /// A transaction with no bounds set yet (the runner sets its own).
+    fn unbounded_transaction(&self) -> Result<Transaction> {
         Ok(Transaction(match &self.backend {
             Backend::Embedded(db) => TxInner::Embedded(db.create_transaction()?),
             #[cfg(feature = "fdb")]
             Backend::Fdb(db) => TxInner::Fdb(db.create_transaction()?),
         }))
+    }
+
+    /// A read-only transaction at the read version of `tx` (FoundationDB's
+    /// `set_read_version`; the embedded backend shares `tx`'s snapshot and
+    /// start time), with this handle's bounds. It sees exactly what `tx`
+    /// saw of the store (not `tx`'s own writes) and fails with
+    /// [`Error::TooOld`] once that version leaves the 5-second MVCC window,
+    /// as `tx` would: several transactions at one version bound each one's
+    /// work, not the time the whole read may take.
+    async fn at_read_version_of(&self, tx: &Transaction) -> Result<Transaction> {
+        let sibling = match (&self.backend, &tx.0) {
+            (Backend::Embedded(_), TxInner::Embedded(tx)) => {
+                Transaction(TxInner::Embedded(tx.at_same_version()?))
+            }
+            #[cfg(feature = "fdb")]
+            (Backend::Fdb(db), TxInner::Fdb(tx)) => {
+                let version = tx.get_read_version().await?;
+                Transaction(TxInner::Fdb(db.create_transaction_at(version)?))
+            }
+            #[cfg(feature = "fdb")]
+            _ => unreachable!("a transaction of another backend"),
+        };
+        sibling.set_bounds(self.retry.timeout, self.retry.retry_limit)?;
+        Ok(sibling)
     }
 }
 

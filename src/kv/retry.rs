@@ -200,7 +200,7 @@ impl Database {
     /// the runner's budget (started at `started`) and its retry limit.
     fn bounded_transaction(&self, started: Instant) -> Result<Transaction, Error> {
         let opts = &self.retry;
-        let tx = self.create_transaction()?;
+        let tx = self.unbounded_transaction()?;
         let remaining = match opts.timeout {
             Some(timeout) => match timeout.checked_sub(started.elapsed()) {
                 Some(left) if !left.is_zero() => Some(left),
@@ -289,26 +289,47 @@ impl Database {
         range: &RangeOption,
         page: usize,
     ) -> Result<(Vec<KeyValue>, Option<RangeOption>), Error> {
-        let page = page.max(1);
-        let want = range.limit.map_or(page, |limit| limit.min(page));
-        let mut this = range.clone();
-        this.limit = Some(want);
-        let kvs = self.read_range(this).await?;
-        let rest = range.limit.map(|limit| limit - kvs.len());
-        let next = match kvs.last() {
-            Some(last) if kvs.len() == want && rest != Some(0) => {
-                let mut next = range.clone();
-                next.limit = rest;
-                if range.reverse {
-                    next.end = KeySelector::first_greater_or_equal(last.key.clone());
-                } else {
-                    next.begin = KeySelector::first_greater_than(last.key.clone());
+        self.run(|tx, _| async move { page_of(&tx, range, page).await })
+            .await
+    }
+
+    /// The whole range (up to its limit), read `page` pairs per
+    /// transaction, every page at the read version of the first: one
+    /// consistent snapshot, as [`Database::read_range`] gives, with no
+    /// transaction reading more than `page` keys. The pages are read one
+    /// after another, each in its own read-only transaction at that version
+    /// (FoundationDB's `set_read_version`), so the read must finish within
+    /// the version's 5-second MVCC window: past it a page fails with
+    /// `transaction_too_old` and the runner starts the whole read again at
+    /// a new version, until its budget ([`RetryOptions`]) ends it with
+    /// [`Error::TimedOut`]. That bounds it: at a few milliseconds a page,
+    /// hundreds of thousands of keys fit in the window. For ranges that
+    /// must be read at one version and may grow large (a room's current
+    /// state, its members, a backup version's keys); immutable ranges can
+    /// use [`Database::read_page`], which has no window.
+    pub async fn read_range_paged(
+        &self,
+        range: RangeOption,
+        page: usize,
+    ) -> Result<Vec<KeyValue>, Error> {
+        // Read-only: safe to run any number of times.
+        self.run(|tx, _| {
+            let range = range.clone();
+            async move {
+                let (mut out, mut next) = page_of(&tx, &range, page).await?;
+                while let Some(rest) = next {
+                    let sibling = self.at_read_version_of(&tx).await?;
+                    let (kvs, after) = page_of(&sibling, &rest, page).await?;
+                    // Read-only: the commit writes nothing (on the embedded
+                    // backend it records the page's cost).
+                    sibling.commit().await?;
+                    out.extend(kvs);
+                    next = after;
                 }
-                Some(next)
+                Ok(out)
             }
-            _ => None,
-        };
-        Ok((kvs, next))
+        })
+        .await
     }
 
     /// The range (up to its limit) in a one-shot, read-only transaction with
@@ -320,6 +341,36 @@ impl Database {
         })
         .await
     }
+}
+
+/// One page of `range` read in `tx` with snapshot reads: at most `page`
+/// pairs (and at most the range's limit), and the range that continues
+/// after it (`None` when the range or its limit is exhausted).
+async fn page_of(
+    tx: &Transaction,
+    range: &RangeOption,
+    page: usize,
+) -> Result<(Vec<KeyValue>, Option<RangeOption>), Error> {
+    let page = page.max(1);
+    let want = range.limit.map_or(page, |limit| limit.min(page));
+    let mut this = range.clone();
+    this.limit = Some(want);
+    let kvs = tx.get_range_all(this, true).await?;
+    let rest = range.limit.map(|limit| limit - kvs.len());
+    let next = match kvs.last() {
+        Some(last) if kvs.len() == want && rest != Some(0) => {
+            let mut next = range.clone();
+            next.limit = rest;
+            if range.reverse {
+                next.end = KeySelector::first_greater_or_equal(last.key.clone());
+            } else {
+                next.begin = KeySelector::first_greater_than(last.key.clone());
+            }
+            Some(next)
+        }
+        _ => None,
+    };
+    Ok((kvs, next))
 }
 
 /// A copy of a retryable error for [`Error::RetryLimitReached`]. Retryable

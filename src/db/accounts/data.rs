@@ -43,6 +43,7 @@ impl AccountsDb {
     pub async fn profile(&self, user_id: &str) -> Result<BTreeMap<String, serde_json::Value>> {
         let k = self.keys().clone();
         let space = k.profile.subspace(&user_id);
+        // Read-only: safe to run any number of times.
         let kvs = self
             .db
             .run(|tx, _| {
@@ -71,6 +72,7 @@ impl AccountsDb {
     ) -> Result<()> {
         let key = self.keys().profile.pack(&(user_id, field));
         let value = value.map(|v| serde_json::to_vec(v).expect("JSON values serialize"));
+        // Safe to run twice: a blind write (or clear) of a fixed value.
         self.db
             .run(|tx, _| {
                 match &value {
@@ -94,6 +96,7 @@ impl AccountsDb {
             .keys()
             .account_data
             .pack(&(user_id, room_id.unwrap_or(""), event_type));
+        // Read-only: safe to run any number of times.
         let raw = self
             .db
             .run(|tx, _| {
@@ -132,6 +135,10 @@ impl AccountsDb {
             event_type: event_type.to_owned(),
             content: content.get().to_owned(),
         });
+        // Safe to run twice: the current value is set to the same content; a retry after
+        // commit_unknown_result adds a second versionstamped log entry with that content,
+        // so sync may deliver the same account data twice (harmless: clients keep the
+        // latest).
         let ((), info) = self
             .db
             .run_committed(|tx, _| {
@@ -186,6 +193,7 @@ impl AccountsDb {
             limit: None,
             reverse: false,
         };
+        // Read-only: safe to run any number of times.
         let kvs = self
             .db
             .run(|tx, _| {
@@ -215,6 +223,7 @@ impl AccountsDb {
     /// Stores a filter definition (JSON) under `filter_id`.
     pub async fn put_filter(&self, user_id: &str, filter_id: &str, json: &[u8]) -> Result<()> {
         let key = self.keys().filter.pack(&(user_id, filter_id));
+        // Safe to run twice: a blind write of a fixed value under a caller-chosen ID.
         self.db
             .run(|tx, _| {
                 split::set(&tx, &key, json);
@@ -226,6 +235,7 @@ impl AccountsDb {
     /// A stored filter definition (JSON).
     pub async fn filter(&self, user_id: &str, filter_id: &str) -> Result<Option<Vec<u8>>> {
         let key = self.keys().filter.pack(&(user_id, filter_id));
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| {
                 let key = key.clone();
@@ -237,6 +247,7 @@ impl AccountsDb {
     /// The user's stored push rule set (JSON), if they ever changed it.
     pub async fn push_rules(&self, user_id: &str) -> Result<Option<Vec<u8>>> {
         let key = self.keys().push_rules.pack(&user_id);
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| {
                 let key = key.clone();
@@ -255,6 +266,10 @@ impl AccountsDb {
     ) -> Result<std::result::Result<T, R>> {
         let key = self.keys().push_rules.pack(&user_id);
         let f = &f;
+        // Safe to run twice when `f` is idempotent (setting a rule, its
+        // actions or `enabled`: a second run changes nothing). Removing a
+        // rule is not: a retry after commit_unknown_result finds it gone
+        // and the caller answers 404 for a delete that happened.
         self.db
             .run(|tx, _| {
                 let key = key.clone();
@@ -280,6 +295,7 @@ impl AccountsDb {
         candidate: &SigningKeyRecord,
     ) -> Result<SigningKeyRecord> {
         let key = self.keys().signing_key.pack(&());
+        // Safe to run twice: a second run finds the key the first inserted and returns it.
         let raw = self
             .db
             .run(|tx, _| {

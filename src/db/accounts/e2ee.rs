@@ -192,8 +192,14 @@ impl E2eeDb {
         fallback_keys: &[(String, String, String)],
     ) -> Result<Result<(bool, BTreeMap<String, u64>), UploadRefused>> {
         let l = self.l.clone();
+        // Safe to run twice: keys are written under their own IDs and a
+        // second run finds them identical, writing nothing. After
+        // `commit_unknown_result` (MaybeCommitted) it reports the device keys
+        // changed whenever it was given some, since the first attempt may
+        // have changed them and the caller marks the device list changed on
+        // that (marking twice is harmless, missing it is not).
         self.db
-            .run(|tx, _| {
+            .run(|tx, maybe_committed| {
                 let l = l.clone();
                 async move {
                     let mut changed = false;
@@ -234,6 +240,7 @@ impl E2eeDb {
                         }
                     }
                     let counts = otk_counts(&tx, &l, user, device).await?;
+                    let changed = changed || (maybe_committed.0 && device_keys.is_some());
                     Ok::<_, Error>(Ok((changed, counts)))
                 }
             })
@@ -247,6 +254,7 @@ impl E2eeDb {
         device: &str,
     ) -> Result<BTreeMap<String, u64>> {
         let l = self.l.clone();
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| {
                 let l = l.clone();
@@ -280,6 +288,9 @@ impl E2eeDb {
         wanted: &[(String, String, String)],
     ) -> Result<Vec<(String, String, ClaimedKey)>> {
         let l = self.l.clone();
+        // Not a no-op twice, but harmless: a retry after commit_unknown_result claims the
+        // next one-time key; the one the first attempt removed is never handed out (a spent
+        // key, as when a client loses a response), and no key goes out twice.
         self.db
             .run(|tx, _| {
                 let l = l.clone();
@@ -351,6 +362,7 @@ impl E2eeDb {
         devices: Option<&[String]>,
     ) -> Result<Vec<(String, Value)>> {
         let l = self.l.clone();
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| {
                 let l = l.clone();
@@ -397,6 +409,7 @@ impl E2eeDb {
     /// (through [`DeviceKeySpaces`]); this is for repairs and tests.
     pub async fn delete_device(&self, user: &str, device: &str) -> Result<()> {
         let spaces = self.l.device_spaces.clone();
+        // Safe to run twice: range clears.
         self.db
             .run(|tx, _| {
                 spaces.clear(&tx, user, device);
@@ -409,6 +422,7 @@ impl E2eeDb {
     /// `user_signing`), with signatures uploaded later merged in.
     pub async fn cross_signing_keys(&self, user: &str) -> Result<BTreeMap<String, Value>> {
         let l = self.l.clone();
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| {
                 let l = l.clone();
@@ -437,6 +451,7 @@ impl E2eeDb {
         keys: &[(String, String)],
     ) -> Result<()> {
         let l = self.l.clone();
+        // Safe to run twice: blind writes of fixed values.
         self.db
             .run(|tx, _| {
                 for (usage, json) in keys {
@@ -457,6 +472,7 @@ impl E2eeDb {
         entries: &[(String, String, String, String, String)],
     ) -> Result<()> {
         let l = self.l.clone();
+        // Safe to run twice: blind writes of fixed values.
         self.db
             .run(|tx, _| {
                 for (tu, tk, su, sk, sig) in entries {
@@ -552,4 +568,4 @@ fn parse_json(subspace: &'static str, bytes: &[u8]) -> Result<Value> {
 }
 
 mod backup;
-pub use backup::RoomKey;
+pub use backup::{BACKUP_PAGE_KEYS, RoomKey};

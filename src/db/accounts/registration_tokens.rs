@@ -43,6 +43,8 @@ impl AccountsDb {
     ) -> Result<bool> {
         let key = self.keys().registration_token.pack(&token);
         let value = encode(record);
+        // Safe to run twice: a MaybeCommitted retry that finds this exact record takes it
+        // as its own (below).
         self.db
             .run(|tx, maybe_committed| {
                 let (key, value) = (key.clone(), value.clone());
@@ -64,6 +66,7 @@ impl AccountsDb {
     /// One token's record.
     pub async fn registration_token(&self, token: &str) -> Result<Option<RegistrationTokenRecord>> {
         let key = self.keys().registration_token.pack(&token);
+        // Read-only: safe to run any number of times.
         let raw = self
             .db
             .run(|tx, _| super::users::tx_get(tx, key.clone()))
@@ -96,6 +99,7 @@ impl AccountsDb {
         expiry_time: Option<Option<u64>>,
     ) -> Result<Option<RegistrationTokenRecord>> {
         let key = self.keys().registration_token.pack(&token);
+        // Safe to run twice: writes fields to the given values.
         self.db
             .run(|tx, _| {
                 let key = key.clone();

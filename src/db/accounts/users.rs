@@ -61,12 +61,28 @@ impl AccountsDb {
         registration_token: Option<&str>,
     ) -> Result<CreateUser> {
         let k = self.keys().clone();
+        // Safe to run twice: after `commit_unknown_result` (MaybeCommitted)
+        // a stored account exactly as this call writes it (created at
+        // `now_ms`, active, not admin, the same password hash) is taken as
+        // the earlier attempt's and reported `Created`, not `InUse`; its
+        // token use and device were written in that same transaction.
         self.db
-            .run(|tx, _| {
+            .run(|tx, maybe_committed| {
                 let k = k.clone();
                 async move {
                     let user_key = k.user.pack(&user_id);
-                    if tx.get(&user_key, false).await?.is_some() {
+                    if let Some(raw) = tx.get(&user_key, false).await? {
+                        if maybe_committed.0 {
+                            let stored: UserRecord = decode("user", &raw)?;
+                            let hash = tx.get(&k.password.pack(&user_id), false).await?;
+                            if stored.created_ms == now_ms
+                                && !stored.deactivated
+                                && !stored.admin
+                                && hash.as_deref() == password_hash.map(str::as_bytes)
+                            {
+                                return Ok(CreateUser::Created);
+                            }
+                        }
                         return Ok(CreateUser::InUse);
                     }
                     if let Some(token) = registration_token
@@ -95,6 +111,7 @@ impl AccountsDb {
     /// The account record of `user_id`, if it exists.
     pub async fn user(&self, user_id: &str) -> Result<Option<UserRecord>> {
         let key = self.keys().user.pack(&user_id);
+        // Read-only: safe to run any number of times.
         let raw = self.db.run(|tx, _| tx_get(tx, key.clone())).await?;
         raw.map(|v| decode("user", &v))
             .transpose()
@@ -116,6 +133,7 @@ impl AccountsDb {
     /// The argon2 hash of `user_id`'s password, if it has one.
     pub async fn password_hash(&self, user_id: &str) -> Result<Option<String>> {
         let key = self.keys().password.pack(&user_id);
+        // Read-only: safe to run any number of times.
         let raw = self.db.run(|tx, _| tx_get(tx, key.clone())).await?;
         raw.map(|v| {
             String::from_utf8(v).map_err(|e| Error::Corrupt {
@@ -138,6 +156,8 @@ impl AccountsDb {
         keep_device: Option<&str>,
     ) -> Result<Option<Vec<String>>> {
         let k = self.keys().clone();
+        // Safe to run twice: the password is set to the same hash; a second
+        // run finds the devices already deleted and lists none.
         self.db
             .run(|tx, _| {
                 let k = k.clone();
@@ -163,6 +183,8 @@ impl AccountsDb {
     /// deleted device IDs, or `None` if there is no such user.
     pub async fn deactivate(&self, user_id: &str) -> Result<Option<Vec<String>>> {
         let k = self.keys().clone();
+        // Safe to run twice: a second run writes the same record and clears
+        // the same keys; its devices went in the first (it lists none).
         self.db
             .run(|tx, _| {
                 let k = k.clone();
@@ -188,6 +210,7 @@ impl AccountsDb {
     /// no such user. Safe to run twice: it sets the flag to a given value.
     pub async fn set_admin(&self, user_id: &str, admin: bool) -> Result<bool> {
         let k = self.keys().clone();
+        // Safe to run twice: sets the flag to a fixed value.
         self.db
             .run(|tx, _| {
                 let k = k.clone();
@@ -208,6 +231,7 @@ impl AccountsDb {
     /// What the token with SHA-256 `token_hash` belongs to: exactly one read.
     pub async fn resolve_token(&self, token_hash: &[u8]) -> Result<Option<TokenRecord>> {
         let key = self.keys().token.pack(&token_hash);
+        // Read-only: safe to run any number of times.
         let raw = self.db.run(|tx, _| tx_get(tx, key.clone())).await?;
         raw.map(|v| decode("token", &v))
             .transpose()
@@ -224,6 +248,8 @@ impl AccountsDb {
         now_ms: u64,
     ) -> Result<bool> {
         let k = self.keys().clone();
+        // Safe to run twice: a second run finds the device the first wrote, clears the
+        // token it just set and sets the same one again (put_device keeps what it found).
         self.db
             .run(|tx, _| {
                 let k = k.clone();
@@ -250,6 +276,7 @@ impl AccountsDb {
     pub async fn devices(&self, user_id: &str) -> Result<Vec<(String, DeviceRecord)>> {
         let k = self.keys().clone();
         let space = k.device.subspace(&user_id);
+        // Read-only: safe to run any number of times.
         let kvs = self
             .db
             .run(|tx, _| {
@@ -268,6 +295,7 @@ impl AccountsDb {
     /// One device of `user_id`.
     pub async fn device(&self, user_id: &str, device_id: &str) -> Result<Option<DeviceRecord>> {
         let key = self.keys().device.pack(&(user_id, device_id));
+        // Read-only: safe to run any number of times.
         let raw = self.db.run(|tx, _| tx_get(tx, key.clone())).await?;
         raw.map(|v| decode("device", &v))
             .transpose()
@@ -283,6 +311,7 @@ impl AccountsDb {
         display_name: Option<&str>,
     ) -> Result<bool> {
         let key = self.keys().device.pack(&(user_id, device_id));
+        // Safe to run twice: sets the display name to a fixed value.
         self.db
             .run(|tx, _| {
                 let key = key.clone();
@@ -310,6 +339,9 @@ impl AccountsDb {
         device_ids: &[String],
     ) -> Result<Vec<String>> {
         let k = self.keys().clone();
+        // Safe to run twice: a second run finds the devices gone and clears nothing more;
+        // it lists none, but their owed cleanups were written with the deletion, so nothing
+        // is left behind.
         self.db
             .run(|tx, _| {
                 let k = k.clone();
@@ -338,6 +370,7 @@ impl AccountsDb {
     /// Errors: the store's; a malformed key is `Corrupt`.
     pub async fn owed_cleanups(&self, limit: usize) -> Result<BTreeMap<String, Vec<String>>> {
         let k = self.keys().clone();
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| {
                 let k = k.clone();
@@ -374,6 +407,7 @@ impl AccountsDb {
     /// Returns the deleted device IDs.
     pub async fn delete_all_devices(&self, user_id: &str) -> Result<Vec<String>> {
         let k = self.keys().clone();
+        // Safe to run twice: as delete_devices (a second run finds none).
         self.db
             .run(|tx, _| {
                 let k = k.clone();
@@ -386,6 +420,7 @@ impl AccountsDb {
     pub async fn put_uia_session(&self, session: &str, record: &UiaSession) -> Result<()> {
         let key = self.keys().uia.pack(&session);
         let value = encode(record);
+        // Safe to run twice: a blind write of a fixed value.
         self.db
             .run(|tx, _| {
                 tx.set(&key, &value);
@@ -397,6 +432,7 @@ impl AccountsDb {
     /// A stored UIA session.
     pub async fn uia_session(&self, session: &str) -> Result<Option<UiaSession>> {
         let key = self.keys().uia.pack(&session);
+        // Read-only: safe to run any number of times.
         let raw = self.db.run(|tx, _| tx_get(tx, key.clone())).await?;
         raw.map(|v| decode("uia", &v))
             .transpose()
@@ -406,6 +442,9 @@ impl AccountsDb {
     /// Removes and returns a UIA session (each session completes once).
     pub async fn take_uia_session(&self, session: &str) -> Result<Option<UiaSession>> {
         let key = self.keys().uia.pack(&session);
+        // Safe to run twice in effect (nothing is done twice), but a retry after
+        // commit_unknown_result finds the session taken and answers None: the client redoes
+        // the UIA stage (fails closed).
         let raw = self
             .db
             .run(|tx, _| {

@@ -50,7 +50,7 @@ use crate::random::Random;
 
 pub use directory::Unname;
 pub use purge::{PURGE_PAGE, PurgeStep};
-pub use read::{Direction, StoredPdu, TimelineEntry};
+pub use read::{Direction, EVENTS_PER_TRANSACTION, PAGE_KEYS, StoredPdu, TimelineEntry};
 pub use receipts::{ReceiptRecord, ReceiptUpdate};
 pub use relations::{Relation, RelationsOf};
 pub use send::{Append, MAX_PREV_EVENTS, NewEvent, NewRoom, Sent, TxnKey};

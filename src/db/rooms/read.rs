@@ -1,6 +1,12 @@
 //! Reads of the `rooms` database: events, state (current and at a stream
-//! position), timelines, memberships. Each public method is one read-only
-//! transaction (read-only transactions never conflict).
+//! position), timelines, memberships. Each public method is read-only
+//! (read-only transactions never conflict) and no transaction it runs
+//! grows with the room (FoundationDB's 5-second rule): reads that can be
+//! large (a room's state, members, state log, events by ID) go
+//! [`PAGE_KEYS`] keys or [`EVENTS_PER_TRANSACTION`] events per transaction,
+//! at one read version where they must be one snapshot
+//! ([`crate::kv::Database::read_range_paged`]), or over immutable ranges
+//! and records at any version (`state_at`, `events`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -192,6 +198,36 @@ impl Layout {
     }
 }
 
+/// Most keys one transaction of a paged read reads: a 1,000-key page of
+/// state or log entries is ~100 kB, milliseconds on FoundationDB.
+pub const PAGE_KEYS: usize = 1_000;
+
+/// Most events one transaction of [`RoomsDb::events`] reads (two point
+/// reads each).
+pub const EVENTS_PER_TRANSACTION: usize = 256;
+
+/// How many batches of [`RoomsDb::events`] are read at once.
+const CONCURRENT_EVENT_BATCHES: usize = 4;
+
+/// The last stream position a commit at or below read version `version`
+/// can have: `version` (8 bytes, big-endian), then all ones for the batch
+/// order and the event order.
+fn end_of_version(version: u64) -> StreamPosition {
+    let mut out = [0xff; 12];
+    out[..8].copy_from_slice(&version.to_be_bytes());
+    StreamPosition(out)
+}
+
+/// One `state_log/change` entry.
+///
+/// Errors: [`Error::Corrupt`] if the key or value does not decode.
+fn decode_change(kv: &crate::kv::KeyValue) -> Result<(StreamPosition, StateChange)> {
+    Ok((
+        trailing_position("change", &kv.key)?,
+        decode("change", &kv.value)?,
+    ))
+}
+
 /// Splits an `events/pdu` value: the 12-byte stream position, then the
 /// msgpack [`StoredEvent`].
 ///
@@ -215,6 +251,7 @@ fn split_position<'a>(id: &OwnedEventId, bytes: &'a [u8]) -> Result<(StreamPosit
 impl RoomsDb {
     /// The room's record, or `None` if it does not exist here.
     pub async fn room(&self, room_id: &RoomId) -> Result<Option<RoomRecord>> {
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| async move { self.room_in(&tx, room_id).await })
             .await
@@ -222,19 +259,39 @@ impl RoomsDb {
 
     /// The event with this ID, or `None`.
     pub async fn event(&self, event_id: &OwnedEventId) -> Result<Option<StoredPdu>> {
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| async move { self.layout.load_stored(&tx, event_id).await })
             .await
     }
 
-    /// The events with these IDs (absent ones left out), in the given order,
-    /// read concurrently in one transaction.
+    /// The events with these IDs (absent ones left out), in the given order.
+    /// Read in batches of [`EVENTS_PER_TRANSACTION`] IDs, each batch one
+    /// read-only transaction of concurrent point reads, at most
+    /// `CONCURRENT_EVENT_BATCHES` (4) batches at a time: no transaction grows
+    /// with the number of IDs (a room's whole state can be 50,000 events).
+    /// Safe across transactions because an event never changes once stored;
+    /// only its redaction can appear between two batches, and each event is
+    /// read with its own redaction state.
     pub async fn events(&self, ids: &[OwnedEventId]) -> Result<Vec<StoredPdu>> {
+        use futures::{StreamExt, TryStreamExt};
+        let reads: Vec<_> = ids
+            .chunks(EVENTS_PER_TRANSACTION)
+            .map(|batch| self.events_batch(batch))
+            .collect();
+        let batches: Vec<Vec<Option<StoredPdu>>> = futures::stream::iter(reads)
+            .buffered(CONCURRENT_EVENT_BATCHES)
+            .try_collect()
+            .await?;
+        Ok(batches.into_iter().flatten().flatten().collect())
+    }
+
+    /// One batch of [`RoomsDb::events`]: concurrent point reads in one
+    /// read-only transaction (safe to run any number of times).
+    async fn events_batch(&self, batch: &[OwnedEventId]) -> Result<Vec<Option<StoredPdu>>> {
         self.db
             .run(|tx, _| async move {
-                let all =
-                    try_join_all(ids.iter().map(|id| self.layout.load_stored(&tx, id))).await?;
-                Ok(all.into_iter().flatten().collect())
+                try_join_all(batch.iter().map(|id| self.layout.load_stored(&tx, id))).await
             })
             .await
     }
@@ -254,13 +311,17 @@ impl RoomsDb {
     }
 
     /// The current state of a room: `(type, state_key) -> event ID`. One
-    /// range read.
+    /// consistent range read, [`PAGE_KEYS`] keys per transaction, all at one
+    /// read version ([`crate::kv::Database::read_range_paged`]).
     pub async fn current_state_ids(
         &self,
         room_id: &RoomId,
     ) -> Result<BTreeMap<StateKey, OwnedEventId>> {
         let (begin, end) = self.layout.rooms.range(&keys::STATE, &(room_id.as_str(),));
-        let kvs = self.db.read_range(RangeOption::new(begin, end)).await?;
+        let kvs = self
+            .db
+            .read_range_paged(RangeOption::new(begin, end), PAGE_KEYS)
+            .await?;
         kvs.iter()
             .map(|kv| {
                 let (_, _, kind, state_key): (i64, String, String, String) =
@@ -278,6 +339,7 @@ impl RoomsDb {
         state_key: &str,
     ) -> Result<Option<StoredPdu>> {
         let key = self.layout.state_key(room_id, kind, state_key);
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| {
                 let key = key.clone();
@@ -320,41 +382,63 @@ impl RoomsDb {
 
     /// The state changes of a room with `after < position <= up_to`, in
     /// stream order: what incremental sync sends as the state delta. One
-    /// range read.
+    /// consistent range read, [`PAGE_KEYS`] keys per transaction, all at one
+    /// read version ([`crate::kv::Database::read_range_paged`]).
     pub async fn state_changes(
         &self,
         room_id: &RoomId,
         after: StreamPosition,
         up_to: StreamPosition,
     ) -> Result<Vec<(StreamPosition, StateChange)>> {
+        let range = self.state_change_range(room_id, after, up_to);
+        let kvs = self.db.read_range_paged(range, PAGE_KEYS).await?;
+        kvs.iter().map(decode_change).collect()
+    }
+
+    /// The `state_log/change` keys of a room with `after < position <= up_to`.
+    fn state_change_range(
+        &self,
+        room_id: &RoomId,
+        after: StreamPosition,
+        up_to: StreamPosition,
+    ) -> RangeOption {
         let space = &self.layout.state_log;
-        let begin = space.key(&keys::STATE_CHANGE, &(room_id.as_str(), after.to_tuple()));
-        let mut begin = begin;
+        let mut begin = space.key(&keys::STATE_CHANGE, &(room_id.as_str(), after.to_tuple()));
         begin.push(0);
         let mut end = space.key(&keys::STATE_CHANGE, &(room_id.as_str(), up_to.to_tuple()));
         end.push(0);
-        let kvs = self.db.read_range(RangeOption::new(begin, end)).await?;
-        kvs.iter()
-            .map(|kv| {
-                Ok((
-                    trailing_position("change", &kv.key)?,
-                    decode("change", &kv.value)?,
-                ))
-            })
-            .collect()
+        RangeOption::new(begin, end)
     }
 
     /// The room state after every event at or before `at`: the fold of the
-    /// state-change log up to `at`. Costs one range read of the changes up
-    /// to `at` (see `docs/rooms.md` for the snapshot that bounds it).
+    /// state-change log up to `at`, read [`PAGE_KEYS`] entries per
+    /// transaction with no time limit on the whole (see `docs/rooms.md`,
+    /// "State at any event"). The log up to the present is immutable: an
+    /// entry's key is its commit's versionstamp, so every later commit adds
+    /// entries above the read version of a transaction that started before
+    /// it. So `at` is first clamped to the last position of the current
+    /// read version, and the pages below it, each its own transaction at
+    /// whatever version, read one unchanging range.
     pub async fn state_at(
         &self,
         room_id: &RoomId,
         at: StreamPosition,
     ) -> Result<BTreeMap<StateKey, OwnedEventId>> {
+        // Read-only: safe to run any number of times.
+        let now = self
+            .db
+            .run(|tx, _| async move { tx.get_read_version().await })
+            .await?;
+        let at = at.min(end_of_version(now));
         let mut state = BTreeMap::new();
-        for (_, change) in self.state_changes(room_id, StreamPosition::MIN, at).await? {
-            state.insert((change.kind, change.state_key), change.event_id);
+        let mut next = Some(self.state_change_range(room_id, StreamPosition::MIN, at));
+        while let Some(range) = next {
+            let (page, rest) = self.db.read_page(&range, PAGE_KEYS).await?;
+            for kv in &page {
+                let (_, change) = decode_change(kv)?;
+                state.insert((change.kind, change.state_key), change.event_id);
+            }
+            next = rest;
         }
         Ok(state)
     }
@@ -416,10 +500,15 @@ impl RoomsDb {
             .map(|e| e.position))
     }
 
-    /// Current memberships of a room, by user. One range read.
+    /// Current memberships of a room, by user. One consistent range read,
+    /// [`PAGE_KEYS`] keys per transaction, all at one read version
+    /// ([`crate::kv::Database::read_range_paged`]).
     pub async fn members(&self, room_id: &RoomId) -> Result<Vec<(OwnedUserId, MemberRecord)>> {
         let (begin, end) = self.layout.rooms.range(&keys::MEMBER, &(room_id.as_str(),));
-        let kvs = self.db.read_range(RangeOption::new(begin, end)).await?;
+        let kvs = self
+            .db
+            .read_range_paged(RangeOption::new(begin, end), PAGE_KEYS)
+            .await?;
         kvs.iter()
             .map(|kv| {
                 let (_, _, user): (i64, String, String) =
@@ -463,6 +552,7 @@ impl RoomsDb {
                     .key(&keys::MEMBER, &(r.as_str(), user.as_str()))
             })
             .collect();
+        // Read-only: safe to run any number of times.
         let values = self
             .db
             .run(|tx, _| {

@@ -136,6 +136,23 @@ impl Transaction {
         }
     }
 
+    /// A new transaction reading at this one's read version (the same
+    /// snapshot) and as old as it: FoundationDB's `set_read_version` on a
+    /// fresh transaction, whose age counts from when that version was
+    /// taken, so it fails with `transaction_too_old` when this one would.
+    /// For reads split over several transactions at one version
+    /// ([`crate::kv::Database::read_range_paged`]).
+    ///
+    /// Errors: [`Error::Closed`] after the store is shut down.
+    pub fn at_same_version(&self) -> Result<Transaction> {
+        self.inner.db.check_open()?;
+        Ok(Transaction::new(
+            self.inner.db.clone(),
+            self.inner.snap.clone(),
+            self.inner.started,
+        ))
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.inner.state.lock().expect("transaction state lock")
     }

@@ -100,6 +100,7 @@ impl E2eeDb {
         version: Option<u64>,
     ) -> Result<Option<(u64, BackupVersionRecord)>> {
         let l = self.l.clone();
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| {
                 let l = l.clone();
@@ -117,6 +118,7 @@ impl E2eeDb {
         auth_data: &serde_json::Value,
     ) -> Result<Result<(), BackupRefused>> {
         let l = self.l.clone();
+        // Safe to run twice: sets auth_data to a fixed value.
         self.db
             .run(|tx, _| {
                 let l = l.clone();
@@ -143,6 +145,8 @@ impl E2eeDb {
     /// Deletes a version and its keys. Returns whether it existed.
     pub async fn delete_backup(&self, user: &str, version: u64) -> Result<bool> {
         let l = self.l.clone();
+        // Safe to run twice: a second run finds the version gone and answers false (the
+        // first deleted it).
         self.db
             .run(|tx, _| {
                 let l = l.clone();
@@ -170,6 +174,8 @@ impl E2eeDb {
         keys: &[(String, String, Value)],
     ) -> Result<Result<(u64, u64), BackupRefused>> {
         let l = self.l.clone();
+        // Safe to run twice: a second run compares with the keys the first stored, finds
+        // them no better, counts nothing new and leaves the etag.
         self.db
             .run(|tx, _| {
                 let l = l.clone();
@@ -233,7 +239,12 @@ impl E2eeDb {
     }
 
     /// The keys of a version: all, one room's, or one session's. `None` if
-    /// the version does not exist.
+    /// the version does not exist. A version's keys are read at one read
+    /// version, [`BACKUP_PAGE_KEYS`] per transaction
+    /// ([`kv::Database::read_range_paged`]), so no transaction grows with
+    /// the backup; the version is checked after them, so a version deleted
+    /// meanwhile answers `None` (its numbers are never reused, so keys read
+    /// before it was checked are its own).
     pub async fn backup_keys(
         &self,
         user: &str,
@@ -241,53 +252,49 @@ impl E2eeDb {
         room: Option<&str>,
         session: Option<&str>,
     ) -> Result<Option<Vec<RoomKey>>> {
-        let l = self.l.clone();
-        self.db
-            .run(|tx, _| {
-                let l = l.clone();
-                async move {
-                    if version_record(&tx, &l, user, Some(version), true)
+        let l = &self.l;
+        let range = session_range(l, user, version, room, session);
+        let kvs = self.db.read_range_paged(range, BACKUP_PAGE_KEYS).await?;
+        // Read-only: safe to run any number of times.
+        let exists = self
+            .db
+            .run(|tx, _| async move {
+                Ok::<_, Error>(
+                    version_record(&tx, l, user, Some(version), true)
                         .await?
-                        .is_none()
-                    {
-                        return Ok::<_, Error>(None);
-                    }
-                    let v = version as i64;
-                    let space = match (room, session) {
-                        (Some(r), Some(s)) => l.backup_session.subspace(&(user, v, r, s)),
-                        (Some(r), None) => l.backup_session.subspace(&(user, v, r)),
-                        _ => l.backup_session.subspace(&(user, v)),
-                    };
-                    let (b, e) = space.range();
-                    let range = match (room, session) {
-                        // One key: the exact key, not a prefix of others.
-                        (Some(r), Some(s)) => {
-                            let k = l.backup_session.pack(&(user, v, r, s));
-                            let mut end = k.clone();
-                            end.push(0);
-                            RangeOption::new(k, end)
-                        }
-                        _ => RangeOption::new(b, e),
-                    };
-                    let kvs = tx.get_range_all(range, true).await?;
-                    let mut out = Vec::new();
-                    for kv in kvs {
-                        let (_, _, room_id, session_id): (String, i64, String, String) =
-                            unpack("session", &l.backup_session, &kv.key)?;
-                        out.push(RoomKey {
-                            room_id,
-                            session_id,
-                            data: parse_json("session", &kv.value)?,
-                        });
-                    }
-                    Ok(Some(out))
-                }
+                        .is_some(),
+                )
             })
-            .await
+            .await?;
+        if !exists {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(kvs.len());
+        for kv in kvs {
+            let (_, _, room_id, session_id): (String, i64, String, String) =
+                unpack("session", &l.backup_session, &kv.key)?;
+            out.push(RoomKey {
+                room_id,
+                session_id,
+                data: parse_json("session", &kv.value)?,
+            });
+        }
+        Ok(Some(out))
     }
 
     /// Deletes keys of the current version `version`: all, one room's, or
     /// one session's. Returns the key count and etag afterwards.
+    ///
+    /// The whole version is one transaction that reads none of its keys (a
+    /// range clear). One room's keys are deleted [`BACKUP_PAGE_KEYS`] at a
+    /// time, one transaction per page, each reading the page it clears (so
+    /// the count drops by exactly what was there), until a page comes back
+    /// short: no transaction grows with the backup. Every step is safe to
+    /// run twice: a retry after `commit_unknown_result` re-reads the range
+    /// with a conflict, finds the keys its first attempt cleared gone and
+    /// subtracts nothing for them; the steps together delete what the
+    /// request named, and a key put between two steps is deleted or kept
+    /// as if the put came before or after the whole request.
     pub async fn delete_backup_keys(
         &self,
         user: &str,
@@ -295,53 +302,109 @@ impl E2eeDb {
         room: Option<&str>,
         session: Option<&str>,
     ) -> Result<Result<(u64, u64), BackupRefused>> {
-        let l = self.l.clone();
-        self.db
-            .run(|tx, _| {
-                let l = l.clone();
-                async move {
-                    let mut record =
-                        match version_record(&tx, &l, user, Some(version), false).await? {
-                            Some((_, r)) => r,
-                            None => return Ok::<_, Error>(Err(BackupRefused::NotFound)),
+        let l = &self.l;
+        if room.is_none() {
+            return self.delete_version_keys(user, version).await;
+        }
+        let range = session_range(l, user, version, room, session);
+        loop {
+            // Safe to run twice: see the method's docs (each step re-reads its page).
+            let step = self
+                .db
+                .run(|tx, _| {
+                    let range = range.clone();
+                    async move {
+                        let Some((_, mut record)) =
+                            version_record(&tx, l, user, Some(version), false).await?
+                        else {
+                            return Ok::<_, Error>(Err(BackupRefused::NotFound));
                         };
-                    let v = version as i64;
-                    let (b, e) = match (room, session) {
-                        (Some(r), Some(s)) => {
-                            let k = l.backup_session.pack(&(user, v, r, s));
-                            let mut end = k.clone();
+                        let page = tx
+                            .get_range_all(range.clone().limit(BACKUP_PAGE_KEYS), false)
+                            .await?;
+                        if let Some(last) = page.last() {
+                            let mut end = last.key.clone();
                             end.push(0);
-                            (k, end)
+                            let begin = page[0].key.clone();
+                            tx.clear_range(&begin, &end);
+                            record.count = record.count.saturating_sub(page.len() as u64);
+                            record.etag += 1;
+                            tx.set(
+                                &l.backup_version.pack(&(user, version as i64)),
+                                &encode(&record),
+                            );
                         }
-                        (Some(r), None) => l.backup_session.subspace(&(user, v, r)).range(),
-                        _ => {
-                            // The whole version: every key goes, so the count
-                            // is 0 without reading them (a read of every key
-                            // would grow with the backup past FDB's 5 s).
-                            // Safe to run twice: the second run finds count 0.
-                            if record.count > 0 {
-                                let (b, e) = l.backup_session.subspace(&(user, v)).range();
-                                tx.clear_range(&b, &e);
-                                record.count = 0;
-                                record.etag += 1;
-                                tx.set(&l.backup_version.pack(&(user, v)), &encode(&record));
-                            }
-                            return Ok(Ok((record.count, record.etag)));
-                        }
-                    };
-                    let gone = tx
-                        .get_range_all(RangeOption::new(b.clone(), e.clone()), false)
-                        .await?;
-                    if !gone.is_empty() {
-                        tx.clear_range(&b, &e);
-                        record.count = record.count.saturating_sub(gone.len() as u64);
-                        record.etag += 1;
-                        tx.set(&l.backup_version.pack(&(user, v)), &encode(&record));
+                        let done = page.len() < BACKUP_PAGE_KEYS;
+                        Ok(Ok((record.count, record.etag, done)))
                     }
-                    Ok(Ok((record.count, record.etag)))
+                })
+                .await?;
+            match step {
+                Err(refused) => return Ok(Err(refused)),
+                Ok((count, etag, true)) => return Ok(Ok((count, etag))),
+                Ok((_, _, false)) => {}
+            }
+        }
+    }
+
+    /// Deletes every key of version `version` without reading them (a read
+    /// of every key would grow with the backup past FDB's 5 s).
+    async fn delete_version_keys(
+        &self,
+        user: &str,
+        version: u64,
+    ) -> Result<Result<(u64, u64), BackupRefused>> {
+        let l = &self.l;
+        // Safe to run twice: the second run finds count 0 and writes nothing.
+        self.db
+            .run(|tx, _| async move {
+                let mut record = match version_record(&tx, l, user, Some(version), false).await? {
+                    Some((_, r)) => r,
+                    None => return Ok::<_, Error>(Err(BackupRefused::NotFound)),
+                };
+                let v = version as i64;
+                if record.count > 0 {
+                    let (b, e) = l.backup_session.subspace(&(user, v)).range();
+                    tx.clear_range(&b, &e);
+                    record.count = 0;
+                    record.etag += 1;
+                    tx.set(&l.backup_version.pack(&(user, v)), &encode(&record));
                 }
+                Ok(Ok((record.count, record.etag)))
             })
             .await
+    }
+}
+
+/// Most backup keys one transaction reads or deletes: ~1,000 × ~500 bytes
+/// of `KeyBackupData`, half a megabyte.
+pub const BACKUP_PAGE_KEYS: usize = 1_000;
+
+/// The `key_backup/session` keys of a version: all, one room's, or one
+/// session's (that exact key, not a prefix of others).
+fn session_range(
+    l: &super::Layout,
+    user: &str,
+    version: u64,
+    room: Option<&str>,
+    session: Option<&str>,
+) -> RangeOption {
+    let v = version as i64;
+    match (room, session) {
+        (Some(r), Some(s)) => {
+            let k = l.backup_session.pack(&(user, v, r, s));
+            let mut end = k.clone();
+            end.push(0);
+            RangeOption::new(k, end)
+        }
+        (Some(r), None) => {
+            let (b, e) = l.backup_session.subspace(&(user, v, r)).range();
+            RangeOption::new(b, e)
+        }
+        _ => {
+            let (b, e) = l.backup_session.subspace(&(user, v)).range();
+            RangeOption::new(b, e)
+        }
     }
 }
 
