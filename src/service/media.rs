@@ -11,10 +11,13 @@
 //! streams: each chunk of the body is hashed and written to a temporary
 //! object `tmp/<random>` (the local store itself writes it to a staged file
 //! `tmp/<random>#<n>` and renames it when complete), and only when the body
-//! has ended is it renamed to its content address; only then is the
-//! metadata committed. So a crash leaves no half file at a content address,
-//! no record pointing at a missing blob, and at most an unreferenced file
-//! under `tmp/`. The whole body is never in memory: the multipart writer
+//! has ended is it copied (local: hard-linked) to its content address; only
+//! then is the metadata committed with the blob's reference, and then the
+//! temporary object removed. So a crash leaves no half file at a content
+//! address, no record pointing at a missing blob, and at most an
+//! unreferenced file under `tmp/` or blob, which a purge's orphan sweep
+//! removes. A purge ([`Media::purge`]) deletes records first, then only the
+//! blobs no record references (`docs/media.md`, "Purge"). The whole body is never in memory: the multipart writer
 //! holds at most a few chunks of [`CHUNK_BYTES`].
 //!
 //! Invariants:
@@ -342,6 +345,8 @@ pub struct Staged {
 pub struct PurgeReport {
     /// Media IDs deleted (records with their thumbnails).
     pub media: u64,
+    /// Their IDs (a purge's; empty for an orphan sweep).
+    pub media_ids: Vec<String>,
     /// Bytes of the deleted media IDs' content.
     pub media_bytes: u64,
     /// Blobs deleted from the blob store (no record referenced them).
@@ -1131,6 +1136,7 @@ impl Media {
                 }
                 if let Some(deleted) = self.db.delete(media_id, self.clock.now_ms()).await? {
                     report.media += 1;
+                    report.media_ids.push(media_id.clone());
                     report.media_bytes += deleted.record.content.map_or(0, |c| c.size);
                 }
             }
