@@ -9,6 +9,7 @@ mod common_api;
 use std::io::Cursor;
 use std::time::Duration;
 
+use myelin::service::Clock;
 use myelin::service::media::MediaConfig;
 use reqwest::Method;
 use serde_json::Value;
@@ -687,4 +688,178 @@ async fn a_bomb_image_uploads_but_is_not_thumbnailed() {
     assert_error(&got.json(), 413, "M_TOO_LARGE");
     // The upload itself is served.
     assert_eq!(download(&server, &alice, &id).await.body, bomb);
+}
+
+/// The file of blob `sha256` in the local store of `server`.
+fn blob_file(server: &TestServer, sha256: &str) -> std::path::PathBuf {
+    server
+        .data_dir
+        .join("blobs/blobs")
+        .join(&sha256[..2])
+        .join(sha256)
+}
+
+fn sha(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[tokio::test]
+async fn purge_removes_old_media_and_keeps_new_media_and_shared_blobs() {
+    let server = TestServer::start().await;
+    let admin = server.register("admin", "pw-admin-1").await;
+    let alice = server.register("alice", "pw-alice-1").await;
+    server
+        .state
+        .accounts
+        .set_admin("admin", true)
+        .await
+        .expect("make admin");
+    let shared = bytes(1000, 1);
+    let old = upload(&server, &alice, &shared, "application/zip", "a").await;
+    let picture = png(400, 300);
+    let old_picture = upload(&server, &alice, &picture, "image/png", "p.png").await;
+    let thumb = thumbnail(&server, &alice, &old_picture, 96, 96, "crop").await;
+    assert_eq!(thumb.status, 200);
+    let thumb_sha = sha(&thumb.body);
+    assert!(blob_file(&server, &thumb_sha).exists());
+    let cutoff = server.clock.now_ms() + 1;
+    server.clock.advance_ms(10 * 24 * 3600 * 1000);
+    // The same bytes again, uploaded after the cutoff: one blob, two media.
+    let new = upload(&server, &alice, &shared, "application/zip", "b").await;
+
+    let path = format!("/_synapse/admin/v1/media/delete?before_ts={cutoff}");
+    assert_error(
+        &alice.post(&path, serde_json::json!({})).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &admin
+            .post("/_synapse/admin/v1/media/delete", serde_json::json!({}))
+            .await,
+        400,
+        "M_INVALID_PARAM",
+    );
+    let (status, body) = admin.post(&path, serde_json::json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["total"], 2, "{body}");
+    let mut deleted: Vec<&str> = body["deleted_media"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|v| v.as_str().expect("ID"))
+        .collect();
+    deleted.sort();
+    let mut expected = vec![old.as_str(), old_picture.as_str()];
+    expected.sort();
+    assert_eq!(deleted, expected);
+    for id in [&old, &old_picture] {
+        assert_error(
+            &download(&server, &alice, id).await.json(),
+            404,
+            "M_NOT_FOUND",
+        );
+    }
+    // The picture's blob and its thumbnail's are gone; the shared blob
+    // stays, still named by the new media.
+    assert!(!blob_file(&server, &sha(&picture)).exists());
+    assert!(!blob_file(&server, &thumb_sha).exists());
+    assert!(blob_file(&server, &sha(&shared)).exists());
+    let got = download(&server, &alice, &new).await;
+    assert_eq!(got.status, 200);
+    assert!(got.body == shared, "shared bytes intact");
+
+    // Purging it too removes the blob. A second purge finds nothing.
+    let all = format!(
+        "/_synapse/admin/v1/media/delete?before_ts={}",
+        server.clock.now_ms() + 1
+    );
+    assert_eq!(admin.post(&all, serde_json::json!({})).await.1["total"], 1);
+    assert!(!blob_file(&server, &sha(&shared)).exists());
+    assert_eq!(admin.post(&all, serde_json::json!({})).await.1["total"], 0);
+    // Size filter: only media larger than size_gt go.
+    let small = upload(&server, &alice, b"tiny", "text/plain", "s").await;
+    let large = upload(&server, &alice, &bytes(5000, 2), "text/plain", "l").await;
+    let sized = format!(
+        "/_synapse/admin/v1/media/delete?before_ts={}&size_gt=100",
+        server.clock.now_ms() + 1
+    );
+    let (_, body) = admin.post(&sized, serde_json::json!({})).await;
+    assert_eq!(body["deleted_media"], serde_json::json!([large]));
+    assert_eq!(download(&server, &alice, &small).await.status, 200);
+}
+
+/// Sets a file's modification time to `ms` since the epoch (an orphan left
+/// long ago, on the server's clock).
+fn age(path: &std::path::Path, ms: u64) {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open");
+    file.set_modified(std::time::UNIX_EPOCH + Duration::from_millis(ms))
+        .expect("set mtime");
+}
+
+#[tokio::test]
+async fn a_purge_interrupted_after_the_metadata_finishes_and_orphans_are_swept() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw-alice-1").await;
+    let content = bytes(3000, 3);
+    let id = upload(&server, &alice, &content, "text/plain", "x").await;
+    let file = blob_file(&server, &sha(&content));
+    assert!(file.exists());
+    // A crash between the metadata transaction and the blob deletion: the
+    // record is gone (nothing visible), the blob still on disk.
+    let now = server.clock.now_ms();
+    let deleted = server
+        .state
+        .media
+        .db()
+        .delete(&id, now)
+        .await
+        .expect("delete")
+        .expect("existed");
+    assert_eq!(deleted.doomed, vec![sha(&content)]);
+    assert_error(
+        &download(&server, &alice, &id).await.json(),
+        404,
+        "M_NOT_FOUND",
+    );
+    assert!(file.exists());
+    // The rerun finishes it.
+    let report = server.state.media.purge(0, None).await.expect("purge");
+    assert_eq!((report.media, report.blobs), (0, 1));
+    assert!(!file.exists());
+
+    // What crashes leave in the store: temporary files, staged parts, a
+    // staged copy, and a blob no record names; and one upload in flight.
+    let root = server.data_dir.join("blobs");
+    let orphan_sha = "cd".repeat(32);
+    let orphans = [
+        root.join("tmp/0123abcd"),
+        root.join("tmp/4567ef01#1"),
+        root.join(format!("blobs/cd/{orphan_sha}#2")),
+        root.join(format!("blobs/cd/{orphan_sha}")),
+    ];
+    let in_flight = root.join("tmp/89abcdef#1");
+    let kept = upload(&server, &alice, &bytes(100, 4), "text/plain", "k").await;
+    let long_ago = server.clock.now_ms() - 2 * 3600 * 1000;
+    for path in orphans.iter().chain([&in_flight]) {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+        std::fs::write(path, b"left by a crash").expect("write");
+    }
+    for path in &orphans {
+        age(path, long_ago);
+    }
+    age(&in_flight, server.clock.now_ms() - 60 * 1000);
+    let report = server.state.media.sweep_orphans().await.expect("sweep");
+    assert_eq!((report.temporaries, report.blobs), (3, 1), "{report:?}");
+    for path in &orphans {
+        assert!(!path.exists(), "{} left", path.display());
+    }
+    assert!(in_flight.exists(), "an upload in flight is kept");
+    assert_eq!(download(&server, &alice, &kept).await.status, 200);
+    // Safe to run twice.
+    let again = server.state.media.sweep_orphans().await.expect("sweep");
+    assert_eq!((again.temporaries, again.blobs), (0, 0));
 }

@@ -3,8 +3,10 @@
 //! it into `.venv-moto/`) is started on a free loopback port, a bucket is
 //! created, and a server with `[media] store = "s3"` round-trips a small and
 //! a 50 MiB upload through it; the blob is checked at its content address in
-//! the bucket's listing, and no temporary object is left. Without moto the test says so and passes without running
-//! (no traffic leaves the machine either way).
+//! the bucket's listing, and no temporary object is left. Without moto the
+//! test says so and passes without running, unless `MYELIN_REQUIRE_S3=1`
+//! (set by `scripts/test`, so CI fails rather than skips); no traffic leaves
+//! the machine either way.
 #![cfg(feature = "s3")]
 // The deadline for moto to answer is wall-clock time, not the service clock.
 #![allow(clippy::disallowed_methods)]
@@ -81,6 +83,9 @@ async fn uploads_round_trip_through_an_s3_compatible_store() {
     let moto = match moto().await {
         Ok(moto) => moto,
         Err(why) => {
+            if std::env::var_os("MYELIN_REQUIRE_S3").is_some_and(|v| v == "1") {
+                panic!("MYELIN_REQUIRE_S3=1, but no S3-compatible server: {why}");
+            }
             eprintln!("SKIPPED media_s3: no S3-compatible server: {why}");
             return;
         }

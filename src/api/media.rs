@@ -11,7 +11,8 @@
 //! the spec's safe content types (`ruma`'s `is_safe_inline_content_type`:
 //! never SVG or HTML), else `attachment`. The legacy unauthenticated
 //! `/_matrix/media/v3/download|thumbnail` answer 404 `M_NOT_FOUND` (media is
-//! frozen from day one: spec v1.11). `preview_url` is not served (404
+//! frozen from day one: spec v1.11). Admins may quarantine a media ID and
+//! purge old media (Synapse's `/_synapse/admin/v1/media/...`). `preview_url` is not served (404
 //! `M_UNRECOGNIZED`, what Synapse answers with previews disabled).
 //!
 //! Who may import this: `api` (its router).
@@ -68,7 +69,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .route(
             "/_synapse/admin/v1/media/quarantine/{server_name}/{media_id}",
             post(quarantine),
-        );
+        )
+        .route("/_synapse/admin/v1/media/delete", post(delete_before));
     let media = ["r0", "v3"].iter().fold(media, |media, version| {
         media
             .route(
@@ -292,6 +294,36 @@ async fn quarantine(
     let (server_name, media_id) = params.media()?;
     s.media.quarantine(server_name, media_id).await?;
     Ok(Json(json!({})))
+}
+
+/// `?before_ts=&size_gt=` of the admin media deletion.
+#[derive(Deserialize)]
+struct DeleteQuery {
+    before_ts: Option<u64>,
+    size_gt: Option<u64>,
+}
+
+/// `POST /_synapse/admin/v1/media/delete?before_ts=&size_gt=` (Synapse's
+/// admin API, "Delete local media by date or size"): deletes this server's
+/// media created before `before_ts` (ms; required), larger than `size_gt`
+/// bytes if given, then the blobs no media references; admins only.
+/// `{"deleted_media": [media IDs], "total": N}`.
+async fn delete_before(
+    State(s): State<AppState>,
+    Auth(a): Auth,
+    GameQuery(q): GameQuery<DeleteQuery>,
+) -> Result<Json<Value>, ApiError> {
+    if !s.accounts.is_admin(&a).await? {
+        return Err(crate::service::Error::Forbidden("admins only".into()).into());
+    }
+    let before_ts = q
+        .before_ts
+        .ok_or_else(|| ApiError::InvalidParam("before_ts (ms) is required".into()))?;
+    let report = s.media.purge(before_ts, q.size_gt).await?;
+    Ok(Json(json!({
+        "deleted_media": report.media_ids,
+        "total": report.media,
+    })))
 }
 
 /// The legacy unauthenticated download and thumbnail paths: 404

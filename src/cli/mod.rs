@@ -11,6 +11,7 @@
 //! - `myelin backup create | verify | restore` ([`backup`]);
 //! - `myelin admin users | rooms | registration-tokens ...`: the admin API's
 //!   operations ([`admin`]).
+//! - `myelin media purge`: delete old media and orphaned blobs ([`media`]).
 //!
 //! Configuration flags common to every command that touches a store live in
 //! [`ConfigArgs`] (`--config FILE`, `--data DIR`); `serve` adds `--bind` and
@@ -30,6 +31,7 @@ pub mod backup;
 pub mod config;
 pub mod game;
 pub mod keys;
+pub mod media;
 pub mod serve;
 pub mod user;
 
@@ -93,6 +95,9 @@ pub enum Command {
     /// The admin API's operations: users, rooms, registration tokens.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// The media repository: purge old media and orphaned blobs.
+    #[command(subcommand)]
+    Media(media::MediaCommand),
 }
 
 /// Where the configuration comes from: `--config FILE` and `--data DIR`,
@@ -204,6 +209,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Config(cmd) => config::run(cmd).await,
         Command::Backup(cmd) => backup::run(cmd).await,
         Command::Admin(cmd) => admin::run(cmd).await,
+        Command::Media(cmd) => media::run(cmd).await,
         Command::Bench(args) => crate::bench::run(args)
             .await
             .map_err(|e| CliError::Runtime(Box::new(e))),

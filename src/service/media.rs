@@ -11,10 +11,13 @@
 //! streams: each chunk of the body is hashed and written to a temporary
 //! object `tmp/<random>` (the local store itself writes it to a staged file
 //! `tmp/<random>#<n>` and renames it when complete), and only when the body
-//! has ended is it renamed to its content address; only then is the
-//! metadata committed. So a crash leaves no half file at a content address,
-//! no record pointing at a missing blob, and at most an unreferenced file
-//! under `tmp/`. The whole body is never in memory: the multipart writer
+//! has ended is it copied (local: hard-linked) to its content address; only
+//! then is the metadata committed with the blob's reference, and then the
+//! temporary object removed. So a crash leaves no half file at a content
+//! address, no record pointing at a missing blob, and at most an
+//! unreferenced file under `tmp/` or blob, which a purge's orphan sweep
+//! removes. A purge ([`Media::purge`]) deletes records first, then only the
+//! blobs no record references (`docs/media.md`, "Purge"). The whole body is never in memory: the multipart writer
 //! holds at most a few chunks of [`CHUNK_BYTES`].
 //!
 //! Invariants:
@@ -123,6 +126,10 @@ pub struct MediaConfig {
     pub max_thumbnail_pixels: u64,
     /// Thumbnails decoded at once. Default 2.
     pub thumbnail_concurrency: usize,
+    /// How long a temporary file or an unreferenced blob must be untouched
+    /// before a purge's orphan sweep removes it, ms (an upload in flight
+    /// keeps writing its temporary file). Default 1 h.
+    pub orphan_grace_ms: u64,
 }
 
 impl Default for MediaConfig {
@@ -144,6 +151,7 @@ impl Default for MediaConfig {
             max_thumbnail_source_bytes: 32 * 1024 * 1024,
             max_thumbnail_pixels: 32 * 1024 * 1024,
             thumbnail_concurrency: 2,
+            orphan_grace_ms: 60 * 60 * 1000,
         }
     }
 }
@@ -318,6 +326,33 @@ pub struct StoredBlob {
 pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
     random: Random,
+    /// The local store's directory (its staged `#` files are invisible to
+    /// `object_store`'s listing, so the orphan sweep walks it itself).
+    local_root: Option<PathBuf>,
+}
+
+/// A blob streamed to a temporary object, not yet at its content address
+/// ([`BlobStore::stage`]).
+#[derive(Debug)]
+pub struct Staged {
+    tmp: BlobPath,
+    /// SHA-256 and size of the bytes.
+    pub blob: StoredBlob,
+}
+
+/// What a purge or an orphan sweep removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PurgeReport {
+    /// Media IDs deleted (records with their thumbnails).
+    pub media: u64,
+    /// Their IDs (a purge's; empty for an orphan sweep).
+    pub media_ids: Vec<String>,
+    /// Bytes of the deleted media IDs' content.
+    pub media_bytes: u64,
+    /// Blobs deleted from the blob store (no record referenced them).
+    pub blobs: u64,
+    /// Temporary files of interrupted uploads removed.
+    pub temporaries: u64,
 }
 
 impl BlobStore {
@@ -336,6 +371,7 @@ impl BlobStore {
         Ok(BlobStore {
             store: Arc::new(store),
             random,
+            local_root: Some(root.to_owned()),
         })
     }
 
@@ -377,6 +413,7 @@ impl BlobStore {
         Ok(BlobStore {
             store: Arc::new(builder.build()?),
             random,
+            local_root: None,
         })
     }
 
@@ -392,12 +429,17 @@ impl BlobStore {
         BlobStore {
             store: Arc::new(object_store::memory::InMemory::new()),
             random,
+            local_root: None,
         }
     }
 
     /// Over any `object_store` store (an S3-compatible one, a test double).
     pub fn new(store: Arc<dyn ObjectStore>, random: Random) -> Self {
-        BlobStore { store, random }
+        BlobStore {
+            store,
+            random,
+            local_root: None,
+        }
     }
 
     /// The content address of `sha256`.
@@ -406,12 +448,12 @@ impl BlobStore {
         BlobPath::from(format!("blobs/{shard}/{sha256}"))
     }
 
-    /// Streams `body` into the store: hashes each chunk while writing it to
-    /// a temporary object, fails with [`Error::TooLarge`] as soon as it
-    /// passes `max_bytes`, and moves the finished object to its content
-    /// address. On any failure the temporary object is removed and nothing
-    /// is visible at a content address.
-    pub async fn put_stream<S, E>(&self, body: S, max_bytes: u64) -> Result<StoredBlob>
+    /// Streams `body` into a temporary object, hashing each chunk; fails
+    /// with [`Error::TooLarge`] as soon as it passes `max_bytes`. On any
+    /// failure the temporary object is removed. Then [`BlobStore::publish`]
+    /// copies it to its content address, the record is committed, and
+    /// [`BlobStore::settle`] removes it.
+    pub async fn stage<S, E>(&self, body: S, max_bytes: u64) -> Result<Staged>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
@@ -444,20 +486,106 @@ impl BlobStore {
             let _ = writer.abort().await;
             return Err(e);
         }
-        writer.finish().await?;
-        let sha256 = hex::encode(hasher.finalize());
-        if let Err(e) = self.store.rename(&tmp, &Self::path(&sha256)).await {
+        if let Err(e) = writer.finish().await {
             let _ = self.store.delete(&tmp).await;
             return Err(e.into());
         }
-        Ok(StoredBlob { sha256, size })
+        let sha256 = hex::encode(hasher.finalize());
+        Ok(Staged {
+            tmp,
+            blob: StoredBlob { sha256, size },
+        })
     }
 
-    /// Writes `bytes` (a thumbnail) to its content address.
-    pub async fn put_bytes(&self, bytes: Bytes) -> Result<StoredBlob> {
+    /// Stages `bytes` (a thumbnail), like [`BlobStore::stage`].
+    pub async fn stage_bytes(&self, bytes: Bytes) -> Result<Staged> {
         let size = bytes.len() as u64;
         let chunk: Result<Bytes, std::convert::Infallible> = Ok(bytes);
-        self.put_stream(futures::stream::iter([chunk]), size).await
+        self.stage(futures::stream::iter([chunk]), size).await
+    }
+
+    /// Copies a staged blob to its content address (local: a hard link; S3:
+    /// a server-side copy), keeping the temporary object until
+    /// [`BlobStore::settle`], so the bytes survive a purge that deletes the
+    /// address before the record naming it is committed.
+    pub async fn publish(&self, staged: &Staged) -> Result<()> {
+        self.store
+            .copy(&staged.tmp, &Self::path(&staged.blob.sha256))
+            .await?;
+        Ok(())
+    }
+
+    /// After the record naming a staged blob is committed (so no purge can
+    /// delete it any more): puts it back at its address if a purge deleted
+    /// it before the commit, then removes the temporary object.
+    pub async fn settle(&self, staged: Staged) -> Result<()> {
+        let address = Self::path(&staged.blob.sha256);
+        if let Err(object_store::Error::NotFound { .. }) = self.store.head(&address).await {
+            self.store.copy(&staged.tmp, &address).await?;
+        }
+        self.discard(staged).await;
+        Ok(())
+    }
+
+    /// Removes a staged blob's temporary object (best effort: a leftover is
+    /// removed by [`BlobStore::sweep_temporaries`]).
+    pub async fn discard(&self, staged: Staged) {
+        if let Err(e) = self.store.delete(&staged.tmp).await {
+            tracing::warn!(error = %e, tmp = %staged.tmp, "temporary blob left for the orphan sweep");
+        }
+    }
+
+    /// Removes temporary objects of uploads last written before
+    /// `before_ms` (ms since the epoch): interrupted uploads (a crash, a
+    /// dropped connection) and the local store's staged `#` files. Returns
+    /// how many were removed. S3 multipart uploads never completed are not
+    /// listed by S3 at all (a bucket lifecycle rule aborts them).
+    pub async fn sweep_temporaries(&self, before_ms: u64) -> Result<u64> {
+        let mut removed = 0;
+        let mut listing = self.store.list(Some(&BlobPath::from("tmp")));
+        let mut old = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta?;
+            if meta.last_modified.timestamp_millis() < before_ms as i64 {
+                old.push(meta.location);
+            }
+        }
+        for location in old {
+            match self.store.delete(&location).await {
+                Ok(()) => removed += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Some(root) = &self.local_root {
+            let root = root.clone();
+            removed += tokio::task::spawn_blocking(move || sweep_staged_files(&root, before_ms))
+                .await
+                .map_err(|e| Error::Config(format!("orphan sweep failed: {e}")))?
+                .map_err(|e| {
+                    Error::Blob(object_store::Error::Generic {
+                        store: "local",
+                        source: Box::new(e),
+                    })
+                })?;
+        }
+        Ok(removed)
+    }
+
+    /// The SHA-256 of every blob last written before `before_ms`, in pages
+    /// handed to `each` (the orphan sweep checks each against the records).
+    pub async fn blobs_before(&self, before_ms: u64) -> BoxStream<'static, Result<String>> {
+        self.store
+            .list(Some(&BlobPath::from("blobs")))
+            .map_err(Error::from)
+            .try_filter_map(move |meta| async move {
+                let old = meta.last_modified.timestamp_millis() < before_ms as i64;
+                let sha = meta.location.filename().map(str::to_owned);
+                Ok(sha.filter(|sha| {
+                    old && sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit())
+                }))
+            })
+            .boxed()
     }
 
     /// The bytes of blob `sha256`, streamed.
@@ -482,12 +610,63 @@ impl BlobStore {
         }
     }
 
+    /// Whether blob `sha256` is in the store.
+    pub async fn exists(&self, sha256: &str) -> Result<bool> {
+        match self.store.head(&Self::path(sha256)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn random_bytes<const N: usize>(&self) -> [u8; N] {
         let mut bytes = [0u8; N];
         self.random.fill(&mut bytes);
         bytes
     }
 }
+
+/// Removes the local store's files last modified before `before_ms` under
+/// `tmp/` (whole temporary files and staged parts) and its staged `#`
+/// files under `blobs/` (a copy interrupted by a crash). Returns how many.
+fn sweep_staged_files(root: &std::path::Path, before_ms: u64) -> std::io::Result<u64> {
+    let cutoff = std::time::UNIX_EPOCH + Duration::from_millis(before_ms);
+    let mut removed = 0;
+    let mut dirs = vec![(root.join("tmp"), true), (root.join("blobs"), false)];
+    while let Some((dir, all)) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.is_dir() {
+                dirs.push((entry.path(), all));
+                continue;
+            }
+            let staged = all || entry.file_name().to_string_lossy().contains('#');
+            if staged && meta.modified()? < cutoff {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// How often, and how long apart, an upload whose blob a purge is deleting
+/// retries its commit (the purge deletes one blob between its claim and
+/// its finish, milliseconds apart).
+const BLOB_DELETING_RETRIES: u32 = 50;
+const BLOB_DELETING_WAIT: Duration = Duration::from_millis(100);
+
+/// Media IDs deleted, and doomed blobs swept, per page of a purge.
+const PURGE_PAGE: usize = 100;
 
 /// The media service. Cheap to share (`Arc`).
 pub struct Media {
@@ -594,10 +773,8 @@ impl Media {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
     {
-        let blob = self
-            .blobs
-            .put_stream(body, self.config.max_upload_bytes)
-            .await?;
+        let staged = self.blobs.stage(body, self.config.max_upload_bytes).await?;
+        let blob = staged.blob.clone();
         let content = Content {
             size: blob.size,
             content_type: info
@@ -607,8 +784,8 @@ impl Media {
             sha256: blob.sha256,
         };
         let now_ms = self.clock.now_ms();
-        self.db
-            .complete(
+        self.record_staged(staged, || {
+            self.db.complete(
                 media_id,
                 user_id,
                 &content,
@@ -616,9 +793,55 @@ impl Media {
                 pending,
                 self.config.quota_bytes,
             )
-            .await?;
+        })
+        .await?;
         self.uploaded.notify_waiters();
         Ok(())
+    }
+
+    /// Publishes `staged` at its content address and runs `record` (the
+    /// transaction that references it), retrying while a purge is deleting
+    /// the same bytes' blob; then settles or discards the temporary object.
+    /// A refused record leaves the published blob unreferenced: it is
+    /// listed in `blobs/doomed` for the next purge.
+    async fn record_staged<F, Fut, T>(&self, staged: Staged, record: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = db::Result<T>>,
+    {
+        let mut attempts = 0;
+        let outcome = loop {
+            if let Err(e) = self.blobs.publish(&staged).await {
+                break Err(e);
+            }
+            match record().await {
+                Err(db::Error::BlobDeleting) if attempts < BLOB_DELETING_RETRIES => {
+                    attempts += 1;
+                    tokio::time::sleep(BLOB_DELETING_WAIT).await;
+                }
+                other => break other.map_err(Error::from),
+            }
+        };
+        match outcome {
+            Ok(value) => {
+                if let Err(e) = self.blobs.settle(staged).await {
+                    tracing::error!(error = %e, "settling an uploaded blob failed");
+                }
+                Ok(value)
+            }
+            Err(e) => {
+                let sha256 = staged.blob.sha256.clone();
+                self.blobs.discard(staged).await;
+                if let Err(e) = self
+                    .db
+                    .doom_if_unreferenced(&sha256, self.clock.now_ms())
+                    .await
+                {
+                    tracing::warn!(error = %e, "an unreferenced blob is left for the orphan sweep");
+                }
+                Err(e)
+            }
+        }
     }
 
     /// `POST /_matrix/media/v3/upload`: stores `body` under a new media ID
@@ -857,18 +1080,117 @@ impl Media {
                 width,
                 height,
             } => {
-                let blob = self.blobs.put_bytes(bytes).await?;
-                ThumbnailRecord {
-                    sha256: blob.sha256,
-                    size: blob.size,
+                let staged = self.blobs.stage_bytes(bytes).await?;
+                let record = ThumbnailRecord {
+                    sha256: staged.blob.sha256.clone(),
+                    size: staged.blob.size,
                     content_type: content_type.to_owned(),
                     width,
                     height,
+                };
+                if !self
+                    .record_staged(staged, || self.db.put_thumbnail(key, &record))
+                    .await?
+                {
+                    return Err(Error::NotFound("media not found"));
                 }
+                return Ok(record);
             }
         };
-        self.db.put_thumbnail(key, &record).await?;
+        if !self.db.put_thumbnail(key, &record).await? {
+            return Err(Error::NotFound("media not found"));
+        }
         Ok(record)
+    }
+
+    /// Deletes every media ID created before `before_ms` (ms since the
+    /// epoch), only those with content larger than `size_gt` bytes if
+    /// given, then deletes the blobs no record references any more
+    /// ([`Media::sweep_doomed`]). Paged: one small transaction per media ID
+    /// and per blob, so no transaction grows with the data; an interrupted
+    /// purge is finished by running it again.
+    ///
+    /// Errors: storage failures (what was deleted stays deleted).
+    pub async fn purge(&self, before_ms: u64, size_gt: Option<u64>) -> Result<PurgeReport> {
+        let mut report = PurgeReport::default();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .db
+                .created_before(before_ms, cursor.as_ref(), PURGE_PAGE)
+                .await?;
+            let Some(last) = page.last().cloned() else {
+                break;
+            };
+            for (_, media_id) in &page {
+                if let Some(size_gt) = size_gt {
+                    let size = self
+                        .db
+                        .get(media_id)
+                        .await?
+                        .and_then(|r| r.content)
+                        .map(|c| c.size);
+                    if size.is_none_or(|size| size <= size_gt) {
+                        continue;
+                    }
+                }
+                if let Some(deleted) = self.db.delete(media_id, self.clock.now_ms()).await? {
+                    report.media += 1;
+                    report.media_ids.push(media_id.clone());
+                    report.media_bytes += deleted.record.content.map_or(0, |c| c.size);
+                }
+            }
+            cursor = Some(last);
+        }
+        report.blobs = self.sweep_doomed().await?;
+        Ok(report)
+    }
+
+    /// Deletes from the blob store every blob listed in `blobs/doomed`
+    /// that still has no reference: claim (no upload may reference it
+    /// meanwhile), delete, finish; each step safe to run twice. Returns how
+    /// many were deleted.
+    ///
+    /// Errors: storage failures (the rest stays listed for the next run).
+    pub async fn sweep_doomed(&self) -> Result<u64> {
+        let mut deleted = 0;
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.db.doomed(cursor.as_deref(), PURGE_PAGE).await?;
+            let Some(last) = page.last().cloned() else {
+                break;
+            };
+            for sha256 in &page {
+                if self.db.claim_doomed(sha256).await? {
+                    self.blobs.delete(sha256).await?;
+                    self.db.finish_doomed(sha256).await?;
+                    deleted += 1;
+                }
+            }
+            cursor = Some(last);
+        }
+        Ok(deleted)
+    }
+
+    /// Removes what crashes and refused uploads leave in the blob store,
+    /// untouched for [`MediaConfig::orphan_grace_ms`]: temporary files, and
+    /// blobs no record references (listed in `blobs/doomed`, then swept).
+    /// Lists the whole blob store: run it with a purge, not per request.
+    ///
+    /// Errors: storage failures.
+    pub async fn sweep_orphans(&self) -> Result<PurgeReport> {
+        let now_ms = self.clock.now_ms();
+        let before_ms = now_ms.saturating_sub(self.config.orphan_grace_ms);
+        let mut report = PurgeReport {
+            temporaries: self.blobs.sweep_temporaries(before_ms).await?,
+            ..PurgeReport::default()
+        };
+        let mut old = self.blobs.blobs_before(before_ms).await;
+        while let Some(sha256) = old.next().await {
+            self.db.doom_if_unreferenced(&sha256?, now_ms).await?;
+        }
+        report.blobs = self.sweep_doomed().await?;
+        Ok(report)
     }
 
     /// Admin: quarantines `media_id` (downloads then answer 404).

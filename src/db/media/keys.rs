@@ -25,6 +25,8 @@
 //! | `media` | 2 | `by_created` | `(2, created_ms: int, media_id: str)` | empty |
 //! | `users` | 0 | `usage` | `(0, user_id: str)` | i64 little-endian bytes of completed uploads |
 //! | `users` | 1 | `pending` | `(1, user_id: str, media_id: str)` | i64 little-endian expiry (ms) |
+//! | `blobs` | 0 | `refs` | `(0, sha256: str, media_id: str)` | empty |
+//! | `blobs` | 1 | `doomed` | `(1, sha256: str)` | i64 little-endian: when found unreferenced (ms), or -1 while being deleted |
 //!
 //! Only media of this server are stored, so the key is the media ID alone
 //! (the server name is this server's).
@@ -48,7 +50,7 @@ pub static SPEC: DatabaseSpec = DatabaseSpec {
     name: "media",
     schema_version: SCHEMA_VERSION,
     doc: "The media repository's metadata: each upload (uploader, size, content type, file name, SHA-256, state), its thumbnails, and each user's quota usage and pending uploads. The bytes live in the blob store.",
-    directories: &[meta::DIRECTORY, MEDIA, USERS],
+    directories: &[meta::DIRECTORY, MEDIA, USERS, BLOBS],
 };
 
 const fn field(name: &'static str, ty: FieldType) -> Field {
@@ -121,6 +123,33 @@ pub const USERS: DirectorySpec = DirectorySpec {
     path: &["users"],
     doc: "Each user's quota usage and pending (created, not uploaded) media IDs.",
     subspaces: &[USAGE, PENDING],
+};
+
+const SHA256: Field = field("sha256", FieldType::Str);
+
+/// `blobs/refs`: `(0, sha256, media_id) -> empty`.
+pub const REFS: SubspaceSpec = SubspaceSpec {
+    name: "refs",
+    tag: 0,
+    key: &[SHA256, MEDIA_ID],
+    value: ValueEncoding::Empty,
+    doc: "A blob (by SHA-256, lowercase hex) that a media ID's content or one of its thumbnails names; written with the record that names it, cleared when the media ID is deleted. A blob with no entry here may be deleted.",
+};
+
+/// `blobs/doomed`: `(1, sha256) -> i64 LE`.
+pub const DOOMED: SubspaceSpec = SubspaceSpec {
+    name: "doomed",
+    tag: 1,
+    key: &[SHA256],
+    value: ValueEncoding::I64Le,
+    doc: "A blob found unreferenced (by a purge or an orphan sweep), with when (ms), awaiting deletion from the blob store; -1 while a purge deletes it (an upload naming it then fails rather than reference a blob about to vanish). Cleared when deleted, or when a new reference appears first.",
+};
+
+/// `blobs`: which media IDs reference each blob, and blobs to delete.
+pub const BLOBS: DirectorySpec = DirectorySpec {
+    path: &["blobs"],
+    doc: "References from media IDs to blobs (content-addressed, so shared by identical uploads) and the blobs awaiting deletion.",
+    subspaces: &[REFS, DOOMED],
 };
 
 #[cfg(test)]

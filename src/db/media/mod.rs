@@ -18,6 +18,14 @@
 //!   have not been cleared; expired ones are cleared by the next create of
 //!   that user and never counted;
 //! - `media/by_created` has one entry per record, written and cleared with it;
+//! - `blobs/refs` has an entry `(sha256, media_id)` for the content and for
+//!   every thumbnail of each record, written in the transaction that
+//!   records them and cleared in the one that deletes the record; a blob
+//!   with no entry is unreferenced and may be deleted;
+//! - `blobs/doomed` lists blobs found unreferenced; a purge claims one
+//!   (value -1) only while it has no reference, and no reference is added
+//!   to a claimed blob (the upload fails with [`Error::BlobDeleting`]), so a
+//!   blob is deleted from the store only while no record names it;
 //! - a rejected request writes nothing (errors return before any write).
 //!
 //! Who may import this: `db`, `service`, the CLI and tests; never the other
@@ -67,6 +75,10 @@ pub enum Error {
         /// The cap.
         max: u64,
     },
+    /// The blob is being deleted by a purge (claimed in `blobs/doomed`):
+    /// the upload must not reference it.
+    #[error("the blob is being deleted by a purge; upload again")]
+    BlobDeleting,
     /// The upload would take the user past their quota.
     #[error("upload quota exceeded: {usage} of {quota} bytes used, upload is {size} bytes")]
     QuotaExceeded {
@@ -183,7 +195,23 @@ pub type Quota = Option<u64>;
 struct Layout {
     media: Space,
     users: Space,
+    blobs: Space,
 }
+
+/// What [`MediaDb::delete`] removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deleted {
+    /// The record.
+    pub record: MediaRecord,
+    /// Its thumbnails' records.
+    pub thumbnails: Vec<ThumbnailRecord>,
+    /// Blobs (SHA-256) that no record references any more, now listed in
+    /// `blobs/doomed` for [`MediaDb::claim_doomed`].
+    pub doomed: Vec<String>,
+}
+
+/// The value of a `blobs/doomed` entry a purge has claimed.
+const CLAIMED: i64 = -1;
 
 /// A handle on the `media` database. Cheap to clone.
 #[derive(Clone)]
@@ -207,6 +235,7 @@ impl MediaDb {
             layout: Arc::new(Layout {
                 media: handle.dirs.space(&keys::MEDIA).clone(),
                 users: handle.dirs.space(&keys::USERS).clone(),
+                blobs: handle.dirs.space(&keys::BLOBS).clone(),
             }),
         }
     }
@@ -227,6 +256,48 @@ impl MediaDb {
 
     fn pending_key(&self, user_id: &str, media_id: &str) -> Vec<u8> {
         self.layout.users.key(&keys::PENDING, &(user_id, media_id))
+    }
+
+    fn ref_key(&self, sha256: &str, media_id: &str) -> Vec<u8> {
+        self.layout.blobs.key(&keys::REFS, &(sha256, media_id))
+    }
+
+    fn doomed_key(&self, sha256: &str) -> Vec<u8> {
+        self.layout.blobs.key(&keys::DOOMED, &(sha256,))
+    }
+
+    /// Up to `limit` references to `sha256`.
+    async fn refs(&self, tx: &kv::Transaction, sha256: &str, limit: usize) -> Result<Vec<Vec<u8>>> {
+        let (begin, end) = self.layout.blobs.range(&keys::REFS, &(sha256,));
+        let mut range = RangeOption::new(begin, end);
+        range.limit = Some(limit);
+        Ok(tx
+            .get_range_all(range, false)
+            .await?
+            .into_iter()
+            .map(|e| e.key)
+            .collect())
+    }
+
+    async fn read_doomed(&self, tx: &kv::Transaction, sha256: &str) -> Result<Option<i64>> {
+        tx.get(&self.doomed_key(sha256), false)
+            .await?
+            .map(|v| le(&v, "doomed"))
+            .transpose()
+    }
+
+    /// Adds the reference `(sha256, media_id)`, taking the blob back from
+    /// `blobs/doomed` if it was found unreferenced but not claimed yet.
+    /// Errors: [`Error::BlobDeleting`] if a purge has claimed it (nothing
+    /// written).
+    async fn add_ref(&self, tx: &kv::Transaction, sha256: &str, media_id: &str) -> Result<()> {
+        match self.read_doomed(tx, sha256).await? {
+            Some(CLAIMED) => return Err(Error::BlobDeleting),
+            Some(_) => tx.clear(&self.doomed_key(sha256)),
+            None => {}
+        }
+        tx.set(&self.ref_key(sha256, media_id), &[]);
+        Ok(())
     }
 
     async fn read_record(tx: &kv::Transaction, key: &[u8]) -> Result<Option<MediaRecord>> {
@@ -341,7 +412,8 @@ impl MediaDb {
     ///
     /// Errors: [`Error::NotFound`] (unknown or expired pending ID),
     /// [`Error::NotUploader`], [`Error::CannotOverwrite`], [`Error::Exists`]
-    /// (a new ID that exists), [`Error::QuotaExceeded`].
+    /// (a new ID that exists), [`Error::QuotaExceeded`],
+    /// [`Error::BlobDeleting`] (a purge is deleting the same bytes' blob).
     pub async fn complete(
         &self,
         media_id: &str,
@@ -397,6 +469,8 @@ impl MediaDb {
                             size: content.size,
                         });
                     }
+                    // The first write: it may still refuse (a claimed blob).
+                    self.add_ref(&tx, &content.sha256, media_id).await?;
                     let record = MediaRecord {
                         uploader: user_id.to_owned(),
                         state: MediaState::Complete,
@@ -453,17 +527,33 @@ impl MediaDb {
             .await
     }
 
-    /// Records `record` as the thumbnail for `key`.
-    pub async fn put_thumbnail(&self, key: &ThumbnailKey, record: &ThumbnailRecord) -> Result<()> {
+    /// Records `record` as the thumbnail for `key`, with its blob's
+    /// reference, if the media ID still has a record (else writes nothing
+    /// and returns false: it was deleted meanwhile).
+    ///
+    /// Errors: [`Error::BlobDeleting`] (the thumbnail's blob is claimed by a
+    /// purge).
+    pub async fn put_thumbnail(
+        &self,
+        key: &ThumbnailKey,
+        record: &ThumbnailRecord,
+    ) -> Result<bool> {
+        let media_id = key.media_id.clone();
+        let record_key = self.record_key(&media_id);
         let key = self.thumbnail_key(key);
         let value = encode(record);
-        // Safe to run twice: the same value is written again.
+        // Safe to run twice: the same reference and value are written again.
         self.db
             .run(|tx, _| {
-                let (key, value) = (key.clone(), value.clone());
+                let (key, value, record_key) = (key.clone(), value.clone(), record_key.clone());
+                let media_id = media_id.clone();
                 async move {
+                    if Self::read_record(&tx, &record_key).await?.is_none() {
+                        return Ok(false);
+                    }
+                    self.add_ref(&tx, &record.sha256, &media_id).await?;
                     tx.set(&key, &value);
-                    Ok(())
+                    Ok(true)
                 }
             })
             .await
@@ -481,9 +571,24 @@ impl MediaDb {
         )
     }
 
-    /// Up to `limit` media IDs created before `before_ms`, oldest first.
-    pub async fn created_before(&self, before_ms: u64, limit: usize) -> Result<Vec<String>> {
-        let (begin, _) = self.layout.media.range(&keys::BY_CREATED, &());
+    /// Up to `limit` media IDs created before `before_ms`, oldest first,
+    /// with their creation times; after `after` (a previous page's last
+    /// entry) if given.
+    pub async fn created_before(
+        &self,
+        before_ms: u64,
+        after: Option<&(u64, String)>,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>> {
+        let begin = match after {
+            None => self.layout.media.range(&keys::BY_CREATED, &()).0,
+            // The first key after the cursor's.
+            Some((ms, id)) => {
+                let mut key = self.by_created_key(*ms, id);
+                key.push(0);
+                key
+            }
+        };
         let end = self.by_created_key(before_ms, "");
         let space = self.layout.media.clone();
         self.db
@@ -497,7 +602,7 @@ impl MediaDb {
                         .iter()
                         .map(|e| {
                             unpack::<(i64, i64, String)>("by_created", &space, &e.key)
-                                .map(|(_, _, id)| id)
+                                .map(|(_, ms, id)| (ms.max(0) as u64, id))
                                 .map_err(Error::from)
                         })
                         .collect()
@@ -507,16 +612,17 @@ impl MediaDb {
     }
 
     /// Deletes `media_id`'s record, its thumbnails' records, its creation
-    /// index entry and any pending entry, and subtracts its size from its
-    /// uploader's usage. Returns the deleted record (its blob and its
-    /// thumbnails' blobs may now be unreferenced) and the thumbnails'.
-    pub async fn delete(
-        &self,
-        media_id: &str,
-    ) -> Result<Option<(MediaRecord, Vec<ThumbnailRecord>)>> {
+    /// index entry, any pending entry and its blob references, and
+    /// subtracts its size from its uploader's usage. Each blob left with no
+    /// reference is listed in `blobs/doomed` (found at `now_ms`) in the same
+    /// transaction, so a crash before the blob store is swept loses no
+    /// blob to delete. Returns what was deleted, or None if there was no
+    /// record. One transaction of bounded size (at most five thumbnails).
+    pub async fn delete(&self, media_id: &str, now_ms: u64) -> Result<Option<Deleted>> {
         let record_key = self.record_key(media_id);
         let (tb, te) = self.layout.media.range(&keys::THUMBNAIL, &(media_id,));
-        // Safe to run twice: a second attempt finds nothing and returns None.
+        // Safe to run twice: a second attempt finds no record and returns
+        // None (the first one's doomed entries stay for the sweep).
         self.db
             .run(|tx, _| {
                 let (record_key, tb, te) = (record_key.clone(), tb.clone(), te.clone());
@@ -530,6 +636,26 @@ impl MediaDb {
                         .iter()
                         .map(|e| decode::<ThumbnailRecord>("thumbnail", &e.value))
                         .collect::<Result<Vec<_>, Corrupt>>()?;
+                    let mut shas: Vec<String> = record
+                        .content
+                        .iter()
+                        .map(|c| c.sha256.clone())
+                        .chain(thumbs.iter().map(|t| t.sha256.clone()))
+                        .collect();
+                    shas.sort();
+                    shas.dedup();
+                    let mut doomed = Vec::new();
+                    for sha in shas {
+                        let own = self.ref_key(&sha, media_id);
+                        let others = self.refs(&tx, &sha, 2).await?;
+                        tx.clear(&own);
+                        if others.iter().all(|k| *k == own)
+                            && self.read_doomed(&tx, &sha).await?.is_none()
+                        {
+                            tx.set(&self.doomed_key(&sha), &(now_ms as i64).to_le_bytes());
+                            doomed.push(sha);
+                        }
+                    }
                     tx.clear_range(&tb, &te);
                     tx.clear(&record_key);
                     tx.clear(&self.by_created_key(record.created_ms, media_id));
@@ -540,9 +666,115 @@ impl MediaDb {
                         let usage = usage.saturating_sub(content.size) as i64;
                         tx.set(&usage_key, &usage.to_le_bytes());
                     }
-                    Ok(Some((record, thumbs)))
+                    Ok(Some(Deleted {
+                        record,
+                        thumbnails: thumbs,
+                        doomed,
+                    }))
                 }
             })
+            .await
+    }
+
+    /// Up to `limit` blobs (SHA-256) listed in `blobs/doomed`, after
+    /// `after` if given, in order.
+    pub async fn doomed(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        let (mut begin, end) = self.layout.blobs.range(&keys::DOOMED, &());
+        if let Some(after) = after {
+            begin = self.doomed_key(after);
+            begin.push(0);
+        }
+        let space = self.layout.blobs.clone();
+        self.db
+            .run(|tx, _| {
+                let (begin, end, space) = (begin.clone(), end.clone(), space.clone());
+                async move {
+                    let mut range = RangeOption::new(begin, end);
+                    range.limit = Some(limit);
+                    let entries = tx.get_range_all(range, true).await?;
+                    entries
+                        .iter()
+                        .map(|e| {
+                            unpack::<(i64, String)>("doomed", &space, &e.key)
+                                .map(|(_, sha)| sha)
+                                .map_err(Error::from)
+                        })
+                        .collect()
+                }
+            })
+            .await
+    }
+
+    /// Claims doomed blob `sha256` for deletion: true if it is listed in
+    /// `blobs/doomed` and has no reference (it is then marked claimed, and
+    /// no upload may reference it until [`MediaDb::finish_doomed`]); false,
+    /// and the entry is cleared, if a reference appeared; false if it is
+    /// not listed.
+    pub async fn claim_doomed(&self, sha256: &str) -> Result<bool> {
+        let key = self.doomed_key(sha256);
+        // Safe to run twice: a claimed entry with no reference is claimed
+        // again (the same write); a cleared one stays cleared.
+        self.db
+            .run(|tx, _| {
+                let key = key.clone();
+                async move {
+                    if self.read_doomed(&tx, sha256).await?.is_none() {
+                        return Ok(false);
+                    }
+                    if !self.refs(&tx, sha256, 1).await?.is_empty() {
+                        tx.clear(&key);
+                        return Ok(false);
+                    }
+                    tx.set(&key, &CLAIMED.to_le_bytes());
+                    Ok(true)
+                }
+            })
+            .await
+    }
+
+    /// Clears doomed blob `sha256`'s entry once it is deleted from the
+    /// blob store.
+    pub async fn finish_doomed(&self, sha256: &str) -> Result<()> {
+        let key = self.doomed_key(sha256);
+        // Safe to run twice: clearing a cleared key changes nothing.
+        self.db
+            .run(|tx, _| {
+                let key = key.clone();
+                async move {
+                    tx.clear(&key);
+                    Ok(())
+                }
+            })
+            .await
+    }
+
+    /// Lists blob `sha256` in `blobs/doomed` (found at `now_ms`) if no
+    /// record references it and it is not listed yet (an orphan found in
+    /// the blob store). Returns whether it was listed now.
+    pub async fn doom_if_unreferenced(&self, sha256: &str, now_ms: u64) -> Result<bool> {
+        let key = self.doomed_key(sha256);
+        // Safe to run twice: a second attempt finds the entry and writes
+        // nothing.
+        self.db
+            .run(|tx, _| {
+                let key = key.clone();
+                async move {
+                    if !self.refs(&tx, sha256, 1).await?.is_empty()
+                        || self.read_doomed(&tx, sha256).await?.is_some()
+                    {
+                        return Ok(false);
+                    }
+                    tx.set(&key, &(now_ms as i64).to_le_bytes());
+                    Ok(true)
+                }
+            })
+            .await
+    }
+
+    /// Whether any record references blob `sha256`.
+    pub async fn referenced(&self, sha256: &str) -> Result<bool> {
+        self.db
+            .run(|tx, _| async move { Ok(!self.refs(&tx, sha256, 1).await?.is_empty()) })
             .await
     }
 }

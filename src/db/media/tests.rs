@@ -176,16 +176,113 @@ async fn quarantine_and_delete() {
     };
     f.media.put_thumbnail(&key, &thumb).await.unwrap();
     assert_eq!(f.media.thumbnail(&key).await.unwrap(), Some(thumb.clone()));
-    assert_eq!(f.media.created_before(15, 10).await.unwrap(), vec!["a"]);
+    let ids = |page: Vec<(u64, String)>| page.into_iter().map(|(_, id)| id).collect::<Vec<_>>();
     assert_eq!(
-        f.media.created_before(21, 10).await.unwrap(),
-        vec!["a", "b"]
+        ids(f.media.created_before(15, None, 10).await.unwrap()),
+        vec!["a"]
     );
-    let (record, thumbs) = f.media.delete("a").await.unwrap().unwrap();
-    assert_eq!(record.content, Some(content(7)));
-    assert_eq!(thumbs, vec![thumb]);
+    let all = f.media.created_before(21, None, 10).await.unwrap();
+    assert_eq!(ids(all.clone()), vec!["a", "b"]);
+    // Paged: after the first entry comes the second.
+    assert_eq!(
+        ids(f.media.created_before(21, Some(&all[0]), 10).await.unwrap()),
+        vec!["b"]
+    );
+    let deleted = f.media.delete("a", 30).await.unwrap().unwrap();
+    assert_eq!(deleted.record.content, Some(content(7)));
+    assert_eq!(deleted.thumbnails, vec![thumb]);
+    // The content's blob is shared with "b" (same SHA-256): only the
+    // thumbnail's blob is doomed.
+    let ab = "ab".repeat(32);
+    let ef = "ef".repeat(32);
+    assert_eq!(deleted.doomed, vec![ef.clone()]);
+    assert!(f.media.referenced(&ab).await.unwrap());
+    assert!(!f.media.referenced(&ef).await.unwrap());
     assert_eq!(f.media.thumbnail(&key).await.unwrap(), None);
     assert_eq!(f.media.usage(ALICE).await.unwrap(), 5);
-    assert_eq!(f.media.created_before(21, 10).await.unwrap(), vec!["b"]);
-    assert!(f.media.delete("a").await.unwrap().is_none());
+    assert_eq!(
+        ids(f.media.created_before(21, None, 10).await.unwrap()),
+        vec!["b"]
+    );
+    assert!(f.media.delete("a", 30).await.unwrap().is_none());
+    let deleted = f.media.delete("b", 31).await.unwrap().unwrap();
+    assert_eq!(deleted.doomed, vec![ab.clone()]);
+    assert_eq!(
+        f.media.doomed(None, 10).await.unwrap(),
+        vec![ab.clone(), ef.clone()]
+    );
+    assert_eq!(
+        f.media.doomed(Some(&ab), 10).await.unwrap(),
+        vec![ef.clone()]
+    );
+}
+
+#[tokio::test]
+async fn a_claimed_blob_takes_no_reference_and_an_unclaimed_one_is_taken_back() {
+    let f = fixture().await;
+    let ab = "ab".repeat(32);
+    f.media
+        .complete("a", ALICE, &content(7), 10, false, None)
+        .await
+        .unwrap();
+    f.media.delete("a", 20).await.unwrap().unwrap();
+    // A new upload of the same bytes before the purge claims the blob
+    // takes it back: it is no longer doomed, and a claim finds nothing.
+    f.media
+        .complete("b", ALICE, &content(7), 21, false, None)
+        .await
+        .unwrap();
+    assert!(f.media.doomed(None, 10).await.unwrap().is_empty());
+    assert!(!f.media.claim_doomed(&ab).await.unwrap());
+    // Once claimed, an upload naming the blob is refused (writing nothing)
+    // until the purge finishes.
+    f.media.delete("b", 22).await.unwrap().unwrap();
+    assert!(f.media.claim_doomed(&ab).await.unwrap());
+    assert!(
+        f.media.claim_doomed(&ab).await.unwrap(),
+        "safe to run twice"
+    );
+    let err = f
+        .media
+        .complete("c", ALICE, &content(7), 23, false, None)
+        .await;
+    assert!(matches!(err, Err(Error::BlobDeleting)), "{err:?}");
+    assert_eq!(f.media.get("c").await.unwrap(), None);
+    f.media.finish_doomed(&ab).await.unwrap();
+    f.media.finish_doomed(&ab).await.unwrap();
+    f.media
+        .complete("c", ALICE, &content(7), 24, false, None)
+        .await
+        .unwrap();
+    assert!(f.media.referenced(&ab).await.unwrap());
+    // An orphan is doomed only when unreferenced.
+    assert!(!f.media.doom_if_unreferenced(&ab, 25).await.unwrap());
+    assert!(
+        f.media
+            .doom_if_unreferenced(&"cd".repeat(32), 25)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.media
+            .doom_if_unreferenced(&"cd".repeat(32), 25)
+            .await
+            .unwrap()
+    );
+    // A thumbnail of a deleted media ID is not recorded.
+    let key = ThumbnailKey {
+        media_id: "gone".into(),
+        width: 32,
+        height: 32,
+        method: "crop",
+    };
+    let thumb = ThumbnailRecord {
+        sha256: "ef".repeat(32),
+        size: 1,
+        content_type: "image/png".into(),
+        width: 1,
+        height: 1,
+    };
+    assert!(!f.media.put_thumbnail(&key, &thumb).await.unwrap());
+    assert!(!f.media.referenced(&"ef".repeat(32)).await.unwrap());
 }
