@@ -26,6 +26,8 @@
 //! directory, starts a fresh `myelin serve` and passes `--homeserver`).
 //! Usage: `myelin-rust-sdk-conformance --homeserver http://127.0.0.1:PORT`.
 
+#![recursion_limit = "256"]
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 
