@@ -581,3 +581,96 @@ async fn list_filters_pick_dms_invites_encrypted_rooms_and_room_types() {
     assert_eq!(got["rooms"][&plain]["is_dm"], false, "{got}");
     assert!(got["rooms"][&space].is_object() && got["rooms"][&secret].is_object());
 }
+
+#[tokio::test]
+async fn space_and_tag_filters_pick_a_spaces_children_and_tagged_rooms() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "pw").await;
+    let (alice_id, _) = alice.whoami().await;
+    let space = alice
+        .create_room(json!({"creation_content": {"type": "m.space"}}))
+        .await;
+    let child = alice.create_room(json!({"name": "child"})).await;
+    let removed = alice.create_room(json!({"name": "removed child"})).await;
+    let fav = alice.create_room(json!({"name": "favourite"})).await;
+    let low = alice
+        .create_room(json!({"name": "favourite and low"}))
+        .await;
+    // A space the user is not in names no rooms, whatever its children.
+    let bob = server.register("bob", "pw").await;
+    let foreign = bob
+        .create_room(json!({"creation_content": {"type": "m.space"}}))
+        .await;
+    for (in_space, room, via) in [
+        (&space, &child, json!(["x"])),
+        (&space, &removed, json!([])),
+        (&foreign, &fav, json!(["x"])),
+    ] {
+        let by = if in_space == &foreign { &bob } else { &alice };
+        let (s, g) = by
+            .put(
+                &format!("/_matrix/client/v3/rooms/{in_space}/state/m.space.child/{room}"),
+                json!({ "via": via }),
+            )
+            .await;
+        assert_eq!(s, 200, "{g}");
+    }
+    for (room, tags) in [
+        (&fav, json!({"m.favourite": {}})),
+        (&low, json!({"m.favourite": {}, "m.lowpriority": {}})),
+    ] {
+        let (s, g) = alice
+            .put(
+                &format!("/_matrix/client/v3/user/{alice_id}/rooms/{room}/account_data/m.tag"),
+                json!({ "tags": tags }),
+            )
+            .await;
+        assert_eq!(s, 200, "{g}");
+    }
+    let list =
+        |filters: Value| json!({"ranges": [[0, 9]], "timeline_limit": 0, "filters": filters});
+    let req = json!({
+        "conn_id": "filters",
+        "lists": {
+            "in_space": list(json!({"spaces": [space]})),
+            "in_foreign_space": list(json!({"spaces": [foreign]})),
+            "favourites": list(json!({"tags": ["m.favourite"]})),
+            "favourites_not_low": list(json!({"tags": ["m.favourite"], "not_tags": ["m.lowpriority"]})),
+            "not_low": list(json!({"not_tags": ["m.lowpriority"]})),
+        }
+    });
+    let got = ok(&alice, None, &req).await;
+    let count = |name: &str| got["lists"][name]["count"].as_u64().expect("count");
+    assert_eq!(count("in_space"), 1, "{got}");
+    assert_eq!(count("in_foreign_space"), 0, "{got}");
+    assert_eq!(count("favourites"), 2, "{got}");
+    assert_eq!(count("favourites_not_low"), 1, "{got}");
+    // space, child, removed, fav (not low).
+    assert_eq!(count("not_low"), 4, "{got}");
+    assert!(got["rooms"][&child].is_object(), "{got}");
+
+    // A tag set later moves a room into the list on the next answer.
+    let (s, g) = alice
+        .put(
+            &format!("/_matrix/client/v3/user/{alice_id}/rooms/{child}/account_data/m.tag"),
+            json!({"tags": {"m.favourite": {}}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{g}");
+    let next = ok(&alice, Some(&pos(&got)), &req).await;
+    assert_eq!(next["lists"]["favourites"]["count"], 3, "{next}");
+
+    // Malformed or oversized extra filters are refused and change nothing.
+    for bad in [
+        json!({"spaces": "not a list"}),
+        json!({"spaces": ["not a room id"]}),
+        json!({"tags": [1]}),
+        json!({"not_tags": vec!["t"; 101]}),
+    ] {
+        let req = json!({"conn_id": "bad", "lists": {"l": list(bad.clone())}});
+        assert_error(&ss(&alice, None, &req).await, 400, "M_INVALID_PARAM");
+    }
+    // No connection was opened by them.
+    let got = ss(&alice, Some(&pos(&next)), &json!({"conn_id": "bad"})).await;
+    assert_error(&got, 400, "M_UNKNOWN_POS");
+}

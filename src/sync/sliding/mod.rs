@@ -155,6 +155,71 @@ impl std::str::FromStr for Pos {
     }
 }
 
+/// The most spaces or tags one list's extra filters may name.
+pub const MAX_FILTER_ENTRIES: usize = 100;
+
+/// List filters that ruma's MSC4186 types do not carry (MSC3575's
+/// `spaces`, `tags` and `not_tags`), read from the request body by the
+/// endpoint with [`extra_filters`]. Each is ignored when empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct ExtraFilters {
+    /// Only rooms named by an `m.space.child` state event (with a non-empty
+    /// `via`) of one of these spaces: one level, no subspaces; a space the
+    /// user is not joined to names none.
+    #[serde(default)]
+    pub spaces: Vec<OwnedRoomId>,
+    /// Only rooms with at least one of these tags (`m.tag` room account
+    /// data of the user).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// No room with any of these tags (takes priority over `tags`).
+    #[serde(default)]
+    pub not_tags: Vec<String>,
+}
+
+/// List name → its [`ExtraFilters`] (lists without any are absent).
+pub type ExtraListFilters = BTreeMap<String, ExtraFilters>;
+
+/// Reads the [`ExtraFilters`] of each list of a request body (JSON, already
+/// accepted by ruma's parser).
+///
+/// Errors: [`Error::InvalidParam`] when `spaces`, `tags` or `not_tags` is
+/// not a list of room IDs / strings, or names more than
+/// [`MAX_FILTER_ENTRIES`].
+pub fn extra_filters(body: &[u8]) -> Result<ExtraListFilters, Error> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        #[serde(default)]
+        lists: BTreeMap<String, List>,
+    }
+    #[derive(serde::Deserialize)]
+    struct List {
+        #[serde(default)]
+        filters: Option<ExtraFilters>,
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(ExtraListFilters::new());
+    }
+    let body: Body = serde_json::from_slice(body)
+        .map_err(|e| Error::InvalidParam(format!("list filters: {e}")))?;
+    let mut out = ExtraListFilters::new();
+    for (name, list) in body.lists {
+        let Some(f) = list.filters else { continue };
+        if [f.spaces.len(), f.tags.len(), f.not_tags.len()]
+            .iter()
+            .any(|n| *n > MAX_FILTER_ENTRIES)
+        {
+            return Err(Error::InvalidParam(format!(
+                "list {name}: more than {MAX_FILTER_ENTRIES} spaces or tags"
+            )));
+        }
+        if f != ExtraFilters::default() {
+            out.insert(name, f);
+        }
+    }
+    Ok(out)
+}
+
 /// A transitory position as a `to_device.next_batch` string (20 hex digits).
 fn position_string(p: transitory::Position) -> String {
     p.to_bytes().iter().map(|b| format!("{b:02x}")).collect()
@@ -183,6 +248,9 @@ struct Entry {
     /// The room's type (`m.room.create`'s `type`) and whether it has
     /// `m.room.encryption`: read only when a list filters on them.
     attributes: Option<(Option<String>, bool)>,
+    /// The room's tags (`m.tag` room account data): read only when a list
+    /// filters on tags.
+    tags: Option<BTreeSet<String>>,
 }
 
 /// What one room needs in this answer.
@@ -215,6 +283,7 @@ pub async fn sliding_sync(
     user: &UserId,
     device: &str,
     req: &v5::Request,
+    extra: &ExtraListFilters,
 ) -> Result<v5::Response, Error> {
     let config = &sync.config().sliding;
     check_bounds(config, req)?;
@@ -263,8 +332,9 @@ pub async fn sliding_sync(
 
     // Before waiting: if some room in view must be sent whole (new range,
     // raised timeline limit, first request), answer at once.
-    let mut order = ordered_rooms(services, user, needs_attributes(req)).await?;
-    let mut view = in_view(req, &order, &direct, user);
+    let mut order = ordered_rooms(sync, services, user, req, extra).await?;
+    let mut filters = FilterContext::read(services, req, extra, direct, &order).await?;
+    let mut view = in_view(req, &order, &filters);
     let pending_whole = view
         .iter()
         .any(|(room, w)| needs_whole(&base, room, w.timeline_limit));
@@ -316,8 +386,16 @@ pub async fn sliding_sync(
         .await?;
     if since.is_some() && found.has_news() {
         // The wait may have moved rooms: order again.
-        order = ordered_rooms(services, user, needs_attributes(req)).await?;
-        view = in_view(req, &order, &direct, user);
+        order = ordered_rooms(sync, services, user, req, extra).await?;
+        filters = FilterContext::read(
+            services,
+            req,
+            extra,
+            std::mem::take(&mut filters.direct),
+            &order,
+        )
+        .await?;
+        view = in_view(req, &order, &filters);
     }
 
     // Rooms to send whole: read them as an initial sync of just them.
@@ -354,7 +432,7 @@ pub async fn sliding_sync(
     for (name, list) in &req.lists {
         let count = order
             .iter()
-            .filter(|e| passes(list.filters.as_ref(), e, &direct))
+            .filter(|e| filters.passes(name, list.filters.as_ref(), e))
             .count();
         let mut out = v5::response::List::default();
         out.count = uint(count as u64);
@@ -381,7 +459,7 @@ pub async fn sliding_sync(
             continue;
         };
         built.room.bump_stamp = bumps.get(room).map(|b| uint(*b));
-        built.room.is_dm = Some(direct.contains(room));
+        built.room.is_dm = Some(filters.direct.contains(room));
         collect_ephemeral(
             &built,
             room,
@@ -580,14 +658,23 @@ async fn dm_rooms(sync: &SyncService, user: &UserId) -> Result<BTreeSet<OwnedRoo
 }
 
 /// The user's joined and invited rooms, newest bump first (ties by room
-/// ID). One membership range read and one read per room.
+/// ID). One membership range read and one read per room; two state reads
+/// more per room when a list filters on a room attribute, and one account
+/// data read more when a list filters on tags.
 async fn ordered_rooms(
+    sync: &SyncService,
     services: &Services,
     user: &UserId,
-    attributes: bool,
+    req: &v5::Request,
+    extra: &ExtraListFilters,
 ) -> Result<Vec<Entry>, Error> {
+    let attributes = needs_attributes(req);
+    let tags = extra
+        .values()
+        .any(|f| !f.tags.is_empty() || !f.not_tags.is_empty());
     let rooms = services.rooms.rooms_of_user(user).await?;
     let db = services.rooms.db();
+    let accounts = sync.accounts_db();
     let mut entries: Vec<Entry> = futures::stream::iter(rooms.into_iter().filter(|(_, m)| {
         matches!(
             m.membership,
@@ -612,11 +699,21 @@ async fn ordered_rooms(
         } else {
             None
         };
+        let tags = if tags {
+            let raw = accounts
+                .account_data(user.as_str(), Some(room.as_str()), "m.tag")
+                .await
+                .map_err(super::Error::Storage)?;
+            Some(tag_names(raw.as_deref()))
+        } else {
+            None
+        };
         Ok::<_, Error>(Entry {
             room,
             membership: member.membership,
             bump: at.map_or(0, stamp),
             attributes,
+            tags,
         })
     })
     .buffer_unordered(CONCURRENCY)
@@ -626,9 +723,105 @@ async fn ordered_rooms(
     Ok(entries)
 }
 
-/// Whether a room passes a list's filters (`is_dm`, `is_invite`,
-/// `is_encrypted`, `room_types`, `not_room_types`; `spaces` and tags are
-/// not served: `docs/sliding-sync.md`).
+/// The tag names of an `m.tag` room account data content (`{"tags":
+/// {name: {...}}}`); anything else has none.
+fn tag_names(raw: Option<&serde_json::value::RawValue>) -> BTreeSet<String> {
+    raw.and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
+        .and_then(|v| v.get("tags").and_then(Value::as_object).cloned())
+        .map(|tags| tags.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// What the list filters read besides a room's [`Entry`]: the user's DMs,
+/// the lists' [`ExtraFilters`], and the children of each list's spaces.
+struct FilterContext<'a> {
+    direct: BTreeSet<OwnedRoomId>,
+    extra: &'a ExtraListFilters,
+    /// List name → the rooms named by `m.space.child` in its `spaces` (one
+    /// level; only spaces the user is joined to); lists without `spaces`
+    /// are absent.
+    children: BTreeMap<String, BTreeSet<OwnedRoomId>>,
+}
+
+impl<'a> FilterContext<'a> {
+    /// Reads the children of the spaces the lists name: one state range
+    /// read per space the user is joined to, and one event read per child.
+    async fn read(
+        services: &Services,
+        req: &v5::Request,
+        extra: &'a ExtraListFilters,
+        direct: BTreeSet<OwnedRoomId>,
+        order: &[Entry],
+    ) -> Result<Self, Error> {
+        let joined: BTreeSet<&OwnedRoomId> = order
+            .iter()
+            .filter(|e| e.membership == MembershipState::Join)
+            .map(|e| &e.room)
+            .collect();
+        let db = services.rooms.db();
+        let mut of_space: BTreeMap<&OwnedRoomId, BTreeSet<OwnedRoomId>> = BTreeMap::new();
+        let mut children = BTreeMap::new();
+        for name in req.lists.keys() {
+            let Some(f) = extra.get(name).filter(|f| !f.spaces.is_empty()) else {
+                continue;
+            };
+            let mut rooms = BTreeSet::new();
+            for space in f.spaces.iter().filter(|s| joined.contains(s)) {
+                if !of_space.contains_key(space) {
+                    let mut found = BTreeSet::new();
+                    for ((kind, key), _) in db.current_state_ids(space).await? {
+                        if kind != "m.space.child" {
+                            continue;
+                        }
+                        // A child event without `via` is a removed child
+                        // (MSC1772).
+                        let live = db.state_event(space, &kind, &key).await?.is_some_and(|e| {
+                            e.pdu.content_value()["via"]
+                                .as_array()
+                                .is_some_and(|v| !v.is_empty())
+                        });
+                        if live && let Ok(child) = OwnedRoomId::try_from(key) {
+                            found.insert(child);
+                        }
+                    }
+                    of_space.insert(space, found);
+                }
+                rooms.extend(of_space[space].iter().cloned());
+            }
+            children.insert(name.clone(), rooms);
+        }
+        Ok(FilterContext {
+            direct,
+            extra,
+            children,
+        })
+    }
+
+    /// Whether a room passes list `name`'s filters (`is_dm`, `is_invite`,
+    /// `is_encrypted`, `room_types`, `not_room_types`, and the extra
+    /// `spaces`, `tags`, `not_tags`, the last taking priority over `tags`).
+    fn passes(&self, name: &str, filters: Option<&ListFilters>, e: &Entry) -> bool {
+        if let Some(children) = self.children.get(name)
+            && !children.contains(&e.room)
+        {
+            return false;
+        }
+        if let Some(extra) = self.extra.get(name) {
+            let tags = e.tags.as_ref();
+            let has = |t: &String| tags.is_some_and(|tags| tags.contains(t));
+            if extra.not_tags.iter().any(has) {
+                return false;
+            }
+            if !extra.tags.is_empty() && !extra.tags.iter().any(has) {
+                return false;
+            }
+        }
+        passes(filters, e, &self.direct)
+    }
+}
+
+/// Whether a room passes a list's ruma-typed filters (`is_dm`,
+/// `is_invite`, `is_encrypted`, `room_types`, `not_room_types`).
 fn passes(filters: Option<&ListFilters>, e: &Entry, direct: &BTreeSet<OwnedRoomId>) -> bool {
     let Some(f) = filters else {
         return true;
@@ -674,8 +867,7 @@ fn needs_attributes(req: &v5::Request) -> bool {
 fn in_view(
     req: &v5::Request,
     order: &[Entry],
-    direct: &BTreeSet<OwnedRoomId>,
-    _user: &UserId,
+    filters: &FilterContext<'_>,
 ) -> BTreeMap<OwnedRoomId, Wanted> {
     let mut view: BTreeMap<OwnedRoomId, Wanted> = BTreeMap::new();
     let mut want =
@@ -695,10 +887,10 @@ fn in_view(
                 }
             }
         };
-    for list in req.lists.values() {
+    for (name, list) in &req.lists {
         let matching: Vec<&Entry> = order
             .iter()
-            .filter(|e| passes(list.filters.as_ref(), e, direct))
+            .filter(|e| filters.passes(name, list.filters.as_ref(), e))
             .collect();
         for (start, end) in &list.ranges {
             let start = usize::try_from(u64::from(*start)).unwrap_or(usize::MAX);
