@@ -22,7 +22,8 @@
 //!
 //! With `--server-pid`, each phase also reports the server's RSS and CPU
 //! ([`server_stats`]). The result is a human table and one JSON line
-//! ([`report`]).
+//! ([`report`]). `myelin bench --plot DIR RESULT...` runs nothing: it
+//! draws SVG charts of saved results ([`plot`]).
 //!
 //! Bounds: every phase is capped by count and by `--duration-secs`;
 //! concurrency, counts and times have hard maxima checked before anything
@@ -39,6 +40,7 @@
 
 pub mod client;
 pub mod game;
+pub mod plot;
 pub mod report;
 pub mod server_stats;
 mod setup;
@@ -227,6 +229,14 @@ pub struct BenchArgs {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// Run nothing: write SVG charts of the result files given after the
+    /// options (saved standard output of earlier runs) into this
+    /// directory, one line per file.
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<std::path::PathBuf>,
+    /// With `--plot`: the result files to chart.
+    #[arg(value_name = "RESULT", requires = "plot")]
+    pub results: Vec<std::path::PathBuf>,
 }
 
 /// A failed run.
@@ -250,6 +260,9 @@ pub enum BenchError {
         #[source]
         source: ClientError,
     },
+    /// `--plot` could not write its charts.
+    #[error(transparent)]
+    Plot(#[from] plot::PlotError),
     /// A phase did not finish within `--duration-secs`.
     #[error("{phase} did not finish within {secs} s (--duration-secs)")]
     Deadline {
@@ -432,6 +445,17 @@ pub async fn run_bench(args: &BenchArgs) -> Result<Report, BenchError> {
 /// `myelin bench`: runs, then prints the human table and, as the last line
 /// of standard output, the JSON line.
 pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
+    if let Some(dir) = &args.plot {
+        if args.results.is_empty() {
+            return Err(BenchError::BadArgs(
+                "--plot needs at least one result file".into(),
+            ));
+        }
+        for chart in plot::write_charts(dir, &args.results)? {
+            println!("{}", chart.display());
+        }
+        return Ok(());
+    }
     let report = run_bench(&args).await?;
     println!("{}", report.table());
     println!("{}", report.json_line());
