@@ -229,14 +229,12 @@ pub struct BenchArgs {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
-    /// Run nothing: write SVG charts of the result files given after the
-    /// options (saved standard output of earlier runs) into this
-    /// directory, one line per file.
-    #[arg(long, value_name = "DIR")]
-    pub plot: Option<std::path::PathBuf>,
-    /// With `--plot`: the result files to chart.
-    #[arg(value_name = "RESULT", requires = "plot")]
-    pub results: Vec<std::path::PathBuf>,
+    /// `--plot DIR RESULT...`: run nothing; write SVG charts of the
+    /// result files (saved standard output of earlier runs) into `DIR`,
+    /// one line per file. One list (the directory first) keeps the
+    /// arguments small.
+    #[arg(long, num_args = 2.., value_names = ["DIR", "RESULT"])]
+    pub plot: Vec<std::path::PathBuf>,
 }
 
 /// A failed run.
@@ -445,13 +443,13 @@ pub async fn run_bench(args: &BenchArgs) -> Result<Report, BenchError> {
 /// `myelin bench`: runs, then prints the human table and, as the last line
 /// of standard output, the JSON line.
 pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
-    if let Some(dir) = &args.plot {
-        if args.results.is_empty() {
+    if let Some((dir, results)) = args.plot.split_first() {
+        if results.is_empty() {
             return Err(BenchError::BadArgs(
-                "--plot needs at least one result file".into(),
+                "--plot needs a directory and at least one result file".into(),
             ));
         }
-        for chart in plot::write_charts(dir, &args.results)? {
+        for chart in plot::write_charts(dir, results)? {
             println!("{}", chart.display());
         }
         return Ok(());
@@ -499,6 +497,13 @@ mod tests {
         args(&["--url", "http://192.0.2.1:8008", "--allow-remote"])
             .validate()
             .expect("allowed");
+    }
+
+    #[test]
+    fn plot_takes_a_directory_then_results() {
+        let a = args(&["--plot", "/tmp/charts", "a.json", "b.json"]);
+        assert_eq!(a.plot.len(), 3);
+        assert!(BenchArgs::try_parse_from(["bench", "--plot", "/tmp/charts"]).is_err());
     }
 
     #[test]
