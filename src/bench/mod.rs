@@ -25,7 +25,8 @@
 //!
 //! With `--server-pid`, each phase also reports the server's RSS and CPU
 //! ([`server_stats`]). The result is a human table and one JSON line
-//! ([`report`]).
+//! ([`report`]). `myelin bench --plot DIR RESULT...` runs nothing: it
+//! draws SVG charts of saved results ([`plot`]).
 //!
 //! Bounds: every phase is capped by count and by `--duration-secs`;
 //! concurrency, counts and times have hard maxima checked before anything
@@ -43,6 +44,7 @@
 pub mod client;
 pub mod game;
 pub mod leaderboard;
+pub mod plot;
 pub mod report;
 pub mod server_stats;
 mod setup;
@@ -236,6 +238,12 @@ pub struct BenchArgs {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// `--plot DIR RESULT...`: run nothing; write SVG charts of the
+    /// result files (saved standard output of earlier runs) into `DIR`,
+    /// one line per file. One list (the directory first) keeps the
+    /// arguments small.
+    #[arg(long, num_args = 2.., value_names = ["DIR", "RESULT"])]
+    pub plot: Vec<std::path::PathBuf>,
 }
 
 /// A failed run.
@@ -259,6 +267,9 @@ pub enum BenchError {
         #[source]
         source: ClientError,
     },
+    /// `--plot` could not write its charts.
+    #[error(transparent)]
+    Plot(#[from] plot::PlotError),
     /// A phase did not finish within `--duration-secs`.
     #[error("{phase} did not finish within {secs} s (--duration-secs)")]
     Deadline {
@@ -444,6 +455,17 @@ pub async fn run_bench(args: &BenchArgs) -> Result<Report, BenchError> {
 /// `myelin bench`: runs, then prints the human table and, as the last line
 /// of standard output, the JSON line.
 pub async fn run(args: BenchArgs) -> Result<(), BenchError> {
+    if let Some((dir, results)) = args.plot.split_first() {
+        if results.is_empty() {
+            return Err(BenchError::BadArgs(
+                "--plot needs a directory and at least one result file".into(),
+            ));
+        }
+        for chart in plot::write_charts(dir, results)? {
+            println!("{}", chart.display());
+        }
+        return Ok(());
+    }
     let report = run_bench(&args).await?;
     println!("{}", report.table());
     println!("{}", report.json_line());
@@ -487,6 +509,13 @@ mod tests {
         args(&["--url", "http://192.0.2.1:8008", "--allow-remote"])
             .validate()
             .expect("allowed");
+    }
+
+    #[test]
+    fn plot_takes_a_directory_then_results() {
+        let a = args(&["--plot", "/tmp/charts", "a.json", "b.json"]);
+        assert_eq!(a.plot.len(), 3);
+        assert!(BenchArgs::try_parse_from(["bench", "--plot", "/tmp/charts"]).is_err());
     }
 
     #[test]

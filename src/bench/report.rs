@@ -5,6 +5,11 @@
 //! bytes (`_bytes`), rates per second (`_per_s`). Sections of scenarios
 //! that did not run are absent; `server` sections appear only with
 //! `--server-pid`. Field meanings are documented on each struct here.
+//!
+//! Fields are only ever added (readers such as [`super::plot`] take every
+//! field as optional), so `format` stays 1: `throughput` and `latency`
+//! gained per-second series and latency CDFs on 2026-12-05; older lines
+//! lack them.
 
 use std::fmt::Write;
 
@@ -14,7 +19,7 @@ use super::BenchArgs;
 use super::game::{TradesReport, WritesReport};
 use super::leaderboard::LeaderboardReport;
 use super::server_stats::ServerUsage;
-use super::stats::LatencySummary;
+use super::stats::{CdfPoint, LatencySummary};
 
 /// Everything one invocation measured.
 #[derive(Clone, Debug, Serialize)]
@@ -165,6 +170,19 @@ pub struct TrafficReport {
     /// The server during sending and draining.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerUsage>,
+    /// The Unix second of the first send: where the per-second series
+    /// start.
+    pub series_start_unix_s: u64,
+    /// Sends acknowledged in each second from `series_start_unix_s`
+    /// (counted at the acknowledgement).
+    pub sent_per_second: Vec<u64>,
+    /// First receipts by a syncer in each second from
+    /// `series_start_unix_s`.
+    pub delivered_per_second: Vec<u64>,
+    /// The distribution of `send_latency` (120 points).
+    pub send_latency_cdf: Vec<CdfPoint>,
+    /// The distribution of `delivery_latency` (120 points).
+    pub delivery_latency_cdf: Vec<CdfPoint>,
 }
 
 /// Initial sync of one user in every room (`initial-sync`).

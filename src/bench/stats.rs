@@ -6,7 +6,12 @@
 //! with [`Latencies::merge`]. Rates divide a count by a wall-clock window
 //! and are 0 for an empty window, never infinite or NaN, so the JSON line
 //! always holds numbers.
+//!
+//! For charts (`myelin bench --plot`, [`super::plot`]), a histogram also
+//! gives its distribution as CDF points ([`Latencies::cdf`]), and
+//! [`PerSecond`] counts events per Unix second.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -77,8 +82,79 @@ impl Latencies {
     }
 }
 
+/// The quantiles [`Latencies::cdf`] reports: every 1% to 90%, every 0.5%
+/// to 99%, every 0.1% to 99.9%, then 99.95%, 99.99% and the maximum.
+fn cdf_quantiles() -> impl Iterator<Item = f64> {
+    let body = (1..=90).map(|i| f64::from(i) / 100.0);
+    let shoulder = (1..=18).map(|i| 0.90 + f64::from(i) * 0.005);
+    let tail = (1..=9).map(|i| 0.99 + f64::from(i) * 0.001);
+    body.chain(shoulder)
+        .chain(tail)
+        .chain([0.9995, 0.9999, 1.0])
+}
+
+impl Latencies {
+    /// The distribution as points `(latency ms, fraction of samples at
+    /// or below it)` at fixed quantiles (120 points, increasing in both);
+    /// empty when no sample was recorded.
+    pub fn cdf(&self) -> Vec<CdfPoint> {
+        let h = &self.histogram;
+        if h.is_empty() {
+            return Vec::new();
+        }
+        cdf_quantiles()
+            .map(|q| CdfPoint {
+                ms: h.value_at_quantile(q) as f64 / 1000.0,
+                fraction: q,
+            })
+            .collect()
+    }
+}
+
+/// One point of a latency CDF.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct CdfPoint {
+    /// Latency, milliseconds.
+    pub ms: f64,
+    /// Fraction of samples at or below `ms`, 0 to 1.
+    pub fraction: f64,
+}
+
+/// Event counts per Unix second (for rate-over-time charts).
+#[derive(Clone, Debug, Default)]
+pub struct PerSecond {
+    counts: BTreeMap<u64, u64>,
+}
+
+impl PerSecond {
+    /// Counts one event at `unix_us` (Unix time, microseconds).
+    pub fn record(&mut self, unix_us: u64) {
+        *self.counts.entry(unix_us / 1_000_000).or_default() += 1;
+    }
+
+    /// Adds every count of `other`.
+    pub fn merge(&mut self, other: &PerSecond) {
+        for (&s, &n) in &other.counts {
+            *self.counts.entry(s).or_default() += n;
+        }
+    }
+
+    /// The counts of each second from `from_unix_s` to the last second
+    /// recorded, zeros included (events before `from_unix_s` are left
+    /// out); empty when nothing was recorded from then on.
+    pub fn series(&self, from_unix_s: u64) -> Vec<u64> {
+        let Some((&last, _)) = self.counts.last_key_value() else {
+            return Vec::new();
+        };
+        (from_unix_s..=last)
+            .map(|s| self.counts.get(&s).copied().unwrap_or(0))
+            .collect()
+    }
+}
+
 /// Latency percentiles of one measurement, in milliseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct LatencySummary {
     /// Number of samples.
     pub count: u64,
@@ -175,6 +251,40 @@ mod tests {
         assert_eq!(s.count, 2);
         assert!(close(s.max_ms, 3_600_000.0), "{s:?}");
         assert!(s.p50_ms <= 0.001 + 1e-9, "{s:?}");
+    }
+
+    #[test]
+    fn cdf_rises_to_the_maximum() {
+        assert!(Latencies::new().cdf().is_empty());
+        let mut l = Latencies::new();
+        for ms in 1..=1000u64 {
+            l.record(Duration::from_millis(ms));
+        }
+        let cdf = l.cdf();
+        assert_eq!(cdf.len(), 120);
+        assert!(
+            cdf.windows(2)
+                .all(|w| w[0].ms <= w[1].ms && w[0].fraction < w[1].fraction)
+        );
+        assert!(close(cdf[49].ms, 500.0), "{:?}", cdf[49]);
+        let last = cdf.last().expect("points");
+        assert_eq!(last.fraction, 1.0);
+        assert!(close(last.ms, 1000.0), "{last:?}");
+    }
+
+    #[test]
+    fn per_second_series_fill_gaps_and_skip_earlier_seconds() {
+        let mut a = PerSecond::default();
+        let mut b = PerSecond::default();
+        assert!(a.series(0).is_empty());
+        a.record(9_999_999);
+        a.record(10_000_000);
+        a.record(10_500_000);
+        b.record(12_000_001);
+        a.merge(&b);
+        assert_eq!(a.series(10), vec![2, 0, 1]);
+        assert_eq!(a.series(9), vec![1, 2, 0, 1]);
+        assert!(a.series(13).is_empty());
     }
 
     #[test]

@@ -46,7 +46,7 @@ use super::client::{Account, Client, ClientError};
 use super::report::{SetupReport, TrafficReport};
 use super::server_stats::Sampler;
 use super::setup::{Ctx, Population};
-use super::stats::{Latencies, per_second};
+use super::stats::{Latencies, PerSecond, per_second};
 
 /// The content key that marks bench events.
 pub const MARKER: &str = "org.myelin.bench";
@@ -79,6 +79,8 @@ struct Seen {
     /// Receipts per event number.
     receipts: HashMap<u64, u32>,
     latency: Latencies,
+    /// First receipts per Unix second.
+    per_second: PerSecond,
     gaps: u64,
     errors: u64,
     last_first_receipt: Option<Instant>,
@@ -96,6 +98,10 @@ pub struct Sent {
     pub acked: Vec<Vec<u64>>,
     /// Latency of acknowledged sends.
     pub latency: Latencies,
+    /// Acknowledgements per Unix second.
+    pub per_second: PerSecond,
+    /// Unix time of the first send, microseconds.
+    pub started_unix_us: u64,
     /// Failed sends.
     pub errors: u64,
     /// The first failure, for the report.
@@ -245,9 +251,13 @@ fn tally(
         send_window_secs: sent.window.as_secs_f64(),
         send_per_s: per_second(sent.count(), sent.window),
         send_latency: sent.latency.summary(),
+        series_start_unix_s: sent.started_unix_us / 1_000_000,
+        sent_per_second: sent.per_second.series(sent.started_unix_us / 1_000_000),
+        send_latency_cdf: sent.latency.cdf(),
         ..TrafficReport::default()
     };
     let mut delivery = Latencies::new();
+    let mut delivered = PerSecond::default();
     let mut last_receipt = sent.started;
     for (syncer, &user) in syncers.iter().zip(syncer_user) {
         let mut seen = syncer.seen.lock().expect("syncer state");
@@ -273,6 +283,7 @@ fn tally(
         r.timeline_gaps += seen.gaps;
         r.sync_errors += seen.errors;
         delivery.merge(&seen.latency);
+        delivered.merge(&seen.per_second);
         if let Some(t) = seen.last_first_receipt {
             last_receipt = last_receipt.max(t);
         }
@@ -281,6 +292,8 @@ fn tally(
     r.delivery_window_secs = window.as_secs_f64();
     r.delivered_per_s = per_second(r.deliveries_received, window);
     r.delivery_latency = delivery.summary();
+    r.delivery_latency_cdf = delivery.cdf();
+    r.delivered_per_second = delivered.series(r.series_start_unix_s);
     r.complete = r.missing == 0 && r.duplicates == 0 && r.unexpected == 0 && r.send_errors == 0;
     Ok(r)
 }
@@ -327,6 +340,7 @@ async fn sync_loop(
                         if *count == 1 {
                             let sent_at = m["sent_at_us"].as_u64().unwrap_or(now_us);
                             seen.latency.record_us(now_us.saturating_sub(sent_at));
+                            seen.per_second.record(now_us);
                             seen.last_first_receipt = Some(now);
                             syncer.distinct.fetch_add(1, Ordering::Relaxed);
                         }
@@ -369,6 +383,7 @@ pub async fn send(
     let next = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
+    let started_unix_us = now_unix_us();
     let deadline = started + a.phase_cap();
     let bar = ctx.bar(events, "sending");
     let mut tasks = Vec::with_capacity(a.senders);
@@ -385,6 +400,7 @@ pub async fn send(
         tasks.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             let mut latency = Latencies::new();
+            let mut per_second = PerSecond::default();
             let (mut errors, mut first_error, mut last_ack) = (0u64, None, None);
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
@@ -406,6 +422,7 @@ pub async fn send(
                 {
                     Ok(_) => {
                         latency.record(begun.elapsed());
+                        per_second.record(now_unix_us());
                         acked.push(n);
                         last_ack = Some(Instant::now());
                     }
@@ -420,12 +437,21 @@ pub async fn send(
                 }
                 bar.inc(1);
             }
-            Ok((room, acked, latency, errors, first_error, last_ack))
+            Ok((
+                room,
+                acked,
+                (latency, per_second),
+                errors,
+                first_error,
+                last_ack,
+            ))
         }));
     }
     let mut sent = Sent {
         acked: vec![Vec::new(); pop.rooms.len()],
         latency: Latencies::new(),
+        per_second: PerSecond::default(),
+        started_unix_us,
         errors: 0,
         first_error: None,
         window: Duration::ZERO,
@@ -435,9 +461,10 @@ pub async fn send(
     let mut last = started;
     for task in tasks {
         match task.await {
-            Ok(Ok((room, acked, latency, errors, first_error, last_ack))) => {
+            Ok(Ok((room, acked, (latency, per_second), errors, first_error, last_ack))) => {
                 sent.acked[room].extend(acked);
                 sent.latency.merge(&latency);
+                sent.per_second.merge(&per_second);
                 sent.errors += errors;
                 if sent.first_error.is_none() {
                     sent.first_error = first_error;
