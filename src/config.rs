@@ -233,6 +233,12 @@ pub struct DatabaseConfig {
     /// backend's (`EmbeddedOptions::default`, 64 MiB). Databases sharing a
     /// store use the first one's setting.
     pub cache_size_bytes: Option<usize>,
+    /// `embedded` only: the storage engine under the store, `"redb"` (the
+    /// default, a B-tree file) or `"fjall"` (an LSM tree with a write-ahead
+    /// journal; `docs/decisions/0007-lsm-engine.md`). A directory holding
+    /// one engine's store is refused by the other. Databases sharing a store
+    /// use the first one's setting.
+    pub engine: crate::kv::embedded::Engine,
     /// How long opening waits for the store to answer one read (the
     /// directory layer's version key), in milliseconds, before it fails
     /// naming the cluster file. Default [`DEFAULT_OPEN_TIMEOUT_MS`]. Matters
@@ -251,6 +257,7 @@ impl Default for DatabaseConfig {
             path: None,
             cluster_file: None,
             cache_size_bytes: None,
+            engine: crate::kv::embedded::Engine::Redb,
             open_timeout_ms: None,
             root: vec![DEFAULT_ROOT.to_string()],
         }

@@ -1,4 +1,5 @@
-//! Crash durability of the embedded backend.
+//! Crash durability of the embedded backend, on each storage engine (redb
+//! and fjall: one test per engine, the same rounds).
 //!
 //! A child process streams commits to an embedded store and is killed with
 //! SIGKILL at a random moment, again and again. After each kill the store is
@@ -8,20 +9,27 @@
 //! - no transaction is partly visible: each writes [`KEYS_PER_TX`] keys and
 //!   bumps a counter, and either all of it is there or none;
 //! - transactions are present as a prefix of the sequence (no holes), and the
-//!   counter equals their number.
+//!   counter equals their number;
+//! - each transaction also clears the scratch range and writes its own
+//!   scratch key there, so exactly the last present transaction's scratch
+//!   key remains (a range clear is as atomic and durable as a set).
 //!
 //! The child is this test binary run again (`std::env::current_exe()`) with
-//! [`CHILD_ENV`] naming the store directory, selecting the `crash_child` test,
+//! [`CHILD_ENV`] naming the store directory and [`ENGINE_ENV`] the engine,
+//! selecting the `crash_child` test,
 //! which does nothing otherwise.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use myelin::kv::embedded::{EmbeddedOptions, Engine};
 use myelin::kv::{self, MutationType, RangeOption};
 
 /// Environment variable holding the store directory, in the child only.
 const CHILD_ENV: &str = "MYELIN_KV_CRASH_CHILD_DIR";
+/// Environment variable holding the engine's name, in the child only.
+const ENGINE_ENV: &str = "MYELIN_KV_CRASH_CHILD_ENGINE";
 /// Environment variable holding the first transaction number, in the child only.
 const START_ENV: &str = "MYELIN_KV_CRASH_CHILD_START";
 const KEYS_PER_TX: u64 = 5;
@@ -32,6 +40,19 @@ fn tx_key(n: u64, j: u64) -> Vec<u8> {
 }
 
 const COUNTER: &[u8] = b"crash/count";
+const SCRATCH: &[u8] = b"crash/scratch/";
+const SCRATCH_END: &[u8] = b"crash/scratch0";
+
+fn scratch_key(n: u64) -> Vec<u8> {
+    format!("crash/scratch/{n:010}").into_bytes()
+}
+
+fn options(engine: Engine) -> EmbeddedOptions {
+    EmbeddedOptions {
+        engine,
+        ..Default::default()
+    }
+}
 
 /// The child: commits transactions `start, start + 1, ...` until killed,
 /// printing `ACK <n>` after each acknowledged commit. A no-op unless
@@ -42,12 +63,16 @@ fn crash_child() {
         return;
     };
     let start: u64 = std::env::var(START_ENV).unwrap().parse().unwrap();
+    let engine = match std::env::var(ENGINE_ENV).unwrap().as_str() {
+        "fjall" => Engine::Fjall,
+        _ => Engine::Redb,
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let db: kv::Database = kv::embedded::Database::open(dir, Default::default())
+        let db: kv::Database = kv::embedded::Database::open(dir, options(engine))
             .unwrap()
             .into();
         let mut out = std::io::stdout().lock();
@@ -57,6 +82,8 @@ fn crash_child() {
                     tx.set(&tx_key(n, j), format!("{n}:{j}").as_bytes());
                 }
                 tx.atomic_op(COUNTER, &1u64.to_le_bytes(), MutationType::Add);
+                tx.clear_range(SCRATCH, SCRATCH_END);
+                tx.set(&scratch_key(n), b"");
                 Ok::<_, kv::Error>(())
             })
             .await
@@ -68,7 +95,12 @@ fn crash_child() {
 }
 
 /// Runs the child until a random kill; returns the numbers it acknowledged.
-fn run_child_and_kill(dir: &std::path::Path, start: u64, after: Duration) -> Vec<u64> {
+fn run_child_and_kill(
+    dir: &std::path::Path,
+    engine: Engine,
+    start: u64,
+    after: Duration,
+) -> Vec<u64> {
     let mut child = Command::new(std::env::current_exe().expect("the test binary's path"))
         .args([
             "--exact",
@@ -79,6 +111,7 @@ fn run_child_and_kill(dir: &std::path::Path, start: u64, after: Duration) -> Vec
         ])
         .env(CHILD_ENV, dir)
         .env(START_ENV, start.to_string())
+        .env(ENGINE_ENV, engine.name())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -103,9 +136,8 @@ fn run_child_and_kill(dir: &std::path::Path, start: u64, after: Duration) -> Vec
 
 /// Reopens the store and checks it; returns how many transactions it holds
 /// and its last commit version.
-async fn check_store(dir: &std::path::Path, acked: &[u64]) -> (u64, u64) {
-    let store =
-        kv::embedded::Database::open(dir, Default::default()).expect("reopen after SIGKILL");
+async fn check_store(dir: &std::path::Path, engine: Engine, acked: &[u64]) -> (u64, u64) {
+    let store = kv::embedded::Database::open(dir, options(engine)).expect("reopen after SIGKILL");
     let db: kv::Database = store.clone().into();
     let tx = db.create_transaction().expect("a transaction starts");
     let kvs = tx
@@ -116,6 +148,13 @@ async fn check_store(dir: &std::path::Path, acked: &[u64]) -> (u64, u64) {
         .get(COUNTER, false)
         .await
         .expect("the counter read succeeds");
+    let scratch = tx
+        .get_range_all(
+            RangeOption::new(SCRATCH.to_vec(), SCRATCH_END.to_vec()),
+            false,
+        )
+        .await
+        .expect("the scratch range read succeeds");
     let mut present: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
     for kv in &kvs {
         let s = std::str::from_utf8(&kv.key).expect("keys are UTF-8");
@@ -160,13 +199,28 @@ async fn check_store(dir: &std::path::Path, acked: &[u64]) -> (u64, u64) {
         counted, total,
         "the counter disagrees with the transactions"
     );
+    let scratch: Vec<Vec<u8>> = scratch.into_iter().map(|kv| kv.key).collect();
+    let want: Vec<Vec<u8>> = total.checked_sub(1).map(scratch_key).into_iter().collect();
+    assert_eq!(
+        scratch, want,
+        "the scratch range is not the last transaction's"
+    );
     let version = store.last_version();
     store.shutdown();
     (total, version)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_commits_survive_sigkill() {
+async fn acknowledged_commits_survive_sigkill_on_redb() {
+    sigkill_rounds(Engine::Redb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_commits_survive_sigkill_on_fjall() {
+    sigkill_rounds(Engine::Fjall).await;
+}
+
+async fn sigkill_rounds(engine: Engine) {
     let dir = tempfile::tempdir().unwrap();
     let mut next = 0u64;
     let mut last_version = 0u64;
@@ -174,9 +228,10 @@ async fn acknowledged_commits_survive_sigkill() {
     for _ in 0..KILLS {
         let after = Duration::from_millis(myelin::random::Random::os().range(20..=200));
         let path = dir.path().to_path_buf();
-        let acked = tokio::task::spawn_blocking(move || run_child_and_kill(&path, next, after))
-            .await
-            .unwrap();
+        let acked =
+            tokio::task::spawn_blocking(move || run_child_and_kill(&path, engine, next, after))
+                .await
+                .unwrap();
         if let Some(&last) = acked.last() {
             assert_eq!(
                 acked,
@@ -185,7 +240,7 @@ async fn acknowledged_commits_survive_sigkill() {
             );
         }
         acked_total += acked.len();
-        let (total, version) = check_store(dir.path(), &acked).await;
+        let (total, version) = check_store(dir.path(), engine, &acked).await;
         // Commit versions survive restarts: more commits, a higher version.
         if total > next {
             assert!(
@@ -196,7 +251,10 @@ async fn acknowledged_commits_survive_sigkill() {
         assert!(version >= last_version);
         (next, last_version) = (total, version);
     }
-    eprintln!("{KILLS} kills, {acked_total} acknowledged commits, {next} transactions present");
+    eprintln!(
+        "{}: {KILLS} kills, {acked_total} acknowledged commits, {next} transactions present",
+        engine.name()
+    );
     // The test is meaningful only if children got to commit before dying.
     assert!(acked_total > 0, "no child acknowledged a commit");
 }

@@ -587,9 +587,13 @@ impl Stores {
     }
 }
 
-/// The embedded store's options: the defaults, with the configured cache.
+/// The embedded store's options: the defaults, with the configured cache
+/// and engine.
 fn embedded_options(config: &DatabaseConfig) -> kv::embedded::EmbeddedOptions {
-    let mut options = kv::embedded::EmbeddedOptions::default();
+    let mut options = kv::embedded::EmbeddedOptions {
+        engine: config.engine,
+        ..Default::default()
+    };
     if let Some(bytes) = config.cache_size_bytes {
         options.cache_size_bytes = bytes;
     }

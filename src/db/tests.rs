@@ -226,6 +226,7 @@ async fn fdb_without_the_feature_is_a_clear_error() {
             path: None,
             cluster_file: Some("/etc/foundationdb/fdb.cluster".into()),
             cache_size_bytes: None,
+            engine: Default::default(),
             open_timeout_ms: None,
             root: vec!["myelin".into()],
         },

@@ -1,7 +1,9 @@
 //! Shared test harness: the `kv` backends a test can run against.
 //!
 //! [`each_backend`] runs one test body once per available backend:
-//! - always the embedded backend, in a fresh temporary directory per test;
+//! - always the embedded backend, once on each storage engine
+//!   (`kv::embedded::Engine::ALL`: redb and fjall), in a fresh temporary
+//!   directory per test;
 //! - FoundationDB when the crate is built with `--features fdb` and
 //!   `FDB_CLUSTER_FILE` names a cluster file. Each test then works inside its own
 //!   random key prefix, which is cleared afterwards (never the whole keyspace).
@@ -64,9 +66,14 @@ impl Backend {
         self.db.as_embedded()
     }
 
-    /// A label for assertion messages.
+    /// A label for assertion messages (the embedded backend's names its
+    /// engine).
     pub fn name(&self) -> &'static str {
-        self.db.backend_name()
+        match self.embedded().map(|e| e.engine()) {
+            Some(kv::embedded::Engine::Redb) => "embedded (redb)",
+            Some(kv::embedded::Engine::Fjall) => "embedded (fjall)",
+            None => self.db.backend_name(),
+        }
     }
 }
 
@@ -82,9 +89,22 @@ pub fn embedded_with(options: kv::embedded::EmbeddedOptions) -> Backend {
     }
 }
 
+/// One fresh embedded store with `options` on each storage engine.
+pub fn embedded_each(options: kv::embedded::EmbeddedOptions) -> Vec<Backend> {
+    kv::embedded::Engine::ALL
+        .into_iter()
+        .map(|engine| {
+            embedded_with(kv::embedded::EmbeddedOptions {
+                engine,
+                ..options.clone()
+            })
+        })
+        .collect()
+}
+
 /// The backends available to this run, each prepared for one test.
 pub fn backends() -> Vec<Backend> {
-    let mut out = vec![embedded_with(Default::default())];
+    let mut out = embedded_each(Default::default());
     match fdb_backend() {
         Ok(b) => out.push(b),
         Err(reason) => {
@@ -186,6 +206,7 @@ where
 {
     for backend in backends() {
         let kind = backend.kind;
+        let name = backend.name();
         let db = backend.db.clone();
         let prefix = backend.prefix.clone();
         let outcome = AssertUnwindSafe(test(backend)).catch_unwind().await;
@@ -205,7 +226,7 @@ where
             }
         }
         if let Err(panic) = outcome {
-            eprintln!("failed on the {kind:?} backend");
+            eprintln!("failed on the {name} backend ({kind:?})");
             std::panic::resume_unwind(panic);
         }
     }

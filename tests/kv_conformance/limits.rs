@@ -156,10 +156,10 @@ async fn transaction_size_counts_per_item_overhead_and_write_conflicts() {
 async fn old_transactions_fail_with_too_old() {
     // The embedded store's window is shortened rather than waited out; on a
     // real cluster the test waits past FoundationDB's five seconds.
-    let mut stores = vec![common::embedded_with(EmbeddedOptions {
+    let mut stores = common::embedded_each(EmbeddedOptions {
         max_transaction_age: Duration::from_millis(200),
         ..Default::default()
-    })];
+    });
     stores.extend(
         common::backends()
             .into_iter()

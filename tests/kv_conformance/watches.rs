@@ -136,10 +136,15 @@ async fn watch_expects_the_transactions_own_write() {
 /// and stops counting against `max_watches`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_a_watch_cancels_it() {
-    let b = common::embedded_with(EmbeddedOptions {
+    for b in common::embedded_each(EmbeddedOptions {
         max_watches: 2,
         ..Default::default()
-    });
+    }) {
+        dropped_watches_stop_counting(b).await;
+    }
+}
+
+async fn dropped_watches_stop_counting(b: common::Backend) {
     let watch_on = |name: &str| {
         let tx = b.db.create_transaction().unwrap();
         let w = tx.watch(&b.key(name));

@@ -7,12 +7,12 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use redb::{ReadableDatabase, ReadableTable, Table};
 use tokio::sync::oneshot;
 
 use super::atomic;
 use super::conflicts::{History, Verdict, key_after};
-use super::{DATA, EmbeddedOptions, Faults, META, Published, Snapshot};
+use super::engine::{Batch, Store, View};
+use super::{EmbeddedOptions, Faults, Published, Snapshot};
 use crate::kv::{CommitInfo, Error, MutationType, Result, Versionstamp};
 
 /// One buffered mutation, in the order the transaction made it.
@@ -69,7 +69,7 @@ pub(super) struct Watches {
 }
 
 pub(super) struct Committer {
-    db: redb::Database,
+    store: Store,
     version: u64,
     history: History,
     published: Arc<Published>,
@@ -86,11 +86,12 @@ pub(super) struct Committer {
 /// Longest the committer waits to gather a batch (see [`Committer::gather`]).
 const MAX_GATHER: Duration = Duration::from_millis(1);
 
-/// A read transaction and table opened right after commit `version`.
-pub(super) fn open_snapshot(db: &redb::Database, version: u64) -> Result<Snapshot> {
-    let rtx = db.begin_read().map_err(Error::storage)?;
-    let table = rtx.open_table(DATA).map_err(Error::storage)?;
-    Ok(Snapshot { version, table })
+/// The store's read view, opened right after commit `version`.
+fn open_snapshot(store: &Store, version: u64) -> Result<Snapshot> {
+    Ok(Snapshot {
+        version,
+        view: store.view()?,
+    })
 }
 
 /// Registers a watch expecting `expected`, or fires it at once if the current
@@ -191,14 +192,14 @@ struct Accepted {
 
 impl Committer {
     pub(super) fn new(
-        db: redb::Database,
+        store: Store,
         version: u64,
         published: Arc<Published>,
         faults: Arc<Faults>,
         options: &EmbeddedOptions,
     ) -> Self {
         Committer {
-            db,
+            store,
             version,
             history: History::new(version),
             published,
@@ -284,79 +285,73 @@ impl Committer {
         let mut written_keys: Vec<Vec<u8>> = Vec::new();
         let mut written_ranges: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let mut written_bytes: u64 = 0;
+        // Every accepted transaction's writes, read through by atomic
+        // operations and watches over the last published view (the
+        // committer is the only writer, so that view is the store's state).
+        let current = self.published.snapshot();
+        let mut pending = Batch::default();
         let result = (|| -> Result<()> {
-            let wtx = self.db.begin_write().map_err(Error::storage)?;
-            {
-                let mut table = wtx.open_table(DATA).map_err(Error::storage)?;
-                for req in batch {
-                    if self.injected_failure() {
-                        let _ = req.reply.send(Err(Error::Storage("injected fault".into())));
+            for req in batch {
+                if self.injected_failure() {
+                    let _ = req.reply.send(Err(Error::Storage("injected fault".into())));
+                    continue;
+                }
+                match self.history.check(req.read_version, &req.read_conflicts) {
+                    Verdict::Conflict => {
+                        let _ = req.reply.send(Err(Error::Conflict));
                         continue;
                     }
-                    match self.history.check(req.read_version, &req.read_conflicts) {
-                        Verdict::Conflict => {
-                            let _ = req.reply.send(Err(Error::Conflict));
-                            continue;
-                        }
-                        Verdict::TooOld => {
-                            let _ = req.reply.send(Err(Error::TooOld));
-                            continue;
-                        }
-                        Verdict::Ok => {}
+                    Verdict::TooOld => {
+                        let _ = req.reply.send(Err(Error::TooOld));
+                        continue;
                     }
-                    let order = u16::try_from(accepted.len()).expect("max_batch fits u16");
-                    let mut stamp: Versionstamp = [0; 10];
-                    stamp[..8].copy_from_slice(&version.to_be_bytes());
-                    stamp[8..].copy_from_slice(&order.to_be_bytes());
-                    for (b, e) in &req.write_conflicts {
-                        self.history.record(b, e, version);
-                    }
-                    for m in &req.mutations {
-                        written_bytes += m.written_bytes();
-                        self.apply(
-                            &mut table,
-                            m,
-                            &stamp,
-                            version,
-                            &mut written_keys,
-                            &mut written_ranges,
-                        )?;
-                    }
-                    let watches = req
-                        .watches
-                        .into_iter()
-                        .map(|mut w| {
-                            let value = match w.expected.take() {
-                                Some(seen) => seen,
-                                None => table
-                                    .get(w.key.as_slice())
-                                    .map_err(Error::storage)?
-                                    .map(|v| v.value().to_vec()),
-                            };
-                            Ok((w, value))
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                    accepted.push(Accepted {
-                        reply: req.reply,
-                        info: CommitInfo {
-                            version: Some(version),
-                            versionstamp: Some(stamp),
-                        },
-                        watches,
-                    });
+                    Verdict::Ok => {}
                 }
-                if accepted.is_empty() {
-                    drop(table);
-                    wtx.abort().map_err(Error::storage)?;
-                    return Ok(());
+                let order = u16::try_from(accepted.len()).expect("max_batch fits u16");
+                let mut stamp: Versionstamp = [0; 10];
+                stamp[..8].copy_from_slice(&version.to_be_bytes());
+                stamp[8..].copy_from_slice(&order.to_be_bytes());
+                for (b, e) in &req.write_conflicts {
+                    self.history.record(b, e, version);
                 }
-                let mut meta = wtx.open_table(META).map_err(Error::storage)?;
-                meta.insert("version", version.to_be_bytes().as_slice())
-                    .map_err(Error::storage)?;
+                for m in &req.mutations {
+                    written_bytes += m.written_bytes();
+                    self.apply(
+                        &mut pending,
+                        &current.view,
+                        m,
+                        &stamp,
+                        version,
+                        &mut written_keys,
+                        &mut written_ranges,
+                    )?;
+                }
+                let watches = req
+                    .watches
+                    .into_iter()
+                    .map(|mut w| {
+                        let value = match w.expected.take() {
+                            Some(seen) => seen,
+                            None => pending.get(&current.view, &w.key)?,
+                        };
+                        Ok((w, value))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                accepted.push(Accepted {
+                    reply: req.reply,
+                    info: CommitInfo {
+                        version: Some(version),
+                        versionstamp: Some(stamp),
+                    },
+                    watches,
+                });
             }
-            wtx.commit().map_err(Error::storage)?;
-            Ok(())
+            if accepted.is_empty() {
+                return Ok(());
+            }
+            self.store.apply(&pending, version)
         })();
+        drop(current);
         if let Err(e) = result {
             tracing::error!(error = %e, "embedded commit failed");
             let msg = e.to_string();
@@ -370,7 +365,7 @@ impl Committer {
         }
         self.version = version;
         self.history.committed(version, Instant::now(), self.window);
-        let snapshot = match open_snapshot(&self.db, version) {
+        let snapshot = match open_snapshot(&self.store, version) {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 tracing::error!(error = %e, "cannot open a snapshot after commit");
@@ -412,9 +407,11 @@ impl Committer {
             == Ok(1)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn apply(
         &mut self,
-        table: &mut Table<&'static [u8], &'static [u8]>,
+        pending: &mut Batch,
+        current: &View,
         m: &Mutation,
         stamp: &Versionstamp,
         version: u64,
@@ -423,46 +420,34 @@ impl Committer {
     ) -> Result<()> {
         match m {
             Mutation::Set(k, v) => {
-                table
-                    .insert(k.as_slice(), v.as_slice())
-                    .map_err(Error::storage)?;
+                pending.set(k.clone(), v.clone());
                 written_keys.push(k.clone());
             }
             Mutation::Clear(k) => {
-                table.remove(k.as_slice()).map_err(Error::storage)?;
+                pending.clear(k.clone());
                 written_keys.push(k.clone());
             }
             Mutation::ClearRange(b, e) => {
-                table
-                    .retain_in::<&[u8], _>(b.as_slice()..e.as_slice(), |_, _| false)
-                    .map_err(Error::storage)?;
+                pending.clear_range(b, e);
                 written_ranges.push((b.clone(), e.clone()));
             }
             Mutation::Atomic(k, param, MutationType::SetVersionstampedKey) => {
                 let key = atomic::place_versionstamp(k, stamp);
-                table
-                    .insert(key.as_slice(), param.as_slice())
-                    .map_err(Error::storage)?;
+                pending.set(key.clone(), param.clone());
                 self.history.record(&key, &key_after(&key), version);
                 written_keys.push(key);
             }
             Mutation::Atomic(k, param, MutationType::SetVersionstampedValue) => {
                 let value = atomic::place_versionstamp(param, stamp);
-                table
-                    .insert(k.as_slice(), value.as_slice())
-                    .map_err(Error::storage)?;
+                pending.set(k.clone(), value);
                 written_keys.push(k.clone());
             }
             Mutation::Atomic(k, param, op) => {
-                let old = table
-                    .get(k.as_slice())
-                    .map_err(Error::storage)?
-                    .map(|v| v.value().to_vec());
+                let old = pending.get(current, k)?;
                 match atomic::apply(*op, old.as_deref(), param) {
-                    Some(new) => table.insert(k.as_slice(), new.as_slice()).map(drop),
-                    None => table.remove(k.as_slice()).map(drop),
+                    Some(new) => pending.set(k.clone(), new),
+                    None => pending.clear(k.clone()),
                 }
-                .map_err(Error::storage)?;
                 written_keys.push(k.clone());
             }
         }

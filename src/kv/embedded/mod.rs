@@ -1,14 +1,19 @@
 //! The embedded backend: FoundationDB's transaction semantics in-process, durable
-//! on local disk, built on the `redb` storage engine (see
-//! `docs/decisions/0001-embedded-storage-engine.md`).
+//! on local disk, on one of two storage engines chosen per database
+//! ([`Engine`]: `redb`, the default, see
+//! `docs/decisions/0001-embedded-storage-engine.md`; or the LSM engine
+//! `fjall`, see `docs/decisions/0007-lsm-engine.md`).
 //!
 //! ## Design
 //! The backend plays the roles of FoundationDB's sequencer, resolver and log in
-//! one place: a single **committer thread** owns the only `redb` write
-//! transaction.
+//! one place: a single **committer thread** owns the store and is the only
+//! one that writes to it. The store sits behind a small seam (`engine`:
+//! open, a read view with point and range reads, an atomic durable batch,
+//! the stored commit version); everything else here is shared by both
+//! engines.
 //!
 //! - **Read versions.** After each durable commit batch the committer publishes a
-//!   `Snapshot`: the batch's commit version and a `redb` read transaction
+//!   `Snapshot`: the batch's commit version and an engine read view
 //!   opened right after it. A new [`Transaction`] takes the current snapshot;
 //!   every read it makes sees exactly that snapshot plus its own writes. Since
 //!   snapshots are published in commit order and only after the commit is
@@ -20,9 +25,9 @@
 //!   more, at most half the last commit's duration and 1 ms), checks each in
 //!   order against the writes of transactions committed after its read
 //!   version (`conflicts::History`, including those accepted earlier in the
-//!   same batch), applies the accepted ones to one `redb` write
-//!   transaction, commits it with `Durability::Immediate` (one fsync for the
-//!   batch), publishes the new snapshot, fires watches, and only then answers.
+//!   same batch), gathers the accepted ones' writes into one `engine::Batch`
+//!   (reads of atomic operations see the batch's earlier writes), applies it
+//!   to the store atomically with one fsync, publishes the new snapshot, fires watches, and only then answers.
 //! - **Versions.** Each batch gets the next commit version (persisted with the
 //!   batch, so versions keep increasing across restarts); a transaction's
 //!   versionstamp is the version followed by its order among the batch's
@@ -31,12 +36,12 @@
 //!   (5 seconds, FoundationDB's MVCC window) fails with `transaction_too_old`
 //!   on its next read or at commit; the conflict history is pruned to that window.
 //!
-//! Keys live in one `redb` table of raw bytes, ordered bytewise like
-//! FoundationDB's keys; a second table holds the last commit version. The
-//! store is `<dir>/store.redb`; a new one is built as
-//! `store.redb.new-<pid>` and linked into place once complete, so a crash
-//! while creating never leaves a half-written store (a leftover temporary
-//! file is harmless).
+//! Keys are raw bytes ordered bytewise like FoundationDB's; the store also
+//! holds the last commit version. It is `<dir>/store.redb` (redb) or the
+//! directory `<dir>/store.fjall` (fjall); either is built under a temporary
+//! name and moved into place once complete, so a crash while creating never
+//! leaves a half-written store. A directory holding one engine's store is
+//! never opened with the other.
 //!
 //! Who may import this: `kv` and `db` (which opens stores from the
 //! configuration). Layers above use [`crate::kv::Database`].
@@ -44,6 +49,7 @@
 mod atomic;
 mod committer;
 mod conflicts;
+mod engine;
 mod rangeset;
 mod transaction;
 
@@ -53,18 +59,14 @@ use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use redb::{ReadOnlyTable, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
+pub use engine::Engine;
 pub use transaction::Transaction;
 
 use super::{Error, Result, limits};
 use committer::{CommitRequest, Committer};
-
-/// Every key and value of the store.
-const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
-/// Store metadata: `version` is the last commit version, 8 bytes big-endian.
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+use engine::View;
 
 /// Tuning of an embedded store. The defaults match FoundationDB's limits.
 #[derive(Clone, Debug)]
@@ -80,6 +82,9 @@ pub struct EmbeddedOptions {
     pub cache_size_bytes: usize,
     /// Most transactions committed in one batch.
     pub max_batch: usize,
+    /// The storage engine (`databases.<name>.engine`). Default
+    /// [`Engine::Redb`].
+    pub engine: Engine,
 }
 
 impl Default for EmbeddedOptions {
@@ -89,6 +94,7 @@ impl Default for EmbeddedOptions {
             max_watches: 10_000,
             cache_size_bytes: 64 << 20,
             max_batch: 4096,
+            engine: Engine::default(),
         }
     }
 }
@@ -96,16 +102,12 @@ impl Default for EmbeddedOptions {
 /// A read view of the store at one commit version.
 pub(crate) struct Snapshot {
     version: u64,
-    table: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    view: View,
 }
 
 impl Snapshot {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .table
-            .get(key)
-            .map_err(Error::storage)?
-            .map(|v| v.value().to_vec()))
+        self.view.get(key)
     }
 }
 
@@ -124,11 +126,13 @@ impl Published {
 
 /// A read-only view of the store at one commit version, for backups.
 ///
-/// Unlike a [`Transaction`] it has no age limit: it holds a `redb` read
-/// transaction, an MVCC snapshot that keeps the pages of its version for as
-/// long as it lives, so a store of any size can be read at one version
-/// while commits go on. Holding it keeps those pages from being reused
-/// (the file grows under a heavy write load): drop it when done.
+/// Unlike a [`Transaction`] it has no age limit: it holds the engine's read
+/// view (a `redb` read transaction, an MVCC snapshot that keeps the pages
+/// of its version; a `fjall` snapshot, which keeps the entries it sees from
+/// being compacted away) for as long as it lives, so a store of any size
+/// can be read at one version while commits go on. Holding it keeps that
+/// space from being reused (the store grows under a heavy write load): drop
+/// it when done.
 pub struct SnapshotReader {
     snap: Arc<Snapshot>,
 }
@@ -151,17 +155,9 @@ impl SnapshotReader {
         end: &[u8],
         mut visit: impl FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
-        if begin >= end {
-            return Ok(());
-        }
-        let range = self
-            .snap
-            .table
-            .range::<&[u8]>(begin..end)
-            .map_err(Error::storage)?;
-        for entry in range {
-            let (k, v) = entry.map_err(Error::storage)?;
-            if !visit(k.value(), v.value()) {
+        for entry in self.snap.view.range(begin, end, false) {
+            let (k, v) = entry?;
+            if !visit(&k, &v) {
                 break;
             }
         }
@@ -172,35 +168,13 @@ impl SnapshotReader {
 /// Raises the last commit version of the store in `dir` to at least
 /// `min_version` and returns it, so commits made after a restore get
 /// versions (and versionstamps) above every one the restored data holds.
-/// The store must not be open (in this process or another): `redb` locks
-/// the file.
+/// The store (of either engine) must not be open (in this process or
+/// another): both engines lock it.
 ///
 /// Errors: [`Error::Storage`] if there is no store in `dir`, it is open or
 /// it cannot be written.
 pub fn advance_version(dir: &Path, min_version: u64) -> Result<u64> {
-    let path = dir.join("store.redb");
-    if !path.exists() {
-        return Err(Error::storage(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("no store at {}", path.display()),
-        )));
-    }
-    let db = redb::Database::open(&path).map_err(Error::storage)?;
-    let wtx = db.begin_write().map_err(Error::storage)?;
-    let version = {
-        let mut meta = wtx.open_table(META).map_err(Error::storage)?;
-        let current = meta
-            .get("version")
-            .map_err(Error::storage)?
-            .map(|v| u64::from_be_bytes(v.value().try_into().unwrap_or([0; 8])))
-            .unwrap_or(0);
-        let version = current.max(min_version);
-        meta.insert("version", version.to_be_bytes().as_slice())
-            .map_err(Error::storage)?;
-        version
-    };
-    wtx.commit().map_err(Error::storage)?;
-    Ok(version)
+    engine::advance_version(dir, min_version)
 }
 
 /// Test hooks that make the store misbehave on purpose, as FoundationDB's
@@ -270,85 +244,44 @@ impl Drop for Shared {
     }
 }
 
-/// Creates an empty store at `path` so that a crash at any moment leaves
-/// either no store or a complete one: it is built under a temporary name
-/// in the same directory, synced, and linked into place (a hard link fails
-/// if another process got there first; then theirs is used), and the
-/// directory is synced. A crash part-way leaves only a temporary file,
-/// which the next creation replaces.
-fn create_store(dir: &Path, path: &Path, options: &EmbeddedOptions) -> Result<()> {
-    let tmp = dir.join(format!("store.redb.new-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    {
-        let db = redb::Database::builder()
-            .set_cache_size(options.cache_size_bytes)
-            .create(&tmp)
-            .map_err(Error::storage)?;
-        let wtx = db.begin_write().map_err(Error::storage)?;
-        wtx.open_table(DATA).map_err(Error::storage)?;
-        wtx.open_table(META).map_err(Error::storage)?;
-        wtx.commit().map_err(Error::storage)?;
-    }
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(Error::storage)?;
-    match std::fs::hard_link(&tmp, path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(Error::storage(e)),
-    }
-    std::fs::remove_file(&tmp).map_err(Error::storage)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::storage)?;
-    Ok(())
-}
-
 impl Shared {
     fn stop(&self) {
         drop(self.commits.lock().expect("commit channel lock").take());
         if let Some(handle) = self.committer.lock().expect("committer lock").take() {
             let _ = handle.join();
+            // The published view holds the engine open (fjall's keyspace
+            // handles keep its lock): replace it, so the directory can be
+            // opened again once the transactions still reading are gone.
+            let mut current = self.published.current.write().expect("snapshot lock");
+            let version = current.version;
+            *current = Arc::new(Snapshot {
+                version,
+                view: View::Closed,
+            });
         }
     }
 }
 
 impl Database {
-    /// Opens the store in directory `dir`, creating it if needed.
+    /// Opens the store of `options.engine` in directory `dir`, creating it
+    /// if needed.
     ///
-    /// Errors: [`Error::Storage`] if the directory cannot be created, the file
-    /// is locked by another process, or it is corrupt.
+    /// Errors: [`Error::Storage`] if the directory cannot be created, holds
+    /// the other engine's store, the store is locked by another process, or
+    /// it is corrupt.
     pub fn open(dir: impl AsRef<Path>, options: EmbeddedOptions) -> Result<Self> {
-        let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(Error::storage)?;
-        let path = dir.join("store.redb");
-        if !path.exists() {
-            create_store(dir, &path, &options)?;
-        }
-        let db = redb::Database::builder()
-            .set_cache_size(options.cache_size_bytes)
-            .create(&path)
-            .map_err(Error::storage)?;
-        let version = {
-            let wtx = db.begin_write().map_err(Error::storage)?;
-            wtx.open_table(DATA).map_err(Error::storage)?;
-            let version = {
-                let meta = wtx.open_table(META).map_err(Error::storage)?;
-                let v = meta.get("version").map_err(Error::storage)?;
-                v.map(|v| u64::from_be_bytes(v.value().try_into().unwrap_or([0; 8])))
-                    .unwrap_or(0)
-            };
-            wtx.commit().map_err(Error::storage)?;
-            version
+        let (store, version, path) = engine::Store::open(dir.as_ref(), &options)?;
+        let snapshot = Snapshot {
+            version,
+            view: store.view()?,
         };
-        let snapshot = committer::open_snapshot(&db, version)?;
         let published = Arc::new(Published {
             current: RwLock::new(Arc::new(snapshot)),
             watches: Mutex::new(committer::Watches::default()),
         });
         let faults = Arc::new(Faults::default());
         let (tx, rx) = mpsc::channel();
-        let committer = Committer::new(db, version, published.clone(), faults.clone(), &options);
+        let committer = Committer::new(store, version, published.clone(), faults.clone(), &options);
         let handle = std::thread::Builder::new()
             .name("myelin-committer".into())
             .spawn(move || committer.run(rx))
@@ -406,9 +339,15 @@ impl Database {
         self.shared.published.snapshot().version
     }
 
-    /// The file holding the store.
+    /// The store: the file `<dir>/store.redb` or the directory
+    /// `<dir>/store.fjall`.
     pub fn path(&self) -> &Path {
         &self.shared.path
+    }
+
+    /// The storage engine under this store.
+    pub fn engine(&self) -> Engine {
+        self.shared.options.engine
     }
 
     /// The store's options.

@@ -346,23 +346,13 @@ impl Transaction {
         let snap: Box<dyn Iterator<Item = Result<KeyValue>>> = if begin >= end {
             Box::new(std::iter::empty())
         } else {
-            match self.inner.snap.table.range::<&[u8]>(begin..end) {
-                Ok(r) => {
-                    let it = r.map(|e| {
-                        e.map(|(k, v)| KeyValue {
-                            key: k.value().to_vec(),
-                            value: v.value().to_vec(),
-                        })
-                        .map_err(Error::storage)
-                    });
-                    if reverse {
-                        Box::new(it.rev())
-                    } else {
-                        Box::new(it)
-                    }
-                }
-                Err(e) => Box::new(std::iter::once(Err(Error::storage(e)))),
-            }
+            Box::new(
+                self.inner
+                    .snap
+                    .view
+                    .range(begin, end, reverse)
+                    .map(|e| e.map(|(key, value)| KeyValue { key, value })),
+            )
         };
         let bounds = (
             Bound::Included(begin.to_vec()),
