@@ -221,7 +221,7 @@ async fn acknowledged_commits_survive_sigkill_on_fjall() {
 }
 
 async fn sigkill_rounds(engine: Engine) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("tempdir");
     let mut next = 0u64;
     let mut last_version = 0u64;
     let mut acked_total = 0usize;
@@ -231,7 +231,7 @@ async fn sigkill_rounds(engine: Engine) {
         let acked =
             tokio::task::spawn_blocking(move || run_child_and_kill(&path, engine, next, after))
                 .await
-                .unwrap();
+                .expect("the crash child task");
         if let Some(&last) = acked.last() {
             assert_eq!(
                 acked,

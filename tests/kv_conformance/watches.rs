@@ -146,18 +146,18 @@ async fn dropping_a_watch_cancels_it() {
 
 async fn dropped_watches_stop_counting(b: common::Backend) {
     let watch_on = |name: &str| {
-        let tx = b.db.create_transaction().unwrap();
+        let tx = b.db.create_transaction().expect("transaction");
         let w = tx.watch(&b.key(name));
         (tx, w)
     };
     let (t1, w1) = watch_on("a");
-    t1.commit().await.unwrap();
+    t1.commit().await.expect("t1 commits");
     let (t2, w2) = watch_on("b");
-    t2.commit().await.unwrap();
+    t2.commit().await.expect("t2 commits");
     // Over the limit the watch fails (too_many_watches), not the commit.
     let (t3, w3) = watch_on("c");
-    t3.commit().await.unwrap();
-    assert_eq!(w3.await.unwrap_err().code(), Some(1032));
+    t3.commit().await.expect("t3 commits");
+    assert_eq!(w3.await.expect_err("the watch fails").code(), Some(1032));
 
     drop(w1);
     drop(w2);
