@@ -238,7 +238,7 @@ pub struct DatabaseConfig {
     /// journal; `docs/decisions/0007-lsm-engine.md`). A directory holding
     /// one engine's store is refused by the other. Databases sharing a store
     /// use the first one's setting.
-    pub engine: crate::kv::embedded::Engine,
+    pub engine: Engine,
     /// How long opening waits for the store to answer one read (the
     /// directory layer's version key), in milliseconds, before it fails
     /// naming the cluster file. Default [`DEFAULT_OPEN_TIMEOUT_MS`]. Matters
@@ -250,6 +250,19 @@ pub struct DatabaseConfig {
     pub root: Vec<String>,
 }
 
+/// Which durable store sits under an embedded database
+/// (`[databases.<name>] engine`). See `docs/decisions/0007-lsm-engine.md`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// `redb`: a copy-on-write B-tree in one file, `<dir>/store.redb`.
+    #[default]
+    Redb,
+    /// `fjall`: an LSM tree with a write-ahead journal, in the directory
+    /// `<dir>/store.fjall`.
+    Fjall,
+}
+
 impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
@@ -257,7 +270,7 @@ impl Default for DatabaseConfig {
             path: None,
             cluster_file: None,
             cache_size_bytes: None,
-            engine: crate::kv::embedded::Engine::Redb,
+            engine: Engine::Redb,
             open_timeout_ms: None,
             root: vec![DEFAULT_ROOT.to_string()],
         }

@@ -22,7 +22,8 @@
 //! Invariant: only the committer thread applies batches, so the view opened
 //! right after an apply is exactly the state at that batch's version.
 //! Who may import this: the embedded backend's modules (`super`); the rest
-//! of the crate names only [`Engine`].
+//! of the crate names only [`Engine`] (declared in `config`, which sits
+//! below `kv`; its methods are here).
 
 mod fjall_store;
 mod redb_store;
@@ -30,24 +31,10 @@ mod redb_store;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
 use super::rangeset::RangeSet;
 use super::{EmbeddedOptions, Error, Result};
 
-/// Which durable store sits under an embedded database
-/// (`[databases.<name>] engine`). See `docs/decisions/0007-lsm-engine.md`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Engine {
-    /// `redb`: a copy-on-write B-tree in one file, `<dir>/store.redb`.
-    #[default]
-    Redb,
-    /// `fjall`: an LSM tree with a write-ahead journal, in the directory
-    /// `<dir>/store.fjall`.
-    Fjall,
-}
+pub use crate::config::Engine;
 
 impl Engine {
     /// Every engine, for tests that run against each.
