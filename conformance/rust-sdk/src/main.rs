@@ -118,11 +118,27 @@ async fn register(url: &str, localpart: &str, password: &str) -> Result<()> {
     req.password = Some(password.to_owned());
     req.auth = Some(uiaa::AuthData::Dummy(uiaa::Dummy::new()));
     req.inhibit_login = true;
-    c.matrix_auth()
-        .register(req)
-        .await
-        .with_context(|| format!("register {localpart}"))?;
-    Ok(())
+    // Registrations are rate limited per IP, and the nio and js steps
+    // registered from this address seconds ago: like those clients, wait
+    // out a 429 `M_LIMIT_EXCEEDED` (1 s, more than the server's
+    // `retry_after_ms`) and try again, at most three times.
+    let mut waits_left = 3;
+    loop {
+        match c.matrix_auth().register(req.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if waits_left > 0
+                    && matches!(
+                        e.client_api_error_kind(),
+                        Some(matrix_sdk::ruma::api::error::ErrorKind::LimitExceeded(_))
+                    ) =>
+            {
+                waits_left -= 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e).with_context(|| format!("register {localpart}")),
+        }
+    }
 }
 
 /// Logs `localpart` in as Element X would (SQLite store, encryption,
