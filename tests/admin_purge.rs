@@ -57,30 +57,10 @@ async fn event_ids(client: &Client, room: &str) -> Vec<String> {
         .collect()
 }
 
-struct Setup {
-    server: TestServer,
-    admin: Client,
-    alice: Client,
-    bob: Client,
-}
+type Setup = common_api::AdminAliceBob;
 
 async fn setup() -> Setup {
-    let server = TestServer::start().await;
-    let admin = server.register("admin", "pw-admin-1").await;
-    let alice = server.register("alice", "pw-alice-1").await;
-    let bob = server.register("bob", "pw-bob-1").await;
-    server
-        .state
-        .accounts
-        .set_admin("admin", true)
-        .await
-        .expect("make the admin");
-    Setup {
-        server,
-        admin,
-        alice,
-        bob,
-    }
+    common_api::admin_alice_bob().await
 }
 
 /// A room with history of every kind the `rooms` database indexes:

@@ -5,35 +5,14 @@ mod common_api;
 
 use serde_json::{Value, json};
 
-use common_api::{Client, TestServer, assert_error};
+use common_api::{Client, assert_error};
 
 const P: &str = "/_myelin/game/v1";
 
-struct Game {
-    /// Kept alive for the test's length.
-    _server: TestServer,
-    admin: Client,
-    alice: Client,
-    bob: Client,
-}
+type Game = common_api::AdminAliceBob;
 
 async fn game() -> Game {
-    let server = TestServer::start().await;
-    let admin = server.register("admin", "pw-admin-1").await;
-    let alice = server.register("alice", "pw-alice-1").await;
-    let bob = server.register("bob", "pw-bob-1").await;
-    server
-        .state
-        .accounts
-        .set_admin("admin", true)
-        .await
-        .expect("game test step");
-    Game {
-        _server: server,
-        admin,
-        alice,
-        bob,
-    }
+    common_api::admin_alice_bob().await
 }
 
 async fn uid(c: &Client) -> String {

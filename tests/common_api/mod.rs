@@ -221,6 +221,35 @@ impl Drop for TestServer {
         }
     }
 }
+/// A fresh server with three users: `admin` (made an admin account),
+/// `alice` and `bob`, each logged in: the setup the game, leaderboard and
+/// admin tests share.
+pub struct AdminAliceBob {
+    pub server: TestServer,
+    pub admin: Client,
+    pub alice: Client,
+    pub bob: Client,
+}
+
+/// Starts a [`TestServer`] and registers [`AdminAliceBob`]'s three users.
+pub async fn admin_alice_bob() -> AdminAliceBob {
+    let server = TestServer::start().await;
+    let admin = server.register("admin", "pw-admin-1").await;
+    let alice = server.register("alice", "pw-alice-1").await;
+    let bob = server.register("bob", "pw-bob-1").await;
+    server
+        .state
+        .accounts
+        .set_admin("admin", true)
+        .await
+        .expect("make the admin");
+    AdminAliceBob {
+        server,
+        admin,
+        alice,
+        bob,
+    }
+}
 
 /// A JSON client of the test server.
 #[derive(Clone)]
