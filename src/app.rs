@@ -82,9 +82,23 @@ impl AppConfig {
     }
 }
 
-/// Every service of one server process. Cheap to clone.
+/// Every service of one server process: a shared [`AppServices`], so a
+/// clone (axum clones the state for each extractor and middleware of every
+/// request) is one reference-count increment, not one per service and
+/// database handle.
 #[derive(Clone)]
-pub struct App {
+pub struct App(Arc<AppServices>);
+
+impl std::ops::Deref for App {
+    type Target = AppServices;
+
+    fn deref(&self) -> &AppServices {
+        &self.0
+    }
+}
+
+/// The services behind an [`App`].
+pub struct AppServices {
     /// Accounts, devices, tokens, profiles, account data.
     pub accounts: Arc<Accounts>,
     /// The server's signing key.
@@ -152,7 +166,7 @@ impl App {
             random,
         );
         let rooms = Rooms::open(databases, accounts.clone(), &signing_key, clock);
-        Ok(App {
+        Ok(App(Arc::new(AppServices {
             transitory: Arc::new(transitory),
             e2ee: Arc::new(e2ee),
             rooms: Arc::new(rooms),
@@ -162,7 +176,7 @@ impl App {
             signing_key,
             sync: Arc::new(SyncService::new(databases, config.sync)),
             databases: databases.clone(),
-        })
+        })))
     }
 
     /// The services `/sync` reads through.
