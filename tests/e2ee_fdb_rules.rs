@@ -28,6 +28,25 @@ fn claim_id(n: u8, now_ms: u64) -> ClaimId {
     }
 }
 
+/// Uploads one-time keys `signed_curve25519:AAAA`, `AAAB` and `AAAC` for
+/// `@a:x`'s device `DEV`.
+async fn upload_three_one_time_keys(e2ee: &E2eeDb) {
+    let otks: Vec<(String, String, String)> = ["AAAA", "AAAB", "AAAC"]
+        .iter()
+        .map(|id| {
+            (
+                "signed_curve25519".to_owned(),
+                (*id).to_owned(),
+                format!("key-{id}"),
+            )
+        })
+        .collect();
+    e2ee.upload("@a:x", "DEV", None, &otks, &[])
+        .await
+        .expect("upload")
+        .expect("accepted");
+}
+
 fn session(index: u64) -> Value {
     json!({
         "first_message_index": index,
@@ -139,20 +158,7 @@ async fn a_session_named_twice_in_one_request_counts_once() {
 #[tokio::test]
 async fn claiming_a_device_twice_in_one_request_hands_out_two_keys() {
     let (_dir, _dbs, e2ee) = open().await;
-    let otks: Vec<(String, String, String)> = ["AAAA", "AAAB", "AAAC"]
-        .iter()
-        .map(|id| {
-            (
-                "signed_curve25519".to_owned(),
-                (*id).to_owned(),
-                format!("key-{id}"),
-            )
-        })
-        .collect();
-    e2ee.upload("@a:x", "DEV", None, &otks, &[])
-        .await
-        .expect("upload")
-        .expect("accepted");
+    upload_three_one_time_keys(&e2ee).await;
     let one = (
         "@a:x".to_owned(),
         "DEV".to_owned(),
@@ -259,20 +265,7 @@ async fn taking_a_uia_session_after_commit_unknown_result_returns_it() {
 #[tokio::test]
 async fn a_claim_retried_after_commit_unknown_result_takes_one_key() {
     let (_dir, dbs, e2ee) = open().await;
-    let otks: Vec<(String, String, String)> = ["AAAA", "AAAB", "AAAC"]
-        .iter()
-        .map(|id| {
-            (
-                "signed_curve25519".to_owned(),
-                (*id).to_owned(),
-                format!("key-{id}"),
-            )
-        })
-        .collect();
-    e2ee.upload("@a:x", "DEV", None, &otks, &[])
-        .await
-        .expect("upload")
-        .expect("accepted");
+    upload_three_one_time_keys(&e2ee).await;
     let want = [(
         "@a:x".to_owned(),
         "DEV".to_owned(),

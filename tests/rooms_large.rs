@@ -46,8 +46,15 @@ const STATE_EVENTS: usize = 2_600;
 /// Concurrent senders (state sends of different keys do not conflict).
 const SENDERS: usize = 16;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn whole_room_reads_stay_within_one_page_per_transaction() {
+/// A fresh embedded store, the rooms service over it, and a private room
+/// of `alice`'s (version 11).
+async fn alice_in_a_private_room() -> (
+    tempfile::TempDir,
+    myelin::db::Databases,
+    myelin::service::rooms::Rooms,
+    ruma::OwnedUserId,
+    ruma::OwnedRoomId,
+) {
     let dir = tempfile::tempdir().expect("temp dir");
     let dbs = myelin::db::open_embedded_at(dir.path())
         .await
@@ -55,6 +62,12 @@ async fn whole_room_reads_stay_within_one_page_per_transaction() {
     let (rooms, _clock) = rooms_common::service(&dbs);
     let alice = rooms_common::user("alice");
     let room = rooms_common::private_room(&rooms, &alice, &RoomVersionId::V11).await;
+    (dir, dbs, rooms, alice, room)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn whole_room_reads_stay_within_one_page_per_transaction() {
+    let (_dir, dbs, rooms, alice, room) = alice_in_a_private_room().await;
     let per_sender = STATE_EVENTS / SENDERS;
     try_join_all((0..SENDERS).map(|s| {
         let (rooms, alice, room) = (&rooms, &alice, &room);
@@ -322,13 +335,7 @@ async fn a_large_room_answers_within_budget() {
 /// content and returns those events; a batch with a message is refused.
 #[tokio::test]
 async fn a_state_batch_retried_after_commit_unknown_result_appends_once() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let dbs = myelin::db::open_embedded_at(dir.path())
-        .await
-        .expect("open");
-    let (rooms, _clock) = rooms_common::service(&dbs);
-    let alice = rooms_common::user("alice");
-    let room = rooms_common::private_room(&rooms, &alice, &RoomVersionId::V11).await;
+    let (_dir, dbs, rooms, alice, room) = alice_in_a_private_room().await;
     let db = rooms.db();
     let count = || async {
         db.timeline(&room, None, None, Direction::Forward, 1_000)

@@ -75,7 +75,7 @@ struct ClaimRecord {
     keys: Vec<(String, String, ClaimedKey)>,
 }
 
-/// How long a claim's record ([`ClaimRecord`]) is kept for its retries,
+/// How long a claim's record (`e2ee/claim`) is kept for its retries,
 /// in milliseconds: far longer than the retry runner's budget (30 s by
 /// default), so a retry always finds it, and short enough that the records
 /// left at any time are those of the last few minutes' claims.

@@ -275,13 +275,7 @@ impl RoomsDb {
                         .layout
                         .append(&tx, signer, &record, &append, order, &written)
                         .await
-                        .map_err(|e| match e {
-                            Error::NotAuthorized(why) => Error::NotAuthorized(format!(
-                                "{} {:?}: {why}",
-                                event.event_type, event.state_key
-                            )),
-                            other => other,
-                        })?;
+                        .map_err(|e| naming(event, e))?;
                     written_keys.insert(state);
                     ids.push(pdu.event_id().clone());
                     written.push(pdu);
@@ -457,6 +451,17 @@ struct AuthState {
     replaces_state: Option<OwnedEventId>,
 }
 
+/// `e` with a refusal naming `event` (its type and state key), for the
+/// transactions that append several events.
+fn naming(event: &NewEvent, e: Error) -> Error {
+    match e {
+        Error::NotAuthorized(why) => {
+            Error::NotAuthorized(format!("{} {:?}: {why}", event.event_type, event.state_key))
+        }
+        other => other,
+    }
+}
+
 /// The stream position of event `order` of a commit.
 fn committed_position(stamp: Option<[u8; 10]>, order: u16) -> Result<StreamPosition> {
     let stamp =
@@ -493,13 +498,7 @@ impl Layout {
             let pdu = self
                 .append(tx, signer, record, &append, order, &written)
                 .await
-                .map_err(|e| match e {
-                    Error::NotAuthorized(why) => Error::NotAuthorized(format!(
-                        "{} {:?}: {why}",
-                        event.event_type, event.state_key
-                    )),
-                    other => other,
-                })?;
+                .map_err(|e| naming(event, e))?;
             written.push(pdu);
         }
         Ok(written.iter().map(|pdu| pdu.event_id().clone()).collect())
