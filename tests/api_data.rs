@@ -3,6 +3,8 @@
 
 mod common_api;
 
+use std::sync::atomic::Ordering;
+
 use common_api::{TestServer, assert_error};
 use serde_json::json;
 
@@ -283,6 +285,34 @@ async fn filters() {
         403,
         "M_FORBIDDEN",
     );
+    server.stop().await;
+}
+
+/// `DELETE /pushrules/...` retried after `commit_unknown_result` (the
+/// embedded store applies the commit and reports it may not have): the
+/// retry finds the rule gone and must answer 200 for the deletion that
+/// happened, not 404; a rule that never existed still answers 404.
+#[tokio::test]
+async fn deleting_a_push_rule_survives_commit_unknown_result() {
+    let server = TestServer::start().await;
+    let hana = server.register("hana", "pw").await;
+    let rule = "/_matrix/client/v3/pushrules/global/room/!r:test.local";
+    assert_eq!(hana.put(rule, json!({"actions": ["notify"]})).await.0, 200);
+    let faults = server
+        .state
+        .databases
+        .accounts
+        .db
+        .as_embedded()
+        .expect("embedded store")
+        .faults();
+    faults.commit_unknown_result.store(1, Ordering::SeqCst);
+    assert_eq!(hana.delete(rule, json!({})).await, (200, json!({})));
+    assert_eq!(faults.commit_unknown_result.load(Ordering::SeqCst), 0);
+    assert_error(&hana.get(rule).await, 404, "M_NOT_FOUND");
+    assert_error(&hana.delete(rule, json!({})).await, 404, "M_NOT_FOUND");
+    let never = "/_matrix/client/v3/pushrules/global/room/!never:test.local";
+    assert_error(&hana.delete(never, json!({})).await, 404, "M_NOT_FOUND");
     server.stop().await;
 }
 

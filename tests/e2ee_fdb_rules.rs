@@ -9,7 +9,7 @@
 
 use std::sync::atomic::Ordering;
 
-use myelin::db::accounts::e2ee::E2eeDb;
+use myelin::db::accounts::e2ee::{CLAIM_RECORD_RETENTION_MS, ClaimId, E2eeDb};
 use serde_json::{Value, json};
 
 async fn open() -> (tempfile::TempDir, myelin::db::Databases, E2eeDb) {
@@ -19,6 +19,32 @@ async fn open() -> (tempfile::TempDir, myelin::db::Databases, E2eeDb) {
         .expect("open");
     let e2ee = E2eeDb::new(&dbs.accounts);
     (dir, dbs, e2ee)
+}
+
+fn claim_id(n: u8, now_ms: u64) -> ClaimId {
+    ClaimId {
+        now_ms,
+        id: [n; 16],
+    }
+}
+
+/// Uploads one-time keys `signed_curve25519:AAAA`, `AAAB` and `AAAC` for
+/// `@a:x`'s device `DEV`.
+async fn upload_three_one_time_keys(e2ee: &E2eeDb) {
+    let otks: Vec<(String, String, String)> = ["AAAA", "AAAB", "AAAC"]
+        .iter()
+        .map(|id| {
+            (
+                "signed_curve25519".to_owned(),
+                (*id).to_owned(),
+                format!("key-{id}"),
+            )
+        })
+        .collect();
+    e2ee.upload("@a:x", "DEV", None, &otks, &[])
+        .await
+        .expect("upload")
+        .expect("accepted");
 }
 
 fn session(index: u64) -> Value {
@@ -132,26 +158,16 @@ async fn a_session_named_twice_in_one_request_counts_once() {
 #[tokio::test]
 async fn claiming_a_device_twice_in_one_request_hands_out_two_keys() {
     let (_dir, _dbs, e2ee) = open().await;
-    let otks: Vec<(String, String, String)> = ["AAAA", "AAAB", "AAAC"]
-        .iter()
-        .map(|id| {
-            (
-                "signed_curve25519".to_owned(),
-                (*id).to_owned(),
-                format!("key-{id}"),
-            )
-        })
-        .collect();
-    e2ee.upload("@a:x", "DEV", None, &otks, &[])
-        .await
-        .expect("upload")
-        .expect("accepted");
+    upload_three_one_time_keys(&e2ee).await;
     let one = (
         "@a:x".to_owned(),
         "DEV".to_owned(),
         "signed_curve25519".to_owned(),
     );
-    let claimed = e2ee.claim(&[one.clone(), one]).await.expect("claim");
+    let claimed = e2ee
+        .claim(claim_id(1, 1_000), &[one.clone(), one])
+        .await
+        .expect("claim");
     let ids: Vec<&str> = claimed.iter().map(|(_, _, k)| k.key_id.as_str()).collect();
     assert_eq!(ids, ["signed_curve25519:AAAA", "signed_curve25519:AAAB"]);
 }
@@ -209,4 +225,96 @@ async fn device_keys_uploaded_after_commit_unknown_result_count_as_changed() {
         .expect("upload")
         .expect("accepted");
     assert!(!again, "an unchanged upload is still unchanged");
+}
+
+/// Taking a UIA session after `commit_unknown_result`: the retry finds the
+/// session marked taken by this very call and returns it (the user's UIA
+/// step succeeds), while another call, or a later read, finds it taken.
+#[tokio::test]
+async fn taking_a_uia_session_after_commit_unknown_result_returns_it() {
+    use myelin::db::accounts::{AccountsDb, UiaSession};
+    let (_dir, dbs, _e2ee) = open().await;
+    let accounts = AccountsDb::new(&dbs.accounts);
+    let record = UiaSession {
+        user_id: Some("@a:x".into()),
+        created_ms: 1_000,
+        taken_by: None,
+    };
+    accounts.put_uia_session("S", &record).await.expect("put");
+    let faults = dbs.accounts.db.as_embedded().expect("embedded").faults();
+    faults.commit_unknown_result.store(1, Ordering::SeqCst);
+    let taken = accounts.take_uia_session("S", 7).await.expect("take");
+    assert_eq!(
+        faults.commit_unknown_result.load(Ordering::SeqCst),
+        0,
+        "injected"
+    );
+    assert_eq!(taken.map(|s| s.user_id), Some(record.user_id.clone()));
+    assert_eq!(accounts.take_uia_session("S", 8).await.expect("take"), None);
+    assert_eq!(accounts.uia_session("S").await.expect("read"), None);
+    assert_eq!(
+        accounts.take_uia_session("none", 9).await.expect("take"),
+        None
+    );
+}
+
+/// Claiming one-time keys after `commit_unknown_result`: the retry returns
+/// the key its first attempt took (from the claim's record) and removes no
+/// second key; the next claim gets the next key. A claim long after clears
+/// the old claim records.
+#[tokio::test]
+async fn a_claim_retried_after_commit_unknown_result_takes_one_key() {
+    let (_dir, dbs, e2ee) = open().await;
+    upload_three_one_time_keys(&e2ee).await;
+    let want = [(
+        "@a:x".to_owned(),
+        "DEV".to_owned(),
+        "signed_curve25519".to_owned(),
+    )];
+    let faults = dbs.accounts.db.as_embedded().expect("embedded").faults();
+    faults.commit_unknown_result.store(1, Ordering::SeqCst);
+    let first = e2ee.claim(claim_id(1, 1_000), &want).await.expect("claim");
+    assert_eq!(
+        faults.commit_unknown_result.load(Ordering::SeqCst),
+        0,
+        "injected"
+    );
+    assert_eq!(first[0].2.key_id, "signed_curve25519:AAAA");
+    let counts = e2ee
+        .one_time_key_counts("@a:x", "DEV")
+        .await
+        .expect("counts");
+    assert_eq!(
+        counts["signed_curve25519"], 2,
+        "the retry took no second key"
+    );
+    let next = e2ee.claim(claim_id(2, 2_000), &want).await.expect("claim");
+    assert_eq!(next[0].2.key_id, "signed_curve25519:AAAB");
+
+    // The records of the two claims above are kept until the retention
+    // passes; a claim after it clears them.
+    let records = |dbs: &myelin::db::Databases| {
+        let e2ee_dir = dbs.accounts.dirs.space(&myelin::db::accounts::keys::E2EE);
+        let prefix = e2ee_dir.subspace_prefix(&myelin::db::accounts::keys::KEY_CLAIM);
+        let mut end = prefix.clone();
+        end.push(0xff);
+        myelin::kv::RangeOption::new(prefix, end)
+    };
+    let before = dbs
+        .accounts
+        .db
+        .read_range(records(&dbs))
+        .await
+        .expect("read");
+    assert_eq!(before.len(), 2);
+    let later = 2_000 + CLAIM_RECORD_RETENTION_MS + 1;
+    let last = e2ee.claim(claim_id(3, later), &want).await.expect("claim");
+    assert_eq!(last[0].2.key_id, "signed_curve25519:AAAC");
+    let after = dbs
+        .accounts
+        .db
+        .read_range(records(&dbs))
+        .await
+        .expect("read");
+    assert_eq!(after.len(), 1, "only the last claim's record is left");
 }

@@ -8,7 +8,8 @@
 //! variant or as the raw FoundationDB error, so tests compare error codes.
 //!
 //! - `isolation`: lost updates, phantoms, snapshot and read-only transactions,
-//!   explicit conflict ranges, commit versions, gap-free visibility;
+//!   explicit conflict ranges, commit versions, gap-free visibility, paged
+//!   range reads at one snapshot under concurrent writes;
 //! - `mutations`: atomic operations and versionstamps;
 //! - `reads`: read-your-writes, key selectors and ranges against a model;
 //! - `watches`: when watches fire, cancellation;

@@ -729,8 +729,8 @@ impl Leaderboard {
         }
         let owners: Vec<(&str, (i64, i64))> = by_owner.into_iter().collect();
         for chunk in owners.chunks(BULK_RECORDS_PER_TRANSACTION) {
+            // Safe to run twice: blind writes of fixed values.
             db.run(|tx, _| async move {
-                // Blind writes of fixed values: safe to run twice.
                 for (owner, (score, subscore)) in chunk {
                     let stored = Stored {
                         entry: Entry {

@@ -439,6 +439,7 @@ pub async fn read_catalog(
     root: &[String],
 ) -> Result<Catalog, DbError> {
     let base = database_path(root, spec.name);
+    // Read-only (it creates nothing): safe to run any number of times.
     let entries = db
         .run(|tx, _| {
             let base = base.clone();

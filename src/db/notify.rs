@@ -258,6 +258,10 @@ pub fn bump(tx: &kv::Transaction, keys: &Keys, topics: &[Topic<'_>]) {
 /// Errors: the store's.
 pub async fn prune(db: &kv::Database, keys: &Keys, upto: u64) -> kv::Result<Option<u64>> {
     let (begin, end) = keys.wake_through(upto);
+    // Safe to run twice: a retry after a commit that applied finds the
+    // entries through `upto` gone and returns `None` (the caller only logs
+    // errors), and raising the floor is a `Max`, which a second run cannot
+    // lower.
     db.run(|tx, _| {
         let (begin, end) = (begin.clone(), end.clone());
         async move {

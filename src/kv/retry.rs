@@ -306,7 +306,12 @@ impl Database {
     /// hundreds of thousands of keys fit in the window. For ranges that
     /// must be read at one version and may grow large (a room's current
     /// state, its members, a backup version's keys); immutable ranges can
-    /// use [`Database::read_page`], which has no window.
+    /// use [`Database::read_page`], which has no window. The conformance
+    /// test `paged_range_reads_are_one_snapshot_under_concurrent_writes`
+    /// (`tests/kv_conformance/isolation.rs`) pages a range while another
+    /// task commits into it and checks both promises (one snapshot, no
+    /// transaction over `page` keys); the same pages read with
+    /// [`Database::read_page`] fail it.
     pub async fn read_range_paged(
         &self,
         range: RangeOption,

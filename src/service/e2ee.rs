@@ -54,7 +54,7 @@ use super::uia::Purpose;
 use super::{Accounts, Authed, Error, Result};
 use crate::db::accounts::AccountsDb;
 use crate::db::accounts::e2ee::{
-    BackupRefused, BackupVersionRecord, E2eeDb, RoomKey, UploadRefused,
+    BackupRefused, BackupVersionRecord, ClaimId, E2eeDb, RoomKey, UploadRefused,
 };
 use crate::db::rooms::RoomsDb;
 use crate::db::transitory::{Position, TransitoryDb};
@@ -488,7 +488,13 @@ impl E2ee {
         &self,
         wanted: &[(String, String, String)],
     ) -> Result<BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>> {
-        let claimed = self.db.claim(wanted).await?;
+        let mut id = [0u8; 16];
+        self.accounts.random.fill(&mut id);
+        let claim = ClaimId {
+            now_ms: self.accounts.clock.now_ms(),
+            id,
+        };
+        let claimed = self.db.claim(claim, wanted).await?;
         let mut out: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>> = BTreeMap::new();
         for (user, device, key) in claimed {
             out.entry(user)

@@ -2,7 +2,10 @@
 //! API"). Every flow Myelin offers has a single stage, so one request with a
 //! valid `auth` completes it; sessions are stored in the `accounts` database
 //! (any server process can continue one) and expire after
-//! [`UIA_SESSION_TTL_MS`].
+//! [`UIA_SESSION_TTL_MS`]. A session completes once: the request that
+//! completes it takes it in one transaction, marked with a random ID drawn
+//! per request, so a retry after `commit_unknown_result` finds its own
+//! mark, and a concurrent second use of the session is refused.
 //!
 //! Registration asks for `m.login.registration_token` when a
 //! `registration_token` is configured or `registration_requires_token` is
@@ -99,7 +102,13 @@ impl Accounts {
         match failure {
             None => {
                 if let Some(session) = &session {
-                    self.db.take_uia_session(session).await?;
+                    // Drawn once per request, so a retried take of this
+                    // request finds its own mark (`take_uia_session`).
+                    let taker = self.random.range(0..u64::MAX);
+                    if self.db.take_uia_session(session, taker).await?.is_none() {
+                        // A concurrent request completed it first.
+                        return Err(Error::Forbidden("unknown or expired UIA session".into()));
+                    }
                 }
                 Ok(())
             }
@@ -121,6 +130,7 @@ impl Accounts {
         let record = UiaSession {
             user_id,
             created_ms: self.clock.now_ms(),
+            taken_by: None,
         };
         self.db.put_uia_session(&session, &record).await?;
         Ok(session)

@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 
 use super::uia::Purpose;
 use super::{Accounts, Authed, Error, Result};
+use crate::kv::MaybeCommitted;
 
 /// Account-data types the server manages; clients may not set them directly
 /// (spec: "Client Config", 405 M_BAD_JSON).
@@ -308,7 +309,7 @@ impl Accounts {
         after: Option<&str>,
         before: Option<&str>,
     ) -> Result<()> {
-        self.modify_rules(authed, |rules| {
+        self.modify_rules(authed, |rules, _| {
             rules
                 .insert(rule.clone(), after, before)
                 .map_err(|e| match e {
@@ -328,11 +329,19 @@ impl Accounts {
         kind: RuleKind,
         rule_id: &str,
     ) -> Result<()> {
-        self.modify_rules(authed, |rules| {
-            rules.remove(kind.clone(), rule_id).map_err(|e| match e {
-                RemovePushRuleError::NotFound => RuleReject::NotFound("no such push rule"),
-                other => RuleReject::Invalid(other.to_string()),
-            })
+        self.modify_rules(authed, |rules, maybe_committed| {
+            match rules.remove(kind.clone(), rule_id) {
+                Ok(()) => Ok(()),
+                // A retry after `commit_unknown_result`: the attempt that may
+                // have committed removed the rule (an attempt commits only
+                // after a removal), so it is gone as asked. Writes the rule
+                // set unchanged.
+                Err(RemovePushRuleError::NotFound) if maybe_committed.0 => Ok(()),
+                Err(RemovePushRuleError::NotFound) => {
+                    Err(RuleReject::NotFound("no such push rule"))
+                }
+                Err(other) => Err(RuleReject::Invalid(other.to_string())),
+            }
         })
         .await
     }
@@ -345,7 +354,7 @@ impl Accounts {
         rule_id: &str,
         enabled: bool,
     ) -> Result<()> {
-        self.modify_rules(authed, |rules| {
+        self.modify_rules(authed, |rules, _| {
             rules
                 .set_enabled(kind.clone(), rule_id, enabled)
                 .map_err(|_| RuleReject::NotFound("no such push rule"))
@@ -361,7 +370,7 @@ impl Accounts {
         rule_id: &str,
         actions: Vec<Action>,
     ) -> Result<()> {
-        self.modify_rules(authed, |rules| {
+        self.modify_rules(authed, |rules, _| {
             rules
                 .set_actions(kind.clone(), rule_id, actions.clone())
                 .map_err(|_| RuleReject::NotFound("no such push rule"))
@@ -370,18 +379,20 @@ impl Accounts {
     }
 
     /// Applies `change` to the caller's rule set in one transaction; a
-    /// rejected change writes nothing.
+    /// rejected change writes nothing. `change` may run more than once, and
+    /// is told whether an earlier attempt may have committed
+    /// ([`crate::db::accounts::AccountsDb::update_push_rules`]).
     async fn modify_rules(
         &self,
         authed: &Authed,
-        change: impl Fn(&mut Ruleset) -> Result<(), RuleReject>,
+        change: impl Fn(&mut Ruleset, MaybeCommitted) -> Result<(), RuleReject>,
     ) -> Result<()> {
         let user_id = &authed.user_id;
         let outcome = self
             .db
-            .update_push_rules(user_id.as_str(), |stored| {
+            .update_push_rules(user_id.as_str(), |stored, maybe_committed| {
                 let mut rules = self.parse_ruleset(user_id, stored).map_err(Err)?;
-                change(&mut rules).map_err(Ok)?;
+                change(&mut rules, maybe_committed).map_err(Ok)?;
                 let bytes = serde_json::to_vec(&rules).expect("rule sets serialize");
                 if bytes.len() > MAX_PUSH_RULES_BYTES {
                     return Err(Err(Error::TooLarge(format!(

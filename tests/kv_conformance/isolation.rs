@@ -1,5 +1,6 @@
 //! Isolation: conflicts, snapshot reads, read-only transactions, explicit
-//! conflict ranges, commit versions and gap-free visibility.
+//! conflict ranges, commit versions, gap-free visibility and paged range
+//! reads at one snapshot.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -503,6 +504,100 @@ async fn a_limited_range_read_conflicts_only_up_to_its_last_key() {
             cleanup.clear(&b.key(inserted));
             cleanup.commit().await.unwrap();
         }
+    })
+    .await;
+}
+
+/// `Database::read_range_paged` promises one consistent snapshot (every page
+/// at the first page's read version) while no transaction reads more than a
+/// page. A writer commits pairs of keys, one sorting before every key of the
+/// range and one after, in one transaction each, while the range is read
+/// 100 keys a page: a read that mixed versions would see a pair's late key
+/// without its early one. The read is repeated until one overlapped at
+/// least two of the writer's commits (the writer runs on another thread for
+/// the whole test; a read spans dozens of page transactions).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paged_range_reads_are_one_snapshot_under_concurrent_writes() {
+    use std::collections::BTreeSet;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    each_backend(|b| async move {
+        const PAIRS: u64 = 2_000;
+        const PAGE: usize = 100;
+        // Pair `t`: `a/(99999999 - t)`, sorting before every earlier pair's
+        // `a` key, and `z/t`, after every earlier pair's `z` key.
+        let pair = |prefix: &[u8], t: u64| {
+            let key = |suffix: String| [prefix, suffix.as_bytes()].concat();
+            (
+                key(format!("a/{:08}", 99_999_999 - t)),
+                key(format!("z/{t:08}")),
+            )
+        };
+        for chunk in (0..PAIRS).collect::<Vec<_>>().chunks(500) {
+            let pairs: Vec<(Vec<u8>, Vec<u8>)> = chunk
+                .iter()
+                .flat_map(|&t| {
+                    let (a, z) = pair(&b.prefix, t);
+                    [(a, t.to_le_bytes().to_vec()), (z, t.to_le_bytes().to_vec())]
+                })
+                .collect();
+            put_all(&b.db, &pairs).await;
+        }
+        let done = Arc::new(AtomicBool::new(false));
+        let commits = Arc::new(AtomicU64::new(0));
+        let writer = {
+            let (db, done, commits) = (b.db.clone(), done.clone(), commits.clone());
+            let prefix = b.prefix.clone();
+            tokio::spawn(async move {
+                for t in PAIRS.. {
+                    if done.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let (a, z) = pair(&prefix, t);
+                    let v = t.to_le_bytes().to_vec();
+                    put_all(&db, &[(a, v.clone()), (z, v)]).await;
+                    commits.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        };
+        let mut overlapped = false;
+        for _ in 0..50 {
+            if let Some(e) = b.embedded() {
+                e.costs().reset();
+            }
+            let before = commits.load(Ordering::SeqCst);
+            let kvs =
+                b.db.read_range_paged(b.range(), PAGE)
+                    .await
+                    .expect("paged read");
+            let after = commits.load(Ordering::SeqCst);
+            let mut early = BTreeSet::new();
+            let mut late = BTreeSet::new();
+            for kv in &kvs {
+                let t = u64::from_le_bytes(kv.value.as_slice().try_into().expect("8 bytes"));
+                let suffix = &kv.key[b.prefix.len()..];
+                let fresh = if suffix.starts_with(b"a/") {
+                    early.insert(t)
+                } else {
+                    late.insert(t)
+                };
+                assert!(fresh, "pair {t} read twice");
+            }
+            assert_eq!(early, late, "{}: the pages mixed versions", b.name());
+            assert!(early.len() as u64 >= PAIRS);
+            assert!(kvs.windows(2).all(|w| w[0].key < w[1].key), "in key order");
+            if let Some(e) = b.embedded() {
+                let read = e.costs().max_keys_read.load(Ordering::SeqCst);
+                assert!(read <= PAGE as u64, "one transaction read {read} keys");
+            }
+            if after >= before + 2 {
+                overlapped = true;
+                break;
+            }
+        }
+        done.store(true, Ordering::SeqCst);
+        writer.await.expect("writer");
+        assert!(overlapped, "no read overlapped the writer's commits");
     })
     .await;
 }

@@ -10,7 +10,7 @@ use super::{AccountsDb, Error, Position, Result, SigningKeyRecord};
 use super::{decode, encode, range_of, unpack};
 use crate::db::notify::Topic;
 use crate::db::split;
-use crate::kv::{KeySelector, RangeOption};
+use crate::kv::{KeySelector, MaybeCommitted, RangeOption};
 
 /// One entry of the account-data change log: the latest value of one
 /// (room, type) of a user, changed at `position`.
@@ -257,25 +257,29 @@ impl AccountsDb {
     }
 
     /// Read-modify-write of the user's push rule set (JSON): `f` gets the
-    /// stored value and returns the new one, or a rejection `R`, in which case
-    /// nothing is written. `f` may run more than once.
+    /// stored value and whether an earlier attempt may have committed, and
+    /// returns the new value, or a rejection `R`, in which case nothing is
+    /// written. `f` may run more than once; an attempt commits only when
+    /// `f` accepted, so with [`MaybeCommitted`] true an earlier attempt of
+    /// this call applied `f` (a removal that finds nothing to remove then
+    /// succeeds: the earlier attempt removed it).
     pub async fn update_push_rules<T, R>(
         &self,
         user_id: &str,
-        f: impl Fn(Option<&[u8]>) -> std::result::Result<(Vec<u8>, T), R>,
+        f: impl Fn(Option<&[u8]>, MaybeCommitted) -> std::result::Result<(Vec<u8>, T), R>,
     ) -> Result<std::result::Result<T, R>> {
         let key = self.keys().push_rules.pack(&user_id);
         let f = &f;
         // Safe to run twice when `f` is idempotent (setting a rule, its
-        // actions or `enabled`: a second run changes nothing). Removing a
-        // rule is not: a retry after commit_unknown_result finds it gone
-        // and the caller answers 404 for a delete that happened.
+        // actions or `enabled`: a second run changes nothing), and for a
+        // removal because `f` is told of the earlier attempt: a retry after
+        // commit_unknown_result that finds the rule gone succeeds.
         self.db
-            .run(|tx, _| {
+            .run(|tx, maybe_committed| {
                 let key = key.clone();
                 async move {
                     let old = split::get(&tx, &key, false).await?;
-                    Ok::<_, Error>(match f(old.as_deref()) {
+                    Ok::<_, Error>(match f(old.as_deref(), maybe_committed) {
                         Ok((new, out)) => {
                             split::set(&tx, &key, &new);
                             Ok(out)

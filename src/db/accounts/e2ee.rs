@@ -8,7 +8,12 @@
 //!   device's first key of the algorithm (a non-snapshot read, so two
 //!   concurrent claimers of the same key conflict and one retries) and
 //!   clears it in the same transaction; only when none is left does the
-//!   claim return the fallback key, marking it used;
+//!   claim return the fallback key, marking it used; a claim that takes a
+//!   key records what it handed out (`e2ee/claim`, keyed by a per-request
+//!   [`ClaimId`]) in the same transaction, so its retry after
+//!   `commit_unknown_result` hands out the same keys and takes no other;
+//!   those records are cleared by later claims after
+//!   [`CLAIM_RECORD_RETENTION_MS`];
 //! - a one-time key ID is never silently replaced by other key material;
 //! - backup versions only grow (`last_version`), and a backup's `etag`
 //!   changes with every change of its keys;
@@ -55,12 +60,35 @@ pub struct BackupVersionRecord {
 }
 
 /// One key a claim hands out.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimedKey {
     /// `algorithm:key_id`.
     pub key_id: String,
     /// The key (JSON).
     pub key: String,
+}
+
+/// `e2ee/claim` value: what one claim handed out, `(user, device, key)`
+/// in the order [`E2eeDb::claim`] returns them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct ClaimRecord {
+    keys: Vec<(String, String, ClaimedKey)>,
+}
+
+/// How long a claim's record (`e2ee/claim`) is kept for its retries,
+/// in milliseconds: far longer than the retry runner's budget (30 s by
+/// default), so a retry always finds it, and short enough that the records
+/// left at any time are those of the last few minutes' claims.
+pub const CLAIM_RECORD_RETENTION_MS: u64 = 10 * 60 * 1000;
+
+/// One `/keys/claim` request's identity, made by the caller once per
+/// request (outside the transaction, so every attempt shares it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClaimId {
+    /// The server's clock at the request, ms since the Unix epoch.
+    pub now_ms: u64,
+    /// Random, from the server's generator.
+    pub id: [u8; 16],
 }
 
 /// Why a key upload was refused; nothing was stored.
@@ -150,6 +178,7 @@ struct Layout {
     backup_version: Subspace,
     backup_last: Subspace,
     backup_session: Subspace,
+    claim: Subspace,
 }
 
 impl E2eeDb {
@@ -171,6 +200,7 @@ impl E2eeDb {
                 backup_version: sub(&keys::KEY_BACKUP, &keys::BACKUP_VERSION_INFO),
                 backup_last: sub(&keys::KEY_BACKUP, &keys::BACKUP_LAST_VERSION),
                 backup_session: sub(&keys::KEY_BACKUP, &keys::BACKUP_SESSION),
+                claim: sub(&keys::E2EE, &keys::KEY_CLAIM),
             }),
         }
     }
@@ -283,18 +313,39 @@ impl E2eeDb {
     /// fallback key (marked used, handed out again on later claims, as the
     /// spec allows), else nothing. Concurrent claims never return the same
     /// one-time key.
+    ///
+    /// A claim that removes or marks a key also records, in the same
+    /// transaction, what it handed out under `claim` (`e2ee/claim`), and
+    /// clears the records of claims older than
+    /// [`CLAIM_RECORD_RETENTION_MS`] (a blind range clear: no reads, no
+    /// conflicts), so the records never outgrow a few minutes' claims.
     pub async fn claim(
         &self,
+        claim: ClaimId,
         wanted: &[(String, String, String)],
     ) -> Result<Vec<(String, String, ClaimedKey)>> {
         let l = self.l.clone();
-        // Not a no-op twice, but harmless: a retry after commit_unknown_result claims the
-        // next one-time key; the one the first attempt removed is never handed out (a spent
-        // key, as when a client loses a response), and no key goes out twice.
+        let record_key = l.claim.pack(&(claim.now_ms as i64, claim.id.as_slice()));
+        let (expired_begin, _) = l.claim.range();
+        let expired_end = l
+            .claim
+            .pack(&(claim.now_ms.saturating_sub(CLAIM_RECORD_RETENTION_MS) as i64,));
+        // Safe to run twice: a retry after `commit_unknown_result`
+        // (MaybeCommitted) first reads this claim's record, written in the
+        // same transaction as the clears: if the earlier attempt committed,
+        // it returns the keys that attempt took (and removes no second key);
+        // otherwise it claims afresh.
         self.db
-            .run(|tx, _| {
+            .run(|tx, maybe_committed| {
                 let l = l.clone();
+                let (record_key, expired_begin, expired_end) =
+                    (&record_key, &expired_begin, &expired_end);
                 async move {
+                    if maybe_committed.0
+                        && let Some(raw) = crate::db::split::get(&tx, record_key, false).await?
+                    {
+                        return Ok(decode::<ClaimRecord>("claim", &raw)?.keys);
+                    }
                     let mut out = Vec::new();
                     // Every device's first one-time key is read at once, not
                     // one device after another (on FoundationDB each read is
@@ -311,6 +362,7 @@ impl E2eeDb {
                     }))
                     .await?;
                     let mut taken = std::collections::HashSet::new();
+                    let mut wrote = false;
                     for ((user, device, alg), first) in wanted.iter().zip(firsts) {
                         let (u, d, a) = (user.as_str(), device.as_str(), alg.as_str());
                         let space = l.otk.subspace(&(u, d, a));
@@ -326,6 +378,7 @@ impl E2eeDb {
                             taken.insert(kv.key.clone());
                             let id: String = unpack("one_time_key", &space, &kv.key)?;
                             tx.clear(&kv.key);
+                            wrote = true;
                             let key = String::from_utf8_lossy(&kv.value).into_owned();
                             let claimed = ClaimedKey {
                                 key_id: format!("{alg}:{id}"),
@@ -344,11 +397,20 @@ impl E2eeDb {
                             if !record.used {
                                 record.used = true;
                                 tx.set(&fkey, &encode(&record));
+                                wrote = true;
                             }
                             out.push((user.clone(), device.clone(), claimed));
                         }
                     }
-                    Ok::<_, Error>(out)
+                    if !wrote {
+                        // Nothing removed or marked: read-only, and a retry
+                        // hands out the same keys.
+                        return Ok(out);
+                    }
+                    let record = ClaimRecord { keys: out };
+                    crate::db::split::set(&tx, record_key, &encode(&record));
+                    tx.clear_range(expired_begin, expired_end);
+                    Ok::<_, Error>(record.keys)
                 }
             })
             .await

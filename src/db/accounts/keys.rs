@@ -35,6 +35,7 @@
 //! | `e2ee` | 2 | `fallback_key` | `(2, user_id: str, device_id: str, algorithm: str)` | msgpack `FallbackKeyRecord` |
 //! | `e2ee` | 3 | `cross_signing` | `(3, user_id: str, usage: str)` | json cross-signing key (`master`, `self_signing`, `user_signing`) |
 //! | `e2ee` | 4 | `signature` | `(4, target_user: str, target_key: str, signer_user: str, signer_key_id: str)` | utf-8 signature |
+//! | `e2ee` | 5 | `claim` | `(5, created_ms: int, claim_id: bytes)` | msgpack `ClaimRecord`: the keys one claim handed out, for its retry |
 //! | `key_backup` | 0 | `version` | `(0, user_id: str, version: int)` | msgpack `BackupVersionRecord` |
 //! | `key_backup` | 1 | `last_version` | `(1, user_id: str)` | u64 little-endian: the highest version ever created |
 //! | `key_backup` | 2 | `session` | `(2, user_id: str, version: int, room_id: str, session_id: str)` | json `KeyBackupData` |
@@ -393,6 +394,24 @@ pub const SIGNATURE: SubspaceSpec = SubspaceSpec {
     doc: "A signature uploaded with /keys/signatures/upload on a device key (target_key = device ID) or a cross-signing key (target_key = its public key).",
 };
 
+/// `e2ee/claim`: `(5, created_ms, claim_id) -> msgpack ClaimRecord`.
+pub const KEY_CLAIM: SubspaceSpec = SubspaceSpec {
+    name: "claim",
+    tag: 5,
+    key: &[
+        Field {
+            name: "created_ms",
+            ty: FieldType::Int,
+        },
+        Field {
+            name: "claim_id",
+            ty: FieldType::Bytes,
+        },
+    ],
+    value: ValueEncoding::MsgPack("ClaimRecord"),
+    doc: "What one /keys/claim request handed out, written with the claim so a retry after commit_unknown_result returns the same keys; cleared by later claims once older than the retention (10 minutes).",
+};
+
 /// `e2ee`: device keys, one-time and fallback keys, cross-signing keys and signatures.
 pub const E2EE: DirectorySpec = DirectorySpec {
     path: &["e2ee"],
@@ -403,6 +422,7 @@ pub const E2EE: DirectorySpec = DirectorySpec {
         FALLBACK_KEY,
         CROSS_SIGNING,
         SIGNATURE,
+        KEY_CLAIM,
     ],
 };
 

@@ -51,6 +51,12 @@ pub struct UiaSession {
     pub user_id: Option<String>,
     /// When the session was created, milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// The taker ID of the [`crate::db::accounts::AccountsDb::take_uia_session`]
+    /// call that completed the session, `None` while it is open. Kept in
+    /// the record (instead of deleting it) so a retry of that call after
+    /// `commit_unknown_result` recognises its own take.
+    #[serde(default)]
+    pub taken_by: Option<u64>,
 }
 
 /// A registration token made through the admin API (Synapse's

@@ -429,38 +429,51 @@ impl AccountsDb {
             .await
     }
 
-    /// A stored UIA session.
+    /// A stored UIA session that is still open (not taken).
     pub async fn uia_session(&self, session: &str) -> Result<Option<UiaSession>> {
         let key = self.keys().uia.pack(&session);
         // Read-only: safe to run any number of times.
         let raw = self.db.run(|tx, _| tx_get(tx, key.clone())).await?;
-        raw.map(|v| decode("uia", &v))
-            .transpose()
-            .map_err(Into::into)
+        let record: Option<UiaSession> = raw.map(|v| decode("uia", &v)).transpose()?;
+        Ok(record.filter(|s| s.taken_by.is_none()))
     }
 
-    /// Removes and returns a UIA session (each session completes once).
-    pub async fn take_uia_session(&self, session: &str) -> Result<Option<UiaSession>> {
+    /// Takes an open UIA session for the caller (each session completes
+    /// once) and returns it; `None` if there is none or another call took
+    /// it. `taker` is a random ID the caller draws once per call, outside
+    /// the transaction: the session is marked taken by it in the same
+    /// transaction, so the marker is the record itself.
+    ///
+    /// A taken session stays stored, as an abandoned one does (the UIA
+    /// service refuses both: a taken one at once, an open one after its
+    /// 30-minute lifetime); sessions are a few dozen bytes each and are not
+    /// collected.
+    pub async fn take_uia_session(&self, session: &str, taker: u64) -> Result<Option<UiaSession>> {
         let key = self.keys().uia.pack(&session);
-        // Safe to run twice in effect (nothing is done twice), but a retry after
-        // commit_unknown_result finds the session taken and answers None: the client redoes
-        // the UIA stage (fails closed).
-        let raw = self
-            .db
+        // Safe to run twice: a retry after `commit_unknown_result` whose
+        // first attempt committed finds the session marked taken by this
+        // call's `taker` and returns it again (a take by another call still
+        // answers `None`).
+        self.db
             .run(|tx, _| {
                 let key = key.clone();
                 async move {
-                    let raw = tx.get(&key, false).await?;
-                    if raw.is_some() {
-                        tx.clear(&key);
+                    let Some(raw) = tx.get(&key, false).await? else {
+                        return Ok(None);
+                    };
+                    let mut record: UiaSession = decode("uia", &raw)?;
+                    match record.taken_by {
+                        None => {
+                            record.taken_by = Some(taker);
+                            tx.set(&key, &encode(&record));
+                            Ok(Some(record))
+                        }
+                        Some(by) if by == taker => Ok(Some(record)),
+                        Some(_) => Ok::<_, Error>(None),
                     }
-                    Ok::<_, Error>(raw)
                 }
             })
-            .await?;
-        raw.map(|v| decode("uia", &v))
-            .transpose()
-            .map_err(Into::into)
+            .await
     }
 }
 

@@ -329,6 +329,8 @@ impl GameDb {
     /// Errors: [`Error::BoardExists`] for another definition, the store's.
     pub async fn create_board(&self, id: &str, record: &BoardRecord) -> Result<BoardRecord> {
         let layout = &*self.layout;
+        // Safe to run twice: a retry after `commit_unknown_result` finds the
+        // board as this call wrote it (`same_as`) and returns it.
         self.db
             .run(|tx, _| async move {
                 match read_board(&tx, layout, id, false).await {
@@ -354,6 +356,7 @@ impl GameDb {
     /// Errors: [`Error::BoardNotFound`], the store's.
     pub async fn board(&self, id: &str) -> Result<BoardRecord> {
         let layout = &*self.layout;
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| async move { read_board(&tx, layout, id, true).await })
             .await
@@ -365,9 +368,18 @@ impl GameDb {
     /// Errors: [`Error::BoardNotFound`], the store's.
     pub async fn delete_board(&self, id: &str) -> Result<()> {
         let layout = &*self.layout;
+        // Safe to run twice: an attempt commits only after it found the
+        // board, so a retry after `commit_unknown_result` (MaybeCommitted)
+        // that finds none knows the board is gone (that attempt deleted it,
+        // or another request did since) and answers success, not
+        // `BoardNotFound`; a board that never existed still fails at the
+        // first attempt, which commits nothing.
         self.db
-            .run(|tx, _| async move {
-                let record = read_board(&tx, layout, id, false).await?;
+            .run(|tx, maybe_committed| async move {
+                let record = match read_board(&tx, layout, id, false).await {
+                    Err(Error::BoardNotFound) if maybe_committed.0 => return Ok(()),
+                    other => other?,
+                };
                 let space = &layout.leaderboards;
                 tx.clear(&board_key(layout, id));
                 if let Some(t) = &record.tournament {
@@ -408,6 +420,10 @@ impl GameDb {
             return Err(Error::NotAllowed("only admins submit for another owner"));
         }
         let layout = &*self.layout;
+        // Safe to run twice: each submission's ID is chosen once per request,
+        // outside the closure, and the record keeps the IDs it applied
+        // (`Leaderboard::submit`), so a retry after an attempt that committed
+        // applies none of them again and returns the records as they are.
         self.db
             .run(|tx, _| async move {
                 let board = read_board(&tx, layout, id, false).await?;
@@ -487,8 +503,12 @@ impl GameDb {
     pub async fn delete_record(&self, actor: &Actor, id: &str, now_ms: u64) -> Result<bool> {
         let layout = &*self.layout;
         let owner = actor.user_id.as_str();
+        // Safe to run twice: an attempt writes only when it found the
+        // record, so a retry after `commit_unknown_result` (MaybeCommitted)
+        // that finds none answers `true` as that attempt would have (the
+        // record is gone either way); with no earlier commit, `false`.
         self.db
-            .run(|tx, _| async move {
+            .run(|tx, maybe_committed| async move {
                 let board = read_board(&tx, layout, id, false).await?;
                 if board.authoritative && !actor.admin {
                     return Err(Error::NotAllowed(
@@ -506,7 +526,7 @@ impl GameDb {
                     ctx.log(owner).leaderboards.push((id.to_owned(), expiry));
                     ctx.flush();
                 }
-                Ok(found)
+                Ok(found || maybe_committed.0)
             })
             .await
     }
@@ -523,6 +543,7 @@ impl GameDb {
         now_ms: u64,
     ) -> Result<Option<Record>> {
         let layout = &*self.layout;
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| async move {
                 let (lb, expiry) = read_window(&tx, layout, id, expiry, now_ms).await?;
@@ -546,6 +567,7 @@ impl GameDb {
         now_ms: u64,
     ) -> Result<RecordsPage> {
         let layout = &*self.layout;
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| async move {
                 let (lb, expiry_ms) = read_window(&tx, layout, id, expiry, now_ms).await?;
@@ -578,6 +600,7 @@ impl GameDb {
         now_ms: u64,
     ) -> Result<Option<Vec<Record>>> {
         let layout = &*self.layout;
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| async move {
                 let (lb, expiry_ms) = read_window(&tx, layout, id, expiry, now_ms).await?;
@@ -595,6 +618,9 @@ impl GameDb {
     /// [`Error::TournamentFull`], the store's.
     pub async fn join(&self, id: &str, owner: &str, now_ms: u64) -> Result<(u64, bool)> {
         let layout = &*self.layout;
+        // Safe to run twice: the `joined` key is written in the same
+        // transaction as the count, so a retry after an attempt that committed
+        // finds it and counts nothing more (answering `joined: false`).
         self.db
             .run(|tx, _| async move {
                 let board = read_board(&tx, layout, id, true).await?;
@@ -656,6 +682,7 @@ impl GameDb {
     /// Errors: the store's.
     pub async fn join_count(&self, id: &str, expiry: u64) -> Result<u64> {
         let layout = &*self.layout;
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| async move { window_size(&tx, layout, id, expiry).await })
             .await
@@ -668,6 +695,7 @@ impl GameDb {
     /// Errors: [`Error::BoardNotFound`], the store's.
     pub async fn tournament(&self, id: &str, now_ms: u64) -> Result<Option<(BoardRecord, u64)>> {
         let layout = &*self.layout;
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| async move {
                 let board = read_board(&tx, layout, id, true).await?;
@@ -690,6 +718,7 @@ impl GameDb {
     /// Errors: the store's, corrupt values.
     pub async fn owned(&self, owner: &str, limit: usize) -> Result<Owned> {
         let layout = &*self.layout;
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| async move {
                 let space = &layout.leaderboards;
@@ -740,6 +769,7 @@ impl GameDb {
     ) -> Result<TournamentPage> {
         let layout = &*self.layout;
         let categories = &categories;
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| async move {
                 let space = &layout.leaderboards;

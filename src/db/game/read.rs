@@ -56,6 +56,7 @@ impl GameDb {
     /// Errors: the store's, corrupt values.
     pub async fn read_objects(&self, ids: &[ObjectId]) -> Result<Vec<StorageObject>> {
         let layout = &*self.layout;
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| async move {
                 let mut out = Vec::new();
@@ -178,6 +179,7 @@ impl GameDb {
     /// Errors: the store's, corrupt values.
     pub async fn inventory(&self, user: &str) -> Result<Vec<Item>> {
         let layout = &*self.layout;
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| async move {
                 let (begin, end) = layout.items.range(&keys::INVENTORY, &(user,));
@@ -246,6 +248,7 @@ impl GameDb {
         limit: usize,
     ) -> Result<Vec<Trade>> {
         let layout = &*self.layout;
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| async move {
                 let space = &layout.trades;
@@ -279,6 +282,7 @@ impl GameDb {
     ///
     /// Errors: the store's.
     pub async fn read_version(&self) -> Result<u64> {
+        // Read-only: safe to run any number of times.
         Ok(self
             .db
             .run(|tx, _| async move { tx.get_read_version().await })

@@ -661,3 +661,60 @@ async fn a_cancelled_trade_cannot_be_accepted() {
         Err(Error::TradeNotFound)
     ));
 }
+
+fn board() -> BoardRecord {
+    BoardRecord {
+        sort: crate::db::leaderboard::Sort::Desc,
+        operator: crate::db::leaderboard::Operator::Best,
+        reset: None,
+        authoritative: false,
+        metadata: "{}".into(),
+        create_ms: 0,
+        tournament: None,
+    }
+}
+
+/// A deletion retried after `commit_unknown_result` (it committed) finds
+/// nothing to delete: it must answer as the first attempt did, not "not
+/// found"; deleting what never existed still answers "not found".
+#[tokio::test]
+async fn deletions_retried_after_an_unknown_commit_result_succeed() {
+    let f = fixture().await;
+    let alice = user("alice");
+    f.game.create_board("b", &board()).await.unwrap();
+    let submission = ScoreSubmission {
+        owner: alice.user_id.clone(),
+        score: 5,
+        subscore: 0,
+        metadata: None,
+        operator: None,
+        id: 1,
+    };
+    f.game
+        .submit_scores(&alice, "b", &[submission], 1)
+        .await
+        .unwrap();
+
+    f.inject_unknown(1);
+    assert!(f.game.delete_record(&alice, "b", 2).await.unwrap());
+    assert!(
+        f.game
+            .record("b", None, &alice.user_id, 2)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(!f.game.delete_record(&alice, "b", 3).await.unwrap());
+
+    f.inject_unknown(1);
+    f.game.delete_board("b").await.unwrap();
+    assert!(matches!(f.game.board("b").await, Err(Error::BoardNotFound)));
+    assert!(matches!(
+        f.game.delete_board("b").await,
+        Err(Error::BoardNotFound)
+    ));
+    assert!(matches!(
+        f.game.delete_board("never").await,
+        Err(Error::BoardNotFound)
+    ));
+}

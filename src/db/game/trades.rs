@@ -47,6 +47,9 @@ impl GameDb {
             update_ms: now_ms,
         };
         let record = &record;
+        // Safe to run twice: the trade ID is the caller's (chosen once per
+        // request), and a retry after an attempt that committed finds the trade
+        // stored under it and returns it without checking or moving anything.
         self.db
             .run(|tx, _| async move {
                 let mut ctx = Ctx::new(&tx, layout, now_ms);

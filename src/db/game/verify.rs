@@ -124,6 +124,7 @@ impl GameDb {
         user: &str,
     ) -> Result<(BTreeMap<String, i64>, Vec<LedgerEntry>)> {
         let space = &self.layout.wallet;
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| async move {
                 let (b, e) = space.range(&keys::BALANCE, &(user,));

@@ -317,6 +317,7 @@ impl MediaDb {
     /// The record of `media_id`, if any.
     pub async fn get(&self, media_id: &str) -> Result<Option<MediaRecord>> {
         let key = self.record_key(media_id);
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| {
                 let key = key.clone();
@@ -328,6 +329,7 @@ impl MediaDb {
     /// Bytes of `user_id`'s completed uploads.
     pub async fn usage(&self, user_id: &str) -> Result<u64> {
         let key = self.usage_key(user_id);
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| {
                 let key = key.clone();
@@ -514,6 +516,7 @@ impl MediaDb {
     /// The thumbnail recorded for `key`, if any.
     pub async fn thumbnail(&self, key: &ThumbnailKey) -> Result<Option<ThumbnailRecord>> {
         let key = self.thumbnail_key(key);
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| {
                 let key = key.clone();
@@ -591,6 +594,7 @@ impl MediaDb {
         };
         let end = self.by_created_key(before_ms, "");
         let space = self.layout.media.clone();
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| {
                 let (begin, end, space) = (begin.clone(), end.clone(), space.clone());
@@ -685,6 +689,7 @@ impl MediaDb {
             begin.push(0);
         }
         let space = self.layout.blobs.clone();
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| {
                 let (begin, end, space) = (begin.clone(), end.clone(), space.clone());
@@ -773,6 +778,7 @@ impl MediaDb {
 
     /// Whether any record references blob `sha256`.
     pub async fn referenced(&self, sha256: &str) -> Result<bool> {
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| async move { Ok(!self.refs(&tx, sha256, 1).await?.is_empty()) })
             .await

@@ -284,6 +284,7 @@ impl RoomsDb {
             .layout
             .memberships
             .key(&keys::FORGOTTEN, &(user.as_str(), room_id.as_str()));
+        // Safe to run twice: a blind set of one key to a fixed value.
         self.db
             .run(|tx, _| {
                 let key = key.clone();

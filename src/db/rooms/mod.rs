@@ -53,7 +53,7 @@ pub use purge::{PURGE_PAGE, PurgeStep};
 pub use read::{Direction, EVENTS_PER_TRANSACTION, PAGE_KEYS, StoredPdu, TimelineEntry};
 pub use receipts::{ReceiptRecord, ReceiptUpdate};
 pub use relations::{Relation, RelationsOf};
-pub use send::{Append, MAX_PREV_EVENTS, NewEvent, NewRoom, Sent, TxnKey};
+pub use send::{Append, MAX_BATCH_EVENTS, MAX_PREV_EVENTS, NewEvent, NewRoom, Sent, TxnKey};
 
 /// Errors of the `rooms` storage boundary.
 #[derive(Debug, thiserror::Error)]

@@ -193,6 +193,7 @@ impl RoomsDb {
         let space = &self.layout.receipts;
         let room = room_id.as_str();
         let (begin, end) = space.range(&keys::RECEIPT_LATEST, &(room, user.as_str()));
+        // Read-only: safe to run any number of times.
         let logs = self
             .db
             .run(|tx, _| {

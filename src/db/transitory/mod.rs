@@ -144,6 +144,7 @@ impl TransitoryDb {
     /// The position "everything committed so far": the current read
     /// version followed by `ff ff` ([`Position::at_read_version`]).
     pub async fn current_position(&self) -> Result<Position> {
+        // Read-only: safe to run any number of times.
         let rv = self
             .db
             .run(|tx, _| async move { Ok::<_, Error>(tx.get_read_version().await?) })

@@ -77,6 +77,9 @@ impl TransitoryDb {
         let key = space.pack(&(user, device, conn_id));
         let value = encode(record);
         let (begin, end) = space.subspace(&(user, device)).range();
+        // Safe to run twice: a retry writes the same record, finds the
+        // least recently used others the first run removed gone, and so
+        // removes nothing more unless the device is still over its limit.
         self.db
             .run(|tx, _| {
                 let (key, value, begin, end) = (&key, &value, &begin, &end);
@@ -119,6 +122,7 @@ impl TransitoryDb {
             .layout
             .sliding_connection
             .pack(&(user, device, conn_id));
+        // Safe to run twice: a blind clear of one key.
         self.db
             .run(|tx, _| {
                 let key = &key;

@@ -119,6 +119,10 @@ impl TransitoryDb {
         users.sort_unstable();
         users.dedup();
         let recipients: &[Topic<'_>] = &users.into_iter().map(Topic::User).collect::<Vec<_>>();
+        // Safe to run twice: the transaction-ID record is written in the
+        // same transaction as the messages, so a retry after
+        // `commit_unknown_result` that committed finds it and appends
+        // nothing (answering `false`, which the caller treats as success).
         self.db
             .run(|tx, _| {
                 let (l, txn_key, expiry_key, entries) =
@@ -168,6 +172,9 @@ impl TransitoryDb {
             end.push(0x00);
             (begin, end)
         });
+        // Safe to run twice: clearing the acknowledged messages again
+        // clears nothing more (the range ends at `since`), and the read
+        // returns the messages after `since`, which the first run left.
         let kvs = self
             .db
             .run(|tx, _| {
@@ -240,6 +247,9 @@ impl TransitoryDb {
         let l = self.layout.clone();
         let (begin, _) = l.txn_expiry.range();
         let end = l.txn_expiry.pack(&(before_ms as i64,));
+        // Safe to run twice: a retry re-reads the expired records; those the
+        // first run removed are gone, so it removes (and counts) only
+        // others that are expired too, which the collector would remove next.
         self.db
             .run(|tx, _| {
                 let (l, begin, end) = (l.clone(), begin.clone(), end.clone());
@@ -267,6 +277,10 @@ impl TransitoryDb {
         let l = self.layout.clone();
         let key = l.typing.pack(&(room, user));
         let log = l.typing_log.subspace(&room);
+        // Safe to run twice: setting the same expiry again stores the same
+        // value, and a retried stop finds the entry gone and returns early;
+        // a retried start records one more typing change of the room, so a
+        // client re-reads the same typing set.
         self.db
             .run(|tx, _| {
                 let (l, key, log) = (l.clone(), key.clone(), log.clone());
@@ -302,6 +316,7 @@ impl TransitoryDb {
         let log = l.typing_log.subspace(&room);
         let current = l.typing.subspace(&room);
         let (log_range, cur_range) = (after(&log, since, Some(1)), after(&current, None, None));
+        // Read-only: safe to run any number of times.
         let (changed, kvs) = self
             .db
             .run(|tx, _| {
@@ -341,6 +356,9 @@ impl TransitoryDb {
     pub async fn collect_typing(&self, now_ms: u64, limit: usize) -> Result<usize> {
         let l = self.layout.clone();
         let (begin, end) = l.typing.range();
+        // Safe to run twice: each removal re-checks the entry's expiry, so a
+        // retry finds the entries the first run removed gone and removes
+        // only others that are expired too.
         self.db
             .run(|tx, _| {
                 let (l, begin, end) = (l.clone(), begin.clone(), end.clone());
@@ -381,6 +399,7 @@ impl TransitoryDb {
     /// A user's stored presence.
     pub async fn presence(&self, user: &str) -> Result<Option<PresenceRecord>> {
         let key = self.layout.presence.pack(&user);
+        // Read-only: safe to run any number of times.
         let raw = self
             .db
             .run(|tx, _| {
@@ -408,6 +427,11 @@ impl TransitoryDb {
         let key = l.presence.pack(&user);
         let log = l.presence_log.subspace(&user);
         let (f, visible) = (&f, &visible);
+        // Safe to run twice: `f` computes the new record from the stored
+        // one (with the caller's fixed `now`), so a retry after a commit
+        // that applied sees that record and stores the same one or nothing;
+        // at most it records one more presence change, which delivers the
+        // same presence again.
         self.db
             .run(|tx, _| {
                 let (l, key, log) = (l.clone(), key.clone(), log.clone());
@@ -439,6 +463,7 @@ impl TransitoryDb {
         since: Option<Position>,
     ) -> Result<Vec<(String, Position, PresenceRecord)>> {
         let l = self.layout.clone();
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| {
                 let l = l.clone();
@@ -478,6 +503,7 @@ impl TransitoryDb {
             }
             None => begin,
         };
+        // Read-only: safe to run any number of times.
         let kvs = self
             .db
             .run(|tx, _| {
@@ -500,6 +526,9 @@ impl TransitoryDb {
     /// Returns the commit's position.
     pub async fn mark_device_lists_changed(&self, users: &[&str]) -> Result<Position> {
         let l = self.layout.clone();
+        // Safe to run twice: each user's log keeps only its latest record,
+        // so a retry replaces the first run's record with one at its own
+        // commit (a client told of one change more re-reads the user's keys).
         let ((), info) = self
             .db
             .run_committed(|tx, _| {
@@ -530,6 +559,7 @@ impl TransitoryDb {
         upto: Option<Position>,
     ) -> Result<Vec<(String, Position)>> {
         let l = self.layout.clone();
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| {
                 let l = l.clone();
@@ -581,6 +611,7 @@ impl TransitoryDb {
                 .range()
         };
         let (begin, end) = (after_all_of(since), after_all_of(up_to));
+        // Read-only: safe to run any number of times.
         let kvs = self
             .db
             .run(|tx, _| {

@@ -267,6 +267,12 @@ impl Rooms {
         &self.db
     }
 
+    /// The server's event signer, for tools and tests that write events at
+    /// the db level ([`RoomsDb::append_state_batch`]).
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
     fn now(&self) -> MilliSecondsSinceUnixEpoch {
         MilliSecondsSinceUnixEpoch(UInt::new_saturating(self.clock.now_ms()))
     }
