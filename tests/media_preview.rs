@@ -104,6 +104,10 @@ async fn site() -> Site {
         )
         .route("/loop", get(|| async { redirect("/loop".into()) }))
         .route(
+            "/to-file",
+            get(|| async { redirect("file:///etc/passwd".into()) }),
+        )
+        .route(
             "/big",
             get(|| async { html("x".repeat(MAX_BYTES as usize + 1)) }),
         )
@@ -269,6 +273,11 @@ async fn bytes_redirects_time_and_failures_are_capped() {
         "M_TOO_LARGE",
     );
     assert_error(&preview(&alice, &site.url("/loop")).await, 502, "M_UNKNOWN");
+    assert_error(
+        &preview(&alice, &site.url("/to-file")).await,
+        502,
+        "M_UNKNOWN",
+    );
     assert_error(
         &preview(&alice, &site.url("/missing")).await,
         502,

@@ -252,7 +252,13 @@ impl Previewer {
         let max_bytes = self.config.max_bytes;
         let mut redirects = 0;
         let mut response = loop {
-            self.check(&url)?;
+            match self.check(&url) {
+                // A bad redirect is the page's fault, not the request's.
+                Err(Error::InvalidParam(why)) if redirects > 0 => {
+                    return Err(Error::PreviewUpstream(format!("redirect refused: {why}")));
+                }
+                checked => checked?,
+            }
             let response = client.get(url.clone()).send().await.map_err(upstream)?;
             let location = response
                 .headers()
