@@ -7,7 +7,7 @@
 //! - accepts only `http` and `https` URLs;
 //! - refuses an IP-literal host that [`refused`] names (loopback, private,
 //!   link-local, unique-local, CGNAT, multicast, ...) before connecting;
-//! - resolves names through [`FilteringResolver`], which drops every refused
+//! - resolves names through `FilteringResolver`, which drops every refused
 //!   address from the answer: the address connected to is one that was
 //!   checked, so a name that resolves to a public address for a check and a
 //!   private one for the connection (DNS rebinding) cannot get through;
