@@ -14,6 +14,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use tokio::sync::Notify;
+
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -32,6 +34,8 @@ const MAX_BYTES: u64 = 20_000;
 struct Site {
     addr: SocketAddr,
     hits: Arc<AtomicUsize>,
+    /// Notified when `/hang` has been asked for.
+    hung: Arc<Notify>,
 }
 
 impl Site {
@@ -63,6 +67,8 @@ async fn site() -> Site {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let hits = Arc::new(AtomicUsize::new(0));
+    let hung = Arc::new(Notify::new());
+    let hang_signal = hung.clone();
     let port = addr.port();
     let app = Router::new()
         .route(
@@ -130,7 +136,8 @@ async fn site() -> Site {
         )
         .route(
             "/hang",
-            get(|| async {
+            get(move || async move {
+                hang_signal.notify_one();
                 futures::future::pending::<()>().await;
                 "never"
             }),
@@ -145,22 +152,28 @@ async fn site() -> Site {
             },
         ));
     tokio::spawn(async move { axum::serve(listener, app).await });
-    Site { addr, hits }
+    Site { addr, hits, hung }
+}
+
+/// Previews on, `allow_ips` let through.
+fn preview_config(allow_ips: &[&str], timeout_ms: u64) -> UrlPreviewConfig {
+    UrlPreviewConfig {
+        enabled: true,
+        max_bytes: MAX_BYTES,
+        timeout_ms,
+        max_redirects: 3,
+        allow_ips: allow_ips
+            .iter()
+            .map(|ip| ip.parse().expect("cidr"))
+            .collect(),
+        ..UrlPreviewConfig::default()
+    }
 }
 
 /// A server with previews on, `allow_ips` let through.
 async fn server(allow_ips: &[&str], timeout_ms: u64) -> TestServer {
     TestServer::start_media(MediaConfig {
-        url_preview: UrlPreviewConfig {
-            enabled: true,
-            max_bytes: MAX_BYTES,
-            timeout_ms,
-            max_redirects: 3,
-            allow_ips: allow_ips
-                .iter()
-                .map(|ip| ip.parse().expect("cidr"))
-                .collect(),
-        },
+        url_preview: preview_config(allow_ips, timeout_ms),
         ..MediaConfig::default()
     })
     .await
@@ -337,4 +350,30 @@ async fn disabled_is_unrecognized_and_enabled_needs_a_token() {
         "M_MISSING_TOKEN",
     );
     assert_eq!(site.hits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn previews_in_flight_are_capped() {
+    let site = site().await;
+    let server = TestServer::start_media(MediaConfig {
+        url_preview: UrlPreviewConfig {
+            concurrency: 1,
+            ..preview_config(&["127.0.0.1/32"], 2_000)
+        },
+        ..MediaConfig::default()
+    })
+    .await;
+    let alice = server.register("alice", "pw-alice-1").await;
+    let hanging = {
+        let (alice, url) = (alice.clone(), site.url("/hang"));
+        tokio::spawn(async move { preview(&alice, &url).await })
+    };
+    // The one permitted preview is waiting on /hang: another is refused.
+    site.hung.notified().await;
+    let got = preview(&alice, &site.url("/page")).await;
+    assert_error(&got, 429, "M_LIMIT_EXCEEDED");
+    // Once the first has timed out, previews are served again.
+    assert_error(&hanging.await.expect("task"), 502, "M_UNKNOWN");
+    let (status, og) = preview(&alice, &site.url("/page")).await;
+    assert_eq!(status, 200, "{og}");
 }

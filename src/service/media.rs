@@ -228,6 +228,10 @@ pub enum Error {
     /// (502 `M_UNKNOWN`).
     #[error("URL preview failed: {0}")]
     PreviewUpstream(String),
+    /// As many URL previews as `[media.url_preview] concurrency` are in
+    /// flight (429 `M_LIMIT_EXCEEDED`).
+    #[error("too many URL previews in flight; try again later")]
+    PreviewBusy,
     /// A URL preview's page or image is over `max_bytes` (502
     /// `M_TOO_LARGE`, as Synapse answers).
     #[error("URL preview: the page is larger than {limit_bytes} bytes")]

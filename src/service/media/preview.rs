@@ -16,7 +16,9 @@
 //! - ignores proxies from the environment (a proxy would connect for us);
 //! - reads at most [`UrlPreviewConfig::max_bytes`] of a body (stopping the
 //!   stream there) and takes at most [`UrlPreviewConfig::timeout_ms`] for the
-//!   whole preview, image included.
+//!   whole preview, image included;
+//! - runs at most [`UrlPreviewConfig::concurrency`] previews at once (one
+//!   more is refused at once), bounding the memory bodies hold.
 //!
 //! Addresses in [`UrlPreviewConfig::allow_ips`] are let through (intranets,
 //! and tests, whose pages are served on loopback).
@@ -61,6 +63,10 @@ pub struct UrlPreviewConfig {
     pub timeout_ms: u64,
     /// Redirects followed, each checked like the first URL. Default 5.
     pub max_redirects: u32,
+    /// Previews fetched at once by this server; one more is refused at
+    /// once (429 `M_LIMIT_EXCEEDED`). Bounds the memory previews hold
+    /// (each at most `max_bytes` of page and as much of image). Default 8.
+    pub concurrency: usize,
     /// Networks (CIDR, `"10.1.0.0/16"`, `"127.0.0.1/32"`) fetched even
     /// though they are refused addresses (loopback, private, link-local,
     /// ...): an intranet's servers, or a test's loopback server. Empty by
@@ -76,6 +82,7 @@ impl Default for UrlPreviewConfig {
             max_bytes: 4 * 1024 * 1024,
             timeout_ms: 10_000,
             max_redirects: 5,
+            concurrency: 8,
             allow_ips: Vec::new(),
         }
     }
@@ -180,6 +187,8 @@ impl Resolve for FilteringResolver {
 pub(super) struct Previewer {
     config: UrlPreviewConfig,
     client: OnceLock<std::result::Result<reqwest::Client, String>>,
+    /// One permit per preview in flight ([`UrlPreviewConfig::concurrency`]).
+    in_flight: tokio::sync::Semaphore,
 }
 
 /// A fetched body.
@@ -195,9 +204,11 @@ struct Fetched {
 impl Previewer {
     /// A fetcher with `config`.
     pub(super) fn new(config: UrlPreviewConfig) -> Self {
+        let in_flight = tokio::sync::Semaphore::new(config.concurrency);
         Previewer {
             config,
             client: OnceLock::new(),
+            in_flight,
         }
     }
 
@@ -383,11 +394,17 @@ impl Media {
     ///
     /// Errors: [`Error::InvalidParam`] (not an absolute `http(s)` URL),
     /// [`Error::PreviewRefused`] (a refused address, on any hop),
+    /// [`Error::PreviewBusy`] (`concurrency` previews in flight),
     /// [`Error::PreviewTooLarge`], [`Error::PreviewUpstream`] (connection,
     /// status, time), storage failures.
     pub async fn preview_url(&self, user_id: &str, url: &str) -> Result<Map<String, Value>> {
         let url = Url::parse(url).map_err(|e| Error::InvalidParam(format!("url: {e}")))?;
         self.previewer.check(&url)?;
+        let _in_flight = self
+            .previewer
+            .in_flight
+            .try_acquire()
+            .map_err(|_| Error::PreviewBusy)?;
         let limit = Duration::from_millis(self.previewer.config().timeout_ms);
         tokio::time::timeout(limit, self.preview(user_id, url))
             .await
