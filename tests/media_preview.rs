@@ -4,8 +4,9 @@
 //! redirect followed; refusals of 127.0.0.1, 10.0.0.1, [::1] and
 //! `localhost` without the allow-list (the test server sees no request); a
 //! redirect from an allowed server to a refused address; the byte, redirect
-//! and time caps; bad URLs; disabled (the default) → 404 `M_UNRECOGNIZED`;
-//! no token → 401. No request leaves the machine: refused addresses are
+//! and time caps; the cap on previews in flight; the cache (one fetch an
+//! hour per URL, cleared by a purge); bad URLs; disabled (the default) →
+//! 404 `M_UNRECOGNIZED`; no token → 401. No request leaves the machine: refused addresses are
 //! refused before connecting.
 
 mod common_api;
@@ -22,6 +23,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use myelin::service::Clock;
 use myelin::service::media::{MediaConfig, UrlPreviewConfig};
 use serde_json::Value;
 
@@ -376,4 +378,40 @@ async fn previews_in_flight_are_capped() {
     assert_error(&hanging.await.expect("task"), 502, "M_UNKNOWN");
     let (status, og) = preview(&alice, &site.url("/page")).await;
     assert_eq!(status, 200, "{og}");
+}
+
+#[tokio::test]
+async fn a_preview_is_cached_for_the_hour_until_a_purge() {
+    let site = site().await;
+    let server = server(&["127.0.0.1/32"], 10_000).await;
+    let alice = server.register("alice", "pw-alice-1").await;
+    let bob = server.register("bob", "pw-bob-1").await;
+    let url = site.url("/page");
+    let (status, first) = preview(&alice, &url).await;
+    assert_eq!(status, 200, "{first}");
+    // The page and its image.
+    assert_eq!(site.hits.load(Ordering::SeqCst), 2);
+    // Anyone asking in the same hour gets the cached answer, image included.
+    let (status, again) = preview(&bob, &url).await;
+    assert_eq!((status, &again), (200, &first));
+    assert_eq!(site.hits.load(Ordering::SeqCst), 2);
+    // The next hour fetches anew.
+    server.clock.advance_ms(60 * 60 * 1000);
+    let (status, next_hour) = preview(&bob, &url).await;
+    assert_eq!(status, 200, "{next_hour}");
+    assert_eq!(site.hits.load(Ordering::SeqCst), 4);
+    assert_eq!(next_hour["og:title"], "A page");
+    // A purge of everything so far clears the cache with the images.
+    let now = server.clock.now_ms();
+    let report = server
+        .state
+        .media
+        .purge(now + 1, None)
+        .await
+        .expect("purge");
+    assert_eq!(report.media, 2, "both stored images");
+    let (status, after_purge) = preview(&alice, &url).await;
+    assert_eq!(status, 200, "{after_purge}");
+    assert_eq!(site.hits.load(Ordering::SeqCst), 6);
+    assert_ne!(after_purge["og:image"], next_hour["og:image"]);
 }

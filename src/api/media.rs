@@ -287,8 +287,9 @@ async fn thumbnail(
 #[derive(Deserialize)]
 struct PreviewQuery {
     url: Option<String>,
-    /// Accepted and ignored: previews are not cached, so every answer is
-    /// the page as it is now (the spec lets a server answer a newer one).
+    /// Accepted and ignored: the answer is this hour's (cached per hour of
+    /// the server's clock; the spec lets a server answer a newer preview
+    /// than asked, and honouring it would let a client bypass the cache).
     #[serde(rename = "ts")]
     _ts: Option<u64>,
 }

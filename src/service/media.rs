@@ -1137,13 +1137,18 @@ impl Media {
     /// Deletes every media ID created before `before_ms` (ms since the
     /// epoch), only those with content larger than `size_gt` bytes if
     /// given, then deletes the blobs no record references any more
-    /// ([`Media::sweep_doomed`]). Paged: one small transaction per media ID
+    /// ([`Media::sweep_doomed`]); first it clears the cached URL previews
+    /// of every hour begun before `before_ms`. Paged: one small transaction per media ID
     /// and per blob, so no transaction grows with the data; an interrupted
     /// purge is finished by running it again.
     ///
     /// Errors: storage failures (what was deleted stays deleted).
     pub async fn purge(&self, before_ms: u64, size_gt: Option<u64>) -> Result<PurgeReport> {
         let mut report = PurgeReport::default();
+        // Cached URL previews of the hours that began before the cutoff go
+        // first: none may name an image media ID deleted below.
+        let hours = before_ms.div_ceil(preview::HOUR_MS);
+        self.db.clear_previews_before(hours).await?;
         let mut cursor = None;
         loop {
             let page = self

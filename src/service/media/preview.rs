@@ -25,8 +25,12 @@
 //!
 //! Only HTML is parsed (`scraper`, on a blocking thread, within the
 //! thumbnailers' concurrency bound); an image URL is previewed as the image.
-//! Previews are not cached: each request fetches (the image's bytes are
-//! content-addressed, so a repeated image is stored once).
+//! A successful answer is cached in the media database
+//! (`previews/cache`, by the hour of the server's clock and the URL's
+//! SHA-256) and served to every user asking for that URL in that hour, its
+//! image media ID included; a purge clears the hours before its cutoff.
+//! The request's `ts` is not used (a client could otherwise bypass the
+//! cache by varying it; the spec lets a server answer a newer preview).
 //!
 //! Who may import this: `service::media` (its parent) and, through
 //! [`Media::preview_url`], `api`.
@@ -43,6 +47,7 @@ use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use super::{Error, Media, Result, UploadInfo};
 
@@ -92,6 +97,11 @@ impl Default for UrlPreviewConfig {
 const MAX_KEY_CHARS: usize = 50;
 /// Longest OpenGraph value kept, characters (Synapse's limit).
 const MAX_VALUE_CHARS: usize = 1000;
+/// An hour, ms: previews are cached for the rest of the hour they were
+/// fetched in.
+pub(super) const HOUR_MS: u64 = 60 * 60 * 1000;
+/// Largest answer cached, bytes of JSON (a kv value is at most 100 kB).
+const MAX_CACHED_BYTES: usize = 64 * 1024;
 /// Most OpenGraph properties answered.
 const MAX_PROPERTIES: usize = 64;
 /// The image types stored for a preview (those the thumbnailer reads).
@@ -400,15 +410,32 @@ impl Media {
     pub async fn preview_url(&self, user_id: &str, url: &str) -> Result<Map<String, Value>> {
         let url = Url::parse(url).map_err(|e| Error::InvalidParam(format!("url: {e}")))?;
         self.previewer.check(&url)?;
+        let hour = self.clock.now_ms() / HOUR_MS;
+        let url_sha256 = hex::encode(Sha256::digest(url.as_str().as_bytes()));
+        if let Some(json) = self.db.cached_preview(hour, &url_sha256).await? {
+            match serde_json::from_str(&json) {
+                Ok(answer) => return Ok(answer),
+                Err(e) => {
+                    tracing::warn!(error = %e, "an unreadable cached preview is fetched anew")
+                }
+            }
+        }
         let _in_flight = self
             .previewer
             .in_flight
             .try_acquire()
             .map_err(|_| Error::PreviewBusy)?;
         let limit = Duration::from_millis(self.previewer.config().timeout_ms);
-        tokio::time::timeout(limit, self.preview(user_id, url))
+        let answer = tokio::time::timeout(limit, self.preview(user_id, url))
             .await
-            .map_err(|_| Error::PreviewUpstream(format!("the preview took over {limit:?}")))?
+            .map_err(|_| Error::PreviewUpstream(format!("the preview took over {limit:?}")))??;
+        let json = Value::Object(answer.clone()).to_string();
+        if json.len() <= MAX_CACHED_BYTES {
+            if let Err(e) = self.db.cache_preview(hour, &url_sha256, &json).await {
+                tracing::warn!(error = %e, "a preview was not cached");
+            }
+        }
+        Ok(answer)
     }
 
     async fn preview(&self, user_id: &str, url: Url) -> Result<Map<String, Value>> {
