@@ -430,10 +430,10 @@ impl Media {
             .await
             .map_err(|_| Error::PreviewUpstream(format!("the preview took over {limit:?}")))??;
         let json = Value::Object(answer.clone()).to_string();
-        if json.len() <= MAX_CACHED_BYTES {
-            if let Err(e) = self.db.cache_preview(hour, &url_sha256, &json).await {
-                tracing::warn!(error = %e, "a preview was not cached");
-            }
+        if json.len() <= MAX_CACHED_BYTES
+            && let Err(e) = self.db.cache_preview(hour, &url_sha256, &json).await
+        {
+            tracing::warn!(error = %e, "a preview was not cached");
         }
         Ok(answer)
     }
