@@ -24,7 +24,8 @@
 //! and tests, whose pages are served on loopback).
 //!
 //! Only HTML is parsed (`scraper`, on a blocking thread, within the
-//! thumbnailers' concurrency bound); an image URL is previewed as the image.
+//! thumbnailers' concurrency bound), decoded from its declared charset
+//! (`encoding_rs`; UTF-8 when none); an image URL is previewed as the image.
 //! A successful answer is cached in the media database
 //! (`previews/cache`, by the hour of the server's clock and the URL's
 //! SHA-256) and served to every user asking for that URL in that hour, its
@@ -207,6 +208,8 @@ struct Fetched {
     url: Url,
     /// Its `Content-Type` without parameters, lowercase.
     essence: String,
+    /// The `charset` parameter of its `Content-Type`, if any.
+    charset: Option<String>,
     /// The bytes (at most `max_bytes`).
     body: Bytes,
 }
@@ -311,14 +314,19 @@ impl Previewer {
                 limit_bytes: max_bytes,
             });
         }
-        let essence = response
+        let content_type = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
             .unwrap_or("application/octet-stream")
+            .to_owned();
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
             .trim()
             .to_ascii_lowercase();
+        let charset = charset_in(&content_type).map(str::to_owned);
         let mut body = BytesMut::new();
         while let Some(chunk) = response.chunk().await.map_err(upstream)? {
             if (body.len() + chunk.len()) as u64 > max_bytes {
@@ -331,9 +339,35 @@ impl Previewer {
         Ok(Fetched {
             url,
             essence,
+            charset,
             body: body.freeze(),
         })
     }
+}
+
+/// The value of the first `charset=` in `text` (a `Content-Type` header,
+/// or the start of an HTML document), quotes stripped.
+fn charset_in(text: &str) -> Option<&str> {
+    let at = text.to_ascii_lowercase().find("charset=")? + "charset=".len();
+    let rest = text[at..].trim_start_matches(['"', '\'', ' ']);
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.')))
+        .unwrap_or(rest.len());
+    Some(&rest[..end]).filter(|label| !label.is_empty())
+}
+
+/// `body` as text: in the encoding its byte-order mark names, else its
+/// `Content-Type`'s `charset`, else the one a `<meta charset>` or
+/// `<meta http-equiv="Content-Type">` declares in its first 1,024 bytes,
+/// else UTF-8 (the WHATWG encoding labels, via `encoding_rs`); bytes
+/// invalid in that encoding are replaced.
+fn decode_html(body: &[u8], charset: Option<&str>) -> String {
+    let head = String::from_utf8_lossy(&body[..body.len().min(1024)]);
+    let encoding = charset
+        .or_else(|| charset_in(&head))
+        .and_then(|label| encoding_rs::Encoding::for_label(label.as_bytes()))
+        .unwrap_or(encoding_rs::UTF_8);
+    encoding.decode(body).0.into_owned()
 }
 
 /// A failed request: refused by the resolver (403), else the page's fault
@@ -453,10 +487,12 @@ impl Media {
             .acquire()
             .await
             .map_err(|_| Error::PreviewUpstream("shutting down".into()))?;
-        let body = page.body.clone();
-        let og = tokio::task::spawn_blocking(move || open_graph(&String::from_utf8_lossy(&body)))
-            .await
-            .map_err(|e| Error::PreviewUpstream(format!("parsing the page failed: {e}")))?;
+        let (body, charset) = (page.body.clone(), page.charset.clone());
+        let og = tokio::task::spawn_blocking(move || {
+            open_graph(&decode_html(&body, charset.as_deref()))
+        })
+        .await
+        .map_err(|e| Error::PreviewUpstream(format!("parsing the page failed: {e}")))?;
         drop(permit);
         let image = og
             .get("og:image")
@@ -554,6 +590,28 @@ mod tests {
         ] {
             assert!(!refused(ip.parse().unwrap()), "{ip} should be allowed");
         }
+    }
+
+    #[test]
+    fn pages_are_decoded_in_their_declared_encoding() {
+        let latin1 = b"<title>Caf\xe9</title>";
+        assert_eq!(
+            decode_html(latin1, Some("iso-8859-1")),
+            "<title>Café</title>"
+        );
+        let mut meta = b"<meta charset='windows-1252'><title>Caf".to_vec();
+        meta.extend_from_slice(b"\xe9</title>");
+        assert!(decode_html(&meta, None).ends_with("Café</title>"));
+        let http_equiv =
+            b"<meta http-equiv=\"Content-Type\" content=\"text/html; charset=Shift_JIS\">\x82\xa0";
+        assert!(decode_html(http_equiv, None).ends_with('あ'));
+        assert_eq!(decode_html("Café".as_bytes(), None), "Café");
+        assert_eq!(
+            decode_html("Café".as_bytes(), Some("no-such-charset")),
+            "Café"
+        );
+        assert_eq!(charset_in("text/html; charset=\"UTF-8\""), Some("UTF-8"));
+        assert_eq!(charset_in("text/html"), None);
     }
 
     #[test]
