@@ -533,7 +533,7 @@ async fn legacy_paths_and_bad_ids_are_not_found() {
     }
     let got = download(&server, &alice, "unknownid").await;
     assert_error(&got.json(), 404, "M_NOT_FOUND");
-    // Previews are not served.
+    // Previews are off by default (tests/media_preview.rs has them on).
     let got = alice
         .get("/_matrix/client/v1/media/preview_url?url=http://127.0.0.1/")
         .await;

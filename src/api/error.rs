@@ -29,6 +29,7 @@
 //! | media: already uploaded / not uploaded in time | 409 `M_CANNOT_OVERWRITE_MEDIA` / 504 `M_NOT_YET_UPLOADED` |
 //! | media: over the size limit or the quota / too many pending uploads | 413 `M_TOO_LARGE` / 429 `M_LIMIT_EXCEEDED` |
 //! | media: cannot thumbnail / image too large to thumbnail | 400 `M_UNKNOWN` / 413 `M_TOO_LARGE` |
+//! | URL preview: refused address / page failed / page too large / too many in flight | 403 `M_FORBIDDEN` / 502 `M_UNKNOWN` / 502 `M_TOO_LARGE` / 429 `M_LIMIT_EXCEEDED` |
 //! | storage unavailable: the store's time budget or retry limit ran out (FoundationDB `transaction_timed_out`, 1031, e.g. cluster unreachable) | 503 | `M_UNKNOWN`, header `Retry-After` |
 //! | storage failure, panic | 500 | `M_UNKNOWN` |
 
@@ -259,12 +260,15 @@ fn media_status_and_kind(e: &service::media::Error) -> (StatusCode, ErrorKind) {
         M::TooLarge { .. } | M::QuotaExceeded { .. } | M::ThumbnailTooLarge(_) => {
             (StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge)
         }
-        M::TooManyPending { .. } => (
+        M::TooManyPending { .. } | M::PreviewBusy => (
             StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::LimitExceeded(LimitExceededErrorData::new()),
         ),
         M::InvalidParam(_) => (StatusCode::BAD_REQUEST, ErrorKind::InvalidParam),
         M::Body(_) | M::Thumbnail(_) => (StatusCode::BAD_REQUEST, ErrorKind::Unknown),
+        M::PreviewRefused(_) => (StatusCode::FORBIDDEN, ErrorKind::Forbidden),
+        M::PreviewUpstream(_) => (StatusCode::BAD_GATEWAY, ErrorKind::Unknown),
+        M::PreviewTooLarge { .. } => (StatusCode::BAD_GATEWAY, ErrorKind::TooLarge),
         M::Db(_) | M::Blob(_) | M::Config(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown)
         }

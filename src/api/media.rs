@@ -12,8 +12,10 @@
 //! never SVG or HTML), else `attachment`. The legacy unauthenticated
 //! `/_matrix/media/v3/download|thumbnail` answer 404 `M_NOT_FOUND` (media is
 //! frozen from day one: spec v1.11). Admins may quarantine a media ID and
-//! purge old media (Synapse's `/_synapse/admin/v1/media/...`). `preview_url` is not served (404
-//! `M_UNRECOGNIZED`, what Synapse answers with previews disabled).
+//! purge old media (Synapse's `/_synapse/admin/v1/media/...`).
+//! `preview_url` is served only with `[media.url_preview] enabled`; off, it
+//! answers 404 `M_UNRECOGNIZED` (what Synapse answers with previews
+//! disabled), before authentication.
 //!
 //! Who may import this: `api` (its router).
 
@@ -66,6 +68,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
             "/_matrix/client/v1/media/thumbnail/{server_name}/{media_id}",
             get(thumbnail),
         )
+        .route("/_matrix/client/v1/media/preview_url", get(preview_url))
         .route(
             "/_synapse/admin/v1/media/quarantine/{server_name}/{media_id}",
             post(quarantine),
@@ -278,6 +281,38 @@ async fn thumbnail(
         )
         .await?;
     Ok(serve(download))
+}
+
+/// `?url=&ts=` of a URL preview.
+#[derive(Deserialize)]
+struct PreviewQuery {
+    url: Option<String>,
+    /// Accepted and ignored: the answer is this hour's (cached per hour of
+    /// the server's clock; the spec lets a server answer a newer preview
+    /// than asked, and honouring it would let a client bypass the cache).
+    #[serde(rename = "ts")]
+    _ts: Option<u64>,
+}
+
+/// `GET /_matrix/client/v1/media/preview_url?url=&ts=` (spec: "GET
+/// /_matrix/client/v1/media/preview_url"): the page's OpenGraph fields,
+/// its image stored as media. Off by default: then 404 `M_UNRECOGNIZED`
+/// whoever asks.
+async fn preview_url(
+    State(s): State<AppState>,
+    auth: Result<Auth, ApiError>,
+    query: Result<GameQuery<PreviewQuery>, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    if !s.media.config().url_preview.enabled {
+        return Err(ApiError::UnrecognizedPath);
+    }
+    let Auth(a) = auth?;
+    let GameQuery(q) = query?;
+    let url = q
+        .url
+        .ok_or_else(|| crate::service::Error::MissingParam("url is required".into()))?;
+    let og = s.media.preview_url(a.user_id.as_str(), &url).await?;
+    Ok(Json(Value::Object(og)))
 }
 
 /// `POST /_synapse/admin/v1/media/quarantine/{serverName}/{mediaId}`

@@ -52,6 +52,10 @@ use crate::db::media::{self as db, Content, MediaDb, MediaState, ThumbnailKey, T
 use crate::random::Random;
 use crate::service::Clock;
 
+pub mod preview;
+
+pub use preview::UrlPreviewConfig;
+
 /// Size of the parts an upload is written in, bytes (the multipart
 /// writer's buffer; at most two more parts are being written).
 pub const CHUNK_BYTES: usize = 5 * 1024 * 1024;
@@ -130,6 +134,9 @@ pub struct MediaConfig {
     /// before a purge's orphan sweep removes it, ms (an upload in flight
     /// keeps writing its temporary file). Default 1 h.
     pub orphan_grace_ms: u64,
+    /// `[media.url_preview]`: `GET /_matrix/client/v1/media/preview_url`,
+    /// off by default.
+    pub url_preview: UrlPreviewConfig,
 }
 
 impl Default for MediaConfig {
@@ -152,6 +159,7 @@ impl Default for MediaConfig {
             max_thumbnail_pixels: 32 * 1024 * 1024,
             thumbnail_concurrency: 2,
             orphan_grace_ms: 60 * 60 * 1000,
+            url_preview: UrlPreviewConfig::default(),
         }
     }
 }
@@ -212,6 +220,25 @@ pub enum Error {
     /// The image is too large to thumbnail (413 `M_TOO_LARGE`).
     #[error("image too large to thumbnail: {0}")]
     ThumbnailTooLarge(String),
+    /// A URL preview would connect to a refused address (loopback,
+    /// private, ...; 403 `M_FORBIDDEN`).
+    #[error("URL preview refused: {0}")]
+    PreviewRefused(String),
+    /// A URL preview's page failed: connection, status, redirects or time
+    /// (502 `M_UNKNOWN`).
+    #[error("URL preview failed: {0}")]
+    PreviewUpstream(String),
+    /// As many URL previews as `[media.url_preview] concurrency` are in
+    /// flight (429 `M_LIMIT_EXCEEDED`).
+    #[error("too many URL previews in flight; try again later")]
+    PreviewBusy,
+    /// A URL preview's page or image is over `max_bytes` (502
+    /// `M_TOO_LARGE`, as Synapse answers).
+    #[error("URL preview: the page is larger than {limit_bytes} bytes")]
+    PreviewTooLarge {
+        /// The limit, bytes.
+        limit_bytes: u64,
+    },
 }
 
 impl From<db::Error> for Error {
@@ -681,8 +708,10 @@ pub struct Media {
     uploaded: Notify,
     /// Downloads waiting for an upload now.
     waiting: std::sync::atomic::AtomicUsize,
-    /// Bounds concurrent thumbnail decoding.
+    /// Bounds concurrent thumbnail decoding (and URL preview parsing).
     thumbnailers: Semaphore,
+    /// Fetches URL previews.
+    previewer: preview::Previewer,
 }
 
 /// How often a waiting download re-reads its record even without a wake
@@ -700,6 +729,7 @@ impl Media {
         random: Random,
     ) -> Self {
         let permits = config.thumbnail_concurrency.max(1);
+        let previewer = preview::Previewer::new(config.url_preview.clone());
         Media {
             db,
             blobs,
@@ -710,6 +740,7 @@ impl Media {
             uploaded: Notify::new(),
             waiting: Default::default(),
             thumbnailers: Semaphore::new(permits),
+            previewer,
         }
     }
 
@@ -1106,13 +1137,18 @@ impl Media {
     /// Deletes every media ID created before `before_ms` (ms since the
     /// epoch), only those with content larger than `size_gt` bytes if
     /// given, then deletes the blobs no record references any more
-    /// ([`Media::sweep_doomed`]). Paged: one small transaction per media ID
+    /// ([`Media::sweep_doomed`]); first it clears the cached URL previews
+    /// of every hour begun before `before_ms`. Paged: one small transaction per media ID
     /// and per blob, so no transaction grows with the data; an interrupted
     /// purge is finished by running it again.
     ///
     /// Errors: storage failures (what was deleted stays deleted).
     pub async fn purge(&self, before_ms: u64, size_gt: Option<u64>) -> Result<PurgeReport> {
         let mut report = PurgeReport::default();
+        // Cached URL previews of the hours that began before the cutoff go
+        // first: none may name an image media ID deleted below.
+        let hours = before_ms.div_ceil(preview::HOUR_MS);
+        self.db.clear_previews_before(hours).await?;
         let mut cursor = None;
         loop {
             let page = self

@@ -27,6 +27,7 @@
 //! | `users` | 1 | `pending` | `(1, user_id: str, media_id: str)` | i64 little-endian expiry (ms) |
 //! | `blobs` | 0 | `refs` | `(0, sha256: str, media_id: str)` | empty |
 //! | `blobs` | 1 | `doomed` | `(1, sha256: str)` | i64 little-endian: when found unreferenced (ms), or -1 while being deleted |
+//! | `previews` | 0 | `cache` | `(0, hour: int, url_sha256: str)` | JSON: a URL preview's answer |
 //!
 //! Only media of this server are stored, so the key is the media ID alone
 //! (the server name is this server's).
@@ -49,8 +50,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub static SPEC: DatabaseSpec = DatabaseSpec {
     name: "media",
     schema_version: SCHEMA_VERSION,
-    doc: "The media repository's metadata: each upload (uploader, size, content type, file name, SHA-256, state), its thumbnails, and each user's quota usage and pending uploads. The bytes live in the blob store.",
-    directories: &[meta::DIRECTORY, MEDIA, USERS, BLOBS],
+    doc: "The media repository's metadata: each upload (uploader, size, content type, file name, SHA-256, state), its thumbnails, each user's quota usage and pending uploads, and the URL preview cache. The bytes live in the blob store.",
+    directories: &[meta::DIRECTORY, MEDIA, USERS, BLOBS, PREVIEWS],
 };
 
 const fn field(name: &'static str, ty: FieldType) -> Field {
@@ -150,6 +151,25 @@ pub const BLOBS: DirectorySpec = DirectorySpec {
     path: &["blobs"],
     doc: "References from media IDs to blobs (content-addressed, so shared by identical uploads) and the blobs awaiting deletion.",
     subspaces: &[REFS, DOOMED],
+};
+
+/// `previews/cache`: `(0, hour, url_sha256) -> JSON`.
+pub const PREVIEW_CACHE: SubspaceSpec = SubspaceSpec {
+    name: "cache",
+    tag: 0,
+    key: &[
+        field("hour", FieldType::Int),
+        field("url_sha256", FieldType::Str),
+    ],
+    value: ValueEncoding::Json,
+    doc: "A URL preview's answer (its OpenGraph JSON object, at most 64 KiB), by the hour it was fetched in (ms since the epoch / 3,600,000) and the SHA-256 (lowercase hex) of the URL; served for the rest of that hour. Ordered by hour so a purge clears every hour before its cutoff with one range clear.",
+};
+
+/// `previews`: the URL preview cache.
+pub const PREVIEWS: DirectorySpec = DirectorySpec {
+    path: &["previews"],
+    doc: "URL previews fetched this hour (and earlier hours, until a purge clears them).",
+    subspaces: &[PREVIEW_CACHE],
 };
 
 #[cfg(test)]

@@ -28,6 +28,9 @@
 //!   blob is deleted from the store only while no record names it;
 //! - a rejected request writes nothing (errors return before any write).
 //!
+//! It also holds the URL preview cache (`previews/cache`): answers by hour
+//! and URL hash, cleared by purges a whole hour range at a time.
+//!
 //! Who may import this: `db`, `service`, the CLI and tests; never the other
 //! databases.
 
@@ -196,6 +199,7 @@ struct Layout {
     media: Space,
     users: Space,
     blobs: Space,
+    previews: Space,
 }
 
 /// What [`MediaDb::delete`] removed.
@@ -236,6 +240,7 @@ impl MediaDb {
                 media: handle.dirs.space(&keys::MEDIA).clone(),
                 users: handle.dirs.space(&keys::USERS).clone(),
                 blobs: handle.dirs.space(&keys::BLOBS).clone(),
+                previews: handle.dirs.space(&keys::PREVIEWS).clone(),
             }),
         }
     }
@@ -675,6 +680,69 @@ impl MediaDb {
                         thumbnails: thumbs,
                         doomed,
                     }))
+                }
+            })
+            .await
+    }
+
+    fn preview_key(&self, hour: u64, url_sha256: &str) -> Vec<u8> {
+        self.layout
+            .previews
+            .key(&keys::PREVIEW_CACHE, &(hour as i64, url_sha256))
+    }
+
+    /// The URL preview cached for the URL with SHA-256 `url_sha256` in
+    /// `hour` (ms since the epoch / 3,600,000), if any: its JSON text.
+    pub async fn cached_preview(&self, hour: u64, url_sha256: &str) -> Result<Option<String>> {
+        let key = self.preview_key(hour, url_sha256);
+        self.db
+            .run(|tx, _| {
+                let key = key.clone();
+                async move {
+                    tx.get(&key, false)
+                        .await?
+                        .map(|v| {
+                            String::from_utf8(v.to_vec())
+                                .map_err(|_| Corrupt::new("preview cache", "not UTF-8").into())
+                        })
+                        .transpose()
+                }
+            })
+            .await
+    }
+
+    /// Caches `json` (a preview's answer; the caller keeps it well under
+    /// the 100 kB value limit) for the URL with SHA-256 `url_sha256` in
+    /// `hour`.
+    pub async fn cache_preview(&self, hour: u64, url_sha256: &str, json: &str) -> Result<()> {
+        let key = self.preview_key(hour, url_sha256);
+        // Safe to run twice: the same value is written again.
+        self.db
+            .run(|tx, _| {
+                let key = key.clone();
+                async move {
+                    tx.set(&key, json.as_bytes());
+                    Ok(())
+                }
+            })
+            .await
+    }
+
+    /// Clears every cached URL preview of an hour before `hour`: one range
+    /// clear, whatever the number of entries.
+    pub async fn clear_previews_before(&self, hour: u64) -> Result<()> {
+        let begin = self.layout.previews.range(&keys::PREVIEW_CACHE, &()).0;
+        // Every key of `hour` and later sorts at or after `(hour,)`'s begin.
+        let end = (self.layout.previews)
+            .range(&keys::PREVIEW_CACHE, &(hour as i64,))
+            .0;
+        // Safe to run twice: clearing a cleared range changes nothing.
+        self.db
+            .run(|tx, _| {
+                let (begin, end) = (begin.clone(), end.clone());
+                async move {
+                    tx.clear_range(&begin, &end);
+                    Ok(())
                 }
             })
             .await

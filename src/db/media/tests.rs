@@ -286,3 +286,25 @@ async fn a_claimed_blob_takes_no_reference_and_an_unclaimed_one_is_taken_back() 
     assert!(!f.media.put_thumbnail(&key, &thumb).await.unwrap());
     assert!(!f.media.referenced(&"ef".repeat(32)).await.unwrap());
 }
+
+#[tokio::test]
+async fn cached_previews_are_read_by_hour_and_cleared_before_an_hour() {
+    let f = fixture().await;
+    for hour in [5, 6, 7] {
+        let json = format!("{{\"hour\":{hour}}}");
+        f.media.cache_preview(hour, "abc", &json).await.unwrap();
+        // Writing twice (a retried transaction) changes nothing.
+        f.media.cache_preview(hour, "abc", &json).await.unwrap();
+    }
+    f.media.cache_preview(6, "def", "{}").await.unwrap();
+    assert_eq!(
+        f.media.cached_preview(6, "abc").await.unwrap().as_deref(),
+        Some("{\"hour\":6}")
+    );
+    assert_eq!(f.media.cached_preview(8, "abc").await.unwrap(), None);
+    f.media.clear_previews_before(7).await.unwrap();
+    assert_eq!(f.media.cached_preview(5, "abc").await.unwrap(), None);
+    assert_eq!(f.media.cached_preview(6, "abc").await.unwrap(), None);
+    assert_eq!(f.media.cached_preview(6, "def").await.unwrap(), None);
+    assert!(f.media.cached_preview(7, "abc").await.unwrap().is_some());
+}
