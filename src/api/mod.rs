@@ -67,6 +67,7 @@ use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{MethodFilter, get, on};
+use axum::serve::ListenerExt;
 use axum::{Extension, Router};
 use ruma::api::IncomingRequest;
 use ruma::api::path_builder::PathBuilder;
@@ -209,6 +210,15 @@ pub async fn serve_with(
     };
     let app = router_with(state, options.ready_timeout);
     tracing::info!(addr = ?listener.local_addr().ok(), "serving the client API");
+    // TCP_NODELAY on every connection: a streamed body (media downloads and
+    // thumbnails) goes out in more than one write, and with Nagle's
+    // algorithm the second small write waits for the client's delayed ACK
+    // of the first (40 ms on Linux): a cached 96x96 thumbnail took 42 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
