@@ -695,6 +695,7 @@ impl MediaDb {
     /// `hour` (ms since the epoch / 3,600,000), if any: its JSON text.
     pub async fn cached_preview(&self, hour: u64, url_sha256: &str) -> Result<Option<String>> {
         let key = self.preview_key(hour, url_sha256);
+        // Read-only: safe to run any number of times.
         self.db
             .run(|tx, _| {
                 let key = key.clone();
