@@ -216,9 +216,10 @@ async fn an_unknown_foreign_or_expired_pos_is_m_unknown_pos() {
     let mut other = req.clone();
     other["conn_id"] = json!("encryption");
     assert_error(&ss(&alice, Some(&p), &other).await, 400, "M_UNKNOWN_POS");
-    // Superseded twice over.
-    let p2 = pos(&ok(&alice, Some(&p), &req).await);
-    let p3 = pos(&ok(&alice, Some(&p2), &req).await);
+    // Superseded twice over (each answer sends the rooms again with a
+    // raised timeline limit, so each is a new generation).
+    let p2 = pos(&ok(&alice, Some(&p), &body((0, 2), 2, json!({}))).await);
+    let p3 = pos(&ok(&alice, Some(&p2), &body((0, 2), 3, json!({}))).await);
     assert_error(&ss(&alice, Some(&p), &req).await, 400, "M_UNKNOWN_POS");
     // Expired after 7 idle days.
     server.clock.advance_ms(7 * 24 * 3600 * 1000 + 1);
@@ -247,6 +248,53 @@ async fn a_resent_pos_gets_the_same_changes_again() {
     // And continues from the second answer.
     let after = ok(&alice, Some(&pos(&again)), &req).await;
     assert!(rooms_of(&after).is_empty(), "{after}");
+}
+
+/// The generation part of a `pos` (`"<generation>.<token>"`).
+fn generation(pos: &str) -> u64 {
+    pos.split_once('.')
+        .and_then(|(g, _)| g.parse().ok())
+        .expect("a pos starts with its generation")
+}
+
+#[tokio::test]
+async fn an_answer_that_sends_no_new_room_keeps_its_generation_and_stays_correct() {
+    let server = TestServer::start().await;
+    let (alice, rooms) = three_rooms(&server).await;
+    let req = body((0, 2), 5, json!({}));
+    let p1 = pos(&ok(&alice, None, &req).await);
+    // News in a room the connection has: no record write, the same
+    // generation with a newer token.
+    alice.say(&rooms[1], "n1", "first news").await;
+    let a2 = ok(&alice, Some(&p1), &req).await;
+    assert_eq!(bodies(&a2, &rooms[1]), vec!["first news"], "{a2}");
+    let p2 = pos(&a2);
+    assert_eq!(generation(&p2), generation(&p1), "{p1} then {p2}");
+    assert_ne!(p2, p1);
+    // The older pos still answers from what the client had with it: the
+    // same news, incremental.
+    let again = ok(&alice, Some(&p1), &req).await;
+    assert_eq!(bodies(&again, &rooms[1]), vec!["first news"], "{again}");
+    assert!(
+        again["rooms"][&rooms[1]].get("initial").is_none(),
+        "{again}"
+    );
+    // And the newer one has nothing new.
+    let quiet = ok(&alice, Some(&p2), &req).await;
+    assert!(rooms_of(&quiet).is_empty(), "{quiet}");
+    // A room entering view changes the sent set: a new generation.
+    let fourth = alice.create_room(json!({"name": "room 3"})).await;
+    let a3 = ok(&alice, Some(&pos(&quiet)), &body((0, 3), 5, json!({}))).await;
+    assert_eq!(a3["rooms"][&fourth]["initial"], true, "{a3}");
+    let p3 = pos(&a3);
+    assert_eq!(generation(&p3), generation(&p2) + 1, "{p2} then {p3}");
+    // An unchanged answer after the refresh interval rewrites the record
+    // (its last use), so it too starts a new generation.
+    server.clock.advance_ms(61_000);
+    alice.say(&rooms[2], "n2", "later news").await;
+    let a4 = ok(&alice, Some(&p3), &body((0, 3), 5, json!({}))).await;
+    assert_eq!(bodies(&a4, &rooms[2]), vec!["later news"], "{a4}");
+    assert_eq!(generation(&pos(&a4)), generation(&p3) + 1);
 }
 
 #[tokio::test]

@@ -20,7 +20,14 @@
 //!   leaves the sent set, so it is sent whole when it comes back into view;
 //! - `to_device` messages are acknowledged exactly as by `/sync`: a request
 //!   whose `since` (or, without one, whose `pos`) is at or after a message
-//!   deletes it; a message is never deleted before an answer carried it.
+//!   deletes it; a message is never deleted before an answer carried it;
+//! - an answer that leaves the sent set as it was (the steady state of a
+//!   long-poll: new events in rooms already sent) writes nothing: its `pos`
+//!   keeps the request's generation with the new token, which names the
+//!   same sent set, so one durable commit per answer is saved. The record
+//!   is still rewritten when its `used_ms` is older than
+//!   [`USED_REFRESH_MS`], so expiry and the per-device LRU lag by at most
+//!   that.
 //!
 //! Who may import this: `sync` (re-exported) and, through it, `api`.
 
@@ -52,6 +59,11 @@ pub const MAX_SENT_ROOMS: usize = 500;
 
 /// The longest `conn_id` accepted, in bytes.
 pub const MAX_CONN_ID_BYTES: usize = 100;
+
+/// An answer that changes nothing in the connection record still rewrites
+/// it when its `used_ms` is older than this (ms): the record's last use, for
+/// expiry and the per-device LRU, is then at most this stale.
+pub const USED_REFRESH_MS: u64 = 60_000;
 
 /// Settings of sliding sync: the `[sync.sliding]` table of the
 /// configuration file. Missing keys take the defaults.
@@ -291,9 +303,10 @@ pub async fn sliding_sync(
     let now = services.transitory.now_ms();
     let tdb = services.transitory.db();
 
-    // The connection and what the client has as of `pos`.
-    let (pos, base) = match req.pos.as_deref() {
-        None => (None, SentRooms::new()),
+    // The connection and what the client has as of `pos`, and when the
+    // record was last written.
+    let (pos, base, used_ms) = match req.pos.as_deref() {
+        None => (None, SentRooms::new(), None),
         Some(pos) => {
             let pos: Pos = pos.parse()?;
             let record = tdb
@@ -314,7 +327,7 @@ pub async fn sliding_sync(
             } else {
                 return Err(Error::UnknownPos);
             };
-            (Some(pos), base)
+            (Some(pos), base, Some(record.used_ms))
         }
     };
 
@@ -563,6 +576,19 @@ pub async fn sliding_sync(
         response.extensions.typing.rooms = typing;
     }
 
+    // The client's sent set is unchanged: the request's generation names it
+    // still, so nothing is written (the module's invariants).
+    if let (Some(pos), Some(used_ms)) = (pos, used_ms)
+        && sent == base
+        && now.saturating_sub(used_ms) < USED_REFRESH_MS
+    {
+        response.pos = Pos {
+            generation: pos.generation,
+            token: found.next_batch,
+        }
+        .to_string();
+        return Ok(response);
+    }
     // Store the connection's new generation, then answer.
     let generation = pos.map_or(1, |p| p.generation + 1);
     let record = ConnectionRecord {
