@@ -722,3 +722,119 @@ async fn space_and_tag_filters_pick_a_spaces_children_and_tagged_rooms() {
     let got = ss(&alice, Some(&pos(&next)), &json!({"conn_id": "bad"})).await;
     assert_error(&got, 400, "M_UNKNOWN_POS");
 }
+
+#[tokio::test]
+async fn only_bump_events_reorder_the_list_and_move_bump_stamp() {
+    let server = TestServer::start().await;
+    let (alice, rooms) = three_rooms(&server).await;
+    let top = |v: &Value| rooms_of(v);
+    let req = body((0, 2), 1, json!({}));
+    let first = ok(&alice, None, &req).await;
+    let stamp0 = first["rooms"][&rooms[0]]["bump_stamp"].as_u64();
+    // A topic change in the oldest room: sent (it changed), same stamp.
+    let (s, g) = alice
+        .put(
+            &format!("/_matrix/client/v3/rooms/{}/state/m.room.topic", rooms[0]),
+            json!({"topic": "quiet"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{g}");
+    let next = ok(&alice, Some(&pos(&first)), &req).await;
+    assert_eq!(rooms_of(&next), vec![rooms[0].clone()], "{next}");
+    assert_eq!(next["rooms"][&rooms[0]]["bump_stamp"].as_u64(), stamp0);
+    // ... and it stays below the others: a fresh range [0, 0] shows room 2.
+    let fresh = ok(&alice, None, &body((0, 0), 1, json!({}))).await;
+    assert_eq!(top(&fresh), vec![rooms[2].clone()], "{fresh}");
+    // A message moves it to the top.
+    alice.say(&rooms[0], "m", "news").await;
+    let fresh = ok(&alice, None, &body((0, 0), 1, json!({}))).await;
+    assert_eq!(top(&fresh), vec![rooms[0].clone()], "{fresh}");
+    assert!(fresh["rooms"][&rooms[0]]["bump_stamp"].as_u64() > stamp0);
+}
+
+#[tokio::test]
+async fn room_extensions_cover_only_the_lists_and_subscriptions_they_name() {
+    let server = TestServer::start().await;
+    let (alice, rooms) = three_rooms(&server).await;
+    let (me, _) = alice.whoami().await;
+    for room in &rooms {
+        let (s, g) = alice
+            .put(
+                &format!("/_matrix/client/v3/user/{me}/rooms/{room}/account_data/m.test"),
+                json!({"room": room}),
+            )
+            .await;
+        assert_eq!(s, 200, "{g}");
+    }
+    // "top" holds room 2, "next" room 1; room 0 is subscribed.
+    let request = |account_data: Value| {
+        json!({
+            "conn_id": "scoped",
+            "lists": {
+                "top": {"ranges": [[0, 0]], "timeline_limit": 1, "required_state": []},
+                "next": {"ranges": [[1, 1]], "timeline_limit": 1, "required_state": []},
+            },
+            "room_subscriptions": {rooms[0].as_str(): {"timeline_limit": 1, "required_state": []}},
+            "extensions": {"account_data": account_data},
+        })
+    };
+    let covered = |v: &Value| -> Vec<String> {
+        let mut got: Vec<String> = v["extensions"]["account_data"]["rooms"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        got.sort();
+        got
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let all = ok(&alice, None, &request(json!({"enabled": true}))).await;
+    assert_eq!(
+        covered(&all),
+        sorted(rooms.clone()),
+        "default: every list and subscription"
+    );
+    let top = ok(
+        &alice,
+        None,
+        &request(json!({"enabled": true, "lists": ["top"], "rooms": []})),
+    )
+    .await;
+    assert_eq!(covered(&top), vec![rooms[2].clone()], "{top}");
+    let lists = ok(
+        &alice,
+        None,
+        &request(json!({"enabled": true, "lists": ["*"], "rooms": []})),
+    )
+    .await;
+    assert_eq!(
+        covered(&lists),
+        sorted(vec![rooms[1].clone(), rooms[2].clone()])
+    );
+    let subs = ok(
+        &alice,
+        None,
+        &request(json!({"enabled": true, "lists": [], "rooms": ["*"]})),
+    )
+    .await;
+    assert_eq!(covered(&subs), vec![rooms[0].clone()], "{subs}");
+    let named = ok(
+        &alice,
+        None,
+        &request(json!({"enabled": true, "lists": [], "rooms": [rooms[0], rooms[1]]})),
+    )
+    .await;
+    // Room 1 is in view by a list only: naming it in `rooms` is not enough.
+    assert_eq!(covered(&named), vec![rooms[0].clone()], "{named}");
+    let none = ok(
+        &alice,
+        None,
+        &request(json!({"enabled": true, "lists": [], "rooms": []})),
+    )
+    .await;
+    assert!(covered(&none).is_empty(), "{none}");
+    // The rooms themselves are sent whatever the scoping.
+    assert_eq!(sorted(rooms_of(&none)), sorted(rooms.clone()));
+}

@@ -239,6 +239,8 @@ pub fn decode_value(encoding: ValueEncoding, v: &[u8]) -> String {
             Ok(s) => serde_json::Value::from(s).to_string(),
             Err(_) => invalid("not utf-8"),
         },
+        ValueEncoding::Position if v.len() == 12 => format!("vs:{}", hex::encode(v)),
+        ValueEncoding::Position => invalid("expected 12 bytes"),
         ValueEncoding::PositionThenMsgPack(_) if v.len() < 12 => {
             invalid("expected a 12-byte position first")
         }

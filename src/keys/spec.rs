@@ -125,6 +125,10 @@ pub enum ValueEncoding {
     /// big-endian order in the commit; the value is written with
     /// `SetVersionstampedValue`), then MessagePack of the named Rust type.
     PositionThenMsgPack(&'static str),
+    /// A 12-byte stream position alone (10-byte commit versionstamp, 2-byte
+    /// big-endian order in the commit), written with
+    /// `SetVersionstampedValue`.
+    Position,
 }
 
 impl fmt::Display for ValueEncoding {
@@ -141,6 +145,7 @@ impl fmt::Display for ValueEncoding {
             ValueEncoding::PositionThenMsgPack(ty) => {
                 write!(f, "12-byte stream position, then msgpack {ty}")
             }
+            ValueEncoding::Position => f.write_str("12-byte stream position"),
         }
     }
 }

@@ -360,6 +360,17 @@ fn layouts_list_every_subspace() {
 }
 
 #[test]
+fn position_values_show_the_position_and_refuse_other_lengths() {
+    let value = [&VS[..], &[0, 3]].concat();
+    assert_eq!(
+        decode::decode_value(ValueEncoding::Position, &value),
+        "vs:000000000000000900010003"
+    );
+    // A bare versionstamp lacks the order: invalid, shown escaped.
+    assert!(decode::decode_value(ValueEncoding::Position, &VS).starts_with("<expected 12 bytes>"),);
+}
+
+#[test]
 fn position_then_msgpack_values_show_the_position_and_the_record() {
     let enc = ValueEncoding::PositionThenMsgPack("Thing");
     let mut value = [&VS[..], &[0, 3]].concat();

@@ -25,6 +25,7 @@
 //! | `rooms` | 3 | `member` | `(3, room_id: str, user_id: str)` | msgpack `MemberRecord` |
 //! | `rooms` | 4 | `blocked` | `(4, room_id: str)` | empty: an admin blocked the room |
 //! | `rooms` | 5 | `deletion` | `(5, delete_id: str)` | json: an admin room deletion and its status |
+//! | `rooms` | 6 | `bump` | `(6, room_id: str)` | 12-byte stream position of the room's latest bump event ([`BUMP_EVENT_TYPES`]) |
 //! | `events` | 0 | `pdu` | `(0, event_id: str)` | 12-byte stream position (versionstamp ++ order), then msgpack `StoredEvent` (room, canonical JSON, `unsigned` metadata) |
 //! | `events` | 2 | `redaction` | `(2, event_id: str)` | utf-8 ID of the redaction event |
 //! | `timeline` | 0 | `stream` | `(0, room_id: str, position: versionstamp)` | utf-8 event ID |
@@ -152,11 +153,34 @@ pub const DELETION: SubspaceSpec = SubspaceSpec {
     doc: "An admin API room deletion job and its status (Synapse's delete_status shape).",
 };
 
+/// `rooms/bump`: `(6, room_id) -> 12-byte stream position`.
+pub const BUMP: SubspaceSpec = SubspaceSpec {
+    name: "bump",
+    tag: 6,
+    key: &[ROOM_ID],
+    value: ValueEncoding::Position,
+    doc: "The stream position of the room's latest bump event (message, encrypted, sticker, create, call invite, poll start, beacon info): sliding sync's room order and `bump_stamp`. Rooms whose last bump predates the key have none (readers fall back to the latest event).",
+};
+
+/// The event types that move a room up a sliding-sync room list and set
+/// its `bump_stamp` (MSC4186's "bump event types", the set Synapse uses:
+/// `SLIDING_SYNC_DEFAULT_BUMP_EVENT_TYPES`). Membership, name, topic and
+/// other state changes, reactions, edits and redactions do not bump.
+pub const BUMP_EVENT_TYPES: [&str; 7] = [
+    "m.room.create",
+    "m.room.message",
+    "m.room.encrypted",
+    "m.sticker",
+    "m.call.invite",
+    "m.poll.start",
+    "m.beacon_info",
+];
+
 /// `rooms`: per-room current facts.
 pub const ROOMS: DirectorySpec = DirectorySpec {
     path: &["rooms"],
-    doc: "Rooms: version, current state, forward extremities and current members.",
-    subspaces: &[ROOM, STATE, EXTREMITY, MEMBER, BLOCKED, DELETION],
+    doc: "Rooms: version, current state, forward extremities, current members and the latest bump.",
+    subspaces: &[ROOM, STATE, EXTREMITY, MEMBER, BLOCKED, DELETION, BUMP],
 };
 
 /// `events/pdu`: `(0, event_id) -> position (12 bytes) ++ msgpack StoredEvent`.

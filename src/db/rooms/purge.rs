@@ -5,8 +5,8 @@
 //! What a room leaves, and how each is found (`keys`):
 //! - keyed by the room first (`rooms/state`, `extremity`, `member`,
 //!   `timeline/stream`, `topological`, `state_log/*`, `receipts/*`,
-//!   `relations/*`, `aliases/room_alias`, `public_rooms/listed`): range
-//!   clears of the room's prefix;
+//!   `relations/*`, `aliases/room_alias`, `public_rooms/listed`,
+//!   `rooms/bump`): range clears of the room's prefix, or single clears;
 //! - keyed by event (`events/pdu`, `events/redaction`): the event IDs are
 //!   the values of the room's `timeline/stream` entries (every stored event
 //!   has exactly one);
@@ -248,6 +248,7 @@ impl RoomsDb {
             tx.clear_range(begin, end);
         }
         tx.clear(&l.public_rooms.key(&keys::LISTED, &(room,)));
+        tx.clear(&l.rooms.key(&keys::BUMP, &(room,)));
         tx.clear(&l.rooms.key(&keys::ROOM, &(room,)));
         Ok(Page::of("done", PurgeStep::Done))
     }

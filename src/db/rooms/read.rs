@@ -500,6 +500,25 @@ impl RoomsDb {
             .map(|e| e.position))
     }
 
+    /// The position that orders the room in sliding sync's room lists (its
+    /// `bump_stamp`): that of its latest bump event (`keys::BUMP_EVENT_TYPES`,
+    /// the `rooms/bump` key), or `None` if it has no events. A room whose
+    /// last bump predates the key (a store written before it existed) has
+    /// none: its latest event of any type stands in, as every event counted
+    /// before. One read; two for such a room.
+    pub async fn bump_position(&self, room_id: &RoomId) -> Result<Option<StreamPosition>> {
+        let key = self.layout.rooms.key(&keys::BUMP, &(room_id.as_str(),));
+        match self.db.read(&key).await? {
+            Some(bytes) => {
+                let position = <[u8; 12]>::try_from(bytes.as_slice()).map_err(|_| {
+                    Error::corrupt("bump", format!("{room_id}: {} bytes", bytes.len()))
+                })?;
+                Ok(Some(StreamPosition(position)))
+            }
+            None => self.latest_position(room_id).await,
+        }
+    }
+
     /// Current memberships of a room, by user. One consistent range read,
     /// [`PAGE_KEYS`] keys per transaction, all at one read version
     /// ([`crate::kv::Database::read_range_paged`]).

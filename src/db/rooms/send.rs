@@ -737,8 +737,8 @@ impl Layout {
 
     /// Writes an accepted event: the PDU, its position, timeline entries,
     /// extremities, and for state events current state, the state log and
-    /// memberships, the `unsigned` metadata and the relation index. Blind
-    /// writes only; bumps `meta/notify` and names the room (and a member
+    /// memberships, the `unsigned` metadata, the relation index and, for a
+    /// bump event, the room's `rooms/bump` position. Blind writes only; bumps `meta/notify` and names the room (and a member
     /// event's target) in `meta/wake` so sync wakes their long-polls.
     fn write_event(
         &self,
@@ -762,6 +762,20 @@ impl Layout {
         self.write_record(tx, room_id, pdu, order, meta);
         let stamp = Versionstamp::incomplete(order);
         self.write_timeline(tx, room_id, pdu, prev_events, &stamp);
+        if keys::BUMP_EVENT_TYPES.contains(&pdu.kind().to_string().as_str()) {
+            // Sliding sync's room order: the position the commit fills (10
+            // bytes), the order, then the little-endian offset of the stamp.
+            // A blind write: concurrent bumps of one room never conflict,
+            // and within one commit the later order is written last.
+            let mut value = vec![0u8; 10];
+            value.extend_from_slice(&order.to_be_bytes());
+            value.extend_from_slice(&0u32.to_le_bytes());
+            tx.atomic_op(
+                &self.rooms.key(&keys::BUMP, &(room,)),
+                &value,
+                MutationType::SetVersionstampedValue,
+            );
+        }
         if let Some(state_key) = pdu.state_key() {
             self.write_state(tx, room_id, pdu, state_key, &stamp);
         }

@@ -254,8 +254,9 @@ fn parse_position(s: &str) -> Option<transitory::Position> {
 struct Entry {
     room: OwnedRoomId,
     membership: MembershipState,
-    /// The commit version of the room's latest event (the invite's, for an
-    /// invite): the list order, newest first, and `bump_stamp`.
+    /// The commit version of the room's latest bump event
+    /// (`RoomsDb::bump_position`; the invite's, for an invite): the list
+    /// order, newest first, and `bump_stamp`.
     bump: u64,
     /// The room's type (`m.room.create`'s `type`) and whether it has
     /// `m.room.encryption`: read only when a list filters on them.
@@ -265,11 +266,53 @@ struct Entry {
     tags: Option<BTreeSet<String>>,
 }
 
-/// What one room needs in this answer.
+/// What one room needs in this answer, and why it is in view.
 #[derive(Clone, Debug)]
 struct Wanted {
     timeline_limit: usize,
     required_state: Vec<(String, String)>,
+    /// The lists whose ranges hold the room.
+    lists: BTreeSet<String>,
+    /// Whether a room subscription names it.
+    subscribed: bool,
+}
+
+impl Wanted {
+    fn new(timeline_limit: usize) -> Self {
+        Wanted {
+            timeline_limit,
+            required_state: Vec::new(),
+            lists: BTreeSet::new(),
+            subscribed: false,
+        }
+    }
+
+    /// Whether an extension with these `lists` and `rooms` (MSC4186's
+    /// scoping; absent means `["*"]`, as in Synapse) covers this room: a
+    /// named list (`"*"`: any) holds it in range, or a room subscription
+    /// holds it and `rooms` names it (`"*"`: every subscription).
+    fn in_scope(
+        &self,
+        room: &RoomId,
+        lists: Option<&[String]>,
+        rooms: Option<&[v5::request::ExtensionRoomConfig]>,
+    ) -> bool {
+        let by_list = match lists {
+            None => !self.lists.is_empty(),
+            Some(names) => names
+                .iter()
+                .any(|n| (n == "*" && !self.lists.is_empty()) || self.lists.contains(n)),
+        };
+        let by_subscription = self.subscribed
+            && rooms.is_none_or(|configs| {
+                configs.iter().any(|c| match c {
+                    v5::request::ExtensionRoomConfig::AllSubscribed => true,
+                    v5::request::ExtensionRoomConfig::Room(id) => id == room,
+                    _ => false,
+                })
+            });
+        by_list || by_subscription
+    }
 }
 
 /// The commit version of a rooms stream position (a `bump_stamp`).
@@ -491,10 +534,7 @@ pub async fn sliding_sync(
             continue;
         }
         let was_sent = base.contains_key(room.as_str());
-        let wanted = Wanted {
-            timeline_limit: max_limit,
-            required_state: Vec::new(),
-        };
+        let wanted = Wanted::new(max_limit);
         let forced = left_by_other(found.rooms.leave.get(&room), user);
         if (was_sent || forced)
             && let Some(built) =
@@ -556,6 +596,16 @@ pub async fn sliding_sync(
                 .collect(),
         );
     }
+    // Room-scoped extensions cover the rooms their `lists`/`rooms` name.
+    let scoped = |room: &OwnedRoomId, lists: &Option<Vec<String>>, rooms: &Option<Vec<_>>| {
+        view.get(room)
+            .is_some_and(|w| w.in_scope(room, lists.as_deref(), rooms.as_deref()))
+    };
+    let ext = &req.extensions;
+    room_account_data
+        .retain(|room, _| scoped(room, &ext.account_data.lists, &ext.account_data.rooms));
+    receipts.retain(|room, _| scoped(room, &ext.receipts.lists, &ext.receipts.rooms));
+    typing.retain(|room, _| scoped(room, &ext.typing.lists, &ext.typing.rooms));
     if req.extensions.account_data.enabled == Some(true) {
         let ad = &mut response.extensions.account_data;
         ad.global = found
@@ -684,7 +734,7 @@ async fn dm_rooms(sync: &SyncService, user: &UserId) -> Result<BTreeSet<OwnedRoo
 }
 
 /// The user's joined and invited rooms, newest bump first (ties by room
-/// ID). One membership range read and one read per room; two state reads
+/// ID). One membership range read and one `rooms/bump` read per room; two state reads
 /// more per room when a list filters on a room attribute, and one account
 /// data read more when a list filters on tags.
 async fn ordered_rooms(
@@ -711,7 +761,7 @@ async fn ordered_rooms(
         let at = if member.membership == MembershipState::Invite {
             db.position(&member.event_id).await?
         } else {
-            db.latest_position(&room).await?
+            db.bump_position(&room).await?
         };
         let attributes = if attributes {
             let create = db.state_event(&room, "m.room.create", "").await?;
@@ -896,23 +946,28 @@ fn in_view(
     filters: &FilterContext<'_>,
 ) -> BTreeMap<OwnedRoomId, Wanted> {
     let mut view: BTreeMap<OwnedRoomId, Wanted> = BTreeMap::new();
-    let mut want =
-        |room: &OwnedRoomId, limit: UInt, state: &[(ruma::events::StateEventType, String)]| {
-            let limit = usize::try_from(u64::from(limit))
-                .unwrap_or(usize::MAX)
-                .min(MAX_TIMELINE_LIMIT);
-            let w = view.entry(room.clone()).or_insert(Wanted {
-                timeline_limit: 0,
-                required_state: Vec::new(),
-            });
-            w.timeline_limit = w.timeline_limit.max(limit);
-            for (t, k) in state {
-                let pair = (t.to_string(), k.clone());
-                if !w.required_state.contains(&pair) {
-                    w.required_state.push(pair);
-                }
+    let mut want = |room: &OwnedRoomId,
+                    list: Option<&str>,
+                    limit: UInt,
+                    state: &[(ruma::events::StateEventType, String)]| {
+        let limit = usize::try_from(u64::from(limit))
+            .unwrap_or(usize::MAX)
+            .min(MAX_TIMELINE_LIMIT);
+        let w = view.entry(room.clone()).or_insert_with(|| Wanted::new(0));
+        match list {
+            Some(name) => {
+                w.lists.insert(name.to_owned());
             }
-        };
+            None => w.subscribed = true,
+        }
+        w.timeline_limit = w.timeline_limit.max(limit);
+        for (t, k) in state {
+            let pair = (t.to_string(), k.clone());
+            if !w.required_state.contains(&pair) {
+                w.required_state.push(pair);
+            }
+        }
+    };
     for (name, list) in &req.lists {
         let matching: Vec<&Entry> = order
             .iter()
@@ -928,6 +983,7 @@ fn in_view(
             {
                 want(
                     &e.room,
+                    Some(name),
                     list.room_details.timeline_limit,
                     &list.room_details.required_state,
                 );
@@ -936,7 +992,7 @@ fn in_view(
     }
     for (room, sub) in &req.room_subscriptions {
         if order.iter().any(|e| &e.room == room) {
-            want(room, sub.timeline_limit, &sub.required_state);
+            want(room, None, sub.timeline_limit, &sub.required_state);
         }
     }
     view
