@@ -515,30 +515,20 @@ impl Leaderboard {
             (submission.score, submission.subscore),
         );
         let new_element = element(sort, score, subscore, owner);
-        // An unchanged score (a `best` that did not beat the record) keeps
-        // its element: no ranked set write, no conflict with anyone.
-        let is_new = old.is_none();
-        let mut record = match old {
-            Some(old) => {
-                let e = element(sort, old.entry.score, old.entry.subscore, owner);
-                if e != new_element {
-                    set.remove(tx, &e).await?;
-                    set.insert(tx, &new_element).await?;
-                }
-                old
-            }
-            None => Stored {
-                entry: Entry {
-                    score,
-                    subscore,
-                    num_score: 0,
-                    metadata: "{}".to_owned(),
-                    create_ms: now_ms,
-                    update_ms: now_ms,
-                },
-                submissions: Vec::new(),
+        let old_element = old
+            .as_ref()
+            .map(|r| element(sort, r.entry.score, r.entry.subscore, owner));
+        let mut record = old.unwrap_or_else(|| Stored {
+            entry: Entry {
+                score,
+                subscore,
+                num_score: 0,
+                metadata: "{}".to_owned(),
+                create_ms: now_ms,
+                update_ms: now_ms,
             },
-        };
+            submissions: Vec::new(),
+        });
         let entry = &mut record.entry;
         entry.score = score;
         entry.subscore = subscore;
@@ -551,13 +541,20 @@ impl Leaderboard {
         if record.submissions.len() > REMEMBERED_SUBMISSIONS {
             record.submissions.remove(0);
         }
-        if is_new {
-            set.insert(tx, &new_element).await?;
-        }
         let bytes = rmp_serde::to_vec_named(&record)
             .map_err(|e| LeaderboardError::Malformed(e.to_string()))?;
         tx.set(&self.record_key(expiry_ms, owner), &bytes);
-        self.ranked(tx, &set, expiry_ms, owner, record).await
+        // An unchanged score (a `best` that did not beat the record) keeps
+        // its element: no ranked set write, no conflict with anyone, and
+        // its rank read as a plain rank. A new or moved one goes in with
+        // `replace`, whose walk to the new element answers the rank too.
+        let less = if old_element.as_ref() == Some(&new_element) {
+            set.count_less_than(tx, &new_element, true).await?
+        } else {
+            set.replace(tx, old_element.as_deref(), &new_element)
+                .await?
+        };
+        Ok(into_record(owner, record, less + 1, expiry_ms))
     }
 
     /// Removes `owner`'s record from the window current at `now_ms`; those

@@ -45,7 +45,12 @@
 //! subtracting counts until the index falls inside a key's span. Both read
 //! O(16 · log16 n) keys; `tests/ranked_set_cost.rs` counts them. An insert or
 //! remove reads the predecessor at each level and writes one or two keys per
-//! level.
+//! level. [`RankedSet::replace`] moves an element (a leaderboard record's
+//! new score) with the writes of a remove and an insert but fewer reads:
+//! one rank walk to the new element gives both its new rank and its
+//! predecessor at every level, and from the first level where the old and
+//! the new element share a predecessor up, the move changes no count, so
+//! nothing there is read or written (`tests/ranked_set_replace.rs`).
 //!
 //! ## Conflicts
 //! As in the Record Layer, an insert that does not put the element on level
@@ -61,7 +66,11 @@
 //! reads the predecessor's count and recounts level `L - 1` between them,
 //! which one in 16^L inserts does. Two writers of the same element conflict
 //! on its level-0 key, so duplicates are refused even under concurrency.
-//! Reads with `snapshot = true` add no conflicts (a submit that reports its
+//! A replace guards the levels it writes as an insert and a remove do, and
+//! at the first level it skips it guards the keys between the shared
+//! predecessor and both elements: an insert landing between them there
+//! (or higher: it is on this level too) would split the span the move
+//! stays inside, so it must conflict. Reads with `snapshot = true` add no conflicts (a submit that reports its
 //! new rank should read it that way, or every concurrent insert before it
 //! would conflict with it).
 //!
@@ -80,9 +89,12 @@
 //!   empty subspace is an empty set.
 //! - **No duplicates counted**: the Record Layer's `countDuplicates` option
 //!   is left out; an insert of a present element returns `false`.
-//! - **Remove** trusts the hash only through the stored keys, as the
-//!   Record Layer does: it reads `(L, element)` at every level. A zero
-//!   count change is not written (no needless write conflict).
+//! - **Remove** reads the element's own key `(L, element)` only on the
+//!   levels its hash puts it on (the invariants say it is on no other);
+//!   the Record Layer reads it at every level. A zero count change is not
+//!   written (no needless write conflict).
+//! - **Replace** ([`RankedSet::replace`]), which the Record Layer lacks: a
+//!   move in one pass that skips the levels where it changes no count.
 //! - **Bulk build** from sorted elements ([`RankedSet::bulk_build`]), which
 //!   the Record Layer lacks: a million per-element inserts take minutes.
 //!
@@ -203,6 +215,18 @@ fn as_len(count: i64) -> Result<u64> {
     u64::try_from(count).map_err(|_| RankedSetError::Malformed("negative count"))
 }
 
+/// What [`RankedSet::walk`] found.
+#[derive(Default)]
+struct Walk {
+    /// The number of elements less than the one walked to.
+    less: u64,
+    /// Whether the walk met the element (and stopped there, above level 0).
+    found: bool,
+    /// The last key before the element on each level `>= 1`, when kept and
+    /// not `found`; index 0 unused.
+    predecessors: [Vec<u8>; LEVELS],
+}
+
 /// A ranked set in a caller-given subspace. Cheap to clone; holds no state
 /// but the subspace, so any number of handles and servers may share a set.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -268,21 +292,8 @@ impl RankedSet {
         // must already hold this insert (the transaction reads its writes).
         for level in 1..LEVELS {
             let prev = self.previous(tx, level, element).await?;
-            let prev_key = self.key(level, &prev);
-            if level > top {
-                tx.atomic_op(&prev_key, &encode_count(1), MutationType::Add);
-                continue;
-            }
-            let prev_count = match tx.get(&prev_key, false).await? {
-                Some(v) => decode_count(&v)?,
-                None => 0,
-            };
-            let kept = self.count_between(tx, level - 1, &prev, element).await?;
-            tx.set(&prev_key, &encode_count(kept));
-            tx.set(
-                &self.key(level, element),
-                &encode_count(prev_count - kept + 1),
-            );
+            self.insert_at(tx, level, &prev, element, level <= top)
+                .await?;
         }
         Ok(true)
     }
@@ -298,26 +309,93 @@ impl RankedSet {
             return Ok(false);
         }
         tx.clear(&key0);
+        let top = level_of(element);
         for level in 1..LEVELS {
-            let key = self.key(level, element);
-            let own = tx.get(&key, false).await?;
             let prev = self.previous(tx, level, element).await?;
-            // The predecessor loses this element and inherits the span of
-            // this element's key, if it had one at this level.
-            let mut change = -1;
-            if let Some(v) = own {
-                change += decode_count(&v)?;
-                tx.clear(&key);
-            }
-            if change != 0 {
-                tx.atomic_op(
-                    &self.key(level, &prev),
-                    &encode_count(change),
-                    MutationType::Add,
-                );
-            }
+            self.remove_at(tx, level, &prev, element, level <= top)
+                .await?;
         }
         Ok(true)
+    }
+
+    /// Puts `new` in the set in place of `old` (`None`: a plain insert)
+    /// and returns the 0-based rank of `new` afterwards: what
+    /// [`RankedSet::remove`] of `old`, [`RankedSet::insert`] of `new` and
+    /// [`RankedSet::count_less_than`] of `new` (at snapshot isolation)
+    /// would do and answer, with the same keys written and the same
+    /// conflicts where a count changes, in fewer reads:
+    ///
+    /// - one walk to `new` before anything moves (snapshot reads, as a
+    ///   rank), which yields the rank, whether `new` is present (its
+    ///   level-0 key ends the walk's last range; the conflict range a
+    ///   conflicting read of it would add is added) and `new`'s
+    ///   predecessor at every level; the removal of `old` takes one away from the rank when
+    ///   `old` is below `new`, and where `old` was the predecessor its own
+    ///   predecessor takes its place;
+    /// - `old`'s own key is read only on the levels its hash puts it on
+    ///   ([`level_of`]: the invariants say it is on no other);
+    /// - level by level, `old`'s predecessor is read until a level above
+    ///   both elements' where it is `new`'s too: there `-1` and `+1` fall
+    ///   on one key's span, and on every level above as well (a key of a
+    ///   higher level between the two would be on this level too), so
+    ///   nothing is read or written from that level up. The read-conflict
+    ///   ranges of that level (the keys between the shared predecessor and
+    ///   both elements) make an insert between the two, which would split
+    ///   the span, conflict with this transaction.
+    ///
+    /// Afterwards `old` is absent and `new` present, whatever they were
+    /// before (an absent `old` makes this an insert; a present `new`, a
+    /// removal of `old`).
+    ///
+    /// Errors: [`RankedSetError::EmptyElement`],
+    /// [`RankedSetError::ElementTooLarge`], the store's.
+    pub async fn replace(&self, tx: &Transaction, old: Option<&[u8]>, new: &[u8]) -> Result<u64> {
+        check_element(new)?;
+        if let Some(old) = old {
+            check_element(old)?;
+        }
+        // The walk reads `new`'s level-0 key too, at snapshot isolation;
+        // its conflict range is what a conflicting read of it would add
+        // (two writers of `new` conflict, as two inserts do).
+        let mut walk = self.walk(tx, new, true, true).await?;
+        let new0 = self.key(0, new);
+        tx.add_conflict_range(&new0, &key_after(&new0), ConflictRangeType::Read)?;
+        if walk.found {
+            if let Some(old) = old.filter(|old| *old != new) {
+                self.remove(tx, old).await?;
+            }
+            return self.count_less_than(tx, new, true).await;
+        }
+        let old = match old {
+            Some(old) if tx.get(&self.key(0, old), false).await?.is_some() => Some(old),
+            _ => None,
+        };
+        let rank = walk.less - u64::from(old.is_some_and(|old| old < new));
+        if let Some(old) = old {
+            tx.clear(&self.key(0, old));
+        }
+        tx.set(&new0, &encode_count(1));
+        let new_top = level_of(new);
+        let old_top = old.map(level_of);
+        for level in 1..LEVELS {
+            let mut prev = std::mem::take(&mut walk.predecessors[level]);
+            if let (Some(old), Some(old_top)) = (old, old_top) {
+                let old_prev = self.previous(tx, level, old).await?;
+                if level > old_top && level > new_top && old_prev == prev {
+                    self.guard_predecessor(tx, level, &prev, new)?;
+                    break;
+                }
+                self.remove_at(tx, level, &old_prev, old, level <= old_top)
+                    .await?;
+                if prev == old {
+                    prev = old_prev;
+                }
+            }
+            self.guard_predecessor(tx, level, &prev, new)?;
+            self.insert_at(tx, level, &prev, new, level <= new_top)
+                .await?;
+        }
+        Ok(rank)
     }
 
     /// Whether `element` is in the set (one point read).
@@ -371,7 +449,26 @@ impl RankedSet {
         element: &[u8],
         snapshot: bool,
     ) -> Result<u64> {
+        Ok(self.walk(tx, element, snapshot, false).await?.less)
+    }
+
+    /// The walk of [`RankedSet::count_less_than`]: from the top level
+    /// down, the counts of the keys from the last key it stopped at up to
+    /// `element`. It stops early where it meets `element` on a level
+    /// `>= 1` (`found`); otherwise it ends at level 0. With `keep` it also
+    /// keeps the last key before `element` on every level `>= 1` (the
+    /// sentinel, empty, where there is none) and reads `element`'s own
+    /// level-0 key in its last range (`found` if present), so a move needs
+    /// no read of its own for either.
+    async fn walk(
+        &self,
+        tx: &Transaction,
+        element: &[u8],
+        snapshot: bool,
+        keep: bool,
+    ) -> Result<Walk> {
         check_element(element)?;
+        let mut walk = Walk::default();
         let mut rank: i64 = 0;
         // The last key at or before `element` on the level above: the
         // elements before it are counted in `rank`.
@@ -384,23 +481,36 @@ impl RankedSet {
                 reverse: false,
             };
             let kvs = tx.get_range_all(range, snapshot).await?;
-            let Some(last) = kvs.last() else {
-                continue;
-            };
-            for kv in &kvs[..kvs.len() - 1] {
+            if let Some(last) = kvs.last() {
+                for kv in &kvs[..kvs.len() - 1] {
+                    rank += decode_count(&kv.value)?;
+                }
+                let last_element = self.element_of(&last.key)?;
+                if last_element == element {
+                    walk.found = true;
+                    walk.less = as_len(rank)?;
+                    return Ok(walk);
+                }
+                from = last_element;
+            }
+            if keep {
+                walk.predecessors[level].clone_from(&from);
+            }
+        }
+        let key0 = self.key(0, element);
+        let end = if keep { key_after(&key0) } else { key0.clone() };
+        for kv in tx
+            .get_range_all(RangeOption::new(self.key(0, &from), end), snapshot)
+            .await?
+        {
+            if kv.key == key0 {
+                walk.found = true;
+            } else {
                 rank += decode_count(&kv.value)?;
             }
-            let last_element = self.element_of(&last.key)?;
-            if last_element == element {
-                return as_len(rank);
-            }
-            from = last_element;
         }
-        let range = RangeOption::new(self.key(0, &from), self.key(0, element));
-        for kv in tx.get_range_all(range, snapshot).await? {
-            rank += decode_count(&kv.value)?;
-        }
-        as_len(rank)
+        walk.less = as_len(rank)?;
+        Ok(walk)
     }
 
     /// The element at 0-based position `index`, or `None` if the set has
@@ -591,11 +701,10 @@ impl RankedSet {
 
     /// The element before `element` at `level` (the sentinel, empty, if
     /// none), read at snapshot isolation, with the read conflicts that make
-    /// an atomic add to it safe: the keys strictly between it and `element`
-    /// at this level, and its level-0 key (module docs, "Conflicts").
+    /// an atomic add to it safe ([`RankedSet::guard_predecessor`]).
     async fn previous(&self, tx: &Transaction, level: usize, element: &[u8]) -> Result<Vec<u8>> {
         let key = self.key(level, element);
-        let range = RangeOption::new(self.key(level, b""), key.clone())
+        let range = RangeOption::new(self.key(level, b""), key)
             .limit(1)
             .reverse(true);
         let found = tx.get_range(&range, true).await?.kvs;
@@ -603,13 +712,93 @@ impl RankedSet {
             Some(kv) => self.element_of(&kv.key)?,
             None => Vec::new(),
         };
-        let prev_key = self.key(level, &prev);
-        tx.add_conflict_range(&key_after(&prev_key), &key, ConflictRangeType::Read)?;
+        self.guard_predecessor(tx, level, &prev, element)?;
+        Ok(prev)
+    }
+
+    /// Adds the read conflicts that keep `prev`, found at snapshot
+    /// isolation, `element`'s predecessor at `level` until commit: the
+    /// keys strictly between the two at this level, and `prev`'s level-0
+    /// key (module docs, "Conflicts").
+    fn guard_predecessor(
+        &self,
+        tx: &Transaction,
+        level: usize,
+        prev: &[u8],
+        element: &[u8],
+    ) -> Result<()> {
+        let prev_key = self.key(level, prev);
+        tx.add_conflict_range(
+            &key_after(&prev_key),
+            &self.key(level, element),
+            ConflictRangeType::Read,
+        )?;
         if !prev.is_empty() {
-            let prev0 = self.key(0, &prev);
+            let prev0 = self.key(0, prev);
             tx.add_conflict_range(&prev0, &key_after(&prev0), ConflictRangeType::Read)?;
         }
-        Ok(prev)
+        Ok(())
+    }
+
+    /// Inserts `element` at `level` (`>= 1`) after its predecessor `prev`
+    /// (guarded by the caller): adds 1 to `prev`'s count, or, when the
+    /// element is on the level (`on_level`), splits `prev`'s span,
+    /// recounting level `level - 1` (which must already hold the element).
+    async fn insert_at(
+        &self,
+        tx: &Transaction,
+        level: usize,
+        prev: &[u8],
+        element: &[u8],
+        on_level: bool,
+    ) -> Result<()> {
+        let prev_key = self.key(level, prev);
+        if !on_level {
+            tx.atomic_op(&prev_key, &encode_count(1), MutationType::Add);
+            return Ok(());
+        }
+        let prev_count = match tx.get(&prev_key, false).await? {
+            Some(v) => decode_count(&v)?,
+            None => 0,
+        };
+        let kept = self.count_between(tx, level - 1, prev, element).await?;
+        tx.set(&prev_key, &encode_count(kept));
+        tx.set(
+            &self.key(level, element),
+            &encode_count(prev_count - kept + 1),
+        );
+        Ok(())
+    }
+
+    /// Removes `element` from `level` (`>= 1`), its predecessor there
+    /// being `prev` (guarded by the caller): `prev` loses the element and
+    /// inherits the span of the element's own key, which exists only when
+    /// the element's hash puts it on the level (`on_level`; the invariants
+    /// say it is on no other, so no read looks for it there).
+    async fn remove_at(
+        &self,
+        tx: &Transaction,
+        level: usize,
+        prev: &[u8],
+        element: &[u8],
+        on_level: bool,
+    ) -> Result<()> {
+        let mut change = -1;
+        if on_level {
+            let key = self.key(level, element);
+            if let Some(v) = tx.get(&key, false).await? {
+                change += decode_count(&v)?;
+                tx.clear(&key);
+            }
+        }
+        if change != 0 {
+            tx.atomic_op(
+                &self.key(level, prev),
+                &encode_count(change),
+                MutationType::Add,
+            );
+        }
+        Ok(())
     }
 
     /// The number of elements in `[from, to)`, from the counts at `level`

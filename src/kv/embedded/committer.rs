@@ -298,6 +298,7 @@ impl Committer {
                 }
                 match self.history.check(req.read_version, &req.read_conflicts) {
                     Verdict::Conflict => {
+                        log_conflict(&self.history, &req);
                         let _ = req.reply.send(Err(Error::Conflict));
                         continue;
                     }
@@ -452,5 +453,28 @@ impl Committer {
             }
         }
         Ok(())
+    }
+}
+
+/// Logs at debug level, target `myelin::kv::conflict`, which read range of
+/// an aborted transaction a newer commit wrote, so a retry tail can be
+/// traced to its keys (a leaderboard's submits retry on the ranked set's
+/// high-level counts, for one). Finding the range repeats the check's
+/// scan, so it runs only when that target is enabled.
+fn log_conflict(history: &History, req: &CommitRequest) {
+    if !tracing::enabled!(target: "myelin::kv::conflict", tracing::Level::DEBUG) {
+        return;
+    }
+    if let Some((begin, end, write_version)) =
+        history.first_conflict(req.read_version, &req.read_conflicts)
+    {
+        tracing::debug!(
+            target: "myelin::kv::conflict",
+            read_version = req.read_version,
+            write_version,
+            begin = %crate::keys::bytes::printable(begin),
+            end = %crate::keys::bytes::printable(end),
+            "transaction aborted: a newer commit wrote this read range",
+        );
     }
 }

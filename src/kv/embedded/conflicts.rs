@@ -99,19 +99,39 @@ impl History {
         if read_version < self.floor {
             return Verdict::TooOld;
         }
-        // The open batch's version is set by its first write; empty, it
-        // holds nothing to check.
-        let open = (!self.open.is_empty()).then_some(&self.open);
-        let newer = open
-            .into_iter()
-            .chain(self.batches.iter().rev().map(|(_, batch)| batch))
-            .take_while(|batch| batch.version > read_version);
-        for batch in newer {
+        for batch in self.newer_than(read_version) {
             if reads.iter().any(|(b, e)| batch.overlaps(b, e)) {
                 return Verdict::Conflict;
             }
         }
         Verdict::Ok
+    }
+
+    /// For a transaction [`History::check`] found in conflict: the first of
+    /// its read-conflict ranges that a newer write overlaps, and the
+    /// version of the newest such write (what a conflict log names; the
+    /// check itself stops at the first overlap and keeps no range).
+    pub(super) fn first_conflict<'r>(
+        &self,
+        read_version: u64,
+        reads: &'r [(Vec<u8>, Vec<u8>)],
+    ) -> Option<(&'r [u8], &'r [u8], u64)> {
+        self.newer_than(read_version).find_map(|batch| {
+            reads
+                .iter()
+                .find(|(b, e)| batch.overlaps(b, e))
+                .map(|(b, e)| (b.as_slice(), e.as_slice(), batch.version))
+        })
+    }
+
+    /// The batches written after `read_version`, newest first, the open
+    /// one included (its version is set by its first write; empty, it
+    /// holds nothing to check).
+    fn newer_than(&self, read_version: u64) -> impl Iterator<Item = &Batch> {
+        let open = (!self.open.is_empty()).then_some(&self.open);
+        open.into_iter()
+            .chain(self.batches.iter().rev().map(|(_, batch)| batch))
+            .take_while(move |batch| batch.version > read_version)
     }
 
     /// Records a write of `[begin, end)` at `version`, the version of the
@@ -181,6 +201,11 @@ mod tests {
         assert_eq!(h.check(6, &[r(b"o", b"z")]), Verdict::Conflict);
         assert_eq!(h.check(6, &[r(b"p", b"z")]), Verdict::Ok);
         assert_eq!(h.check(0, &[]), Verdict::Ok);
+        // The log names the range that conflicted and the newest write's
+        // version.
+        let reads = [r(b"a", b"b"), r(b"k", b"k\0"), r(b"o", b"z")];
+        assert_eq!(h.first_conflict(4, &reads), Some((&b"o"[..], &b"z"[..], 7)));
+        assert_eq!(h.first_conflict(7, &reads), None);
     }
 
     #[test]

@@ -203,6 +203,8 @@ pub struct Costs {
     /// Most keys one transaction's reads served
     /// ([`Transaction::keys_read`]).
     pub max_keys_read: AtomicU64,
+    /// Most read calls one transaction made ([`Transaction::reads`]).
+    pub max_reads: AtomicU64,
     /// Most mutations (sets, clears, range clears, atomic operations) one
     /// transaction sent to commit.
     pub max_mutations: AtomicU64,
@@ -212,11 +214,13 @@ impl Costs {
     /// Starts counting afresh.
     pub fn reset(&self) {
         self.max_keys_read.store(0, Ordering::SeqCst);
+        self.max_reads.store(0, Ordering::SeqCst);
         self.max_mutations.store(0, Ordering::SeqCst);
     }
 
-    fn record(&self, keys_read: u64, mutations: u64) {
+    fn record(&self, keys_read: u64, reads: u64, mutations: u64) {
         self.max_keys_read.fetch_max(keys_read, Ordering::SeqCst);
+        self.max_reads.fetch_max(reads, Ordering::SeqCst);
         self.max_mutations.fetch_max(mutations, Ordering::SeqCst);
     }
 }
@@ -361,8 +365,8 @@ impl Database {
     }
 
     /// Records one transaction's work at its commit.
-    pub(crate) fn record_costs(&self, keys_read: u64, mutations: usize) {
-        self.shared.costs.record(keys_read, mutations as u64);
+    pub(crate) fn record_costs(&self, keys_read: u64, reads: u64, mutations: usize) {
+        self.shared.costs.record(keys_read, reads, mutations as u64);
     }
 
     /// Fault injection for tests.
