@@ -8,36 +8,14 @@
 
 use std::ops::Bound;
 
-use foundationdb_tuple::Subspace;
+mod ranked_set_common;
+
 use myelin::kv::ranked_set::{RankedSet, RankedSetError, level_of};
-use myelin::kv::{self, Database, KeyValue, RangeOption, embedded};
+use myelin::kv::{self, Database};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-fn store() -> (tempfile::TempDir, Database) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = embedded::Database::open(dir.path(), Default::default()).expect("open store");
-    (dir, store.into())
-}
-
-fn set_at(prefix: &[u8]) -> RankedSet {
-    RankedSet::new(Subspace::from_bytes(prefix.to_vec())).expect("prefix fits")
-}
-
-/// Every key of the set with the set's prefix removed, and its value.
-async fn dump(db: &Database, set: &RankedSet) -> Vec<KeyValue> {
-    let (begin, end) = set.subspace().range();
-    let prefix = set.subspace().bytes().len();
-    db.read_range(RangeOption::new(begin, end))
-        .await
-        .expect("scan")
-        .into_iter()
-        .map(|kv| KeyValue {
-            key: kv.key[prefix..].to_vec(),
-            value: kv.value,
-        })
-        .collect()
-}
+use ranked_set_common::{dump, set_at, store};
 
 /// Elements drawn from a small universe so inserts meet duplicates and
 /// removes meet present elements; lengths 1..=3 and zero bytes included

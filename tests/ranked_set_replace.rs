@@ -8,41 +8,19 @@
 //! an insert that splits that shared span conflicts with it, while moves
 //! far apart commit together.
 
-use foundationdb_tuple::Subspace;
+mod ranked_set_common;
+
 use myelin::kv::ranked_set::{RankedSet, RankedSetError, level_of};
-use myelin::kv::{self, Database, KeyValue, RangeOption, embedded};
+use myelin::kv::{self, Database};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-fn store() -> (tempfile::TempDir, Database) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = embedded::Database::open(dir.path(), Default::default()).expect("open store");
-    (dir, store.into())
-}
-
-fn set_at(prefix: &[u8]) -> RankedSet {
-    RankedSet::new(Subspace::from_bytes(prefix.to_vec())).expect("prefix fits")
-}
+use ranked_set_common::{dump, set_at, store};
 
 /// Big-endian, so byte order is numeric order (and the high zero bytes
 /// exercise the tuple encoding's escapes).
 fn elem(n: u64) -> Vec<u8> {
     n.to_be_bytes().to_vec()
-}
-
-/// Every key of the set with the set's prefix removed, and its value.
-async fn dump(db: &Database, set: &RankedSet) -> Vec<KeyValue> {
-    let (begin, end) = set.subspace().range();
-    let prefix = set.subspace().bytes().len();
-    db.read_range(RangeOption::new(begin, end))
-        .await
-        .expect("scan")
-        .into_iter()
-        .map(|kv| KeyValue {
-            key: kv.key[prefix..].to_vec(),
-            value: kv.value,
-        })
-        .collect()
 }
 
 /// One move: `old` (if any) out, `new` in.
