@@ -3,8 +3,8 @@
 //! against issue 19's three targets, in one run.
 //!
 //! Owns the first two phases and the `sliding` report section; the third
-//! phase is the traffic engine's ([`super::traffic::run_on`] with
-//! [`Syncing::Sliding`]).
+//! phase is the traffic engine's (`traffic::run_on` with
+//! `Syncing::Sliding`).
 //!
 //! Setup: the population (`max(--users, --syncers)` users, `--rooms` rooms
 //! of `--members`), a probe user joined to every room, and one message per
