@@ -501,3 +501,70 @@ async fn leaderboard_submits_and_reads_ranks() {
     assert_eq!(ranks, vec![1, 2, 3, 4, 5]);
     server.stop().await;
 }
+
+/// `sliding` at a tiny size: every first list holds the 5 rooms and their
+/// count, every new message is in its answers, and sliding-sync long-polls
+/// receive every event exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sliding_lists_one_message_and_delivery() {
+    let server = TestServer::start().await;
+    let extra = [
+        "--scenario",
+        "sliding",
+        "--users",
+        "2",
+        "--rooms",
+        "5",
+        "--members",
+        "1",
+        "--syncers",
+        "3",
+        "--senders",
+        "3",
+        "--events",
+        "20",
+        "--rate",
+        "200",
+        "--repeats",
+        "3",
+        "--settle-ms",
+        "200",
+        "--drain-secs",
+        "10",
+    ];
+    let report = run_bench(&args(&server.base, &extra))
+        .await
+        .expect("sliding scenario runs");
+    let s = report.sliding.clone().expect("sliding section");
+    // max(--users, --syncers) users and a probe.
+    assert_eq!(report.setup.users, 4);
+    assert_eq!(s.rooms, 5);
+    let f = &s.first_list;
+    assert_eq!((f.answers, f.wrong_answers), (3, 0), "{f:?}");
+    assert_eq!((f.rooms_in_last_answer, f.count_in_last_answer), (5, 5));
+    assert_eq!(f.latency.count, 3);
+    let m = &s.one_message;
+    assert_eq!(m.rounds, 3, "{m:?}");
+    assert_eq!((m.poll_missing, m.long_poll_missing), (0, 0), "{m:?}");
+    assert_eq!(m.poll_latency.count, 3);
+    assert_eq!(m.long_poll_after_ack.count, 3);
+    assert_eq!(m.long_poll_after_send_start.count, 3);
+    let d = &s.delivery;
+    // Rooms 0..2 get the events (sender s into room s); their members are
+    // users 0, 1, 2, one syncer each.
+    assert_eq!((d.sent, d.send_errors), (20, 0), "{d:?}");
+    assert_eq!(
+        (d.deliveries_expected, d.deliveries_received),
+        (20, 20),
+        "{d:?}"
+    );
+    assert_eq!((d.missing, d.duplicates, d.unexpected), (0, 0, 0), "{d:?}");
+    assert_eq!(d.delivery_latency.count, 20);
+    assert_eq!(d.delivery_after_ack_latency.count, 20);
+    assert!(d.complete);
+    let v: Value = serde_json::from_str(&report.json_line()).expect("one JSON object");
+    assert_eq!(v["scenario"], "sliding");
+    assert_eq!(v["sliding"]["delivery"]["deliveries_received"], 20);
+    assert!(report.table().contains("[sliding] a user in 5 rooms"));
+    server.stop().await;
+}

@@ -64,6 +64,12 @@ impl ClientError {
     pub fn is_unrecognized(&self) -> bool {
         matches!(self, ClientError::Unrecognized { .. })
     }
+
+    /// Whether the server answered with Matrix error code `errcode` (for
+    /// example `M_UNKNOWN_POS`, a sliding-sync connection to open afresh).
+    pub fn is_errcode(&self, errcode: &str) -> bool {
+        matches!(self, ClientError::Status { errcode: e, .. } if e == errcode)
+    }
 }
 
 /// A logged-in account: its user ID and access token.
@@ -95,6 +101,9 @@ pub const JOIN: &str = "POST /_matrix/client/v3/join/{roomIdOrAlias}";
 pub const SEND: &str = "PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}";
 /// `GET /sync` endpoint name.
 pub const SYNC: &str = "GET /_matrix/client/v3/sync";
+/// `POST .../org.matrix.simplified_msc3575/sync` (simplified sliding sync,
+/// MSC4186) endpoint name.
+pub const SLIDING_SYNC: &str = "POST /_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
 /// `PUT /user/{userId}/account_data/{type}` endpoint name.
 pub const ACCOUNT_DATA: &str = "PUT /_matrix/client/v3/user/{userId}/account_data/{type}";
 
@@ -327,6 +336,41 @@ impl Client {
             return Err(ClientError::Missing {
                 endpoint: SYNC,
                 field: "next_batch",
+            });
+        }
+        Ok(v)
+    }
+
+    /// `POST /_matrix/client/unstable/org.matrix.simplified_msc3575/sync`
+    /// (MSC4186) with an optional `pos` and a `timeout` in milliseconds in
+    /// the query and `body` (`conn_id`, `lists`, ...) as given; returns the
+    /// whole answer, which must carry a `pos`.
+    pub async fn sliding_sync(
+        &self,
+        who: &Account,
+        pos: Option<&str>,
+        timeout_ms: u64,
+        body: &Value,
+    ) -> Result<Value, ClientError> {
+        let timeout = timeout_ms.to_string();
+        let mut query = vec![("timeout", timeout.as_str())];
+        if let Some(pos) = pos {
+            query.push(("pos", pos));
+        }
+        let v = self
+            .call(
+                SLIDING_SYNC,
+                Method::POST,
+                "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync",
+                Some(&who.token),
+                &query,
+                Some(body),
+            )
+            .await?;
+        if !v["pos"].is_string() {
+            return Err(ClientError::Missing {
+                endpoint: SLIDING_SYNC,
+                field: "pos",
             });
         }
         Ok(v)

@@ -21,7 +21,16 @@
 //!   `--admin-user`);
 //! - `leaderboard`: score submissions, rank and around-owner reads on one
 //!   board of `--players` records (issue 18; [`leaderboard`]), not part of
-//!   `all` either.
+//!   `all` either;
+//! - `sliding`: simplified sliding sync (MSC4186) against issue 19's
+//!   targets ([`sliding`]), not part of `all`: a probe user in `--rooms`
+//!   rooms, its first room list (`--repeats` fresh connections, range
+//!   0..19), its answer to one new message (`timeout=0` and a waiting
+//!   long-poll), then the `latency` shape with sliding-sync long-polls in
+//!   place of `/sync` ones (`traffic.rs`). A sliding-sync connection is
+//!   per device and a server keeps few per device (Myelin: 10), so here
+//!   every syncer is its own user: the scenario registers
+//!   `max(--users, --syncers)` users ([`BenchArgs::population_users`]).
 //!
 //! With `--server-pid`, each phase also reports the server's RSS and CPU
 //! ([`server_stats`]). The result is a human table and one JSON line
@@ -48,6 +57,7 @@ pub mod plot;
 pub mod report;
 pub mod server_stats;
 mod setup;
+pub mod sliding;
 pub mod stats;
 mod syncs;
 mod traffic;
@@ -109,6 +119,9 @@ pub enum Scenario {
     StorageWrites,
     /// Score submissions, rank and around-owner reads (leaderboard API).
     Leaderboard,
+    /// Simplified sliding sync: first room list, one new message, and
+    /// delivery to sliding-sync long-polls.
+    Sliding,
 }
 
 impl Scenario {
@@ -125,6 +138,7 @@ impl Scenario {
             Scenario::WalletCredits => "wallet-credits",
             Scenario::StorageWrites => "storage-writes",
             Scenario::Leaderboard => "leaderboard",
+            Scenario::Sliding => "sliding",
         }
     }
 }
@@ -142,10 +156,12 @@ pub struct BenchArgs {
     /// What to measure.
     #[arg(long, value_enum, default_value_t = Scenario::Throughput)]
     pub scenario: Scenario,
-    /// Users to register (or log in with `--login`).
+    /// Users to register (or log in with `--login`); `sliding`: at least
+    /// `--syncers` (one user per sliding-sync long-poll).
     #[arg(long, default_value_t = 16)]
     pub users: usize,
-    /// Rooms to create (for incremental-sync: the rooms of the many-room user).
+    /// Rooms to create (for incremental-sync and sliding: the rooms of the
+    /// many-room user).
     #[arg(long, default_value_t = 16)]
     pub rooms: usize,
     /// Members per room, creator included (at most `--users`).
@@ -198,7 +214,8 @@ pub struct BenchArgs {
     /// How long to hold the idle long-polls, seconds.
     #[arg(long, default_value_t = 10)]
     pub hold_secs: u64,
-    /// Measured requests of the sync scenarios.
+    /// Measured requests of the sync scenarios (`sliding`: first room
+    /// lists, and rounds of one new message).
     #[arg(long, default_value_t = 20)]
     pub repeats: usize,
     /// Concurrent requests while registering, creating and joining.
@@ -309,7 +326,7 @@ impl BenchArgs {
         if !within(self.rooms, 1, caps::ROOMS) {
             return bad(&format!("--rooms must be 1..={}", caps::ROOMS));
         }
-        if self.scenario != Scenario::Idle && !within(self.members, 1, self.users) {
+        if self.scenario != Scenario::Idle && !within(self.members, 1, self.population_users()) {
             return bad("--members must be 1..=--users");
         }
         if !within(self.senders, 1, caps::SENDERS) {
@@ -363,6 +380,18 @@ impl BenchArgs {
             return Err(BenchError::Remote(self.url.clone()));
         }
         Ok(())
+    }
+
+    /// The users a scenario's population registers: `--users`, but for
+    /// `sliding` at least `--syncers`, because each sliding-sync long-poll
+    /// needs a connection of its own and a server bounds connections per
+    /// device (Myelin: `max_connections_per_device`, 10, then the least
+    /// recently used is dropped and its `pos` answers `M_UNKNOWN_POS`).
+    pub fn population_users(&self) -> usize {
+        match self.scenario {
+            Scenario::Sliding => self.users.max(self.syncers),
+            _ => self.users,
+        }
     }
 
     /// The per-phase cap.
@@ -446,6 +475,9 @@ pub async fn run_bench(args: &BenchArgs) -> Result<Report, BenchError> {
             }
             Scenario::Leaderboard => {
                 report.leaderboard = Some(leaderboard::run(&ctx, &mut report.setup).await?);
+            }
+            Scenario::Sliding => {
+                report.sliding = Some(sliding::run(&ctx, &mut report.setup).await?);
             }
         }
     }

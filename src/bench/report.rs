@@ -8,8 +8,9 @@
 //!
 //! Fields are only ever added (readers such as [`super::plot`] take every
 //! field as optional), so `format` stays 1: `throughput` and `latency`
-//! gained per-second series and latency CDFs on 2026-12-05; older lines
-//! lack them.
+//! gained per-second series and latency CDFs on 2026-12-05, then
+//! `delivery_after_ack_latency` and `delivered_before_ack`, and the
+//! `sliding` section appeared; older lines lack them.
 
 use std::fmt::Write;
 
@@ -19,6 +20,7 @@ use super::BenchArgs;
 use super::game::{TradesReport, WritesReport};
 use super::leaderboard::LeaderboardReport;
 use super::server_stats::ServerUsage;
+use super::sliding::SlidingReport;
 use super::stats::{CdfPoint, LatencySummary};
 
 /// Everything one invocation measured.
@@ -67,6 +69,9 @@ pub struct Report {
     /// `leaderboard`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leaderboard: Option<LeaderboardReport>,
+    /// `sliding`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sliding: Option<SlidingReport>,
 }
 
 /// The sizes of the run (from the arguments).
@@ -165,6 +170,14 @@ pub struct TrafficReport {
     pub delivered_per_s: f64,
     /// From send start to first receipt by a syncer, per syncer and event.
     pub delivery_latency: LatencySummary,
+    /// From the send's acknowledgement (the sender read its 200) to the
+    /// first receipt, per syncer and event: delivery without the send's own
+    /// latency. A receipt before the acknowledgement counts as 0
+    /// (`delivered_before_ack`). Added 2026-12-05.
+    pub delivery_after_ack_latency: LatencySummary,
+    /// First receipts that came before the sender read the send's 200
+    /// (the server woke the syncer before answering the `PUT`).
+    pub delivered_before_ack: u64,
     /// No missing, duplicate or unexpected event, and every send succeeded.
     pub complete: bool,
     /// The server during sending and draining.
@@ -289,6 +302,7 @@ impl Report {
             wallet_credits: None,
             storage_writes: None,
             leaderboard: None,
+            sliding: None,
         }
     }
 
@@ -320,34 +334,7 @@ impl Report {
                 r.syncers,
                 rate(r.rate_target_per_s)
             );
-            let _ = writeln!(
-                t,
-                "  sent          {} ok, {} errors, {:.0} events/s over {:.2} s",
-                r.sent, r.send_errors, r.send_per_s, r.send_window_secs
-            );
-            row(&mut t, "  send latency", &r.send_latency);
-            let _ = writeln!(
-                t,
-                "  delivered     {}/{} ({} missing, {} duplicate, {} unexpected, {} gaps, {} sync errors), {:.0}/s",
-                r.deliveries_received,
-                r.deliveries_expected,
-                r.missing,
-                r.duplicates,
-                r.unexpected,
-                r.timeline_gaps,
-                r.sync_errors,
-                r.delivered_per_s
-            );
-            row(&mut t, "  delivery", &r.delivery_latency);
-            let _ = writeln!(t, "  complete      {}", r.complete);
-            if r.syncers_without_rooms > 0 {
-                let _ = writeln!(
-                    t,
-                    "  WARNING       {} syncers got no joined rooms from GET /sync: the server does not deliver room events",
-                    r.syncers_without_rooms
-                );
-            }
-            server(&mut t, &r.server);
+            traffic(&mut t, r, "GET /sync");
         }
         if let Some(r) = &self.initial_sync {
             let _ = writeln!(
@@ -480,9 +467,88 @@ impl Report {
                 server(&mut t, &p.server);
             }
         }
+        if let Some(r) = &self.sliding {
+            sliding(&mut t, r);
+        }
         t.truncate(t.trim_end().len());
         t
     }
+}
+
+/// The rows of one traffic report; `api` names the syncers' endpoint.
+fn traffic(t: &mut String, r: &TrafficReport, api: &str) {
+    let _ = writeln!(
+        t,
+        "  sent          {} ok, {} errors, {:.0} events/s over {:.2} s",
+        r.sent, r.send_errors, r.send_per_s, r.send_window_secs
+    );
+    row(t, "  send latency", &r.send_latency);
+    let _ = writeln!(
+        t,
+        "  delivered     {}/{} ({} missing, {} duplicate, {} unexpected, {} gaps, {} sync errors), {:.0}/s",
+        r.deliveries_received,
+        r.deliveries_expected,
+        r.missing,
+        r.duplicates,
+        r.unexpected,
+        r.timeline_gaps,
+        r.sync_errors,
+        r.delivered_per_s
+    );
+    row(t, "  delivery", &r.delivery_latency);
+    row(t, "  after the 200", &r.delivery_after_ack_latency);
+    if r.delivered_before_ack > 0 {
+        let _ = writeln!(
+            t,
+            "  before ack    {} receipts came before their send's 200 (counted as 0 ms)",
+            r.delivered_before_ack
+        );
+    }
+    let _ = writeln!(t, "  complete      {}", r.complete);
+    if r.syncers_without_rooms > 0 {
+        let _ = writeln!(
+            t,
+            "  WARNING       {} syncers got no joined rooms from {api}: the server does not deliver room events",
+            r.syncers_without_rooms
+        );
+    }
+    server(t, &r.server);
+}
+
+/// The rows of the `sliding` section.
+fn sliding(t: &mut String, r: &SlidingReport) {
+    let f = &r.first_list;
+    let _ = writeln!(
+        t,
+        "[sliding] a user in {} rooms (simplified sliding sync, MSC4186)",
+        r.rooms
+    );
+    let _ = writeln!(
+        t,
+        "  first list    {} fresh connections, range 0..19: {} wrong answers (last: {} rooms, count {})",
+        f.answers, f.wrong_answers, f.rooms_in_last_answer, f.count_in_last_answer
+    );
+    row(t, "  first list", &f.latency);
+    server(t, &f.server);
+    let m = &r.one_message;
+    let _ = writeln!(
+        t,
+        "  one message   {} rounds: {} timeout=0 answers and {} long-poll answers lacked it ({} long-poll answers without it before it)",
+        m.rounds, m.poll_missing, m.long_poll_missing, m.long_poll_empty_answers
+    );
+    row(t, "  timeout=0", &m.poll_latency);
+    row(t, "  poll after 200", &m.long_poll_after_ack);
+    row(t, "  poll from send", &m.long_poll_after_send_start);
+    server(t, &m.server);
+    let d = &r.delivery;
+    let _ = writeln!(
+        t,
+        "  delivery      {} senders, {} sliding-sync long-polls, target {} events/s",
+        d.senders,
+        d.syncers,
+        rate(d.rate_target_per_s)
+    );
+    traffic(t, d, "sliding sync");
 }
 
 fn rate(per_s: f64) -> String {

@@ -152,7 +152,7 @@ impl<'a> Ctx<'a> {
         if a.login {
             let n = match kind {
                 Kind::User => i,
-                Kind::Probe => a.users + i,
+                Kind::Probe => a.population_users() + i,
             };
             return self
                 .client
@@ -187,13 +187,15 @@ impl<'a> Ctx<'a> {
         Ok(accounts)
     }
 
-    /// Registers the U users and creates the R rooms with M members each.
+    /// Registers the U users ([`BenchArgs::population_users`]) and creates
+    /// the R rooms with M members each.
     pub async fn population(&self, setup: &mut SetupReport) -> Result<Population, BenchError> {
         let a = self.args;
-        let accounts = self.accounts(Kind::User, a.users, setup).await?;
+        let users = a.population_users();
+        let accounts = self.accounts(Kind::User, users, setup).await?;
         let started = std::time::Instant::now();
         let members: Vec<Vec<usize>> = (0..a.rooms)
-            .map(|r| (0..a.members).map(|k| (r + k) % a.users).collect())
+            .map(|r| (0..a.members).map(|k| (r + k) % users).collect())
             .collect();
         let rooms = self
             .bounded("create rooms", a.rooms, |r| {
