@@ -838,3 +838,32 @@ async fn room_extensions_cover_only_the_lists_and_subscriptions_they_name() {
     // The rooms themselves are sent whatever the scoping.
     assert_eq!(sorted(rooms_of(&none)), sorted(rooms.clone()));
 }
+
+#[tokio::test]
+async fn a_room_bumped_during_a_long_poll_enters_the_range_and_the_others_keep_their_order() {
+    let server = TestServer::start().await;
+    let (alice, rooms) = three_rooms(&server).await;
+    let req = body((0, 1), 1, json!({}));
+    let first = ok(&alice, None, &req).await;
+    let mut got = rooms_of(&first);
+    got.sort();
+    let mut want = vec![rooms[1].clone(), rooms[2].clone()];
+    want.sort();
+    assert_eq!(got, want, "{first}");
+    // While the poll waits, the oldest room (out of range) gets a message:
+    // the order read after the wake re-reads it and keeps the others.
+    let woke = woken_by(&server, &alice, &pos(&first), &req, async {
+        alice.say(&rooms[0], "w", "from below").await;
+    })
+    .await;
+    let r0 = &woke["rooms"][&rooms[0]];
+    assert_eq!(r0["initial"], true, "entered the range: {woke}");
+    assert_eq!(bodies(&woke, &rooms[0]), vec!["from below"]);
+    // Room 1 fell out of the range; room 2 is still in it, unchanged.
+    let fresh = ok(&alice, None, &req).await;
+    let mut got = rooms_of(&fresh);
+    got.sort();
+    let mut want = vec![rooms[0].clone(), rooms[2].clone()];
+    want.sort();
+    assert_eq!(got, want, "{fresh}");
+}

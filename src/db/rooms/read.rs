@@ -248,6 +248,13 @@ fn split_position<'a>(id: &OwnedEventId, bytes: &'a [u8]) -> Result<(StreamPosit
     Ok((StreamPosition(*position), rest))
 }
 
+/// A `rooms/bump` value: a 12-byte stream position.
+fn decode_bump(room_id: &RoomId, bytes: &[u8]) -> Result<StreamPosition> {
+    let position = <[u8; 12]>::try_from(bytes)
+        .map_err(|_| Error::corrupt("bump", format!("{room_id}: {} bytes", bytes.len())))?;
+    Ok(StreamPosition(position))
+}
+
 impl RoomsDb {
     /// The room's record, or `None` if it does not exist here.
     pub async fn room(&self, room_id: &RoomId) -> Result<Option<RoomRecord>> {
@@ -509,14 +516,40 @@ impl RoomsDb {
     pub async fn bump_position(&self, room_id: &RoomId) -> Result<Option<StreamPosition>> {
         let key = self.layout.rooms.key(&keys::BUMP, &(room_id.as_str(),));
         match self.db.read(&key).await? {
-            Some(bytes) => {
-                let position = <[u8; 12]>::try_from(bytes.as_slice()).map_err(|_| {
-                    Error::corrupt("bump", format!("{room_id}: {} bytes", bytes.len()))
-                })?;
-                Ok(Some(StreamPosition(position)))
-            }
+            Some(bytes) => Ok(Some(decode_bump(room_id, &bytes)?)),
             None => self.latest_position(room_id).await,
         }
+    }
+
+    /// [`Self::bump_position`] of many rooms, in request order: the
+    /// `rooms/bump` keys read concurrently, [`PAGE_KEYS`] rooms per
+    /// read-only transaction (one read version each; safe to run any number
+    /// of times), then the latest event of each room without one.
+    pub async fn bump_positions(
+        &self,
+        rooms: &[OwnedRoomId],
+    ) -> Result<Vec<Option<StreamPosition>>> {
+        let mut out = Vec::with_capacity(rooms.len());
+        for page in rooms.chunks(PAGE_KEYS) {
+            let values = self
+                .db
+                .run(|tx, _| async move {
+                    try_join_all(page.iter().map(|room| {
+                        let key = self.layout.rooms.key(&keys::BUMP, &(room.as_str(),));
+                        let tx = &tx;
+                        async move { tx.get(&key, false).await }
+                    }))
+                    .await
+                })
+                .await?;
+            for (room, value) in page.iter().zip(values) {
+                out.push(match value {
+                    Some(bytes) => Some(decode_bump(room, &bytes)?),
+                    None => self.latest_position(room).await?,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Current memberships of a room, by user. One consistent range read,

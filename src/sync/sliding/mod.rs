@@ -46,7 +46,7 @@ use serde_json::Value;
 use super::filter::{MAX_TIMELINE_LIMIT, SyncFilter};
 use super::service::{JoinedRoom, SyncResult};
 use super::{Services, SyncRequest, SyncService, SyncToken};
-use crate::db::rooms::StreamPosition;
+use crate::db::rooms::{MemberRecord, StreamPosition};
 use crate::db::transitory::{self, ConnectionRecord, SentRooms};
 
 /// At most this many rooms are read concurrently for their bump stamp.
@@ -388,7 +388,7 @@ pub async fn sliding_sync(
 
     // Before waiting: if some room in view must be sent whole (new range,
     // raised timeline limit, first request), answer at once.
-    let mut order = ordered_rooms(sync, services, user, req, extra).await?;
+    let mut order = ordered_rooms(sync, services, user, req, extra, None).await?;
     let mut filters = FilterContext::read(services, req, extra, direct, &order).await?;
     let mut view = in_view(req, &order, &filters);
     let pending_whole = view
@@ -441,8 +441,16 @@ pub async fn sliding_sync(
         )
         .await?;
     if since.is_some() && found.has_news() {
-        // The wait may have moved rooms: order again.
-        order = ordered_rooms(sync, services, user, req, extra).await?;
+        // The wait may have moved rooms: order again, reading only the
+        // rooms that changed.
+        let changed: BTreeSet<&OwnedRoomId> = found
+            .rooms
+            .join
+            .keys()
+            .chain(found.rooms.invite.keys())
+            .chain(found.rooms.leave.keys())
+            .collect();
+        order = ordered_rooms(sync, services, user, req, extra, Some((&order, &changed))).await?;
         filters = FilterContext::read(
             services,
             req,
@@ -734,67 +742,110 @@ async fn dm_rooms(sync: &SyncService, user: &UserId) -> Result<BTreeSet<OwnedRoo
 }
 
 /// The user's joined and invited rooms, newest bump first (ties by room
-/// ID). One membership range read and one `rooms/bump` read per room; two state reads
-/// more per room when a list filters on a room attribute, and one account
-/// data read more when a list filters on tags.
+/// ID). One membership range read, the joined rooms' `rooms/bump` keys in
+/// one transaction per 1,000 rooms, and one position read per invite; two
+/// state reads more per room when a list filters on a room attribute, and
+/// one account data read more when a list filters on tags.
+///
+/// With `previous` (the order read earlier in this request, and the rooms
+/// the `/sync` read since found changed), a room with the same membership
+/// that did not change keeps its entry unread: any bump, state or
+/// membership change of a room since the request's token makes `/sync`
+/// report it. Tags are account data, not room events, so with a tag filter
+/// every room is read again.
 async fn ordered_rooms(
     sync: &SyncService,
     services: &Services,
     user: &UserId,
     req: &v5::Request,
     extra: &ExtraListFilters,
+    previous: Option<(&[Entry], &BTreeSet<&OwnedRoomId>)>,
 ) -> Result<Vec<Entry>, Error> {
     let attributes = needs_attributes(req);
     let tags = extra
         .values()
         .any(|f| !f.tags.is_empty() || !f.not_tags.is_empty());
-    let rooms = services.rooms.rooms_of_user(user).await?;
-    let db = services.rooms.db();
-    let accounts = sync.accounts_db();
-    let mut entries: Vec<Entry> = futures::stream::iter(rooms.into_iter().filter(|(_, m)| {
-        matches!(
-            m.membership,
-            MembershipState::Join | MembershipState::Invite
-        )
-    }))
-    .map(|(room, member)| async move {
-        let at = if member.membership == MembershipState::Invite {
-            db.position(&member.event_id).await?
-        } else {
-            db.bump_position(&room).await?
-        };
-        let attributes = if attributes {
-            let create = db.state_event(&room, "m.room.create", "").await?;
-            let room_type =
-                create.and_then(|c| c.pdu.content_value()["type"].as_str().map(str::to_owned));
-            let encrypted = db
-                .state_event(&room, "m.room.encryption", "")
-                .await?
-                .is_some();
-            Some((room_type, encrypted))
-        } else {
-            None
-        };
-        let tags = if tags {
-            let raw = accounts
-                .account_data(user.as_str(), Some(room.as_str()), "m.tag")
-                .await
-                .map_err(super::Error::Storage)?;
-            Some(tag_names(raw.as_deref()))
-        } else {
-            None
-        };
-        Ok::<_, Error>(Entry {
-            room,
-            membership: member.membership,
-            bump: at.map_or(0, stamp),
-            attributes,
-            tags,
+    let rooms: Vec<(OwnedRoomId, MemberRecord)> = services
+        .rooms
+        .rooms_of_user(user)
+        .await?
+        .into_iter()
+        .filter(|(_, m)| {
+            matches!(
+                m.membership,
+                MembershipState::Join | MembershipState::Invite
+            )
         })
-    })
-    .buffer_unordered(CONCURRENCY)
-    .try_collect()
-    .await?;
+        .collect();
+    let kept: BTreeMap<&OwnedRoomId, &Entry> = match previous {
+        Some((entries, changed)) if !tags => entries
+            .iter()
+            .filter(|e| !changed.contains(&e.room))
+            .map(|e| (&e.room, e))
+            .collect(),
+        _ => BTreeMap::new(),
+    };
+    let keep = |room: &OwnedRoomId, member: &MemberRecord| {
+        kept.get(room)
+            .filter(|e| e.membership == member.membership)
+            .map(|e| (*e).clone())
+    };
+    let db = services.rooms.db();
+    let to_read: Vec<OwnedRoomId> = rooms
+        .iter()
+        .filter(|(room, m)| m.membership == MembershipState::Join && keep(room, m).is_none())
+        .map(|(room, _)| room.clone())
+        .collect();
+    let bumps: BTreeMap<&OwnedRoomId, Option<StreamPosition>> = to_read
+        .iter()
+        .zip(db.bump_positions(&to_read).await?)
+        .collect();
+    let accounts = sync.accounts_db();
+    let mut entries: Vec<Entry> = futures::stream::iter(rooms)
+        .map(|(room, member)| {
+            let bump = bumps.get(&room).copied();
+            let kept = keep(&room, &member);
+            async move {
+                if let Some(entry) = kept {
+                    return Ok(entry);
+                }
+                let at = match bump {
+                    Some(at) => at,
+                    None => db.position(&member.event_id).await?,
+                };
+                let attributes = if attributes {
+                    let create = db.state_event(&room, "m.room.create", "").await?;
+                    let room_type = create
+                        .and_then(|c| c.pdu.content_value()["type"].as_str().map(str::to_owned));
+                    let encrypted = db
+                        .state_event(&room, "m.room.encryption", "")
+                        .await?
+                        .is_some();
+                    Some((room_type, encrypted))
+                } else {
+                    None
+                };
+                let tags = if tags {
+                    let raw = accounts
+                        .account_data(user.as_str(), Some(room.as_str()), "m.tag")
+                        .await
+                        .map_err(super::Error::Storage)?;
+                    Some(tag_names(raw.as_deref()))
+                } else {
+                    None
+                };
+                Ok::<_, Error>(Entry {
+                    room,
+                    membership: member.membership,
+                    bump: at.map_or(0, stamp),
+                    attributes,
+                    tags,
+                })
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
+        .await?;
     entries.sort_by(|a, b| b.bump.cmp(&a.bump).then_with(|| a.room.cmp(&b.room)));
     Ok(entries)
 }
