@@ -440,9 +440,13 @@ pub async fn sliding_sync(
             },
         )
         .await?;
-    if since.is_some() && found.has_news() {
+    if since.is_some() && found.has_news() && !timeout.is_zero() {
         // The wait may have moved rooms: order again, reading only the
-        // rooms that changed.
+        // rooms that changed. Without a wait the order was read just
+        // before the `/sync` read, the same two-read window as a whole
+        // room's: a room that moved in between is in `found`, so if the
+        // order left it out of view it leaves the sent set and is sent
+        // whole by the next answer (nothing is lost).
         let changed: BTreeSet<&OwnedRoomId> = found
             .rooms
             .join
