@@ -42,7 +42,7 @@ use super::report::{SetupReport, TrafficReport};
 use super::server_stats::{Sampler, ServerUsage};
 use super::setup::{Ctx, Kind, Population};
 use super::stats::{Latencies, LatencySummary};
-use super::traffic::{self, MARKER, Syncing};
+use super::traffic::{self, Syncing};
 
 /// How long a long-poll of phase 2 is given to reach the server before the
 /// message is sent (HTTP gives no signal that it waits).
@@ -130,14 +130,7 @@ pub fn first_list_is_right(v: &Value, rooms: u64) -> bool {
 /// Whether a sliding-sync answer holds event `n` of `marker` in `room_id`'s
 /// timeline.
 pub fn holds(v: &Value, room_id: &str, marker: &str, n: u64) -> bool {
-    v["rooms"][room_id]["timeline"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|e| {
-            let m = &e["content"][MARKER];
-            m["run"].as_str() == Some(marker) && m["n"].as_u64() == Some(n)
-        })
+    traffic::timeline_holds(&v["rooms"][room_id]["timeline"], marker, n)
 }
 
 async fn sample(sampler: Option<Sampler>) -> Option<ServerUsage> {
@@ -329,6 +322,7 @@ async fn one_message(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::traffic::MARKER;
 
     #[test]
     fn a_first_list_is_right_with_min_20_rooms_and_the_count() {

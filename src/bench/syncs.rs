@@ -30,7 +30,7 @@ use super::report::{IdleReport, IncrementalSyncReport, InitialSyncReport, SetupR
 use super::server_stats::Sampler;
 use super::setup::{Ctx, Kind};
 use super::stats::{Latencies, ratio};
-use super::traffic::{self, MARKER, POSITION_FILTER};
+use super::traffic::{self, POSITION_FILTER};
 
 /// The filter of the measured syncs: timeline limit 20, lazy-loaded members.
 pub const MEASURED_FILTER: &str =
@@ -107,14 +107,11 @@ pub async fn initial(
 
 /// Whether `response` holds event `n` of `marker` in room `room_id`.
 fn holds(response: &Value, room_id: &str, marker: &str, n: u64) -> bool {
-    response["rooms"]["join"][room_id]["timeline"]["events"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|e| {
-            let m = &e["content"][MARKER];
-            m["run"].as_str() == Some(marker) && m["n"].as_u64() == Some(n)
-        })
+    traffic::timeline_holds(
+        &response["rooms"]["join"][room_id]["timeline"]["events"],
+        marker,
+        n,
+    )
 }
 
 /// `incremental-sync`.

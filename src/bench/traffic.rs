@@ -529,6 +529,15 @@ async fn sync_loop(
     }
 }
 
+/// Whether a timeline (a JSON array of events, of `/sync` or of sliding
+/// sync) holds event `n` of the run `marker`.
+pub fn timeline_holds(timeline: &Value, marker: &str, n: u64) -> bool {
+    timeline.as_array().into_iter().flatten().any(|e| {
+        let m = &e["content"][MARKER];
+        m["run"].as_str() == Some(marker) && m["n"].as_u64() == Some(n)
+    })
+}
+
 /// The bench event content of event `n`.
 pub fn content(marker: &str, n: u64) -> Value {
     json!({
