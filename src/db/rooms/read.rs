@@ -514,11 +514,8 @@ impl RoomsDb {
     /// none: its latest event of any type stands in, as every event counted
     /// before. One read; two for such a room.
     pub async fn bump_position(&self, room_id: &RoomId) -> Result<Option<StreamPosition>> {
-        let key = self.layout.rooms.key(&keys::BUMP, &(room_id.as_str(),));
-        match self.db.read(&key).await? {
-            Some(bytes) => Ok(Some(decode_bump(room_id, &bytes)?)),
-            None => self.latest_position(room_id).await,
-        }
+        let rooms = [room_id.to_owned()];
+        Ok(self.bump_positions(&rooms).await?.pop().flatten())
     }
 
     /// [`Self::bump_position`] of many rooms, in request order: the

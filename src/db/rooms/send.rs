@@ -462,6 +462,15 @@ fn naming(event: &NewEvent, e: Error) -> Error {
     }
 }
 
+/// The 12 bytes of a stream position written with
+/// `SetVersionstampedValue` at offset 0: 10 bytes the commit fills with its
+/// versionstamp, then the event's order in the commit (big-endian).
+fn position_placeholder(order: u16) -> Vec<u8> {
+    let mut value = vec![0u8; 10];
+    value.extend_from_slice(&order.to_be_bytes());
+    value
+}
+
 /// The stream position of event `order` of a commit.
 fn committed_position(stamp: Option<[u8; 10]>, order: u16) -> Result<StreamPosition> {
     let stamp =
@@ -738,8 +747,9 @@ impl Layout {
     /// Writes an accepted event: the PDU, its position, timeline entries,
     /// extremities, and for state events current state, the state log and
     /// memberships, the `unsigned` metadata, the relation index and, for a
-    /// bump event, the room's `rooms/bump` position. Blind writes only; bumps `meta/notify` and names the room (and a member
-    /// event's target) in `meta/wake` so sync wakes their long-polls.
+    /// bump event, the room's `rooms/bump` position. Blind writes only;
+    /// bumps `meta/notify` and names the room (and a member event's target)
+    /// in `meta/wake` so sync wakes their long-polls.
     fn write_event(
         &self,
         tx: &Transaction,
@@ -763,12 +773,11 @@ impl Layout {
         let stamp = Versionstamp::incomplete(order);
         self.write_timeline(tx, room_id, pdu, prev_events, &stamp);
         if keys::BUMP_EVENT_TYPES.contains(&pdu.kind().to_string().as_str()) {
-            // Sliding sync's room order: the position the commit fills (10
-            // bytes), the order, then the little-endian offset of the stamp.
-            // A blind write: concurrent bumps of one room never conflict,
-            // and within one commit the later order is written last.
-            let mut value = vec![0u8; 10];
-            value.extend_from_slice(&order.to_be_bytes());
+            // Sliding sync's room order: the position, then the offset of
+            // the stamp. A blind write: concurrent bumps of one room never
+            // conflict, and within one commit the later order is written
+            // last.
+            let mut value = position_placeholder(order);
             value.extend_from_slice(&0u32.to_le_bytes());
             tx.atomic_op(
                 &self.rooms.key(&keys::BUMP, &(room,)),
@@ -797,10 +806,9 @@ impl Layout {
             json: pdu.json().to_owned(),
             meta: meta.clone(),
         };
-        // `events/pdu`: the position (10 bytes the commit fills, then the
-        // order), the record, and the little-endian offset of the stamp.
-        let mut value = vec![0u8; 10];
-        value.extend_from_slice(&order.to_be_bytes());
+        // `events/pdu`: the position, the record, and the little-endian
+        // offset of the stamp.
+        let mut value = position_placeholder(order);
         value.extend_from_slice(&encode(&stored));
         value.extend_from_slice(&0u32.to_le_bytes());
         tx.atomic_op(
