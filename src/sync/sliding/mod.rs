@@ -286,31 +286,53 @@ impl Wanted {
             subscribed: false,
         }
     }
+}
 
-    /// Whether an extension with these `lists` and `rooms` (MSC4186's
-    /// scoping; absent means `["*"]`, as in Synapse) covers this room: a
-    /// named list (`"*"`: any) holds it in range, or a room subscription
-    /// holds it and `rooms` names it (`"*"`: every subscription).
-    fn in_scope(
-        &self,
-        room: &RoomId,
-        lists: Option<&[String]>,
-        rooms: Option<&[v5::request::ExtensionRoomConfig]>,
-    ) -> bool {
-        let by_list = match lists {
-            None => !self.lists.is_empty(),
-            Some(names) => names
-                .iter()
-                .any(|n| (n == "*" && !self.lists.is_empty()) || self.lists.contains(n)),
-        };
-        let by_subscription = self.subscribed
-            && rooms.is_none_or(|configs| {
-                configs.iter().any(|c| match c {
-                    v5::request::ExtensionRoomConfig::AllSubscribed => true,
-                    v5::request::ExtensionRoomConfig::Room(id) => id == room,
-                    _ => false,
-                })
+/// A room-scoped extension's `lists` and `rooms` (MSC4186; absent means
+/// `["*"]`, as in Synapse), read once per request into sets, so checking a
+/// room costs lookups, not a scan of the request's (client-sized) arrays.
+struct Scope<'a> {
+    /// `None`: every list (`"*"` or absent); else the lists named.
+    lists: Option<BTreeSet<&'a str>>,
+    /// `None`: every subscription (`"*"` or absent); else the rooms named.
+    rooms: Option<BTreeSet<&'a RoomId>>,
+}
+
+impl<'a> Scope<'a> {
+    fn new(
+        lists: Option<&'a [String]>,
+        rooms: Option<&'a [v5::request::ExtensionRoomConfig]>,
+    ) -> Self {
+        let lists = lists
+            .filter(|names| !names.iter().any(|n| n == "*"))
+            .map(|names| names.iter().map(String::as_str).collect());
+        let rooms = rooms
+            .filter(|configs| {
+                !configs
+                    .iter()
+                    .any(|c| matches!(c, v5::request::ExtensionRoomConfig::AllSubscribed))
+            })
+            .map(|configs| {
+                configs
+                    .iter()
+                    .filter_map(|c| match c {
+                        v5::request::ExtensionRoomConfig::Room(id) => Some(&**id),
+                        _ => None,
+                    })
+                    .collect()
             });
+        Scope { lists, rooms }
+    }
+
+    /// Whether the extension covers this room in view: a named list holds
+    /// it in range, or a room subscription holds it and `rooms` names it.
+    fn covers(&self, room: &RoomId, wanted: &Wanted) -> bool {
+        let by_list = match &self.lists {
+            None => !wanted.lists.is_empty(),
+            Some(names) => wanted.lists.iter().any(|l| names.contains(l.as_str())),
+        };
+        let by_subscription =
+            wanted.subscribed && self.rooms.as_ref().is_none_or(|rooms| rooms.contains(room));
         by_list || by_subscription
     }
 }
@@ -609,15 +631,19 @@ pub async fn sliding_sync(
         );
     }
     // Room-scoped extensions cover the rooms their `lists`/`rooms` name.
-    let scoped = |room: &OwnedRoomId, lists: &Option<Vec<String>>, rooms: &Option<Vec<_>>| {
-        view.get(room)
-            .is_some_and(|w| w.in_scope(room, lists.as_deref(), rooms.as_deref()))
-    };
     let ext = &req.extensions;
-    room_account_data
-        .retain(|room, _| scoped(room, &ext.account_data.lists, &ext.account_data.rooms));
-    receipts.retain(|room, _| scoped(room, &ext.receipts.lists, &ext.receipts.rooms));
-    typing.retain(|room, _| scoped(room, &ext.typing.lists, &ext.typing.rooms));
+    let covered = |scope: &Scope<'_>, room: &OwnedRoomId| {
+        view.get(room).is_some_and(|w| scope.covers(room, w))
+    };
+    let scope = Scope::new(
+        ext.account_data.lists.as_deref(),
+        ext.account_data.rooms.as_deref(),
+    );
+    room_account_data.retain(|room, _| covered(&scope, room));
+    let scope = Scope::new(ext.receipts.lists.as_deref(), ext.receipts.rooms.as_deref());
+    receipts.retain(|room, _| covered(&scope, room));
+    let scope = Scope::new(ext.typing.lists.as_deref(), ext.typing.rooms.as_deref());
+    typing.retain(|room, _| covered(&scope, room));
     if req.extensions.account_data.enabled == Some(true) {
         let ad = &mut response.extensions.account_data;
         ad.global = found
